@@ -1,0 +1,69 @@
+/*
+ * engine.h - the pagekeeper engine: one context that owns everything.
+ *
+ * Contract:
+ *  - All daemon state hangs off struct pk_engine, passed explicitly; there
+ *    are no hidden globals.
+ *  - The engine runs one event loop on the calling thread.  It waits on
+ *    the control socket, every VM's userfaultfd, connection and pidfd, a
+ *    1 s statistics timer and a signalfd for SIGTERM/SIGINT.
+ *  - pk_engine_run() returns after SIGTERM/SIGINT or pk_engine_stop().
+ *    Stopping closes the daemon's copies of every uffd; clients keep
+ *    theirs, so guest faults block until a daemon registers them again.
+ *  - Functions return 0 or a negative errno.
+ */
+#ifndef PK_ENGINE_H
+#define PK_ENGINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "engine/event_loop.h"
+
+struct pk_vm;
+struct pk_conn;
+
+struct pk_engine_config {
+	const char *socket_path;
+	const char *state_dir;
+	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
+	unsigned fault_around_max;   /* pages resolved per sequential fault */
+	int verbose;
+};
+
+#define PK_FAULT_AROUND_DEFAULT 256u
+#define PK_FAULT_AROUND_LIMIT 1024u
+
+struct pk_engine {
+	struct pk_engine_config cfg;
+	struct pk_event_loop *loop;
+	int listen_fd;
+	int signal_fd;
+	int timer_fd;
+	int stop;
+	struct pk_vm *vms; /* registry: singly linked, newest first */
+	unsigned n_vms;
+	struct pk_conn *conns; /* connections without a VM */
+	uint32_t next_vm_id;
+	void *zero_buf; /* fault_around_max zero pages, source for COPY */
+	FILE *log;
+};
+
+int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);
+int pk_engine_run(struct pk_engine *e);
+void pk_engine_stop(struct pk_engine *e);
+void pk_engine_fini(struct pk_engine *e);
+
+/* Logging: one line, prefixed, to e->log. */
+void pk_log(struct pk_engine *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Status of every VM as a JSON document; caller frees. */
+char *pk_engine_status_json(struct pk_engine *e);
+
+/* Control socket (control.c). */
+int pk_control_listen(struct pk_engine *e);
+void pk_control_close(struct pk_engine *e);
+
+#endif

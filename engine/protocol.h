@@ -1,0 +1,138 @@
+/*
+ * protocol.h - the pagekeeper control-socket wire format (version 1).
+ *
+ * The contract is documented for humans in engine/PROTOCOL.md; this header
+ * is its single machine-readable definition, shared by the daemon, the
+ * client library and the CLI.
+ *
+ * The socket is AF_UNIX SOCK_SEQPACKET, so every message arrives whole or
+ * not at all and its true length is known: truncation and oversize are
+ * detected by comparing the received length with the header's.  All
+ * integers are host-endian (the peers are on one machine).
+ *
+ * Every function returns 0 or a negative errno.  Decoders also fill a
+ * human-readable reason, which the daemon sends back verbatim.
+ */
+#ifndef PK_PROTOCOL_H
+#define PK_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PK_PROTO_MAGIC 0x504b4550u /* "PEKP" little-endian */
+#define PK_PROTO_VERSION 1
+#define PK_PROTO_MAX_MSG (64 * 1024) /* largest message either side sends */
+#define PK_PROTO_MAX_REGIONS 64
+#define PK_PROTO_NAME_MAX 64       /* VM name, NUL included */
+#define PK_PROTO_CHANNEL_MAX 256   /* balloon channel, NUL included */
+#define PK_PROTO_REASON_MAX 256    /* error text in replies, NUL included */
+#define PK_PROTO_MAX_REGION_BYTES (1ULL << 42) /* 4 TiB: absurd beyond */
+#define PK_PAGE_SIZE 4096u
+
+enum pk_msg_type {
+	PK_MSG_REGISTER = 1,	  /* client -> daemon, carries fds */
+	PK_MSG_REGISTER_REPLY = 2, /* daemon -> client */
+	PK_MSG_STATUS = 3,	  /* CLI -> daemon */
+	PK_MSG_STATUS_REPLY = 4,   /* daemon -> CLI: JSON text follows */
+	PK_MSG_ERROR_REPLY = 5,	  /* daemon -> anyone: a request failed */
+};
+
+enum pk_balloon_kind {
+	PK_BALLOON_NONE = 0,
+	PK_BALLOON_LAB = 1,	/* channel: path of the lab guest's socket */
+	PK_BALLOON_QMP = 2,	/* channel: path of QEMU's QMP socket */
+	PK_BALLOON_LIBVIRT = 3, /* channel: "URI|domain" */
+};
+
+/* Register flags. */
+#define PK_REG_ANON 0x1u /* private anonymous RAM: no backing fd is sent */
+#define PK_REG_KNOWN_FLAGS PK_REG_ANON
+
+struct pk_msg_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t length; /* whole message, header included */
+	uint32_t reserved;
+};
+
+struct pk_region_desc {
+	uint64_t host_addr;   /* guest RAM address in the client */
+	uint64_t length;      /* bytes, a multiple of page_size */
+	uint64_t file_offset; /* offset in the backing fd (0 for anon) */
+	uint32_t page_size;   /* 4096 in version 1 */
+	uint32_t reserved;
+};
+
+/*
+ * REGISTER.  Ancillary data: SCM_RIGHTS with the userfaultfd first and,
+ * unless PK_REG_ANON, the RAM backing fd second.
+ */
+struct pk_register_msg {
+	struct pk_msg_header hdr;
+	char vm_name[PK_PROTO_NAME_MAX];
+	char share_domain[PK_PROTO_NAME_MAX]; /* "" = the VM alone */
+	uint32_t balloon_kind;
+	uint32_t flags;
+	char balloon_channel[PK_PROTO_CHANNEL_MAX];
+	uint32_t n_regions;
+	uint32_t reserved;
+	struct pk_region_desc regions[]; /* n_regions entries */
+};
+
+/* REGISTER_REPLY and ERROR_REPLY share one shape. */
+struct pk_reply_msg {
+	struct pk_msg_header hdr;
+	int32_t status; /* 0 or negative errno */
+	uint32_t vm_id; /* REGISTER_REPLY on success */
+	char reason[PK_PROTO_REASON_MAX];
+};
+
+/* STATUS: header only.  STATUS_REPLY: header + NUL-terminated JSON. */
+
+/* Decoded, validated registration (points into the caller's buffer). */
+struct pk_registration {
+	const char *vm_name;
+	const char *share_domain;
+	uint32_t balloon_kind;
+	const char *balloon_channel;
+	uint32_t flags;
+	uint32_t n_regions;
+	const struct pk_region_desc *regions;
+};
+
+void pk_msg_header_init(struct pk_msg_header *hdr, uint16_t type,
+			uint32_t length);
+
+/*
+ * Check a received message's header against the number of bytes that
+ * arrived: magic, version, declared length.  On success *type is set.
+ */
+int pk_msg_check_header(const void *buf, size_t received, uint16_t *type,
+			char *reason, size_t reason_len);
+
+/* Size of a REGISTER message with n regions. */
+size_t pk_register_msg_size(uint32_t n_regions);
+
+/*
+ * Build a REGISTER message into buf (at least pk_register_msg_size(n)
+ * bytes).  Returns the message length or a negative errno.
+ */
+int pk_register_encode(void *buf, size_t buf_len,
+		       const struct pk_registration *reg);
+
+/*
+ * Validate a REGISTER message that passed pk_msg_check_header: sizes,
+ * strings, flags, and the region table (page size, alignment, zero and
+ * absurd lengths, overlaps in address and in file offset).
+ */
+int pk_register_decode(const void *buf, size_t len,
+		       struct pk_registration *out, char *reason,
+		       size_t reason_len);
+
+void pk_reply_encode(struct pk_reply_msg *msg, uint16_t type, int status,
+		     uint32_t vm_id, const char *reason);
+
+int pk_reply_decode(const void *buf, size_t len, struct pk_reply_msg *out);
+
+#endif

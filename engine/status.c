@@ -1,0 +1,98 @@
+/*
+ * status.c - the engine's state as JSON, for `pagekeeper status`.
+ *
+ * Every figure is derived from the page-state table's counters or the
+ * VM's fault statistics at the moment of the request; nothing is cached.
+ * Sizes are MiB (as floating point, so small guests are not rounded to
+ * zero), rates are per second.  PROTOCOL.md documents the keys.
+ */
+#include "engine/engine.h"
+#include "engine/vm.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double pages_mib(uint64_t pages)
+{
+	return (double)pages * PK_PAGE_SIZE / (1024.0 * 1024.0);
+}
+
+static const char *balloon_kind_name(uint32_t k)
+{
+	switch (k) {
+	case PK_BALLOON_LAB: return "lab";
+	case PK_BALLOON_QMP: return "qmp";
+	case PK_BALLOON_LIBVIRT: return "libvirt";
+	default: return "none";
+	}
+}
+
+static json_object *vm_json(const struct pk_vm *vm)
+{
+	json_object *o = json_object_new_object();
+	const uint64_t *c = vm->pages.count;
+
+	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "id", json_object_new_int64(vm->id));
+	json_object_object_add(o, "pid", json_object_new_int64(vm->pid));
+	json_object_object_add(o, "ram", json_object_new_string(
+					      vm->anon ? "anonymous" : "shared"));
+	json_object_object_add(o, "share_domain",
+			       json_object_new_string(vm->share_domain));
+	json_object_object_add(o, "balloon",
+			       json_object_new_string(
+				       balloon_kind_name(vm->balloon_kind)));
+	json_object_object_add(o, "configured_mib",
+			       json_object_new_double(pages_mib(vm->pages.n_pages)));
+	json_object_object_add(o, "resident_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_RESIDENT])));
+	json_object_object_add(o, "zero_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_ZERO])));
+	json_object_object_add(o, "shared_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_SHARED])));
+	json_object_object_add(o, "swapped_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_SWAPPED])));
+	json_object_object_add(o, "ballooned_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_REMOVED])));
+	json_object_object_add(o, "untouched_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_UNTOUCHED])));
+	json_object_object_add(o, "faults_total",
+			       json_object_new_int64((int64_t)vm->stats.faults));
+	json_object_object_add(o, "faults_per_s",
+			       json_object_new_double(vm->stats.faults_per_s));
+	json_object_object_add(o, "pages_zero_filled",
+			       json_object_new_int64(
+				       (int64_t)vm->stats.pages_zero_filled));
+	json_object_object_add(o, "pages_fault_around",
+			       json_object_new_int64((int64_t)vm->stats.pages_around));
+	json_object_object_add(o, "remove_events",
+			       json_object_new_int64(
+				       (int64_t)vm->stats.remove_events));
+	json_object_object_add(o, "page_table_bytes",
+			       json_object_new_int64(
+				       (int64_t)(vm->pages.n_pages *
+						 PK_PAGE_TABLE_BYTES_PER_PAGE)));
+	return o;
+}
+
+char *pk_engine_status_json(struct pk_engine *e)
+{
+	json_object *root = json_object_new_object();
+	json_object *vms = json_object_new_array();
+	char *out;
+
+	for (const struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		json_object_array_add(vms, vm_json(vm));
+	json_object_object_add(root, "version",
+			       json_object_new_int(PK_PROTO_VERSION));
+	json_object_object_add(root, "budget_mib",
+			       json_object_new_double(
+				       (double)e->cfg.budget_bytes / (1024.0 * 1024.0)));
+	json_object_object_add(root, "page_table_bytes_per_page",
+			       json_object_new_int((int)PK_PAGE_TABLE_BYTES_PER_PAGE));
+	json_object_object_add(root, "vms", vms);
+	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+	json_object_put(root);
+	return out;
+}

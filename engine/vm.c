@@ -1,0 +1,391 @@
+/*
+ * vm.c - the VM registry: create a VM from a registration, tear it down.
+ *
+ * Creation runs every check that needs real fds or the registry, in an
+ * order that makes each failure say exactly what was wrong:
+ *   1. the name is not taken;
+ *   2. the uffd is a userfaultfd whose API handshake enabled the features
+ *      pagekeeper relies on (read from /proc/self/fdinfo);
+ *   3. the RAM fd is a shared-memory file (tmpfs: memfd or /dev/shm) that
+ *      covers every region's file range;
+ *   4. every region is really mapped in the peer, shared from that very
+ *      file (or private anonymous for anon RAM), per /proc/PID/maps;
+ *   5. UFFDIO_REGISTER on each region succeeds and offers the ioctls the
+ *      fault path needs.  Registering a range the client registered is
+ *      idempotent; doing it here proves the ranges to the kernel.
+ * Then pages the guest already populated are marked resident (SEEK_DATA
+ * on the file, or /proc/PID/pagemap for anon), so a guest that registers
+ * late, or re-registers after a daemon restart, keeps its data, and every
+ * range is woken: faults read by a previous daemon that died are raised
+ * again.
+ */
+#include "engine/vm.h"
+#include "engine/uffd_compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#define REJECT(err, ...)                                                   \
+	do {                                                               \
+		snprintf(reason, reason_len, __VA_ARGS__);                 \
+		return (err);                                              \
+	} while (0)
+
+int pk_uffd_check(int fd, char *reason, size_t reason_len)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	unsigned long long features = 0, ioctls = 0;
+	char *api;
+	int info;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		REJECT(-EBADF, "fd %d is not open", fd);
+	buf[n] = '\0';
+	if (strcmp(buf, "anon_inode:[userfaultfd]") != 0)
+		REJECT(-ENOTTY, "the first fd is not a userfaultfd (it is %s)",
+		       buf);
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	info = open(path, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		REJECT(-errno, "cannot read %s: %s", path, strerror(errno));
+	n = read(info, buf, sizeof(buf) - 1);
+	close(info);
+	buf[n > 0 ? n : 0] = '\0';
+	api = strstr(buf, "API:\t");
+	/* "API:\t<UFFD_API>:<enabled features>:<ioctls>" */
+	if (!api || sscanf(api, "API:\t%*x:%llx:%llx", &features, &ioctls) != 2)
+		REJECT(-EINVAL, "cannot parse the userfaultfd's fdinfo");
+	if ((features & PK_UFFD_FEATURES) != PK_UFFD_FEATURES)
+		REJECT(-EINVAL,
+		       "userfaultfd lacks features 0x%llx (UFFDIO_API must "
+		       "enable 0x%llx before registering)",
+		       (unsigned long long)PK_UFFD_FEATURES & ~features,
+		       (unsigned long long)PK_UFFD_FEATURES);
+	return 0;
+}
+
+static int check_ram_fd(int ram_fd, const struct pk_registration *reg,
+			struct stat *st, char *reason, size_t reason_len)
+{
+	struct statfs sfs;
+
+	if (fstat(ram_fd, st) < 0 || fstatfs(ram_fd, &sfs) < 0)
+		REJECT(-EBADF, "RAM fd: %s", strerror(errno));
+	if (!S_ISREG(st->st_mode) || sfs.f_type != TMPFS_MAGIC)
+		REJECT(-EINVAL, "RAM fd is not a memfd or /dev/shm file");
+	for (uint32_t i = 0; i < reg->n_regions; i++) {
+		const struct pk_region_desc *r = &reg->regions[i];
+		if (r->file_offset + r->length > (uint64_t)st->st_size)
+			REJECT(-EINVAL,
+			       "region %u ends at file offset %" PRIu64
+			       " beyond the RAM file's %lld bytes",
+			       i, r->file_offset + r->length,
+			       (long long)st->st_size);
+	}
+	return 0;
+}
+
+/*
+ * Each region must be covered by the peer's mappings with no gap: shared
+ * mappings of the RAM file at the matching offsets, or private anonymous
+ * ones.  This stops a client from making the daemon serve one file's
+ * state for another's pages.
+ */
+static int check_peer_mappings(pid_t pid, const struct pk_registration *reg,
+			       const struct stat *st, char *reason,
+			       size_t reason_len)
+{
+	char path[64], line[512];
+	FILE *maps;
+	uint64_t covered[PK_PROTO_MAX_REGIONS] = { 0 };
+	int anon = !!(reg->flags & PK_REG_ANON);
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	maps = fopen(path, "re");
+	if (!maps)
+		REJECT(-ESRCH, "cannot read %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), maps)) {
+		unsigned long long lo, hi, off, ino;
+		unsigned maj, min;
+		char perms[8];
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi,
+			   perms, &off, &maj, &min, &ino) != 7)
+			continue;
+		int shared = perms[3] == 's';
+		int matches = anon ? (!shared && ino == 0)
+				   : (shared && ino == st->st_ino &&
+				      makedev(maj, min) == st->st_dev);
+		if (!matches)
+			continue;
+		for (uint32_t i = 0; i < reg->n_regions; i++) {
+			const struct pk_region_desc *r = &reg->regions[i];
+			uint64_t s = r->host_addr, e = s + r->length;
+			uint64_t a = lo > s ? lo : s, b = hi < e ? hi : e;
+			if (a >= b)
+				continue;
+			if (!anon && off + (a - lo) != r->file_offset + (a - s))
+				continue; /* same file, wrong offset */
+			covered[i] += b - a;
+		}
+	}
+	fclose(maps);
+	for (uint32_t i = 0; i < reg->n_regions; i++)
+		if (covered[i] != reg->regions[i].length)
+			REJECT(-EINVAL,
+			       "region %u (0x%" PRIx64 "+%" PRIu64
+			       ") is not mapped in pid %d as %s",
+			       i, reg->regions[i].host_addr,
+			       reg->regions[i].length, (int)pid,
+			       anon ? "private anonymous memory"
+				    : "a shared mapping of the RAM file");
+	return 0;
+}
+
+static int register_ranges(int uffd, const struct pk_registration *reg,
+			   char *reason, size_t reason_len)
+{
+	for (uint32_t i = 0; i < reg->n_regions; i++) {
+		struct uffdio_register r = {
+			.range = { .start = reg->regions[i].host_addr,
+				   .len = reg->regions[i].length },
+			.mode = UFFDIO_REGISTER_MODE_MISSING |
+				UFFDIO_REGISTER_MODE_WP,
+		};
+		if (ioctl(uffd, UFFDIO_REGISTER, &r) < 0)
+			REJECT(-errno, "UFFDIO_REGISTER of region %u: %s", i,
+			       strerror(errno));
+		if ((r.ioctls & PK_UFFD_RANGE_IOCTLS) != PK_UFFD_RANGE_IOCTLS)
+			REJECT(-EINVAL,
+			       "region %u does not support the needed uffd ioctls",
+			       i);
+	}
+	return 0;
+}
+
+/* Mark pages that already hold data as resident. */
+static void scan_populated(struct pk_vm *vm)
+{
+	int pagemap = -1;
+
+	if (vm->anon) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)vm->pid);
+		pagemap = open(path, O_RDONLY | O_CLOEXEC);
+		if (pagemap < 0)
+			return;
+	}
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		const struct pk_vm_region *r = &vm->regions[i];
+		uint64_t n = r->length / PK_PAGE_SIZE;
+		if (vm->anon) {
+			uint64_t ents[512];
+			for (uint64_t p = 0; p < n; p += 512) {
+				uint64_t k = n - p < 512 ? n - p : 512;
+				off_t off = (off_t)((r->start / PK_PAGE_SIZE + p) *
+						    sizeof(uint64_t));
+				if (pread(pagemap, ents, k * 8, off) !=
+				    (ssize_t)(k * 8))
+					break;
+				for (uint64_t j = 0; j < k; j++)
+					if (ents[j] & (3ULL << 62)) /* present|swapped */
+						pk_page_set(&vm->pages,
+							    r->first_page + p + j,
+							    PK_PAGE_RESIDENT, 0);
+			}
+			continue;
+		}
+		off_t end = (off_t)(r->file_offset + r->length);
+		off_t pos = (off_t)r->file_offset;
+		while (pos < end) {
+			off_t data = lseek(vm->ram_fd, pos, SEEK_DATA);
+			if (data < 0 || data >= end)
+				break;
+			off_t hole = lseek(vm->ram_fd, data, SEEK_HOLE);
+			if (hole < 0 || hole > end)
+				hole = end;
+			uint64_t first = r->first_page +
+					 ((uint64_t)data - r->file_offset) /
+						 PK_PAGE_SIZE;
+			pk_page_set_range(&vm->pages, first,
+					  (uint64_t)(hole - data) / PK_PAGE_SIZE,
+					  PK_PAGE_RESIDENT);
+			pos = hole;
+		}
+	}
+	if (pagemap >= 0)
+		close(pagemap);
+}
+
+static void wake_all(struct pk_vm *vm)
+{
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		struct uffdio_range r = { .start = vm->regions[i].start,
+					  .len = vm->regions[i].length };
+		ioctl(vm->uffd, UFFDIO_WAKE, &r);
+	}
+}
+
+struct pk_vm *pk_vm_find_by_name(struct pk_engine *e, const char *name)
+{
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		if (strcmp(vm->name, name) == 0)
+			return vm;
+	return NULL;
+}
+
+const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
+					   uint64_t addr)
+{
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		const struct pk_vm_region *r = &vm->regions[i];
+		if (addr >= r->start && addr - r->start < r->length)
+			return r;
+	}
+	return NULL;
+}
+
+static int region_cmp(const void *a, const void *b)
+{
+	const struct pk_vm_region *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
+		 pid_t pid, int uffd, int ram_fd, int conn_fd,
+		 struct pk_vm **out, char *reason, size_t reason_len)
+{
+	struct stat st = { 0 };
+	struct pk_vm *vm;
+	uint64_t pages = 0;
+	int anon = !!(reg->flags & PK_REG_ANON);
+	int err;
+
+	if (pk_vm_find_by_name(e, reg->vm_name))
+		REJECT(-EEXIST, "a VM named '%s' is already registered",
+		       reg->vm_name);
+	err = pk_uffd_check(uffd, reason, reason_len);
+	if (err)
+		return err;
+	if (anon != (ram_fd < 0))
+		REJECT(-EINVAL, anon ? "anonymous RAM must not send a RAM fd"
+				     : "shared RAM needs a RAM fd after the uffd");
+	if (!anon && (err = check_ram_fd(ram_fd, reg, &st, reason, reason_len)))
+		return err;
+	err = check_peer_mappings(pid, reg, &st, reason, reason_len);
+	if (err)
+		return err;
+	err = register_ranges(uffd, reg, reason, reason_len);
+	if (err)
+		return err;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		REJECT(-ENOMEM, "out of memory");
+	vm->engine = e;
+	vm->anon = anon;
+	vm->pid = pid;
+	vm->uffd = uffd;
+	vm->ram_fd = ram_fd;
+	vm->conn_fd = conn_fd;
+	vm->pidfd = -1;
+	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
+	snprintf(vm->share_domain, sizeof(vm->share_domain), "%s",
+		 reg->share_domain);
+	vm->balloon_kind = reg->balloon_kind;
+	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
+		 reg->balloon_channel);
+	vm->n_regions = reg->n_regions;
+	for (uint32_t i = 0; i < reg->n_regions; i++) {
+		vm->regions[i].start = reg->regions[i].host_addr;
+		vm->regions[i].length = reg->regions[i].length;
+		vm->regions[i].file_offset = reg->regions[i].file_offset;
+	}
+	qsort(vm->regions, vm->n_regions, sizeof(vm->regions[0]), region_cmp);
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		vm->regions[i].first_page = pages;
+		pages += vm->regions[i].length / PK_PAGE_SIZE;
+	}
+	vm->configured_bytes = pages * PK_PAGE_SIZE;
+
+	err = pk_page_table_init(&vm->pages, pages);
+	if (err) {
+		snprintf(reason, reason_len, "page table: %s", strerror(-err));
+		goto fail;
+	}
+	if (!anon) {
+		vm->ram_map_len = (uint64_t)st.st_size;
+		vm->ram_map = mmap(NULL, vm->ram_map_len, PROT_READ, MAP_SHARED,
+				   ram_fd, 0);
+		if (vm->ram_map == MAP_FAILED) {
+			vm->ram_map = NULL;
+			err = -errno;
+			snprintf(reason, reason_len, "mapping the RAM file: %s",
+				 strerror(errno));
+			goto fail;
+		}
+	}
+	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (vm->pidfd < 0) {
+		err = -errno;
+		snprintf(reason, reason_len, "pidfd_open(%d): %s", (int)pid,
+			 strerror(errno));
+		goto fail;
+	}
+	scan_populated(vm);
+
+	vm->id = ++e->next_vm_id;
+	vm->next = e->vms;
+	e->vms = vm;
+	e->n_vms++;
+	wake_all(vm);
+	*out = vm;
+	return 0;
+fail:
+	/* The caller still owns the fds on failure. */
+	vm->uffd = vm->ram_fd = vm->conn_fd = -1;
+	pk_vm_destroy(vm);
+	return err;
+}
+
+void pk_vm_destroy(struct pk_vm *vm)
+{
+	struct pk_engine *e = vm->engine;
+
+	for (struct pk_vm **p = &e->vms; *p; p = &(*p)->next)
+		if (*p == vm) {
+			*p = vm->next;
+			e->n_vms--;
+			break;
+		}
+	pk_watch_del(e->loop, vm->uffd_watch);
+	pk_watch_del(e->loop, vm->pidfd_watch);
+	pk_watch_del(e->loop, vm->conn_watch);
+	if (vm->uffd >= 0)
+		close(vm->uffd);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	if (vm->conn_fd >= 0)
+		close(vm->conn_fd);
+	if (vm->ram_fd >= 0)
+		close(vm->ram_fd);
+	if (vm->ram_map)
+		munmap(vm->ram_map, vm->ram_map_len);
+	pk_page_table_free(&vm->pages);
+	free(vm);
+}

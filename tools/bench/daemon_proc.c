@@ -1,0 +1,213 @@
+/*
+ * daemon_proc.c - a private pagekeeperd for the benchmark.
+ *
+ * What/how/why: see daemon_proc.h.
+ */
+#include "daemon_proc.h"
+#include "cleanup.h"
+#include "timing.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DAEMON_READY_TIMEOUT_MS 5000
+#define DAEMON_GRACE_MS 2000
+
+int daemon_default_path(char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	char *dir = dirname(self); /* .../tools/bench */
+	if ((size_t)snprintf(out, len, "%s/../pagekeeperd", dir) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static bool can_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+bool daemon_alive(const struct pk_daemon *d)
+{
+	return proc_alive(d->pid);
+}
+
+int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len)
+{
+	memset(d, 0, sizeof(*d));
+	d->pid = -1;
+	if (access(exe, X_OK) < 0) {
+		int e = -errno;
+		snprintf(err, err_len, "daemon %s: %s (build it, or pass --daemon PATH, "
+			 "or --skip-daemon)", exe, strerror(errno));
+		return e;
+	}
+	snprintf(d->exe, sizeof(d->exe), "%s", exe);
+	const char *tmp = getenv("TMPDIR");
+	snprintf(d->dir, sizeof(d->dir), "%s/pk-bench-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(d->dir)) {
+		int e = -errno;
+		snprintf(err, err_len, "mkdtemp %s: %s", d->dir, strerror(errno));
+		return e;
+	}
+	cleanup_set_dir(d->dir);
+	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+	if (strlen(d->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(err, err_len, "socket path too long: %s", d->sock);
+		return -ENAMETOOLONG;
+	}
+
+	int logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0) {
+		int e = -errno;
+		snprintf(err, err_len, "open %s: %s", d->log, strerror(errno));
+		return e;
+	}
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+		close(logfd);
+		snprintf(err, err_len, "fork: %s", strerror(errno));
+		return e;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		signal(SIGINT, SIG_IGN); /* ^C reaches the group; we stop it */
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execl(exe, exe, "--socket", d->sock, "--state-dir", d->dir,
+		      "--foreground", (char *)NULL);
+		dprintf(2, "pk-bench-fault: exec %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	d->pid = pid;
+	cleanup_track_pid(pid, DAEMON_GRACE_MS);
+
+	uint64_t t0 = now_ns();
+	for (;;) {
+		if (!daemon_alive(d)) {
+			int status = 0;
+			waitpid(pid, &status, 0);
+			cleanup_forget_pid(pid);
+			d->pid = -1;
+			snprintf(err, err_len, "pagekeeperd exited before listening (%s %d); "
+				 "log follows", WIFEXITED(status) ? "status" : "signal",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+			return -ECHILD;
+		}
+		struct stat st;
+		if (stat(d->sock, &st) == 0 && can_connect(d->sock))
+			return 0;
+		if (now_ns() - t0 > (uint64_t)DAEMON_READY_TIMEOUT_MS * 1000000ull) {
+			snprintf(err, err_len, "pagekeeperd did not accept connections on %s "
+				 "within %d s; log follows", d->sock,
+				 DAEMON_READY_TIMEOUT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		usleep(10000);
+	}
+}
+
+void daemon_log_tail(const struct pk_daemon *d, FILE *out, int lines)
+{
+	FILE *f = fopen(d->log, "r");
+	char **ring, buf[512];
+	int n = 0;
+
+	if (!f)
+		return;
+	ring = calloc((size_t)lines, sizeof(*ring));
+	if (!ring) {
+		fclose(f);
+		return;
+	}
+	while (fgets(buf, sizeof(buf), f)) {
+		free(ring[n % lines]);
+		ring[n % lines] = strdup(buf);
+		n++;
+	}
+	fclose(f);
+	int first = n > lines ? n - lines : 0;
+	if (n == 0)
+		fprintf(out, "  | (daemon log is empty)\n");
+	for (int i = first; i < n; i++) {
+		const char *s = ring[i % lines];
+		fprintf(out, "  | %s%s", s ? s : "", s && strchr(s, '\n') ? "" : "\n");
+	}
+	for (int i = 0; i < lines; i++)
+		free(ring[i]);
+	free(ring);
+}
+
+void daemon_usage(const struct pk_daemon *d, struct daemon_usage *u)
+{
+	char path[64], line[256];
+
+	*u = (struct daemon_usage){ -1, -1, -1, -1 };
+	if (d->pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			sscanf(line, "VmRSS: %ld", &u->rss_kib);
+			sscanf(line, "RssShmem: %ld", &u->rss_shmem_kib);
+			sscanf(line, "Threads: %ld", &u->threads);
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)d->pid);
+	DIR *dir = opendir(path);
+	if (dir) {
+		long n = 0;
+		struct dirent *de;
+		while ((de = readdir(dir)))
+			if (de->d_name[0] != '.')
+				n++;
+		closedir(dir);
+		u->fds = n;
+	}
+}
+
+void daemon_stop(struct pk_daemon *d)
+{
+	if (d->pid > 0)
+		cleanup_stop_pid(d->pid);
+	d->pid = -1;
+	cleanup_remove_dir();
+}

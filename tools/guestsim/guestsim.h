@@ -1,0 +1,50 @@
+/*
+ * guestsim.h - the state of one pk-guestsim run, passed to every phase.
+ *
+ * Everything a phase needs hangs off struct gs_ctx, built by main.c and
+ * passed down explicitly: there are no globals, so each part can be read
+ * (and tested) on its own.
+ */
+#ifndef GS_GUESTSIM_H
+#define GS_GUESTSIM_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "content.h"
+#include "opts.h"
+#include "ram.h"
+#include "workload.h"
+
+enum gs_exit {
+	GS_EXIT_OK = 0,
+	GS_EXIT_MISMATCH = 1,
+	GS_EXIT_USAGE = 2,
+	GS_EXIT_ATTACH = 3,
+	GS_EXIT_SYSTEM = 4,
+};
+
+struct gs_ctx {
+	const struct gs_opts *opts;
+	struct gs_content content;
+	struct gs_ram ram;
+	uint64_t n_pages;
+	/*
+	 * Per-page seqlock, in the simulator's heap, never in guest RAM (the
+	 * daemon may lose or corrupt guest RAM; the truth must survive):
+	 * version = seq / 2; odd while the page's writer is writing it.
+	 */
+	_Atomic uint32_t *seq;
+	struct gs_hotmap hot;	/* workload hot set, shared read only */
+	sigset_t sigs;		/* SIGINT, SIGTERM: blocked, taken by main */
+	unsigned sweep_threads;	/* parallelism of fill and verify */
+};
+
+static inline unsigned char *gs_page_addr(const struct gs_ctx *ctx,
+					  uint64_t page)
+{
+	return ctx->ram.base + page * GS_PAGE_SIZE;
+}
+
+#endif

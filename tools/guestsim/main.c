@@ -1,0 +1,169 @@
+/*
+ * main.c - pk-guestsim, the lab guest of pagekeeper.
+ *
+ * What: a process that behaves like a VM for pagekeeperd: it owns guest
+ * RAM, hands it to the daemon, boots (fill), runs a workload and checks
+ * that every byte is what it last wrote.  Tests and benchmarks run many of
+ * them side by side instead of real VMs.
+ *
+ * How: the phases, in order, each ended early by SIGINT/SIGTERM:
+ *   1. map RAM and attach it to the daemon (unless --no-daemon), before
+ *      any touch, so the daemon serves even the first fault;
+ *   2. fill: every page gets its base content (fill.c);
+ *   3. workload for --duration seconds (worker.c);
+ *   4. PK_GUESTSIM_CORRUPT_PAGE, a testing aid proving verify can fail;
+ *   5. --verify: every page against its expected version (verify.c);
+ *   6. report (report.c), then --hold: "HOLDING" and wait, so tests can
+ *      query the daemon while the guest is alive;
+ *   7. detach and exit: 0 clean, 1 mismatch, 2 usage, 3 attach, 4 system.
+ *
+ * Why this order: a signal during the workload still gets the verify and
+ * the report, which is what a test interrupting a long run wants; a signal
+ * during the fill skips them, as half-filled RAM can't be verified.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/client/pagekeeper-client.h"
+#include "control.h"
+#include "fill.h"
+#include "guestsim.h"
+#include "report.h"
+#include "verify.h"
+#include "worker.h"
+
+#define CORRUPT_BYTE 100
+
+static void note(const struct gs_ctx *ctx, const char *msg)
+{
+	if (!ctx->opts->quiet)
+		fprintf(stderr, "pk-guestsim: %s\n", msg);
+}
+
+static unsigned sweep_threads(const struct gs_opts *o)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = o->writers + o->readers;
+
+	/* As many as the workload will have, within the CPUs. */
+	if (n < 1)
+		n = 1;
+	if (cpus > 0 && n > (unsigned long)cpus)
+		n = (unsigned)cpus;
+	return n;
+}
+
+static int fail(const char *what, int err)
+{
+	fprintf(stderr, "pk-guestsim: %s: %s\n", what, strerror(-err));
+	return GS_EXIT_SYSTEM;
+}
+
+/* Phases 2-5; a nonzero return is an exit status. */
+static int run(struct gs_ctx *ctx, struct gs_results *res)
+{
+	const struct gs_opts *o = ctx->opts;
+	int rc;
+
+	rc = gs_fill(ctx, &res->fill);
+	if (rc)
+		return fail("fill", rc);
+	if (!res->fill.complete) {
+		res->signal = res->fill.signal;
+		note(ctx, "fill interrupted: skipping workload and verify");
+		return 0;
+	}
+	res->workload_ran = o->workload != GS_WL_IDLE;
+	rc = gs_workload_run(ctx, &res->wl);
+	if (rc)
+		return fail("workload threads", rc);
+	if (res->wl.signal) {
+		res->signal = res->wl.signal;
+		note(ctx, "workload stopped by signal");
+	}
+	if (o->corrupt) {
+		gs_page_addr(ctx, o->corrupt_page)[CORRUPT_BYTE] ^= 0xff;
+		note(ctx, "PK_GUESTSIM_CORRUPT_PAGE: flipped one byte");
+	}
+	if (o->verify) {
+		res->verify_ran = true;
+		rc = gs_verify(ctx, &res->verify);
+		if (rc)
+			return fail("verify", rc);
+		if (res->verify.signal)
+			res->signal = res->verify.signal;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct gs_opts opts;
+	struct gs_ctx ctx = { .opts = &opts };
+	struct gs_results *res;
+	char err[512];
+	int rc, status;
+
+	rc = gs_opts_parse(&opts, argc, argv);
+	if (rc == GS_OPTS_HELP)
+		return GS_EXIT_OK;
+	if (rc)
+		return GS_EXIT_USAGE;
+
+	/* Before any thread exists, the client library's included. */
+	gs_control_block_signals(&ctx.sigs);
+
+	ctx.n_pages = opts.size / GS_PAGE_SIZE;
+	ctx.sweep_threads = sweep_threads(&opts);
+	gs_content_init(&ctx.content, opts.seed, opts.name, opts.zero_frac,
+			opts.shared_frac);
+	gs_hotmap_init(&ctx.hot, ctx.n_pages, opts.seed, opts.duration_s);
+	ctx.seq = calloc(ctx.n_pages, sizeof(*ctx.seq));
+	res = calloc(1, sizeof(*res));
+	if (!ctx.seq || !res)
+		return fail("allocating page versions", -ENOMEM);
+
+	rc = gs_ram_map(&ctx.ram, opts.size, opts.anon);
+	if (rc)
+		return fail("mapping guest RAM", rc);
+	if (!opts.no_daemon) {
+		rc = gs_ram_attach(&ctx.ram, &opts, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "pk-guestsim: attach to %s failed: %s%s%s\n",
+				opts.socket_path ? opts.socket_path
+						 : PK_DEFAULT_SOCKET,
+				strerror(-rc), err[0] ? ": " : "", err);
+			gs_ram_release(&ctx.ram);
+			return GS_EXIT_ATTACH;
+		}
+		if (!opts.quiet)
+			fprintf(stderr, "pk-guestsim: %s attached as vm id %u\n",
+				opts.name, pk_client_vm_id(ctx.ram.client));
+	}
+
+	status = run(&ctx, res);
+	if (status == GS_EXIT_OK) {
+		if (opts.json)
+			gs_report_json(stdout, &ctx, res);
+		else
+			gs_report_text(stdout, &ctx, res);
+		status = gs_results_mismatches(res) ? GS_EXIT_MISMATCH
+						    : GS_EXIT_OK;
+	}
+	if (opts.hold && !res->signal) {
+		fputs("HOLDING\n", stdout);
+		fflush(stdout);
+		rc = gs_control_hold(&ctx.sigs);
+		if (rc < 0)
+			fprintf(stderr, "pk-guestsim: hold: %s\n",
+				strerror(-rc));
+	}
+	fflush(stdout);
+	gs_ram_release(&ctx.ram);
+	free(ctx.seq);
+	free(res);
+	return status;
+}

@@ -1,0 +1,341 @@
+/*
+ * opts.c - pk-guestsim's command line.
+ *
+ * What: parses and validates every option into struct gs_opts, and prints
+ * the usage text.  The command line is a stable interface: tests, the
+ * bench scripts and people drive the lab guest with it.
+ *
+ * How: getopt_long with long options only; every value is checked fully
+ * (suffix, range, trailing junk) here, so later phases never see a bad
+ * value.  A bad argument is named in one message followed by the usage,
+ * and makes the process exit 2 - never 1, which means a content mismatch.
+ *
+ * Why here and not in main.c: one place to read what the interface is.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/client/pagekeeper-client.h"
+#include "engine/protocol.h"
+#include "opts.h"
+
+#define MAX_THREADS 1024
+
+static const char usage_text[] =
+"Usage: pk-guestsim --size SIZE [options]\n"
+"A lab guest: owns \"guest RAM\" with deterministic per-page content, runs a\n"
+"workload on it and can verify every byte, with RAM served by pagekeeperd.\n"
+"\n"
+"  --socket PATH        pagekeeperd control socket (default " PK_DEFAULT_SOCKET ")\n"
+"  --name NAME          VM name, unique per daemon, 1-63 bytes (default guestsim-PID)\n"
+"  --size SIZE          guest RAM: bytes, or K/M/G suffix (x1024); multiple of 4096\n"
+"  --anon               private anonymous RAM instead of a memfd\n"
+"  --seed N             content and workload seed (default 1)\n"
+"  --content zero=F,shared=F\n"
+"                       fractions of all-zero pages and of pages shared by all\n"
+"                       guests of one seed; each 0..1, sum <= 1, the rest are\n"
+"                       unique to (seed, name) (default zero=0.1,shared=0.3)\n"
+"  --workload KIND      idle|seq|random|zipf|phases (default random)\n"
+"  --writers N          writer threads (default 1)\n"
+"  --readers N          reader threads (default 1)\n"
+"  --duration SECONDS   workload time, decimal (default 2; idle: 0)\n"
+"  --verify             check every page at the end; exit 1 on the first mismatch\n"
+"  --share-domain NAME  share domain of this VM in pagekeeperd (default: none)\n"
+"  --no-daemon          don't attach: plain kernel memory, for baselines\n"
+"  --hold               after the run print HOLDING on stdout, then wait for EOF\n"
+"                       on stdin or SIGTERM/SIGINT before detaching\n"
+"  --json               results as one JSON object on stdout (before HOLDING)\n"
+"  --quiet              no progress or phase messages on stderr\n"
+"  --help               this text\n"
+"\n"
+"Workloads (each op touches one page; writers write a new version, readers\n"
+"verify): idle: no ops, sleeps --duration; seq: sweep in order; random:\n"
+"uniform; zipf: Zipf(0.99), hot pages scattered over RAM; phases: zipf whose\n"
+"hot set moves to other pages every duration/4. Writer i writes only pages\n"
+"p with p % writers == i.\n"
+"\n"
+"Exit status: 0 ok, 1 content mismatch, 2 bad usage, 3 attach failed,\n"
+"4 system error, 130 second signal while stopping.\n"
+"Testing aid: PK_GUESTSIM_CORRUPT_PAGE=N in the environment flips byte 100 of\n"
+"page N after the workload, before --verify (which must then exit 1).\n";
+
+enum {
+	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_ANON, OPT_SEED, OPT_CONTENT,
+	OPT_WORKLOAD, OPT_WRITERS, OPT_READERS, OPT_DURATION, OPT_VERIFY,
+	OPT_SHARE_DOMAIN, OPT_NO_DAEMON, OPT_HOLD, OPT_JSON, OPT_QUIET,
+	OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "size", required_argument, NULL, OPT_SIZE },
+	{ "anon", no_argument, NULL, OPT_ANON },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "content", required_argument, NULL, OPT_CONTENT },
+	{ "workload", required_argument, NULL, OPT_WORKLOAD },
+	{ "writers", required_argument, NULL, OPT_WRITERS },
+	{ "readers", required_argument, NULL, OPT_READERS },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "share-domain", required_argument, NULL, OPT_SHARE_DOMAIN },
+	{ "no-daemon", no_argument, NULL, OPT_NO_DAEMON },
+	{ "hold", no_argument, NULL, OPT_HOLD },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+__attribute__((format(printf, 1, 2)))
+static int bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "pk-guestsim: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n\n%s", usage_text);
+	return GS_OPTS_BAD;
+}
+
+/* u64 in base (0: C prefixes), whole string; 0 or -1. */
+static int parse_u64(const char *s, int base, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* NULL when fine, else why not. */
+static const char *parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v, mult = 1;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return "not a number";
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return "too large";
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		mult = 1ULL << 10;
+		break;
+	case 'm': case 'M':
+		mult = 1ULL << 20;
+		break;
+	case 'g': case 'G':
+		mult = 1ULL << 30;
+		break;
+	default:
+		return "bad size suffix (use K, M or G)";
+	}
+	if (*end && end[1])
+		return "bad size suffix (use K, M or G)";
+	if (v > UINT64_MAX / mult)
+		return "too large";
+	v *= mult;
+	if (v == 0)
+		return "must be positive";
+	if (v % 4096)
+		return "not a multiple of 4096";
+	if (v > PK_PROTO_MAX_REGION_BYTES)
+		return "too large (limit 4 TiB)";
+	*out = v;
+	return NULL;
+}
+
+static int parse_double(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_threads(const char *s, unsigned *out)
+{
+	uint64_t v;
+
+	if (parse_u64(s, 10, &v) || v > MAX_THREADS)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* "zero=F,shared=F", either part optional; the other keeps its value. */
+static int parse_content(struct gs_opts *o, const char *arg)
+{
+	char buf[256], *save = NULL, *tok;
+
+	if (strlen(arg) >= sizeof(buf))
+		return bad("--content '%s': too long", arg);
+	strcpy(buf, arg);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		double v;
+
+		if (!eq)
+			return bad("--content: '%s' is not KEY=FRACTION", tok);
+		*eq = '\0';
+		if (parse_double(eq + 1, &v) || v < 0 || v > 1)
+			return bad("--content: %s=%s is not a fraction in 0..1",
+				   tok, eq + 1);
+		if (strcmp(tok, "zero") == 0)
+			o->zero_frac = v;
+		else if (strcmp(tok, "shared") == 0)
+			o->shared_frac = v;
+		else
+			return bad("--content: unknown key '%s' (zero, shared)", tok);
+	}
+	if (o->zero_frac + o->shared_frac > 1 + 1e-9)
+		return bad("--content '%s': zero + shared exceeds 1", arg);
+	return GS_OPTS_RUN;
+}
+
+static int parse_corrupt(struct gs_opts *o)
+{
+	const char *env = getenv("PK_GUESTSIM_CORRUPT_PAGE");
+
+	if (!env || !*env)
+		return GS_OPTS_RUN;
+	if (parse_u64(env, 10, &o->corrupt_page) ||
+	    o->corrupt_page >= o->size / 4096)
+		return bad("PK_GUESTSIM_CORRUPT_PAGE=%s: not a page index "
+			   "below the page count", env);
+	o->corrupt = true;
+	return GS_OPTS_RUN;
+}
+
+int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
+{
+	bool duration_set = false;
+	const char *why;
+	int c, rc;
+
+	memset(o, 0, sizeof(*o));
+	o->seed = 1;
+	o->zero_frac = 0.1;
+	o->shared_frac = 0.3;
+	o->workload = GS_WL_RANDOM;
+	o->writers = 1;
+	o->readers = 1;
+	snprintf(o->default_name, sizeof(o->default_name), "guestsim-%ld",
+		 (long)getpid());
+	o->name = o->default_name;
+
+	opterr = 0; /* our own messages, naming the argument */
+	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+		const char *arg = optarg;
+
+		switch (c) {
+		case OPT_SOCKET:
+			o->socket_path = arg;
+			break;
+		case OPT_NAME:
+			if (!*arg || strlen(arg) >= PK_PROTO_NAME_MAX)
+				return bad("--name '%s': must be 1-63 bytes", arg);
+			o->name = arg;
+			break;
+		case OPT_SIZE:
+			why = parse_size(arg, &o->size);
+			if (why)
+				return bad("--size '%s': %s", arg, why);
+			break;
+		case OPT_ANON:
+			o->anon = true;
+			break;
+		case OPT_SEED:
+			if (parse_u64(arg, 0, &o->seed))
+				return bad("--seed '%s': not an unsigned "
+					   "64-bit number", arg);
+			break;
+		case OPT_CONTENT:
+			rc = parse_content(o, arg);
+			if (rc)
+				return rc;
+			break;
+		case OPT_WORKLOAD:
+			if (gs_workload_parse(arg, &o->workload))
+				return bad("--workload '%s': unknown workload "
+					   "(idle, seq, random, zipf, phases)", arg);
+			break;
+		case OPT_WRITERS:
+			if (parse_threads(arg, &o->writers))
+				return bad("--writers '%s': not a number in "
+					   "0..1024", arg);
+			break;
+		case OPT_READERS:
+			if (parse_threads(arg, &o->readers))
+				return bad("--readers '%s': not a number in "
+					   "0..1024", arg);
+			break;
+		case OPT_DURATION:
+			if (parse_double(arg, &o->duration_s) ||
+			    o->duration_s < 0 || o->duration_s > 1e7)
+				return bad("--duration '%s': not a number of "
+					   "seconds >= 0", arg);
+			duration_set = true;
+			break;
+		case OPT_VERIFY:
+			o->verify = true;
+			break;
+		case OPT_SHARE_DOMAIN:
+			o->share_domain = arg;
+			break;
+		case OPT_NO_DAEMON:
+			o->no_daemon = true;
+			break;
+		case OPT_HOLD:
+			o->hold = true;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_QUIET:
+			o->quiet = true;
+			break;
+		case OPT_HELP:
+			fputs(usage_text, stdout);
+			return GS_OPTS_HELP;
+		case ':':
+			return bad("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return bad("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad("unexpected argument '%s'", argv[optind]);
+	if (!o->size)
+		return bad("--size is required");
+	if (o->writers > o->size / 4096)
+		return bad("--writers: more writers than pages");
+	if (!duration_set)
+		o->duration_s = o->workload == GS_WL_IDLE ? 0 : 2;
+	return parse_corrupt(o);
+}

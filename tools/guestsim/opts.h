@@ -1,0 +1,36 @@
+/*
+ * opts.h - pk-guestsim's command line.  See opts.c.
+ */
+#ifndef GS_OPTS_H
+#define GS_OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "workload.h"
+
+struct gs_opts {
+	const char *socket_path;   /* NULL: the client library's default */
+	const char *name;
+	const char *share_domain;  /* NULL: none */
+	uint64_t size;		   /* bytes, multiple of 4096 */
+	uint64_t seed;
+	double zero_frac, shared_frac;
+	enum gs_workload workload;
+	unsigned writers, readers;
+	double duration_s;
+	bool anon, verify, no_daemon, hold, json, quiet;
+	bool corrupt;		   /* PK_GUESTSIM_CORRUPT_PAGE set */
+	uint64_t corrupt_page;
+	char default_name[32];	   /* storage for the default name */
+};
+
+enum {
+	GS_OPTS_RUN = 0,
+	GS_OPTS_HELP = 1,  /* --help printed: exit 0 */
+	GS_OPTS_BAD = 2,   /* message and usage printed: exit 2 */
+};
+
+int gs_opts_parse(struct gs_opts *o, int argc, char **argv);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * ram.h - the guest's RAM and its attachment to pagekeeperd.  See ram.c.
+ */
+#ifndef GS_RAM_H
+#define GS_RAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "opts.h"
+
+struct pk_client;
+
+struct gs_ram {
+	unsigned char *base;
+	size_t size;
+	int fd;			  /* memfd, or -1 for private anonymous RAM */
+	struct pk_client *client; /* NULL while not attached */
+};
+
+/* Map size bytes.  0 or -errno. */
+int gs_ram_map(struct gs_ram *r, size_t size, bool anon);
+
+/* Hand the RAM to pagekeeperd.  0, or -errno with the reason in err. */
+int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,
+		  size_t err_len);
+
+/* Detach if attached, unmap, close. */
+void gs_ram_release(struct gs_ram *r);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * pagekeeper - command-line client of pagekeeperd.
+ *
+ *   pagekeeper [--socket PATH] status [--json]
+ *   pagekeeper lab [options]     (see lab.c)
+ *
+ * Sends one request on a fresh control connection and prints the answer:
+ * the daemon's JSON as is with --json, or a table with units otherwise.
+ */
+#include "engine/client/pagekeeper-client.h"
+#include "engine/protocol.h"
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define STATUS_REPLY_MAX (1 << 20)
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pagekeeper [--socket PATH] status [--json]\n"
+		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
+		"                      [--workload KIND] [--anon]\n"
+		"  status       per-VM memory: configured, resident, zero, shared,\n"
+		"               swapped and ballooned MiB, and faults/s\n"
+		"  --json       print the daemon's JSON document\n"
+		"  --socket     control socket (default %s)\n"
+		"  lab          start a private daemon and lab guests, show them\n"
+		"               live, verify every page; `pagekeeper lab --help`\n",
+		PK_DEFAULT_SOCKET);
+}
+
+static int request(const char *path, uint16_t type, char **reply, size_t *len,
+		   int quiet)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pk_msg_header hdr;
+	struct timeval tv = { .tv_sec = 10 };
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "pagekeeper: socket path too long: %s\n", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (!quiet)
+			fprintf(stderr,
+				"pagekeeper: cannot reach pagekeeperd at %s: %s\n",
+				path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	pk_msg_header_init(&hdr, type, sizeof(hdr));
+	buf = malloc(STATUS_REPLY_MAX);
+	if (!buf || send(fd, &hdr, sizeof(hdr), MSG_NOSIGNAL) != sizeof(hdr) ||
+	    (n = recv(fd, buf, STATUS_REPLY_MAX, 0)) <= 0) {
+		fprintf(stderr, "pagekeeper: no answer from pagekeeperd: %s\n",
+			strerror(errno ? errno : ECONNRESET));
+		free(buf);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	*reply = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+static double num(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v)
+						     : 0.0;
+}
+
+static const char *str(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v)
+						     : "?";
+}
+
+static void print_table(json_object *root)
+{
+	json_object *vms;
+	size_t n;
+
+	if (!json_object_object_get_ex(root, "vms", &vms) ||
+	    !json_object_is_type(vms, json_type_array)) {
+		fprintf(stderr, "pagekeeper: status has no VM list\n");
+		return;
+	}
+	n = json_object_array_length(vms);
+	printf("%zu VM(s); page table %d bytes per guest page\n", n,
+	       (int)num(root, "page_table_bytes_per_page"));
+	printf("%-16s %8s %11s %11s %9s %9s %10s %12s %10s %12s\n", "NAME", "PID",
+	       "CONFIG MiB", "RESIDENT MiB", "ZERO MiB", "SHARED MiB",
+	       "SWAPPED MiB", "BALLOONED MiB", "FAULTS/s", "FAULTS");
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		printf("%-16s %8.0f %11.1f %12.1f %9.1f %10.1f %11.1f %13.1f %10.0f %12.0f\n",
+		       str(vm, "name"), num(vm, "pid"), num(vm, "configured_mib"),
+		       num(vm, "resident_mib"), num(vm, "zero_mib"),
+		       num(vm, "shared_mib"), num(vm, "swapped_mib"),
+		       num(vm, "ballooned_mib"), num(vm, "faults_per_s"),
+		       num(vm, "faults_total"));
+	}
+}
+
+/* Fetch the status; returns the JSON text inside *reply, or NULL. */
+static const char *status_text(const char *sock, char **reply, int quiet)
+{
+	char reason[PK_PROTO_REASON_MAX];
+	size_t len = 0;
+	uint16_t type;
+
+	*reply = NULL;
+	if (request(sock, PK_MSG_STATUS, reply, &len, quiet) < 0)
+		return NULL;
+	if (pk_msg_check_header(*reply, len, &type, reason, sizeof(reason)) < 0 ||
+	    type != PK_MSG_STATUS_REPLY || (*reply)[len - 1] != '\0') {
+		struct pk_reply_msg err;
+		if (pk_reply_decode(*reply, len, &err) == 0)
+			fprintf(stderr, "pagekeeper: daemon error: %s\n", err.reason);
+		else
+			fprintf(stderr, "pagekeeper: malformed status reply\n");
+		free(*reply);
+		*reply = NULL;
+		return NULL;
+	}
+	return *reply + sizeof(struct pk_msg_header);
+}
+
+json_object *pk_cli_status(const char *sock, int quiet)
+{
+	char *reply;
+	const char *json = status_text(sock, &reply, quiet);
+	json_object *root = json ? json_tokener_parse(json) : NULL;
+
+	if (json && !root)
+		fprintf(stderr, "pagekeeper: status reply is not JSON\n");
+	free(reply);
+	return root;
+}
+
+static int cmd_status(const char *sock, int as_json)
+{
+	char *reply;
+	json_object *root;
+
+	if (as_json) {
+		const char *json = status_text(sock, &reply, 0);
+		if (json)
+			printf("%s\n", json);
+		free(reply);
+		return json ? 0 : 1;
+	}
+	root = pk_cli_status(sock, 0);
+	if (!root)
+		return 1;
+	print_table(root);
+	json_object_put(root);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *sock = PK_DEFAULT_SOCKET;
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			sock = argv[++i];
+		} else if (strncmp(argv[i], "--socket=", 9) == 0) {
+			sock = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 ||
+			   strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "pagekeeper: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "pagekeeper: missing command\n");
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[i], "status") == 0) {
+		int as_json = 0;
+		for (i++; i < argc; i++) {
+			if (strcmp(argv[i], "--json") == 0) {
+				as_json = 1;
+			} else {
+				fprintf(stderr, "pagekeeper: status: unknown argument '%s'\n",
+					argv[i]);
+				usage(stderr);
+				return 2;
+			}
+		}
+		return cmd_status(sock, as_json);
+	}
+	if (strcmp(argv[i], "lab") == 0)
+		return pk_cli_lab(argc - i, argv + i);
+	fprintf(stderr, "pagekeeper: unknown command '%s'\n", argv[i]);
+	usage(stderr);
+	return 2;
+}

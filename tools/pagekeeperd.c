@@ -1,0 +1,213 @@
+/*
+ * pagekeeperd - the pagekeeper daemon.
+ *
+ *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
+ *               [--fault-around PAGES] [--foreground]
+ *
+ * Parses options, prepares the state directory and runs the engine.
+ * Without --foreground it forks, and the parent exits 0 only once the
+ * child listens on the socket, so `pagekeeperd && pagekeeper status`
+ * never races.
+ */
+#include "engine/engine.h"
+#include "engine/client/pagekeeper-client.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_STATE_DIR "/var/lib/pagekeeper"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
+		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
+		"  --socket PATH         control socket (default %s)\n"
+		"  --state-dir DIR       swap file, journal (default %s)\n"
+		"  --budget SIZE         machine memory for guests, K/M/G suffix\n"
+		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
+		"                        fault, 1..%u (default %u)\n"
+		"  --foreground          do not fork; log to stderr\n"
+		"  --quiet               log nothing but errors at start-up\n",
+		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_FAULT_AROUND_LIMIT,
+		PK_FAULT_AROUND_DEFAULT);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'K': case 'k': v <<= 10; end++; break;
+	case 'M': case 'm': v <<= 20; end++; break;
+	case 'G': case 'g': v <<= 30; end++; break;
+	case 'T': case 't': v <<= 40; end++; break;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* mkdir -p with mode 0700 for the last component. */
+static int make_dirs(const char *path, mode_t mode)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static char *dir_of(const char *path)
+{
+	char *d = strdup(path);
+	char *slash = d ? strrchr(d, '/') : NULL;
+
+	if (slash && slash != d)
+		*slash = '\0';
+	else if (slash)
+		slash[1] = '\0';
+	else if (d)
+		strcpy(d, ".");
+	return d;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "budget", required_argument, NULL, 'b' },
+		{ "fault-around", required_argument, NULL, 'a' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct pk_engine_config cfg = {
+		.socket_path = PK_DEFAULT_SOCKET,
+		.state_dir = DEFAULT_STATE_DIR,
+		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
+	};
+	struct pk_engine engine;
+	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
+	char *sock_dir;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': cfg.socket_path = optarg; break;
+		case 'd': cfg.state_dir = optarg; break;
+		case 'b':
+			if (parse_size(optarg, &cfg.budget_bytes) < 0) {
+				fprintf(stderr, "pagekeeperd: bad --budget '%s': "
+					"want a size like 16G or 512M\n", optarg);
+				return 2;
+			}
+			break;
+		case 'a': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (long)PK_FAULT_AROUND_LIMIT) {
+				fprintf(stderr, "pagekeeperd: bad --fault-around '%s': "
+					"want 1..%u pages\n", optarg,
+					PK_FAULT_AROUND_LIMIT);
+				return 2;
+			}
+			cfg.fault_around_max = (unsigned)v;
+			break;
+		}
+		case 'f': foreground = 1; break;
+		case 'q': quiet = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "pagekeeperd: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	sock_dir = dir_of(cfg.socket_path);
+	if (!sock_dir || (err = make_dirs(sock_dir, 0755)) < 0 ||
+	    (err = make_dirs(cfg.state_dir, 0700)) < 0) {
+		fprintf(stderr, "pagekeeperd: cannot create %s or %s: %s\n",
+			sock_dir ? sock_dir : "?", cfg.state_dir, strerror(-err));
+		free(sock_dir);
+		return 1;
+	}
+	free(sock_dir);
+
+	if (!foreground) {
+		if (pipe(ready) < 0) {
+			perror("pagekeeperd: pipe");
+			return 1;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("pagekeeperd: fork");
+			return 1;
+		}
+		if (pid > 0) {
+			char ok = 0;
+			close(ready[1]);
+			if (read(ready[0], &ok, 1) == 1 && ok == 'R') {
+				printf("pagekeeperd: running as pid %d on %s\n",
+				       (int)pid, cfg.socket_path);
+				return 0;
+			}
+			waitpid(pid, NULL, 0);
+			return 1;
+		}
+		close(ready[0]);
+		setsid();
+	}
+
+	err = pk_engine_init(&engine, &cfg);
+	if (err) {
+		fprintf(stderr, "pagekeeperd: cannot start on %s: %s\n",
+			cfg.socket_path,
+			err == -EADDRINUSE ? "another daemon is listening there"
+					   : strerror(-err));
+		pk_engine_fini(&engine);
+		return 1;
+	}
+	if (!quiet)
+		pk_log(&engine, "listening on %s, state in %s, fault-around %u pages",
+		       cfg.socket_path, cfg.state_dir, cfg.fault_around_max);
+	if (ready[1] >= 0) {
+		(void)!write(ready[1], "R", 1);
+		close(ready[1]);
+	}
+	err = pk_engine_run(&engine);
+	pk_engine_fini(&engine);
+	return err ? 1 : 0;
+}
