@@ -114,10 +114,10 @@ int gs_control_sleep(const sigset_t *set, uint64_t deadline_ns)
 	}
 }
 
-int gs_control_hold(const sigset_t *set)
+int gs_control_hold(const sigset_t *set, bool use_stdin)
 {
 	struct pollfd pfd[2];
-	nfds_t nfds = 2;
+	nfds_t nfds = use_stdin ? 2 : 1;
 	char buf[4096];
 	int sfd = signalfd(-1, set, SFD_CLOEXEC);
 

@@ -6,6 +6,7 @@
 #define GS_CONTROL_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -37,8 +38,9 @@ int gs_control_wait(const sigset_t *set, struct gs_control *ctl,
 /* Sleep until deadline_ns; returns the signal that cut it short, or 0. */
 int gs_control_sleep(const sigset_t *set, uint64_t deadline_ns);
 
-/* --hold: wait for end of file on stdin (a closed stdin counts as never)
- * or a signal of set.  Returns the signal, 0 for EOF, -errno on error. */
-int gs_control_hold(const sigset_t *set);
+/* --hold: wait for end of file on stdin (unless !use_stdin: it was closed
+ * when we started) or a signal of set.  Returns the signal, 0 for EOF,
+ * -errno on error. */
+int gs_control_hold(const sigset_t *set, bool use_stdin);
 
 #endif

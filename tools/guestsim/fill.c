@@ -46,6 +46,7 @@ int gs_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 	if (rc < 0)
 		return rc;
 	res->complete = rc == 0;
+	res->pages = gs_sweep_done(&sw);
 	res->seconds = (double)sw.elapsed_ns / 1e9;
 	res->signal = sw.signal;
 	return 0;

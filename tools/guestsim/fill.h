@@ -5,11 +5,13 @@
 #define GS_FILL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "guestsim.h"
 
 struct gs_fill_result {
 	bool complete;	/* every page filled */
+	uint64_t pages;	/* pages filled */
 	double seconds;
 	int signal;	/* signal that cut it short, or 0 */
 };

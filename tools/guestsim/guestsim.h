@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "content.h"
@@ -39,6 +40,7 @@ struct gs_ctx {
 	struct gs_hotmap hot;	/* workload hot set, shared read only */
 	sigset_t sigs;		/* SIGINT, SIGTERM: blocked, taken by main */
 	unsigned sweep_threads;	/* parallelism of fill and verify */
+	bool stdin_open;	/* fd 0 was open at start: --hold reads it */
 };
 
 static inline unsigned char *gs_page_addr(const struct gs_ctx *ctx,

@@ -14,7 +14,8 @@
  *   4. PK_GUESTSIM_CORRUPT_PAGE, a testing aid proving verify can fail;
  *   5. --verify: every page against its expected version (verify.c);
  *   6. report (report.c), then --hold: "HOLDING" and wait, so tests can
- *      query the daemon while the guest is alive;
+ *      query the daemon while the guest is alive (skipped when a signal
+ *      already asked us to stop);
  *   7. detach and exit: 0 clean, 1 mismatch, 2 usage, 3 attach, 4 system.
  *
  * Why this order: a signal during the workload still gets the verify and
@@ -22,6 +23,7 @@
  * during the fill skips them, as half-filled RAM can't be verified.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,10 @@ int main(int argc, char **argv)
 	if (rc)
 		return GS_EXIT_USAGE;
 
+	/* Before any fd is opened: a closed stdin would be reused by the
+	 * memfd, and --hold would then "read" guest RAM. */
+	ctx.stdin_open = fcntl(STDIN_FILENO, F_GETFD) >= 0;
+
 	/* Before any thread exists, the client library's included. */
 	gs_control_block_signals(&ctx.sigs);
 
@@ -156,7 +162,7 @@ int main(int argc, char **argv)
 	if (opts.hold && !res->signal) {
 		fputs("HOLDING\n", stdout);
 		fflush(stdout);
-		rc = gs_control_hold(&ctx.sigs);
+		rc = gs_control_hold(&ctx.sigs, ctx.stdin_open);
 		if (rc < 0)
 			fprintf(stderr, "pk-guestsim: hold: %s\n",
 				strerror(-rc));

@@ -56,11 +56,14 @@ void gs_report_text(FILE *f, const struct gs_ctx *ctx,
 		o->anon ? "private anon" : "memfd",
 		o->no_daemon ? "no daemon" : "attached",
 		o->seed, o->zero_frac * 100, o->shared_frac * 100);
-	fprintf(f, "fill:     %.3f s, %.1f MiB/s%s\n", r->fill.seconds,
-		rate(mib(o->size), r->fill.seconds),
-		r->fill.complete ? "" : " (interrupted)");
+	fprintf(f, "fill:     %.3f s, %.1f MiB/s", r->fill.seconds,
+		rate(mib(r->fill.pages * GS_PAGE_SIZE), r->fill.seconds));
+	if (!r->fill.complete)
+		fprintf(f, " (interrupted after %.1f MiB)",
+			mib(r->fill.pages * GS_PAGE_SIZE));
+	fputc('\n', f);
 	if (r->workload_ran) {
-		fprintf(f, "workload: %s, %.3f s, %u writers, %u readers%s\n",
+		fprintf(f, "workload: %s, %.3f s, writers %u, readers %u%s\n",
 			gs_workload_name(o->workload), wl->seconds, o->writers,
 			o->readers, wl->signal ? " (stopped by signal)" : "");
 		fprintf(f, "  total   %" PRIu64 " ops, %.0f ops/s\n", ops,
@@ -74,7 +77,7 @@ void gs_report_text(FILE *f, const struct gs_ctx *ctx,
 	if (r->verify_ran) {
 		if (r->verify.failed)
 			fprintf(f, "verify:   FAILED at page %" PRIu64
-				   " (%" PRIu64 " pages verified before)\n",
+				   " (%" PRIu64 " other pages verified)\n",
 				r->verify.bad_page, r->verify.pages_verified);
 		else
 			fprintf(f, "verify:   %" PRIu64 " pages verified in "
@@ -128,7 +131,8 @@ void gs_report_json(FILE *f, const struct gs_ctx *ctx,
 	fprintf(f, ",\"writers\":%u,\"readers\":%u", o->writers, o->readers);
 	fprintf(f, ",\"fill_s\":%.6f,\"fill_mib_per_s\":%.3f,"
 		   "\"fill_complete\":%s",
-		r->fill.seconds, rate(mib(o->size), r->fill.seconds),
+		r->fill.seconds,
+		rate(mib(r->fill.pages * GS_PAGE_SIZE), r->fill.seconds),
 		r->fill.complete ? "true" : "false");
 	fprintf(f, ",\"duration_s\":%.6f,\"read_ops\":%" PRIu64
 		   ",\"write_ops\":%" PRIu64 ",\"ops_per_s\":%.3f"
