@@ -218,6 +218,11 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 				close(fd);
 		}
 	}
+	/* SEQPACKET: 0 bytes is an empty message unless the peer hung up. */
+	if (n == 0 && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+		err = pk_msg_check_header(buf, 0, &type, reason, sizeof(reason));
+		goto reject;
+	}
 	if (n <= 0 || (events & (EPOLLHUP | EPOLLERR))) {
 		for (int i = 0; i < n_fds; i++)
 			close(fds[i]);

@@ -111,7 +111,8 @@ static int check_peer_mappings(pid_t pid, const struct pk_registration *reg,
 			       const struct stat *st, char *reason,
 			       size_t reason_len)
 {
-	char path[64], line[512];
+	char path[64], *line = NULL;
+	size_t line_cap = 0;
 	FILE *maps;
 	uint64_t covered[PK_PROTO_MAX_REGIONS] = { 0 };
 	int anon = !!(reg->flags & PK_REG_ANON);
@@ -120,7 +121,8 @@ static int check_peer_mappings(pid_t pid, const struct pk_registration *reg,
 	maps = fopen(path, "re");
 	if (!maps)
 		REJECT(-ESRCH, "cannot read %s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), maps)) {
+	/* getline: a long path must not split a line into a forged one. */
+	while (getline(&line, &line_cap, maps) > 0) {
 		unsigned long long lo, hi, off, ino;
 		unsigned maj, min;
 		char perms[8];
@@ -144,6 +146,7 @@ static int check_peer_mappings(pid_t pid, const struct pk_registration *reg,
 			covered[i] += b - a;
 		}
 	}
+	free(line);
 	fclose(maps);
 	for (uint32_t i = 0; i < reg->n_regions; i++)
 		if (covered[i] != reg->regions[i].length)

@@ -324,7 +324,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pk-bench-fault: /proc/self/exe: %s\n", strerror(-ret));
 			return 1;
 		}
-		res.daemon_path = daemon_path;
 		fprintf(stderr, "bench: starting private pagekeeperd %s ...\n", daemon_path);
 		if (daemon_start(&daemon, daemon_path, err, sizeof(err)) < 0) {
 			fprintf(stderr, "pk-bench-fault: %s\n", err);
@@ -332,6 +331,7 @@ int main(int argc, char **argv)
 				daemon_log_tail(&daemon, stderr, 30);
 			return 1;
 		}
+		res.daemon_path = daemon.exe;
 	}
 	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, o.skip_daemon ? NULL : &daemon)) < 0) {
 		fprintf(stderr, "pk-bench-fault: watchdog thread: %s\n", strerror(-ret));
@@ -345,6 +345,8 @@ int main(int argc, char **argv)
 		.wd = &wd,
 	};
 	res.timer_overhead_ns = timer_overhead_ns();
+	if (!o.skip_daemon)
+		daemon_usage(&daemon, &res.usage0);
 
 	ret = random_part(&o, &env, &res);
 	if (ret == 0 && !o.skip_seq)

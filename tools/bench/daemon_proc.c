@@ -67,7 +67,9 @@ int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len
 			 "or --skip-daemon)", exe, strerror(errno));
 		return e;
 	}
-	snprintf(d->exe, sizeof(d->exe), "%s", exe);
+	if (!realpath(exe, d->exe))
+		snprintf(d->exe, sizeof(d->exe), "%s", exe);
+	exe = d->exe;
 	const char *tmp = getenv("TMPDIR");
 	snprintf(d->dir, sizeof(d->dir), "%s/pk-bench-XXXXXX",
 		 tmp && *tmp ? tmp : "/tmp");

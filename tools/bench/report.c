@@ -115,7 +115,10 @@ void report_text(const struct bench_results *r, FILE *out)
 		fprintf(out, "\npagekeeperd (%s): %u attaches, attach %.2f ms avg / %.2f ms max, "
 			"detach %.2f ms avg / %.2f ms max\n", r->daemon_path, r->attaches,
 			r->attach_ms_avg, r->attach_ms_max, r->detach_ms_avg, r->detach_ms_max);
-		fprintf(out, "  after the last detach: RSS %ld KiB (shmem %ld KiB), %ld open fds, "
+		fprintf(out, "  before the first attach: RSS %ld KiB (shmem %ld KiB), %ld open fds, "
+			"%ld threads\n", r->usage0.rss_kib, r->usage0.rss_shmem_kib,
+			r->usage0.fds, r->usage0.threads);
+		fprintf(out, "  after the last detach:   RSS %ld KiB (shmem %ld KiB), %ld open fds, "
 			"%ld threads\n", r->usage.rss_kib, r->usage.rss_shmem_kib,
 			r->usage.fds, r->usage.threads);
 	}
@@ -205,10 +208,13 @@ void report_json(const struct bench_results *r, FILE *out)
 		json_str(out, r->daemon_path);
 		fprintf(out, ",\"attaches\":%u,\"attach_ms_avg\":%.3f,\"attach_ms_max\":%.3f,"
 			"\"detach_ms_avg\":%.3f,\"detach_ms_max\":%.3f,\"rss_kib\":%ld,"
-			"\"rss_shmem_kib\":%ld,\"open_fds\":%ld,\"threads\":%ld}",
+			"\"rss_shmem_kib\":%ld,\"open_fds\":%ld,\"threads\":%ld,"
+			"\"before\":{\"rss_kib\":%ld,\"rss_shmem_kib\":%ld,\"open_fds\":%ld,"
+			"\"threads\":%ld}}",
 			r->attaches, r->attach_ms_avg, r->attach_ms_max, r->detach_ms_avg,
 			r->detach_ms_max, r->usage.rss_kib, r->usage.rss_shmem_kib,
-			r->usage.fds, r->usage.threads);
+			r->usage.fds, r->usage.threads, r->usage0.rss_kib,
+			r->usage0.rss_shmem_kib, r->usage0.fds, r->usage0.threads);
 	}
 	fprintf(out, "}\n");
 }

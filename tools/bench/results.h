@@ -59,7 +59,8 @@ struct bench_results {
 	/* pagekeeperd */
 	unsigned attaches;
 	double attach_ms_avg, attach_ms_max, detach_ms_avg, detach_ms_max;
-	struct daemon_usage usage;	/* snapshot after the last variant */
+	struct daemon_usage usage0;	/* snapshot before the first attach */
+	struct daemon_usage usage;	/* snapshot after the last detach */
 };
 
 /* ratio and verdict; ratio < 0 when a side did not run */

@@ -78,3 +78,18 @@ uint64_t touch_sequential(char *base, size_t npages,
 	progress(prog, npages);
 	return t1 - t0;
 }
+
+size_t touch_verify(const char *base, const uint32_t *perm, size_t n,
+		    size_t stride)
+{
+	size_t bad = 0;
+
+	if (stride == 0)
+		stride = 1;
+	for (size_t i = 0; i < n; i += stride) {
+		const volatile char *p = base + (size_t)(perm ? perm[i] : i) * BENCH_PAGE;
+		if (p[0] != 1 || p[BENCH_PAGE - 1] != 0)
+			bad++;
+	}
+	return bad;
+}

@@ -35,4 +35,13 @@ int touch_random(char *base, const uint32_t *perm, size_t n, uint64_t *lat_ns,
 uint64_t touch_sequential(char *base, size_t npages,
 			  struct touch_progress *prog);
 
+/*
+ * Content check after the timed part: every touched page must read 1 at
+ * its first byte and 0 at its last (a fresh zero page, written once).
+ * perm NULL: pages 0..n-1, checking every stride-th one.  Returns the
+ * number of bad pages.
+ */
+size_t touch_verify(const char *base, const uint32_t *perm, size_t n,
+		    size_t stride);
+
 #endif

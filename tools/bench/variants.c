@@ -123,9 +123,17 @@ int run_random(struct bench_env *env, enum variant v, const uint32_t *perm,
 			v == V_FLOOR ? "floor random touch" : "pagekeeperd random touch",
 		       server_pid(env, v));
 	r = touch_random(s.mem.addr, perm, n, lat_ns, present, &env->wd->prog);
-	watchdog_leave(env->wd);
-	if (r < 0)
+	if (r < 0) {
 		snprintf(err, err_len, "mincore: %s", strerror(-r));
+	} else {
+		size_t bad = touch_verify(s.mem.addr, perm, n, 1);
+		if (bad) {
+			snprintf(err, err_len, "content check: %zu of %zu touched pages "
+				 "do not read as a zero page with our one write", bad, n);
+			r = -EIO;
+		}
+	}
+	watchdog_leave(env->wd);
 	teardown(env, v, &s);
 	return r;
 }
@@ -142,7 +150,13 @@ int run_sequential(struct bench_env *env, enum variant v, size_t npages,
 			v == V_FLOOR ? "floor sequential touch" :
 			"pagekeeperd sequential touch", server_pid(env, v));
 	*ns = touch_sequential(s.mem.addr, npages, &env->wd->prog);
+	size_t bad = touch_verify(s.mem.addr, NULL, npages, 61);
 	watchdog_leave(env->wd);
 	teardown(env, v, &s);
+	if (bad) {
+		snprintf(err, err_len, "content check: %zu sampled pages do not read "
+			 "as a zero page with our one write", bad);
+		return -EIO;
+	}
 	return 0;
 }

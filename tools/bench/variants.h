@@ -9,6 +9,8 @@
  * How: allocate -> set up the server -> touch -> tear down -> free, so
  * no variant inherits pages, page tables or RAM pressure from another.
  * Attach/detach time is measured but kept out of the touch figures.
+ * After the timed touches (untimed) the touched pages' content is
+ * checked: a fast server that maps the wrong page must not "win".
  * Why: the variants must differ only in the fault path.
  */
 #ifndef PK_BENCH_VARIANTS_H

@@ -1,0 +1,724 @@
+/*
+ * daemon_fixture.c - spawn/stop a private pagekeeperd and talk to it raw.
+ * See daemon_fixture.h for the lifetime rules.
+ */
+#include "tests/daemon_fixture.h"
+#include "engine/uffd_compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+#define MAX_LIVE 8
+
+/* Daemons started by this process and not yet stopped (atexit guard). */
+static struct pk_test_daemon *live[MAX_LIVE];
+static int guard_installed;
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Append the last part of the daemon's log to buf. */
+static void append_log_tail(const char *log, char *buf, size_t len)
+{
+	char tail[512];
+	size_t used = strlen(buf);
+	int fd = open(log, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > (off_t)sizeof(tail) - 1)
+		lseek(fd, end - (off_t)sizeof(tail) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, tail, sizeof(tail) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	tail[n] = '\0';
+	snprintf(buf + used, len - used, "; daemon log: %s", tail);
+}
+
+static void dump_log(const char *log)
+{
+	char buf[4096];
+	int fd = open(log, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	fprintf(stderr, "---- %s ----\n", log);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stderr);
+	fprintf(stderr, "---- end of daemon log ----\n");
+	close(fd);
+}
+
+static void exit_guard(void)
+{
+	for (int i = 0; i < MAX_LIVE; i++) {
+		struct pk_test_daemon *d = live[i];
+		if (!d || d->owner != getpid())
+			continue;
+		fprintf(stderr,
+			"daemon_fixture: the test exited with pagekeeperd pid %d "
+			"still running; stopping it\n", (int)d->pid);
+		dump_log(d->log);
+		pk_test_daemon_stop(d);
+	}
+}
+
+static void track(struct pk_test_daemon *d, int on)
+{
+	if (!guard_installed) {
+		atexit(exit_guard);
+		guard_installed = 1;
+	}
+	for (int i = 0; i < MAX_LIVE; i++) {
+		if (on && !live[i]) {
+			live[i] = d;
+			return;
+		}
+		if (!on && live[i] == d)
+			live[i] = NULL;
+	}
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type,
+		    struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_rf(const char *dir)
+{
+	if (dir[0])
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int try_connect(const char *sock)
+{
+	int fd = pk_test_connect(sock);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+/* Reap the daemon if it exited; describe how in d->error. */
+static int reap_if_exited(struct pk_test_daemon *d)
+{
+	int status;
+	pid_t r = waitpid(d->pid, &status, WNOHANG);
+
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		snprintf(d->error, sizeof(d->error),
+			 "pagekeeperd pid %d: waitpid: %s", (int)d->pid,
+			 strerror(errno));
+	else if (WIFEXITED(status))
+		snprintf(d->error, sizeof(d->error),
+			 "pagekeeperd pid %d exited with status %d", (int)d->pid,
+			 WEXITSTATUS(status));
+	else
+		snprintf(d->error, sizeof(d->error),
+			 "pagekeeperd pid %d killed by signal %d (%s)",
+			 (int)d->pid, WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	append_log_tail(d->log, d->error, sizeof(d->error));
+	d->pid = 0;
+	return 1;
+}
+
+/* Runs in the forked child: only async-signal-safe calls until execv. */
+static void exec_daemon(const struct pk_test_daemon *d, char *const argv[],
+			pid_t parent)
+{
+	sigset_t none;
+	int fd;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127); /* the starter died before prctl took effect */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, 0);
+	fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	/* Do not hand the test's own fds (Check's, guests') to the daemon. */
+	if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
+		for (int i = 3; i < 1024; i++)
+			close(i);
+	execv(argv[0], argv);
+	_exit(127); /* the log stays empty; start() reports exit status 127 */
+}
+
+/* Is pid running (not gone, not a zombie nobody reaps yet)? */
+static int pid_running(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* "pid (comm) S ..." */
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/*
+ * The cleaner: removes the directory (and dumps the log) if the starter
+ * dies without pk_test_daemon_stop().  Runs in its own process group so
+ * Check's killpg of a failed test does not take it down.
+ */
+static void run_cleaner(int rfd, pid_t daemon, const char *dir,
+			const char *log)
+{
+	struct stat st;
+	char c;
+
+	setpgid(0, 0);
+	if (rfd != 0) {
+		dup2(rfd, 0);
+		close(rfd);
+	}
+	/* Keep stdin (the pipe) and stderr only: hold nothing of the test's. */
+	close(1);
+	if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
+		for (int i = 3; i < 1024; i++)
+			close(i);
+	while (read(0, &c, 1) < 0 && errno == EINTR)
+		;
+	/* The starter stopped the daemon or is gone: wait for the daemon. */
+	for (int i = 0; i < 500 && pid_running(daemon); i++)
+		sleep_ms(10);
+	if (pid_running(daemon))
+		kill(daemon, SIGKILL); /* PDEATHSIG failed: never leak it */
+	if (stat(dir, &st) == 0) {
+		fprintf(stderr, "daemon_fixture: the test ended without stopping "
+			"pagekeeperd pid %d; removing %s\n", (int)daemon, dir);
+		dump_log(log);
+		rm_rf(dir);
+	}
+	_exit(0);
+}
+
+static void start_cleaner(struct pk_test_daemon *d)
+{
+	int p[2];
+	pid_t pid;
+
+	d->cleaner_fd = -1;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		close(p[1]);
+		run_cleaner(p[0], d->pid, d->dir, d->log);
+	}
+	close(p[0]);
+	if (pid < 0) {
+		close(p[1]);
+		return;
+	}
+	d->cleaner_fd = p[1];
+}
+
+int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
+{
+	const char *bin = getenv("PK_DAEMON");
+	pid_t self = getpid();
+	char *argv[64], *copy = NULL;
+	int argc = 0;
+	long deadline;
+
+	memset(d, 0, sizeof(*d));
+	d->cleaner_fd = -1;
+	if (!bin || !*bin) {
+		snprintf(d->error, sizeof(d->error),
+			 "PK_DAEMON is not set: run this test via `meson test` "
+			 "(or set PK_DAEMON to the pagekeeperd binary)");
+		return -EINVAL;
+	}
+	if (access(bin, X_OK) < 0) {
+		snprintf(d->error, sizeof(d->error), "PK_DAEMON=%s: %s", bin,
+			 strerror(errno));
+		return -ENOENT;
+	}
+	snprintf(d->dir, sizeof(d->dir), "/tmp/pk-test-XXXXXX");
+	if (!mkdtemp(d->dir)) {
+		int e = errno;
+		snprintf(d->error, sizeof(d->error), "mkdtemp %s: %s", d->dir,
+			 strerror(e));
+		d->dir[0] = '\0';
+		return -e;
+	}
+	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->dir);
+	snprintf(d->state_dir, sizeof(d->state_dir), "%s/state", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+	d->owner = self;
+
+	argv[argc++] = (char *)bin;
+	argv[argc++] = "--socket";
+	argv[argc++] = d->sock;
+	argv[argc++] = "--state-dir";
+	argv[argc++] = d->state_dir;
+	argv[argc++] = "--foreground";
+	argv[argc++] = "--quiet";
+	copy = extra_args ? strdup(extra_args) : NULL;
+	for (char *save = NULL, *t = copy ? strtok_r(copy, " \t", &save) : NULL;
+	     t && argc < 63; t = strtok_r(NULL, " \t", &save)) {
+		/* A later --socket wins in the daemon: wait on that one. */
+		if (argc > 0 && strcmp(argv[argc - 1], "--socket") == 0)
+			snprintf(d->sock, sizeof(d->sock), "%s", t);
+		argv[argc++] = t;
+	}
+	argv[argc] = NULL;
+
+	fflush(NULL); /* no duplicated stdio buffers in the child */
+	d->pid = fork();
+	if (d->pid == 0)
+		exec_daemon(d, argv, self);
+	free(copy);
+	if (d->pid < 0) {
+		int e = errno;
+		snprintf(d->error, sizeof(d->error), "fork: %s", strerror(e));
+		d->pid = 0;
+		rm_rf(d->dir);
+		return -e;
+	}
+	track(d, 1);
+	start_cleaner(d);
+
+	deadline = now_ms() + PK_TEST_SOCKET_WAIT_MS;
+	for (;;) {
+		if (reap_if_exited(d)) {
+			char why[sizeof(d->error)];
+			int k;
+			memcpy(why, d->error, sizeof(why));
+			k = snprintf(d->error, sizeof(d->error),
+				     "pagekeeperd never listened on %s: ",
+				     d->sock);
+			if (k > 0 && (size_t)k < sizeof(d->error))
+				memccpy(d->error + k, why, '\0',
+					sizeof(d->error) - (size_t)k - 1);
+			d->error[sizeof(d->error) - 1] = '\0';
+			pk_test_daemon_stop(d);
+			return -ECHILD;
+		}
+		if (try_connect(d->sock) == 0)
+			return 0;
+		if (now_ms() > deadline)
+			break;
+		sleep_ms(10);
+	}
+	snprintf(d->error, sizeof(d->error),
+		 "pagekeeperd (pid %d, %s) did not accept connections on %s "
+		 "within %d ms",
+		 (int)d->pid, bin, d->sock, PK_TEST_SOCKET_WAIT_MS);
+	append_log_tail(d->log, d->error, sizeof(d->error));
+	pk_test_daemon_stop(d);
+	return -ETIMEDOUT;
+}
+
+void pk_test_daemon_stop(struct pk_test_daemon *d)
+{
+	if (d->owner != getpid())
+		return; /* a forked copy: not ours to stop */
+	if (d->pid > 0) {
+		int status;
+		long deadline = now_ms() + 2000;
+
+		kill(d->pid, SIGTERM);
+		while (waitpid(d->pid, &status, WNOHANG) == 0) {
+			if (now_ms() > deadline) {
+				kill(d->pid, SIGKILL);
+				waitpid(d->pid, &status, 0);
+				break;
+			}
+			sleep_ms(5);
+		}
+		d->pid = 0;
+	}
+	rm_rf(d->dir);
+	d->dir[0] = '\0';
+	if (d->cleaner_fd >= 0) {
+		close(d->cleaner_fd); /* the cleaner finds nothing left and exits */
+		d->cleaner_fd = -1;
+	}
+	track(d, 0);
+}
+
+int pk_test_daemon_alive(struct pk_test_daemon *d)
+{
+	if (d->pid <= 0) {
+		if (!d->error[0])
+			snprintf(d->error, sizeof(d->error),
+				 "pagekeeperd is not running");
+		return 0;
+	}
+	return !reap_if_exited(d);
+}
+
+int pk_test_daemon_fd_count(const struct pk_test_daemon *d)
+{
+	char path[64];
+	DIR *dir;
+	struct dirent *de;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)d->pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}
+
+int pk_test_daemon_wait_fd_count(const struct pk_test_daemon *d, int want,
+				 int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	int n;
+
+	while ((n = pk_test_daemon_fd_count(d)) != want && now_ms() < deadline)
+		sleep_ms(5);
+	return n;
+}
+
+int pk_test_connect(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(sock) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int pk_test_send(int fd, const void *buf, size_t len, const int *fds,
+		 int n_fds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (n_fds < 0 || n_fds > 16)
+		return -EINVAL;
+	if (n_fds) {
+		struct cmsghdr *cm;
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
+	}
+	if (len > 200 * 1024) {
+		int sz = (int)len * 2;
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz));
+	}
+	n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+ssize_t pk_test_recv(int fd, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	n = recv(fd, buf, len, MSG_DONTWAIT);
+	return n < 0 ? -errno : n;
+}
+
+int pk_test_recv_reply(int fd, struct pk_reply_msg *reply)
+{
+	char buf[sizeof(*reply) + 1];
+	ssize_t n = pk_test_recv(fd, buf, sizeof(buf), PK_TEST_REPLY_WAIT_MS);
+
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return -ECONNRESET; /* the daemon closed without replying */
+	return pk_reply_decode(buf, (size_t)n, reply);
+}
+
+int pk_test_request(const char *sock, const void *buf, size_t len,
+		    const int *fds, int n_fds, struct pk_reply_msg *reply,
+		    int *conn_out)
+{
+	int fd = pk_test_connect(sock), err;
+
+	if (conn_out)
+		*conn_out = -1;
+	if (fd < 0)
+		return fd;
+	err = pk_test_send(fd, buf, len, fds, n_fds);
+	if (!err)
+		err = pk_test_recv_reply(fd, reply);
+	if (!err && conn_out)
+		*conn_out = fd;
+	else
+		close(fd);
+	return err;
+}
+
+int pk_test_status_json(const char *sock, char **json)
+{
+	struct pk_msg_header req;
+	char *buf = malloc(PK_PROTO_MAX_MSG + 1);
+	uint16_t type;
+	ssize_t n;
+	int fd, err;
+
+	*json = NULL;
+	if (!buf)
+		return -ENOMEM;
+	fd = pk_test_connect(sock);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	pk_msg_header_init(&req, PK_MSG_STATUS, sizeof(req));
+	err = pk_test_send(fd, &req, sizeof(req), NULL, 0);
+	if (err)
+		goto out;
+	n = pk_test_recv(fd, buf, PK_PROTO_MAX_MSG + 1, PK_TEST_REPLY_WAIT_MS);
+	if (n <= 0) {
+		err = n < 0 ? (int)n : -ECONNRESET;
+		goto out;
+	}
+	err = pk_msg_check_header(buf, (size_t)n, &type, NULL, 0);
+	if (err)
+		goto out;
+	if (type == PK_MSG_ERROR_REPLY) {
+		struct pk_reply_msg r;
+		err = pk_reply_decode(buf, (size_t)n, &r);
+		err = err ? err : (r.status ? r.status : -EPROTO);
+		goto out;
+	}
+	if (type != PK_MSG_STATUS_REPLY || (size_t)n <= sizeof(req) ||
+	    buf[n - 1] != '\0') {
+		err = -EBADMSG;
+		goto out;
+	}
+	*json = strdup(buf + sizeof(req));
+	err = *json ? 0 : -ENOMEM;
+out:
+	close(fd);
+	free(buf);
+	return err;
+}
+
+int pk_test_vm_count(const char *sock)
+{
+	char *json;
+	json_object *root, *vms;
+	int err = pk_test_status_json(sock, &json), n;
+
+	if (err)
+		return err;
+	root = json_tokener_parse(json);
+	free(json);
+	if (!root)
+		return -EBADMSG;
+	if (!json_object_object_get_ex(root, "vms", &vms) ||
+	    !json_object_is_type(vms, json_type_array))
+		n = -EBADMSG;
+	else
+		n = (int)json_object_array_length(vms);
+	json_object_put(root);
+	return n;
+}
+
+int pk_test_wait_vm_count(const char *sock, int want, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	int n;
+
+	while ((n = pk_test_vm_count(sock)) != want && now_ms() < deadline)
+		sleep_ms(10);
+	return n;
+}
+
+int pk_test_uffd_open(uint64_t features, char *err, size_t err_len)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) {
+		int e = errno;
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev < 0) {
+			if (err)
+				snprintf(err, err_len,
+					 "no userfaultfd: syscall failed (%s) and "
+					 "/dev/userfaultfd cannot be opened (%s)",
+					 strerror(e), strerror(errno));
+			return -e;
+		}
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		e = errno;
+		close(dev);
+		if (fd < 0) {
+			if (err)
+				snprintf(err, err_len,
+					 "USERFAULTFD_IOC_NEW on /dev/userfaultfd: %s",
+					 strerror(e));
+			return -e;
+		}
+	}
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int e = errno;
+		if (err)
+			snprintf(err, err_len,
+				 "UFFDIO_API with features 0x%llx failed (%s): "
+				 "the kernel lacks userfaultfd features pagekeeper "
+				 "needs",
+				 (unsigned long long)features, strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int pk_test_uffd_register(int uffd, void *addr, size_t len)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uint64_t)(uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	return ioctl(uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+}
+
+int pk_test_guest_create(struct pk_test_guest *g, size_t map_len,
+			 size_t file_len)
+{
+	memset(g, 0, sizeof(*g));
+	g->memfd = g->uffd = -1;
+	g->memfd = memfd_create("pk-test-guest", MFD_CLOEXEC);
+	if (g->memfd < 0)
+		return -errno;
+	if (ftruncate(g->memfd, (off_t)file_len) < 0)
+		goto fail;
+	g->addr = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       g->memfd, 0);
+	if (g->addr == MAP_FAILED) {
+		g->addr = NULL;
+		goto fail;
+	}
+	g->map_len = map_len;
+	g->file_len = file_len;
+	return 0;
+fail:;
+	int e = -errno;
+	pk_test_guest_destroy(g);
+	return e;
+}
+
+int pk_test_guest_add_uffd(struct pk_test_guest *g, uint64_t features)
+{
+	int err;
+
+	g->uffd = pk_test_uffd_open(features, NULL, 0);
+	if (g->uffd < 0) {
+		err = g->uffd;
+		g->uffd = -1;
+		return err;
+	}
+	err = pk_test_uffd_register(g->uffd, g->addr, g->map_len);
+	if (err) {
+		close(g->uffd);
+		g->uffd = -1;
+	}
+	return err;
+}
+
+void pk_test_guest_destroy(struct pk_test_guest *g)
+{
+	if (g->uffd >= 0)
+		close(g->uffd); /* unregisters the mapping */
+	if (g->addr)
+		munmap(g->addr, g->map_len);
+	if (g->memfd >= 0)
+		close(g->memfd);
+	memset(g, 0, sizeof(*g));
+	g->memfd = g->uffd = -1;
+}

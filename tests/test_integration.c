@@ -1,0 +1,387 @@
+/*
+ * test_integration.c - a real daemon serving real lab guests.
+ *
+ * Everything is real: pagekeeperd and pk-guestsim run as processes, RAM is
+ * memfd (or anonymous) memory, faults go through the kernel's userfaultfd.
+ *
+ *  - four_guests_touch_all: 4 guests of 256 MiB fill every page, run
+ *    writers and readers, and verify every page; while they hold, the
+ *    daemon's status must match exactly what they did (every page zero
+ *    filled once, all resident, none untouched).  Afterwards the daemon
+ *    holds no VM and no extra fd.
+ *  - anon_guests: the same on private anonymous RAM.
+ *  - sigkill_mid_run: guests killed with SIGKILL while faults are in
+ *    flight leave no VM and no fd behind, and the daemon keeps serving.
+ *  - daemon_restart: the daemon is killed while a guest is filling its
+ *    RAM; the guest's faulting threads block in the kernel (never read
+ *    zeros), a new daemon on the same socket takes the guest back and
+ *    the guest finishes and verifies.
+ */
+#include "tests/daemon_fixture.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GUEST_MIB 256
+
+struct guest {
+	pid_t pid;
+	int in_fd;  /* its stdin: closing it ends --hold */
+	FILE *out;  /* its stdout */
+	char name[32];
+};
+
+static const char *guestsim_path(void)
+{
+	const char *p = getenv("PK_GUESTSIM");
+	ck_assert_msg(p && access(p, X_OK) == 0,
+		      "PK_GUESTSIM must name the pk-guestsim binary");
+	return p;
+}
+
+static void guest_start(struct guest *g, const char *sock, const char *name,
+			const char *const extra[])
+{
+	const char *argv[40];
+	int in[2], out[2], n = 0;
+
+	argv[n++] = guestsim_path();
+	argv[n++] = "--socket";
+	argv[n++] = sock;
+	argv[n++] = "--name";
+	argv[n++] = name;
+	argv[n++] = "--quiet";
+	for (; *extra; extra++)
+		argv[n++] = *extra;
+	argv[n] = NULL;
+	/* CLOEXEC: later guests must not inherit this one's stdin pipe. */
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->pid = fork();
+	ck_assert_int_ge(g->pid, 0);
+	if (g->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	g->in_fd = in[1];
+	g->out = fdopen(out[0], "r");
+}
+
+/* Read the guest's stdout until HOLDING; keep its JSON result line. */
+static void guest_wait_holding(struct guest *g, json_object **result)
+{
+	char line[4096];
+
+	*result = NULL;
+	while (fgets(line, sizeof(line), g->out)) {
+		if (strncmp(line, "HOLDING", 7) == 0)
+			return;
+		if (line[0] == '{') {
+			if (*result)
+				json_object_put(*result);
+			*result = json_tokener_parse(line);
+		}
+	}
+	ck_abort_msg("guest %s ended before HOLDING", g->name);
+}
+
+/* Let the guest go and return its exit status (-1: killed). */
+static int guest_finish(struct guest *g)
+{
+	int st;
+
+	if (g->in_fd >= 0)
+		close(g->in_fd);
+	g->in_fd = -1;
+	ck_assert_int_eq(waitpid(g->pid, &st, 0), g->pid);
+	if (g->out)
+		fclose(g->out);
+	g->out = NULL;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v;
+	ck_assert_msg(json_object_object_get_ex(o, key, &v),
+		      "status lacks \"%s\"", key);
+	return json_object_get_double(v);
+}
+
+static json_object *status_vm(json_object *root, const char *name)
+{
+	json_object *vms;
+	ck_assert(json_object_object_get_ex(root, "vms", &vms));
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i), *v;
+		if (json_object_object_get_ex(vm, "name", &v) &&
+		    strcmp(json_object_get_string(v), name) == 0)
+			return vm;
+	}
+	ck_abort_msg("VM %s missing from status", name);
+	return NULL;
+}
+
+static json_object *status_root(struct pk_test_daemon *d)
+{
+	char *text = NULL;
+	ck_assert_int_eq(pk_test_status_json(d->sock, &text), 0);
+	json_object *root = json_tokener_parse(text);
+	ck_assert_msg(root, "status is not JSON: %s", text);
+	free(text);
+	return root;
+}
+
+/*
+ * n guests of GUEST_MIB fill all RAM, run writers, verify, and hold; the
+ * status must then match exactly what they did.
+ */
+static void run_guests_and_check(int n, int anon)
+{
+	struct pk_test_daemon d;
+	struct guest g[4];
+	json_object *result[4], *root;
+	int baseline_fds;
+
+	ck_assert_msg(pk_test_daemon_start(&d, NULL) == 0, "%s", d.error);
+	baseline_fds = pk_test_daemon_fd_count(&d);
+	ck_assert_int_gt(baseline_fds, 0);
+
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		const char *extra[] = { "--size", "256M", "--seed", "7",
+					"--workload", "random", "--writers", "2",
+					"--readers", "1", "--duration", "1",
+					"--verify", "--hold", "--json",
+					anon ? "--anon" : NULL, NULL };
+		snprintf(name, sizeof(name), "g%d", i);
+		guest_start(&g[i], d.sock, name, extra);
+	}
+	for (int i = 0; i < n; i++)
+		guest_wait_holding(&g[i], &result[i]);
+
+	root = status_root(&d);
+	ck_assert_int_eq(json_object_array_length(
+				 json_object_object_get(root, "vms")), n);
+	for (int i = 0; i < n; i++) {
+		json_object *vm = status_vm(root, g[i].name);
+		ck_assert_msg(result[i], "guest %s printed no JSON result",
+			      g[i].name);
+		ck_assert_double_eq(jnum(result[i], "mismatches"), 0);
+		ck_assert_double_eq(jnum(result[i], "pages_verified"),
+				    GUEST_MIB * 256);
+		ck_assert_double_gt(jnum(result[i], "write_ops"), 0);
+		ck_assert_double_eq(jnum(vm, "pid"), g[i].pid);
+		ck_assert_double_eq(jnum(vm, "configured_mib"), GUEST_MIB);
+		/* The guest touched every page, so every page was zero
+		 * filled exactly once and is resident now. */
+		ck_assert_double_eq(jnum(vm, "resident_mib"), GUEST_MIB);
+		ck_assert_double_eq(jnum(vm, "untouched_mib"), 0);
+		ck_assert_double_eq(jnum(vm, "pages_zero_filled"),
+				    GUEST_MIB * 256);
+		ck_assert_double_eq(jnum(vm, "zero_mib"), 0);
+		ck_assert_double_eq(jnum(vm, "swapped_mib"), 0);
+		/* At least one fault per fault-around window (1 MiB),
+		 * at most one per page. */
+		ck_assert_double_ge(jnum(vm, "faults_total"), GUEST_MIB);
+		ck_assert_double_le(jnum(vm, "faults_total"), GUEST_MIB * 256);
+		json_object_put(result[i]);
+	}
+	json_object_put(root);
+
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(guest_finish(&g[i]) == 0,
+			      "guest %s failed verification", g[i].name);
+	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, 5000), 0);
+	ck_assert_int_eq(pk_test_daemon_wait_fd_count(&d, baseline_fds, 5000),
+			 baseline_fds);
+	ck_assert(pk_test_daemon_alive(&d));
+	pk_test_daemon_stop(&d);
+}
+
+START_TEST(four_guests_touch_all)
+{
+	run_guests_and_check(4, 0);
+}
+END_TEST
+
+START_TEST(anon_guests)
+{
+	run_guests_and_check(2, 1);
+}
+END_TEST
+
+static double vm_faults(struct pk_test_daemon *d, const char *name)
+{
+	json_object *root = status_root(d), *vms, *v;
+	double f = -1;
+
+	json_object_object_get_ex(root, "vms", &vms);
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		if (json_object_object_get_ex(vm, "name", &v) &&
+		    strcmp(json_object_get_string(v), name) == 0)
+			f = jnum(vm, "faults_total");
+	}
+	json_object_put(root);
+	return f;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+START_TEST(sigkill_mid_run)
+{
+	static const char *const kinds[] = { "random", "seq", "zipf" };
+	struct pk_test_daemon d;
+	int baseline_fds;
+
+	ck_assert_msg(pk_test_daemon_start(&d, NULL) == 0, "%s", d.error);
+	baseline_fds = pk_test_daemon_fd_count(&d);
+	for (int round = 0; round < 3; round++) {
+		struct guest g;
+		char name[16];
+		const char *extra[] = { "--size", "1G", "--workload",
+					kinds[round], "--writers", "2",
+					"--duration", "30", NULL };
+		double faults = -1;
+
+		snprintf(name, sizeof(name), "victim%d", round);
+		guest_start(&g, d.sock, name, extra);
+		/* Kill once faults are flowing: some are in flight. */
+		for (int t = 0; t < 500 && faults < 50 * (round + 1); t++) {
+			sleep_ms(10);
+			faults = vm_faults(&d, name);
+		}
+		ck_assert_msg(faults >= 50, "guest %s never faulted", name);
+		ck_assert_int_eq(kill(g.pid, SIGKILL), 0);
+		ck_assert_int_eq(guest_finish(&g), -1);
+		ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, 5000), 0);
+		ck_assert_int_eq(pk_test_daemon_wait_fd_count(&d, baseline_fds,
+							      5000),
+				 baseline_fds);
+	}
+	ck_assert(pk_test_daemon_alive(&d));
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* Threads of pid sleeping in the kernel's userfaultfd wait. */
+static int threads_in_userfault(pid_t pid)
+{
+	char path[64], wchan[64];
+	struct dirent *de;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return 0;
+	while ((de = readdir(dir))) {
+		char p[384];
+		FILE *f;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/wchan", path, de->d_name);
+		f = fopen(p, "r");
+		if (f && fgets(wchan, sizeof(wchan), f) &&
+		    strcmp(wchan, "handle_userfault") == 0)
+			n++;
+		if (f)
+			fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+START_TEST(daemon_restart)
+{
+	struct pk_test_daemon a, b;
+	struct guest g;
+	json_object *result;
+	char args[512];
+	const char *extra[] = { "--size", "1G", "--workload", "random",
+				"--writers", "2", "--duration", "1",
+				"--verify", "--hold", "--json", NULL };
+	double faults = -1;
+	int blocked = 0, st;
+
+	ck_assert_msg(pk_test_daemon_start(&a, NULL) == 0, "%s", a.error);
+	guest_start(&g, a.sock, "survivor", extra);
+	for (int t = 0; t < 500 && faults < 20; t++) {
+		sleep_ms(10);
+		faults = vm_faults(&a, "survivor");
+	}
+	ck_assert_msg(faults >= 20, "guest never faulted");
+
+	/* The daemon dies mid-fill. */
+	ck_assert_int_eq(kill(a.pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(a.pid, &st, 0), a.pid);
+	a.pid = 0;
+	/* With no handler the guest's faults must block, not read zeros. */
+	for (int t = 0; t < 200 && !blocked; t++) {
+		sleep_ms(10);
+		blocked = threads_in_userfault(g.pid);
+	}
+	ck_assert_msg(blocked > 0,
+		      "no guest thread waits in handle_userfault without a daemon");
+	sleep_ms(300);
+	ck_assert_int_gt(threads_in_userfault(g.pid), 0);
+
+	/* A new daemon on the same socket takes the guest back. */
+	snprintf(args, sizeof(args), "--socket %s --state-dir %s", a.sock,
+		 a.state_dir);
+	ck_assert_msg(pk_test_daemon_start(&b, args) == 0, "%s", b.error);
+	guest_wait_holding(&g, &result);
+	ck_assert_msg(result, "guest printed no result");
+	ck_assert_double_eq(jnum(result, "mismatches"), 0);
+	ck_assert_double_eq(jnum(result, "pages_verified"), 1024 * 256);
+	json_object_put(result);
+	ck_assert_int_eq(pk_test_vm_count(a.sock), 1);
+	ck_assert_int_eq(guest_finish(&g), 0);
+	ck_assert_int_eq(pk_test_wait_vm_count(a.sock, 0, 5000), 0);
+	pk_test_daemon_stop(&b);
+	pk_test_daemon_stop(&a);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("integration");
+	TCase *tc = tcase_create("guests");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, four_guests_touch_all);
+	tcase_add_test(tc, anon_guests);
+	tcase_add_test(tc, sigkill_mid_run);
+	tcase_add_test(tc, daemon_restart);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
