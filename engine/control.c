@@ -187,10 +187,10 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		       uint32_t events, void *data)
 {
 	struct pk_conn *c = data;
-	/* One byte more than the limit so oversize shows as MSG_TRUNC. */
-	static __thread char buf[PK_PROTO_MAX_MSG + 1];
+	char *buf = c->engine->rx_buf;
 	char cbuf[CMSG_SPACE(sizeof(int) * PK_MAX_RX_FDS)];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	/* One byte more than the limit so oversize shows as MSG_TRUNC. */
+	struct iovec iov = { .iov_base = buf, .iov_len = PK_PROTO_MAX_MSG + 1 };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 			     .msg_control = cbuf,
 			     .msg_controllen = sizeof(cbuf) };

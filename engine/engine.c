@@ -13,6 +13,7 @@
  * retried promptly without spinning.
  */
 #include "engine/engine.h"
+#include "engine/protocol.h"
 #include "engine/vm.h"
 
 #include <errno.h>
@@ -92,8 +93,9 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 		e->zero_buf = NULL;
 		return -ENOMEM;
 	}
+	e->rx_buf = malloc(PK_PROTO_MAX_MSG + 1); /* malloc: max-aligned */
 	e->loop = pk_event_loop_create();
-	if (!e->loop)
+	if (!e->loop || !e->rx_buf)
 		return -ENOMEM;
 
 	sigemptyset(&sigs);
@@ -146,6 +148,7 @@ void pk_engine_fini(struct pk_engine *e)
 	if (e->timer_fd >= 0)
 		close(e->timer_fd);
 	pk_event_loop_destroy(e->loop);
+	free(e->rx_buf);
 	if (e->zero_buf)
 		munmap(e->zero_buf, (size_t)e->cfg.fault_around_max * 4096);
 	memset(e, 0, sizeof(*e));

@@ -47,6 +47,7 @@ struct pk_engine {
 	struct pk_conn *conns; /* connections without a VM */
 	uint32_t next_vm_id;
 	void *zero_buf; /* fault_around_max zero pages, source for COPY */
+	void *rx_buf;	/* one received control message (aligned) */
 	FILE *log;
 };
 

@@ -11,6 +11,7 @@
  */
 #include "engine/engine.h"
 #include "engine/client/pagekeeper-client.h"
+#include "tools/common/size_parse.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,31 +38,6 @@ static void usage(FILE *f)
 		"  --quiet               log nothing but errors at start-up\n",
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case 'K': case 'k': v <<= 10; end++; break;
-	case 'M': case 'm': v <<= 20; end++; break;
-	case 'G': case 'g': v <<= 30; end++; break;
-	case 'T': case 't': v <<= 40; end++; break;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 /* mkdir -p with mode 0700 for the last component. */
@@ -126,9 +102,10 @@ int main(int argc, char **argv)
 		case 's': cfg.socket_path = optarg; break;
 		case 'd': cfg.state_dir = optarg; break;
 		case 'b':
-			if (parse_size(optarg, &cfg.budget_bytes) < 0) {
+			if (pk_size_parse(optarg, &cfg.budget_bytes)) {
 				fprintf(stderr, "pagekeeperd: bad --budget '%s': "
-					"want a size like 16G or 512M\n", optarg);
+					"%s; want a size like 16G or 512M\n", optarg,
+					pk_size_parse(optarg, &cfg.budget_bytes));
 				return 2;
 			}
 			break;

@@ -14,6 +14,7 @@
  * Why: absolute times on this host are noisy (FACTS.md); only a same-run
  * comparison says whether pagekeeperd's fault path is good enough.
  */
+#include "tools/common/size_parse.h"
 #include "bench_mem.h"
 #include "cleanup.h"
 #include "daemon_proc.h"
@@ -61,26 +62,14 @@ static void usage(FILE *out)
 		"  --json           print one JSON object instead of text\n");
 }
 
+/* Benchmark sizes round up to whole pages. */
 static int parse_size(const char *s, size_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	uint64_t v;
+
+	if (pk_size_parse(s, &v) || v == 0 || v > (1ull << 50))
 		return -EINVAL;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (!strcasecmp(end, "ib") || !strcasecmp(end, "b"))
-		end += strlen(end);
-	if (*end || v == 0 || v > (1ull << 50) >> shift)
-		return -EINVAL;
-	v <<= shift;
-	*out = (size_t)((v + BENCH_PAGE - 1) & ~(unsigned long long)(BENCH_PAGE - 1));
+	*out = (size_t)((v + BENCH_PAGE - 1) & ~(uint64_t)(BENCH_PAGE - 1));
 	return 0;
 }
 

@@ -129,12 +129,18 @@ int main(int argc, char **argv)
 	gs_hotmap_init(&ctx.hot, ctx.n_pages, opts.seed, opts.duration_s);
 	ctx.seq = calloc(ctx.n_pages, sizeof(*ctx.seq));
 	res = calloc(1, sizeof(*res));
-	if (!ctx.seq || !res)
+	if (!ctx.seq || !res) {
+		free(ctx.seq);
+		free(res);
 		return fail("allocating page versions", -ENOMEM);
+	}
 
 	rc = gs_ram_map(&ctx.ram, opts.size, opts.anon);
-	if (rc)
+	if (rc) {
+		free(ctx.seq);
+		free(res);
 		return fail("mapping guest RAM", rc);
+	}
 	if (!opts.no_daemon) {
 		rc = gs_ram_attach(&ctx.ram, &opts, err, sizeof(err));
 		if (rc) {
@@ -143,6 +149,8 @@ int main(int argc, char **argv)
 						 : PK_DEFAULT_SOCKET,
 				strerror(-rc), err[0] ? ": " : "", err);
 			gs_ram_release(&ctx.ram);
+			free(ctx.seq);
+			free(res);
 			return GS_EXIT_ATTACH;
 		}
 		if (!opts.quiet)

@@ -24,6 +24,7 @@
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
 #include "opts.h"
+#include "tools/common/size_parse.h"
 
 #define MAX_THREADS 1024
 
@@ -122,45 +123,19 @@ static int parse_u64(const char *s, int base, uint64_t *out)
 	return 0;
 }
 
-/* NULL when fine, else why not. */
+/* NULL when fine, else why not: a guest RAM size is whole pages. */
 static const char *parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v, mult = 1;
-	char *end;
+	const char *why = pk_size_parse(s, out);
 
-	if (*s < '0' || *s > '9')
-		return "not a number";
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return "too large";
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		mult = 1ULL << 10;
-		break;
-	case 'm': case 'M':
-		mult = 1ULL << 20;
-		break;
-	case 'g': case 'G':
-		mult = 1ULL << 30;
-		break;
-	default:
-		return "bad size suffix (use K, M or G)";
-	}
-	if (*end && end[1])
-		return "bad size suffix (use K, M or G)";
-	if (v > UINT64_MAX / mult)
-		return "too large";
-	v *= mult;
-	if (v == 0)
+	if (why)
+		return why;
+	if (*out == 0)
 		return "must be positive";
-	if (v % 4096)
+	if (*out % 4096)
 		return "not a multiple of 4096";
-	if (v > PK_PROTO_MAX_REGION_BYTES)
+	if (*out > PK_PROTO_MAX_REGION_BYTES)
 		return "too large (limit 4 TiB)";
-	*out = v;
 	return NULL;
 }
 
