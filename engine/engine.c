@@ -65,7 +65,12 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	if (read(e->timer_fd, &expirations, sizeof(expirations)) < 0 ||
 	    !expirations)
 		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now_ms = (uint64_t)now.tv_sec * 1000 +
+			  (uint64_t)now.tv_nsec / 1000000;
 	for (struct pk_vm *vm = e->vms; vm; vm = vm->next) {
+		pk_fault_run_rechecks(vm, now_ms);
 		vm->stats.faults_per_s =
 			(double)(vm->stats.faults - vm->stats.faults_last_tick) /
 			(double)expirations;

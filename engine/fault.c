@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PK_UFFD_READ_BATCH 64
@@ -193,9 +194,58 @@ static void defer_fault(struct pk_vm *vm, uint64_t addr, uint64_t flags)
 	vm->n_deferred++;
 }
 
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * UFFD_EVENT_REMOVE arrives before the kernel discards anything, and on
+ * shmem not every discard frees data: MADV_REMOVE and a hole punch (the
+ * balloon's path) do, but MADV_DONTNEED only unmaps, and the next access
+ * is then a minor fault the kernel serves from the file without asking
+ * us.  So pages are marked removed at once (the balloon case), and for
+ * shmem the range is compared with the file a little later; pages that
+ * still hold data go back to resident.
+ */
+static void queue_recheck(struct pk_vm *vm, uint64_t start, uint64_t end)
+{
+	struct pk_remove_recheck *rc;
+
+	if (vm->n_rechecks == PK_RECHECK_MAX) {
+		/* Full: widen the last entry to cover this range too. */
+		rc = &vm->rechecks[PK_RECHECK_MAX - 1];
+		rc->start = start < rc->start ? start : rc->start;
+		rc->end = end > rc->end ? end : rc->end;
+	} else {
+		rc = &vm->rechecks[vm->n_rechecks++];
+		rc->start = start;
+		rc->end = end;
+	}
+	rc->due_ms = monotonic_ms() + PK_RECHECK_DELAY_MS;
+}
+
+void pk_fault_run_rechecks(struct pk_vm *vm, uint64_t now_ms)
+{
+	unsigned kept = 0;
+
+	for (unsigned i = 0; i < vm->n_rechecks; i++) {
+		struct pk_remove_recheck rc = vm->rechecks[i];
+		if (rc.due_ms <= now_ms)
+			pk_vm_recheck_removed(vm, rc.start, rc.end);
+		else
+			vm->rechecks[kept++] = rc;
+	}
+	vm->n_rechecks = kept;
+}
+
 static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 {
 	vm->stats.remove_events++;
+	if (!vm->anon)
+		queue_recheck(vm, start, end);
 	for (uint32_t i = 0; i < vm->n_regions; i++) {
 		const struct pk_vm_region *r = &vm->regions[i];
 		uint64_t lo = start > r->start ? start : r->start;

@@ -181,6 +181,46 @@ static int register_ranges(int uffd, const struct pk_registration *reg,
 	return 0;
 }
 
+/*
+ * Pages of region r whose file range [lo, hi) holds data become resident:
+ * all of them, or with only_removed just those marked removed.
+ */
+static void mark_file_data(struct pk_vm *vm, const struct pk_vm_region *r,
+			   uint64_t lo, uint64_t hi, int only_removed)
+{
+	off_t pos = (off_t)lo, end = (off_t)hi;
+
+	while (pos < end) {
+		off_t data = lseek(vm->ram_fd, pos, SEEK_DATA);
+		if (data < 0 || data >= end)
+			break;
+		off_t hole = lseek(vm->ram_fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		uint64_t first = r->first_page +
+				 ((uint64_t)data - r->file_offset) / PK_PAGE_SIZE;
+		uint64_t n = (uint64_t)(hole - data) / PK_PAGE_SIZE;
+		for (uint64_t i = first; i < first + n; i++)
+			if (!only_removed ||
+			    pk_page_state(&vm->pages, i) == PK_PAGE_REMOVED)
+				pk_page_set(&vm->pages, i, PK_PAGE_RESIDENT, 0);
+		pos = hole;
+	}
+}
+
+void pk_vm_recheck_removed(struct pk_vm *vm, uint64_t start, uint64_t end)
+{
+	for (uint32_t i = 0; i < vm->n_regions && !vm->anon; i++) {
+		const struct pk_vm_region *r = &vm->regions[i];
+		uint64_t lo = start > r->start ? start : r->start;
+		uint64_t hi = end < r->start + r->length ? end
+							 : r->start + r->length;
+		if (lo < hi)
+			mark_file_data(vm, r, r->file_offset + (lo - r->start),
+				       r->file_offset + (hi - r->start), 1);
+	}
+}
+
 /* Mark pages that already hold data as resident. */
 static void scan_populated(struct pk_vm *vm)
 {
@@ -213,23 +253,8 @@ static void scan_populated(struct pk_vm *vm)
 			}
 			continue;
 		}
-		off_t end = (off_t)(r->file_offset + r->length);
-		off_t pos = (off_t)r->file_offset;
-		while (pos < end) {
-			off_t data = lseek(vm->ram_fd, pos, SEEK_DATA);
-			if (data < 0 || data >= end)
-				break;
-			off_t hole = lseek(vm->ram_fd, data, SEEK_HOLE);
-			if (hole < 0 || hole > end)
-				hole = end;
-			uint64_t first = r->first_page +
-					 ((uint64_t)data - r->file_offset) /
-						 PK_PAGE_SIZE;
-			pk_page_set_range(&vm->pages, first,
-					  (uint64_t)(hole - data) / PK_PAGE_SIZE,
-					  PK_PAGE_RESIDENT);
-			pos = hole;
-		}
+		mark_file_data(vm, r, r->file_offset,
+			       r->file_offset + r->length, 0);
 	}
 	if (pagemap >= 0)
 		close(pagemap);

@@ -35,6 +35,14 @@ struct pk_deferred_fault {
 };
 #define PK_DEFERRED_MAX 256
 
+/* A shmem REMOVE range to compare with the file later (see fault.c). */
+struct pk_remove_recheck {
+	uint64_t start, end;
+	uint64_t due_ms; /* CLOCK_MONOTONIC */
+};
+#define PK_RECHECK_MAX 64
+#define PK_RECHECK_DELAY_MS 100
+
 struct pk_vm_region {
 	uint64_t start; /* guest host-virtual address */
 	uint64_t length;
@@ -80,6 +88,8 @@ struct pk_vm {
 	struct pk_fault_stream streams[PK_FAULT_STREAMS];
 	struct pk_deferred_fault deferred[PK_DEFERRED_MAX];
 	unsigned n_deferred;
+	struct pk_remove_recheck rechecks[PK_RECHECK_MAX];
+	unsigned n_rechecks;
 	struct pk_vm_stats stats;
 };
 
@@ -104,6 +114,15 @@ const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
 
 /* Is fd a userfaultfd with every feature pagekeeper needs?  (0 / -errno) */
 int pk_uffd_check(int fd, char *reason, size_t reason_len);
+
+/*
+ * Pages in [start, end) marked removed whose data is still in the RAM file
+ * become resident again (shmem only).
+ */
+void pk_vm_recheck_removed(struct pk_vm *vm, uint64_t start, uint64_t end);
+
+/* Run the REMOVE re-checks that are due (fault.c). */
+void pk_fault_run_rechecks(struct pk_vm *vm, uint64_t now_ms);
 
 /* Fault path (fault.c): drain and handle the VM's uffd events. */
 void pk_fault_handle_events(struct pk_vm *vm);

@@ -16,7 +16,10 @@
  *    RAM; the guest's faulting threads block in the kernel (never read
  *    zeros), a new daemon on the same socket takes the guest back and
  *    the guest finishes and verifies.
+ *  - removes_shared, removes_anon: pages the guest discards are tracked
+ *    through UFFD_EVENT_REMOVE and come back as zeros.
  */
+#include "engine/client/pagekeeper-client.h"
 #include "tests/daemon_fixture.h"
 
 #include <check.h>
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -228,7 +232,9 @@ START_TEST(anon_guests)
 }
 END_TEST
 
-static double vm_faults(struct pk_test_daemon *d, const char *name)
+/* One status figure of one VM; -1 when the VM is not registered. */
+static double vm_field(struct pk_test_daemon *d, const char *name,
+		       const char *key)
 {
 	json_object *root = status_root(d), *vms, *v;
 	double f = -1;
@@ -238,10 +244,15 @@ static double vm_faults(struct pk_test_daemon *d, const char *name)
 		json_object *vm = json_object_array_get_idx(vms, i);
 		if (json_object_object_get_ex(vm, "name", &v) &&
 		    strcmp(json_object_get_string(v), name) == 0)
-			f = jnum(vm, "faults_total");
+			f = jnum(vm, key);
 	}
 	json_object_put(root);
 	return f;
+}
+
+static double vm_faults(struct pk_test_daemon *d, const char *name)
+{
+	return vm_field(d, name, "faults_total");
 }
 
 static void sleep_ms(int ms)
@@ -283,6 +294,87 @@ START_TEST(sigkill_mid_run)
 	}
 	ck_assert(pk_test_daemon_alive(&d));
 	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+#define RM_PAGES 1024
+#define PAGE 4096
+#define MIB_OF(pages) ((double)(pages) * PAGE / (1024.0 * 1024.0))
+
+/*
+ * The guest discards pages: the daemon sees UFFD_EVENT_REMOVE, counts the
+ * pages as ballooned and serves zeros on the next touch.  On memfd RAM,
+ * MADV_DONTNEED keeps the data in the file: the daemon's re-check must
+ * put those pages back to resident, with their data untouched.  This
+ * process is the guest, attached through the client library.
+ */
+static void run_removes(int anon)
+{
+	struct pk_test_daemon d;
+	struct pk_client *c;
+	char err[256];
+	int fd = anon ? -1 : memfd_create("pk-test-remove", MFD_CLOEXEC);
+	unsigned char *ram;
+
+	ck_assert_msg(pk_test_daemon_start(&d, NULL) == 0, "%s", d.error);
+	if (!anon)
+		ck_assert_int_eq(ftruncate(fd, RM_PAGES * PAGE), 0);
+	ram = mmap(NULL, RM_PAGES * PAGE, PROT_READ | PROT_WRITE,
+		   anon ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED, fd, 0);
+	ck_assert(ram != MAP_FAILED);
+	struct pk_client_region r = { ram, RM_PAGES * PAGE, 0 };
+	struct pk_client_opts o = { .socket_path = d.sock, .vm_name = "rm",
+				    .ram_fd = fd, .regions = &r, .n_regions = 1 };
+	ck_assert_msg(pk_client_attach(&o, &c, err, sizeof(err)) == 0, "%s", err);
+
+	for (int i = 0; i < RM_PAGES; i++)
+		ram[i * PAGE] = (unsigned char)(i | 1);
+	ck_assert_double_eq(vm_field(&d, "rm", "resident_mib"), MIB_OF(RM_PAGES));
+	ck_assert_double_eq(vm_field(&d, "rm", "ballooned_mib"), 0);
+
+	/* Discard 64 pages for good (the balloon's way). */
+	ck_assert_int_eq(madvise(ram, 64 * PAGE,
+				 anon ? MADV_DONTNEED : MADV_REMOVE), 0);
+	ck_assert_double_eq(vm_field(&d, "rm", "ballooned_mib"), MIB_OF(64));
+	ck_assert_double_eq(vm_field(&d, "rm", "remove_events"), 1);
+	if (!anon) {
+		/* Unmap 32 more without freeing them: data stays in the file. */
+		ck_assert_int_eq(madvise(ram + 512 * PAGE, 32 * PAGE,
+					 MADV_DONTNEED), 0);
+		ck_assert_double_eq(vm_field(&d, "rm", "ballooned_mib"),
+				    MIB_OF(64 + 32));
+	}
+	sleep_ms(1500); /* past the re-check delay and a statistics tick */
+	ck_assert_double_eq(vm_field(&d, "rm", "ballooned_mib"), MIB_OF(64));
+	for (int i = 512; i < 512 + 32; i++)
+		ck_assert_int_eq(ram[i * PAGE], (unsigned char)(i | 1));
+
+	/* The discarded pages come back as zeros, filled by the daemon. */
+	for (int i = 0; i < 64; i++)
+		for (int b = 0; b < PAGE; b += 512)
+			ck_assert_int_eq(ram[i * PAGE + b], 0);
+	ck_assert_double_eq(vm_field(&d, "rm", "pages_zero_filled"),
+			    RM_PAGES + 64);
+	ck_assert_double_eq(vm_field(&d, "rm", "ballooned_mib"), 0);
+	ck_assert_double_eq(vm_field(&d, "rm", "resident_mib"), MIB_OF(RM_PAGES));
+
+	pk_client_detach(c);
+	munmap(ram, RM_PAGES * PAGE);
+	if (fd >= 0)
+		close(fd);
+	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, 5000), 0);
+	pk_test_daemon_stop(&d);
+}
+
+START_TEST(removes_shared)
+{
+	run_removes(0);
+}
+END_TEST
+
+START_TEST(removes_anon)
+{
+	run_removes(1);
 }
 END_TEST
 
@@ -378,6 +470,8 @@ int main(void)
 	tcase_add_test(tc, anon_guests);
 	tcase_add_test(tc, sigkill_mid_run);
 	tcase_add_test(tc, daemon_restart);
+	tcase_add_test(tc, removes_shared);
+	tcase_add_test(tc, removes_anon);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
