@@ -147,12 +147,19 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		 * event) and reads zeros, as the file now holds. */
 		n = 1;
 		break;
-	default:
-		/* Swapped/shared/poisoned pages arrive with later issues. */
-		pk_log(vm->engine, "vm %s: page %llu in state %s has no resolver",
-		       vm->name, (unsigned long long)idx, pk_page_state_name(st));
-		wake_page(vm, addr);
+	default: {
+		/* No resolver for this state (swapped and shared pages arrive
+		 * with later issues): a memory error for the guest, never
+		 * wrong bytes and never a fault loop. */
+		struct uffdio_poison p = {
+			.range = { .start = addr, .len = PK_PAGE_SIZE } };
+		pk_log(vm->engine, "vm %s: page %llu in state %s has no resolver; "
+		       "poisoned", vm->name, (unsigned long long)idx,
+		       pk_page_state_name(st));
+		if (ioctl(vm->uffd, UFFDIO_POISON, &p) < 0 && errno == EAGAIN)
+			return -EAGAIN;
 		return 0;
+	}
 	}
 
 	done = zero_fill(vm, addr, n, write);
