@@ -183,6 +183,44 @@ reject:
 	send_reply(c->fd, PK_MSG_REGISTER_REPLY, err, 0, reason);
 }
 
+/*
+ * RECLAIM: the connection waits for the reply, which comes when the
+ * eviction ends, so it is handed to the VM's reclaim (evict.c).
+ */
+static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
+{
+	char name[PK_PROTO_NAME_MAX], reason[PK_PROTO_REASON_MAX];
+	struct pk_vm *vm;
+	int err, fd;
+
+	memcpy(name, m->vm_name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	vm = pk_vm_find_by_name(c->engine, name);
+	if (!vm) {
+		snprintf(reason, sizeof(reason), "no VM named '%s'", name);
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, -ENOENT, 0, reason);
+		return;
+	}
+	if (m->bytes == 0 || m->bytes % PK_PAGE_SIZE) {
+		snprintf(reason, sizeof(reason),
+			 "reclaim size must be a positive multiple of %u bytes",
+			 PK_PAGE_SIZE);
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, -EINVAL, 0, reason);
+		return;
+	}
+	fd = dup(c->fd);
+	if (fd < 0) {
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, -errno, 0, "dup failed");
+		return;
+	}
+	err = pk_reclaim_start(vm, m->bytes / PK_PAGE_SIZE, fd, reason,
+			       sizeof(reason));
+	if (err) {
+		close(fd);
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, err, 0, reason);
+	}
+}
+
 static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		       uint32_t events, void *data)
 {
@@ -242,6 +280,16 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 	switch (type) {
 	case PK_MSG_REGISTER:
 		handle_register(c, buf, (size_t)n, fds, n_fds);
+		return;
+	case PK_MSG_RECLAIM:
+		if (n_fds || (size_t)n != sizeof(struct pk_reclaim_msg)) {
+			err = -EBADMSG;
+			snprintf(reason, sizeof(reason),
+				 "reclaim request must be %zu bytes without fds",
+				 sizeof(struct pk_reclaim_msg));
+			goto reject;
+		}
+		handle_reclaim(c, (const struct pk_reclaim_msg *)(const void *)buf);
 		return;
 	case PK_MSG_STATUS:
 		if (n_fds) {

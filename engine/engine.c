@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/protocol.h"
 #include "engine/vm.h"
+#include "swapper/swap_store.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -75,7 +76,54 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 			(double)(vm->stats.faults - vm->stats.faults_last_tick) /
 			(double)expirations;
 		vm->stats.faults_last_tick = vm->stats.faults;
+		vm->stats.swapins_per_s =
+			(double)(vm->stats.swapins - vm->stats.swapins_last_tick) /
+			(double)expirations;
+		vm->stats.swapins_last_tick = vm->stats.swapins;
 	}
+}
+
+static void io_done(void *arg, uint64_t user_data, int result)
+{
+	struct pk_engine *e = arg;
+	struct pk_io_op *op = (struct pk_io_op *)(uintptr_t)user_data;
+
+	if (op->kind == PK_IO_EVICT_WRITE)
+		pk_evict_write_done(e, op, result);
+	else
+		pk_fault_swapin_done(e, op, result);
+}
+
+static void on_swap_io(struct pk_event_loop *loop, struct pk_watch *w,
+		       uint32_t events, void *data)
+{
+	struct pk_engine *e = data;
+	(void)loop, (void)w, (void)events;
+
+	pk_swap_reap(e->swap, io_done, e);
+}
+
+static int swap_open(struct pk_engine *e)
+{
+	char path[4096];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/swap.pk", e->cfg.state_dir);
+	err = pk_swap_store_open(&e->swap, path, e->cfg.swap_bytes,
+				 PK_SWAP_QUEUE_DEPTH);
+	if (err) {
+		pk_log(e, "cannot create the swap file %s: %s", path,
+		       strerror(-err));
+		return err;
+	}
+	pk_log(e, "swap file %s: %llu MiB, %s I/O", path,
+	       (unsigned long long)(e->cfg.swap_bytes >> 20),
+	       pk_swap_store_is_direct(e->swap) ? "O_DIRECT"
+						: "buffered (no O_DIRECT here)");
+	if (!pk_watch_add(e->loop, pk_swap_store_event_fd(e->swap), EPOLLIN,
+			  on_swap_io, e))
+		return -errno;
+	return 0;
 }
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
@@ -115,6 +163,10 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	    !pk_watch_add(e->loop, e->signal_fd, EPOLLIN, on_signal, e) ||
 	    !pk_watch_add(e->loop, e->timer_fd, EPOLLIN, on_tick, e))
 		return -errno;
+	e->victim_policy = pk_victim_random;
+	e->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	if (e->cfg.swap_bytes && (err = swap_open(e)) != 0)
+		return err;
 	err = pk_control_listen(e);
 	if (err)
 		return err;
@@ -125,9 +177,15 @@ int pk_engine_run(struct pk_engine *e)
 {
 	while (!e->stop) {
 		unsigned deferred = 0;
-		for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
-			deferred += vm->n_deferred ? pk_fault_retry_deferred(vm)
-						   : 0;
+		int evict_pending = e->evict_pending;
+		e->evict_pending = 0;
+		for (struct pk_vm *vm = e->vms; vm; vm = vm->next) {
+			if (vm->n_deferred || vm->swapin_retry)
+				deferred += pk_fault_retry_deferred(vm);
+			if (evict_pending)
+				pk_evict_resume(vm);
+		}
+		deferred += (unsigned)e->evict_pending;
 		int n = pk_event_loop_run_once(e->loop, deferred ? 1 : 1000);
 		if (n < 0) {
 			pk_log(e, "event loop: %s", strerror(-n));
@@ -152,6 +210,16 @@ void pk_engine_fini(struct pk_engine *e)
 		close(e->signal_fd);
 	if (e->timer_fd >= 0)
 		close(e->timer_fd);
+	if (e->swap) {
+		/* The VMs are gone; completions only free their ops. */
+		struct pk_swap_stats st;
+		for (pk_swap_store_stats(e->swap, &st); st.in_flight;
+		     pk_swap_store_stats(e->swap, &st)) {
+			pk_swap_wait(e->swap, 1);
+			pk_swap_reap(e->swap, io_done, e);
+		}
+		pk_swap_store_close(e->swap);
+	}
 	pk_event_loop_destroy(e->loop);
 	free(e->rx_buf);
 	if (e->zero_buf)

@@ -20,20 +20,26 @@
 #include <sys/types.h>
 
 #include "engine/event_loop.h"
+#include "engine/page_table.h"
+#include "swapper/victim.h"
 
 struct pk_vm;
 struct pk_conn;
+struct pk_swap_store;
 
 struct pk_engine_config {
 	const char *socket_path;
 	const char *state_dir;
 	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
+	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
 	int verbose;
 };
 
 #define PK_FAULT_AROUND_DEFAULT 256u
 #define PK_FAULT_AROUND_LIMIT 1024u
+#define PK_SWAP_DEFAULT_BYTES (2ULL << 30)
+#define PK_SWAP_QUEUE_DEPTH 128
 
 struct pk_engine {
 	struct pk_engine_config cfg;
@@ -48,6 +54,10 @@ struct pk_engine {
 	uint32_t next_vm_id;
 	void *zero_buf; /* fault_around_max zero pages, source for COPY */
 	void *rx_buf;	/* one received control message (aligned) */
+	struct pk_swap_store *swap; /* NULL without a swap file */
+	pk_victim_policy_fn *victim_policy;
+	uint64_t rng;	   /* victim sampling state */
+	int evict_pending; /* a reclaim waits for a retry (EAGAIN) */
 	FILE *log;
 };
 

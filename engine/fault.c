@@ -35,8 +35,10 @@
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
+#include "swapper/swap_store.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -102,6 +104,159 @@ static void wake_page(struct pk_vm *vm, uint64_t addr)
 	ioctl(vm->uffd, UFFDIO_WAKE, &r);
 }
 
+/*
+ * Swap-in, first half: queue an io_uring read of the page's slot.  The
+ * page is marked busy, so further faults on it (other threads) are not
+ * queued twice: they are all woken by the UFFDIO_COPY that resolves it.
+ */
+static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr)
+{
+	struct pk_engine *e = vm->engine;
+	struct pk_swapin *op;
+
+	if (pk_page_busy(&vm->pages, idx))
+		return 0;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -EAGAIN;
+	if (pk_swap_buf_get(e->swap, &op->buf, &op->buf_idx) < 0) {
+		free(op); /* all buffers in flight: retried shortly */
+		return -EAGAIN;
+	}
+	op->op.kind = PK_IO_SWAPIN_READ;
+	op->vm_id = vm->id;
+	op->idx = idx;
+	op->addr = addr;
+	op->slot = pk_page_payload(&vm->pages, idx);
+	if (pk_swap_read(e->swap, op->slot, op->buf_idx,
+			 (uint64_t)(uintptr_t)&op->op) < 0) {
+		pk_swap_buf_put(e->swap, op->buf_idx);
+		free(op);
+		return -EAGAIN;
+	}
+	pk_swap_submit(e->swap);
+	pk_page_set_busy(&vm->pages, idx, 1);
+	return 0;
+}
+
+/*
+ * Give the guest a memory error at addr.  UFFDIO_POISON wants an empty
+ * PTE, but an evicted page keeps the uffd-wp marker the punch left:
+ * resolving write protection on the page clears it first.
+ */
+static int poison_page(struct pk_vm *vm, uint64_t addr)
+{
+	struct uffdio_poison p = { .range = { .start = addr, .len = PK_PAGE_SIZE } };
+
+	if (ioctl(vm->uffd, UFFDIO_POISON, &p) == 0)
+		return 0;
+	if (errno == EEXIST) {
+		struct uffdio_writeprotect wp = {
+			.range = p.range,
+			.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+		};
+		ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp);
+		if (ioctl(vm->uffd, UFFDIO_POISON, &p) == 0)
+			return 0;
+	}
+	if (errno != EAGAIN)
+		pk_log(vm->engine, "vm %s: UFFDIO_POISON at 0x%llx: %s",
+		       vm->name, (unsigned long long)addr, strerror(errno));
+	return -errno;
+}
+
+static struct pk_vm *vm_by_id(struct pk_engine *e, uint32_t id)
+{
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		if (vm->id == id)
+			return vm;
+	return NULL;
+}
+
+static void swapin_free(struct pk_engine *e, struct pk_swapin *op)
+{
+	pk_swap_buf_put(e->swap, op->buf_idx);
+	pk_swap_slot_free(e->swap, op->slot);
+	free(op);
+}
+
+/*
+ * Swap-in, second half: the read is done and checksummed by the store.
+ * Copy the page in, or poison it: the guest gets a memory error, never
+ * wrong bytes.  Returns -EAGAIN when UFFDIO_COPY must be retried.
+ */
+static int swapin_resolve(struct pk_vm *vm, struct pk_swapin *op, int result)
+{
+	struct pk_page_table *pt = &vm->pages;
+
+	if (pk_page_state(pt, op->idx) != PK_PAGE_SWAPPED) {
+		/* Discarded while the read ran: zeros now, via a refault. */
+		pk_page_set_busy(pt, op->idx, 0);
+		struct uffdio_range r = { .start = op->addr, .len = PK_PAGE_SIZE };
+		ioctl(vm->uffd, UFFDIO_WAKE, &r);
+		return 0;
+	}
+	if (result < 0) {
+		int err = poison_page(vm, op->addr);
+		if (err == -EAGAIN)
+			return -EAGAIN;
+		pk_log(vm->engine,
+		       "vm %s: PAGE %llu LOST: swap slot %llu %s; the guest gets "
+		       "a memory error instead of wrong data",
+		       vm->name, (unsigned long long)op->idx,
+		       (unsigned long long)op->slot,
+		       result == -EBADMSG ? "failed its checksum"
+					  : strerror(-result));
+		pk_page_set(pt, op->idx, PK_PAGE_POISONED, 0);
+		vm->stats.poisoned++;
+		return 0;
+	}
+	struct uffdio_copy c = { .dst = op->addr,
+				 .src = (uint64_t)(uintptr_t)op->buf,
+				 .len = PK_PAGE_SIZE };
+	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN)
+		return -EAGAIN;
+	pk_page_set(pt, op->idx, PK_PAGE_RESIDENT, 0);
+	vm->stats.swapins++;
+	return 0;
+}
+
+void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *o, int result)
+{
+	struct pk_swapin *op = (struct pk_swapin *)o;
+	struct pk_vm *vm = vm_by_id(e, op->vm_id);
+
+	op->result = result;
+	if (vm && swapin_resolve(vm, op, result) == -EAGAIN) {
+		op->next_retry = vm->swapin_retry;
+		vm->swapin_retry = op;
+		return;
+	}
+	swapin_free(e, op);
+}
+
+/* A write to a write-protected page (eviction in progress, or done). */
+static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
+{
+	uint64_t addr = fault_addr & ~(uint64_t)(PK_PAGE_SIZE - 1);
+	const struct pk_vm_region *r = pk_vm_region_of(vm, addr);
+	struct uffdio_writeprotect wp = {
+		.range = { .start = addr, .len = PK_PAGE_SIZE }, .mode = 0 };
+
+	if (r) {
+		uint64_t idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
+		pk_evict_on_wp_fault(vm, idx); /* abort its eviction */
+		if (pk_page_state(&vm->pages, idx) == PK_PAGE_SWAPPED) {
+			/* Punched after the write faulted: the retry is a
+			 * MISSING fault served from the slot. */
+			struct uffdio_range rg = { addr, PK_PAGE_SIZE };
+			ioctl(vm->uffd, UFFDIO_WAKE, &rg);
+			return;
+		}
+	}
+	ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp); /* unprotect and wake */
+}
+
 /* Returns 0, or -EAGAIN when the fault must be deferred. */
 static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 {
@@ -141,6 +296,8 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 				break;
 			}
 		break;
+	case PK_PAGE_SWAPPED:
+		return swapin_start(vm, idx, addr);
 	case PK_PAGE_RESIDENT:
 		/* Our table says present but the kernel says missing: the
 		 * guest punched the page itself (shmem hole punch raises no
@@ -148,15 +305,14 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		n = 1;
 		break;
 	default: {
-		/* No resolver for this state (swapped and shared pages arrive
-		 * with later issues): a memory error for the guest, never
-		 * wrong bytes and never a fault loop. */
-		struct uffdio_poison p = {
-			.range = { .start = addr, .len = PK_PAGE_SIZE } };
-		pk_log(vm->engine, "vm %s: page %llu in state %s has no resolver; "
-		       "poisoned", vm->name, (unsigned long long)idx,
+		/* Poisoned (its data was lost), or a state with no resolver
+		 * yet (shared pages arrive with the sharing issue): a memory
+		 * error for the guest, never wrong bytes, never a loop. */
+		if (st != PK_PAGE_POISONED)
+			pk_log(vm->engine, "vm %s: page %llu in state %s has "
+			       "no resolver; poisoned", vm->name, (unsigned long long)idx,
 		       pk_page_state_name(st));
-		if (ioctl(vm->uffd, UFFDIO_POISON, &p) < 0 && errno == EAGAIN)
+		if (poison_page(vm, addr) == -EAGAIN)
 			return -EAGAIN;
 		return 0;
 	}
@@ -262,7 +418,19 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 			continue;
 		uint64_t first = r->first_page + (lo - r->start) / PK_PAGE_SIZE;
 		uint64_t n = (hi - lo + PK_PAGE_SIZE - 1) / PK_PAGE_SIZE;
-		pk_page_set_range(&vm->pages, first, n, PK_PAGE_REMOVED);
+		for (uint64_t p = first; p < first + n; p++) {
+			int busy = pk_page_busy(&vm->pages, p);
+			if (busy)
+				pk_evict_on_remove(vm, p);
+			/* A swap-in in flight owns its slot and frees it. */
+			if (pk_page_state(&vm->pages, p) == PK_PAGE_SWAPPED &&
+			    !busy)
+				pk_swap_slot_free(vm->engine->swap,
+						  pk_page_payload(&vm->pages, p));
+			pk_page_set(&vm->pages, p, PK_PAGE_REMOVED, 0);
+			if (busy)
+				pk_page_set_busy(&vm->pages, p, 1);
+		}
 		vm->stats.pages_removed += n;
 	}
 }
@@ -280,6 +448,12 @@ void pk_fault_handle_events(struct pk_vm *vm)
 			struct uffd_msg *m = &msgs[i];
 			switch (m->event) {
 			case UFFD_EVENT_PAGEFAULT:
+				if (m->arg.pagefault.flags &
+				    UFFD_PAGEFAULT_FLAG_WP) {
+					handle_wp_fault(vm,
+							m->arg.pagefault.address);
+					break;
+				}
 				vm->stats.faults++;
 				if (resolve_fault(vm, m->arg.pagefault.address,
 						  m->arg.pagefault.flags) ==
@@ -306,6 +480,20 @@ void pk_fault_handle_events(struct pk_vm *vm)
 unsigned pk_fault_retry_deferred(struct pk_vm *vm)
 {
 	unsigned n = vm->n_deferred, kept = 0;
+	struct pk_swapin *retry = vm->swapin_retry;
+
+	vm->swapin_retry = NULL;
+	while (retry) {
+		struct pk_swapin *op = retry;
+		retry = op->next_retry;
+		if (swapin_resolve(vm, op, op->result) == -EAGAIN) {
+			op->next_retry = vm->swapin_retry;
+			vm->swapin_retry = op;
+			kept++;
+		} else {
+			swapin_free(vm->engine, op);
+		}
+	}
 
 	for (unsigned i = 0; i < n; i++) {
 		struct pk_deferred_fault d = vm->deferred[i];

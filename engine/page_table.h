@@ -64,6 +64,21 @@ static inline uint64_t pk_page_payload(const struct pk_page_table *pt,
 void pk_page_set(struct pk_page_table *pt, uint64_t idx,
 		 enum pk_page_state state, uint64_t payload);
 
+static inline int pk_page_busy(const struct pk_page_table *pt, uint64_t idx)
+{
+	return !!(pt->entries[idx] & PK_PTE_FLAG_BUSY);
+}
+
+/* Mark a page owned by an in-flight operation (eviction, swap-in). */
+static inline void pk_page_set_busy(struct pk_page_table *pt, uint64_t idx,
+				    int busy)
+{
+	if (busy)
+		pt->entries[idx] |= PK_PTE_FLAG_BUSY;
+	else
+		pt->entries[idx] &= ~PK_PTE_FLAG_BUSY;
+}
+
 /* Set [first, first + n) to state with payload 0. */
 void pk_page_set_range(struct pk_page_table *pt, uint64_t first, uint64_t n,
 		       enum pk_page_state state);

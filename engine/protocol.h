@@ -35,6 +35,8 @@ enum pk_msg_type {
 	PK_MSG_STATUS = 3,	  /* CLI -> daemon */
 	PK_MSG_STATUS_REPLY = 4,   /* daemon -> CLI: JSON text follows */
 	PK_MSG_ERROR_REPLY = 5,	  /* daemon -> anyone: a request failed */
+	PK_MSG_RECLAIM = 6,	  /* CLI -> daemon: evict N bytes of a VM */
+	PK_MSG_RECLAIM_REPLY = 7, /* daemon -> CLI, when the reclaim ends */
 };
 
 enum pk_balloon_kind {
@@ -89,6 +91,24 @@ struct pk_reply_msg {
 };
 
 /* STATUS: header only.  STATUS_REPLY: header + NUL-terminated JSON. */
+
+/* RECLAIM: evict this many bytes of the VM with the current policy. */
+struct pk_reclaim_msg {
+	struct pk_msg_header hdr;
+	char vm_name[PK_PROTO_NAME_MAX];
+	uint64_t bytes;
+};
+
+struct pk_reclaim_reply {
+	struct pk_msg_header hdr;
+	int32_t status;		/* 0, or negative errno (partial work counted) */
+	uint32_t reserved;
+	uint64_t pages_swapped;	/* written to the swap file and punched */
+	uint64_t pages_zero;	/* found all-zero: punched, nothing written */
+	uint64_t pages_aborted;	/* written by the guest meanwhile: kept */
+	uint64_t elapsed_us;
+	char reason[PK_PROTO_REASON_MAX];
+};
 
 /* Decoded, validated registration (points into the caller's buffer). */
 struct pk_registration {

@@ -8,6 +8,7 @@
  */
 #include "engine/engine.h"
 #include "engine/vm.h"
+#include "swapper/swap_store.h"
 
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -69,6 +70,21 @@ static json_object *vm_json(const struct pk_vm *vm)
 	json_object_object_add(o, "remove_events",
 			       json_object_new_int64(
 				       (int64_t)vm->stats.remove_events));
+	json_object_object_add(o, "poisoned_mib",
+			       json_object_new_double(pages_mib(c[PK_PAGE_POISONED])));
+	json_object_object_add(o, "evictions",
+			       json_object_new_int64((int64_t)vm->stats.evictions));
+	json_object_object_add(o, "zero_reclaimed",
+			       json_object_new_int64(
+				       (int64_t)vm->stats.zero_reclaimed));
+	json_object_object_add(o, "evict_aborts",
+			       json_object_new_int64((int64_t)vm->stats.evict_aborts));
+	json_object_object_add(o, "swapins",
+			       json_object_new_int64((int64_t)vm->stats.swapins));
+	json_object_object_add(o, "swapins_per_s",
+			       json_object_new_double(vm->stats.swapins_per_s));
+	json_object_object_add(o, "pages_poisoned",
+			       json_object_new_int64((int64_t)vm->stats.poisoned));
 	json_object_object_add(o, "page_table_bytes",
 			       json_object_new_int64(
 				       (int64_t)(vm->pages.n_pages *
@@ -91,6 +107,19 @@ char *pk_engine_status_json(struct pk_engine *e)
 				       (double)e->cfg.budget_bytes / (1024.0 * 1024.0)));
 	json_object_object_add(root, "page_table_bytes_per_page",
 			       json_object_new_int((int)PK_PAGE_TABLE_BYTES_PER_PAGE));
+	if (e->swap) {
+		json_object *sw = json_object_new_object();
+		json_object_object_add(sw, "slots_total",
+				       json_object_new_int64(
+					       (int64_t)pk_swap_slots_total(e->swap)));
+		json_object_object_add(sw, "slots_used",
+				       json_object_new_int64(
+					       (int64_t)pk_swap_slots_used(e->swap)));
+		json_object_object_add(sw, "direct_io",
+				       json_object_new_boolean(
+					       pk_swap_store_is_direct(e->swap)));
+		json_object_object_add(root, "swap", sw);
+	}
 	json_object_object_add(root, "vms", vms);
 	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
 	json_object_put(root);

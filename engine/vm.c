@@ -21,6 +21,7 @@
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
+#include "swapper/swap_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -332,6 +333,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->ram_fd = ram_fd;
 	vm->conn_fd = conn_fd;
 	vm->pidfd = -1;
+	vm->reclaim_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
 	snprintf(vm->share_domain, sizeof(vm->share_domain), "%s",
 		 reg->share_domain);
@@ -401,6 +403,25 @@ void pk_vm_destroy(struct pk_vm *vm)
 			e->n_vms--;
 			break;
 		}
+	/* Swap state: the batch in flight, retries, and every slot. */
+	pk_evict_vm_gone(vm);
+	while (vm->swapin_retry) {
+		struct pk_swapin *op = vm->swapin_retry;
+		vm->swapin_retry = op->next_retry;
+		pk_swap_buf_put(e->swap, op->buf_idx);
+		pk_swap_slot_free(e->swap, op->slot);
+		free(op);
+	}
+	for (uint64_t i = 0; e->swap && vm->pages.entries &&
+			     vm->pages.count[PK_PAGE_SWAPPED] &&
+			     i < vm->pages.n_pages; i++)
+		if (pk_page_state(&vm->pages, i) == PK_PAGE_SWAPPED &&
+		    !pk_page_busy(&vm->pages, i))
+			pk_swap_slot_free(e->swap, pk_page_payload(&vm->pages, i));
+	if (e->swap)
+		pk_swap_store_flush_frees(e->swap);
+	if (vm->reclaim_fd >= 0)
+		close(vm->reclaim_fd);
 	pk_watch_del(e->loop, vm->uffd_watch);
 	pk_watch_del(e->loop, vm->pidfd_watch);
 	pk_watch_del(e->loop, vm->conn_watch);

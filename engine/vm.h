@@ -43,6 +43,25 @@ struct pk_remove_recheck {
 #define PK_RECHECK_MAX 64
 #define PK_RECHECK_DELAY_MS 100
 
+/* An I/O in flight on the swap store; user_data points at one of these. */
+enum pk_io_kind { PK_IO_EVICT_WRITE = 1, PK_IO_SWAPIN_READ = 2 };
+struct pk_io_op {
+	enum pk_io_kind kind;
+};
+
+/* A swap-in: one slot read for one faulting page (fault.c). */
+struct pk_swapin {
+	struct pk_io_op op;
+	uint32_t vm_id;	 /* by id: the VM may be gone on completion */
+	uint64_t idx, addr, slot;
+	int result; /* the read's: 0, or -EBADMSG / -errno */
+	unsigned buf_idx;
+	void *buf;
+	struct pk_swapin *next_retry; /* UFFDIO_COPY said EAGAIN */
+};
+
+struct pk_evict_batch;
+
 struct pk_vm_region {
 	uint64_t start; /* guest host-virtual address */
 	uint64_t length;
@@ -59,6 +78,13 @@ struct pk_vm_stats {
 	uint64_t pages_removed;
 	uint64_t faults_last_tick; /* faults at the previous 1 s tick */
 	double faults_per_s;
+	uint64_t evictions;	   /* pages written to swap and punched */
+	uint64_t zero_reclaimed;   /* pages found zero and punched */
+	uint64_t evict_aborts;	   /* guest wrote during eviction */
+	uint64_t swapins;
+	uint64_t swapins_last_tick;
+	double swapins_per_s;
+	uint64_t poisoned;	   /* checksum or I/O failures */
 };
 
 struct pk_vm {
@@ -91,6 +117,14 @@ struct pk_vm {
 	struct pk_remove_recheck rechecks[PK_RECHECK_MAX];
 	unsigned n_rechecks;
 	struct pk_vm_stats stats;
+
+	/* Swapping (evict.c, fault.c). */
+	struct pk_evict_batch *evicting; /* at most one batch in flight */
+	struct pk_swapin *swapin_retry;
+	uint64_t reclaim_left;		 /* pages a reclaim request still wants */
+	int reclaim_fd;			 /* connection awaiting the reply, or -1 */
+	uint64_t reclaim_start_us;
+	uint64_t reclaim_swapped, reclaim_zero, reclaim_aborted;
 };
 
 /*
@@ -123,6 +157,24 @@ void pk_vm_recheck_removed(struct pk_vm *vm, uint64_t start, uint64_t end);
 
 /* Run the REMOVE re-checks that are due (fault.c). */
 void pk_fault_run_rechecks(struct pk_vm *vm, uint64_t now_ms);
+
+/*
+ * Eviction (evict.c).  pk_reclaim_start evicts `pages` pages of vm with
+ * the engine's victim policy and answers on reply_fd (taken over) when
+ * done.  The hooks let the fault path tell an in-flight batch that the
+ * guest wrote or discarded one of its pages.
+ */
+int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
+		     char *reason, size_t reason_len);
+int pk_evict_on_wp_fault(struct pk_vm *vm, uint64_t idx);
+void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx);
+void pk_evict_vm_gone(struct pk_vm *vm);
+/* Continue a reclaim whose batch was put off by EAGAIN. */
+void pk_evict_resume(struct pk_vm *vm);
+void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result);
+
+/* Swap-in completion (fault.c). */
+void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *op, int result);
 
 /* Fault path (fault.c): drain and handle the VM's uffd events. */
 void pk_fault_handle_events(struct pk_vm *vm);

@@ -21,6 +21,7 @@
  */
 #include "engine/client/pagekeeper-client.h"
 #include "tests/daemon_fixture.h"
+#include "tests/guest_proc.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -38,97 +39,6 @@
 
 #define GUEST_MIB 256
 
-struct guest {
-	pid_t pid;
-	int in_fd;  /* its stdin: closing it ends --hold */
-	FILE *out;  /* its stdout */
-	char name[32];
-};
-
-static const char *guestsim_path(void)
-{
-	const char *p = getenv("PK_GUESTSIM");
-	ck_assert_msg(p && access(p, X_OK) == 0,
-		      "PK_GUESTSIM must name the pk-guestsim binary");
-	return p;
-}
-
-static void guest_start(struct guest *g, const char *sock, const char *name,
-			const char *const extra[])
-{
-	const char *argv[40];
-	int in[2], out[2], n = 0;
-
-	argv[n++] = guestsim_path();
-	argv[n++] = "--socket";
-	argv[n++] = sock;
-	argv[n++] = "--name";
-	argv[n++] = name;
-	argv[n++] = "--quiet";
-	for (; *extra; extra++)
-		argv[n++] = *extra;
-	argv[n] = NULL;
-	/* CLOEXEC: later guests must not inherit this one's stdin pipe. */
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	snprintf(g->name, sizeof(g->name), "%s", name);
-	g->pid = fork();
-	ck_assert_int_ge(g->pid, 0);
-	if (g->pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[1]);
-		close(out[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	g->in_fd = in[1];
-	g->out = fdopen(out[0], "r");
-}
-
-/* Read the guest's stdout until HOLDING; keep its JSON result line. */
-static void guest_wait_holding(struct guest *g, json_object **result)
-{
-	char line[4096];
-
-	*result = NULL;
-	while (fgets(line, sizeof(line), g->out)) {
-		if (strncmp(line, "HOLDING", 7) == 0)
-			return;
-		if (line[0] == '{') {
-			if (*result)
-				json_object_put(*result);
-			*result = json_tokener_parse(line);
-		}
-	}
-	ck_abort_msg("guest %s ended before HOLDING", g->name);
-}
-
-/* Let the guest go and return its exit status (-1: killed). */
-static int guest_finish(struct guest *g)
-{
-	int st;
-
-	if (g->in_fd >= 0)
-		close(g->in_fd);
-	g->in_fd = -1;
-	ck_assert_int_eq(waitpid(g->pid, &st, 0), g->pid);
-	if (g->out)
-		fclose(g->out);
-	g->out = NULL;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static double jnum(json_object *o, const char *key)
-{
-	json_object *v;
-	ck_assert_msg(json_object_object_get_ex(o, key, &v),
-		      "status lacks \"%s\"", key);
-	return json_object_get_double(v);
-}
-
 static json_object *status_vm(json_object *root, const char *name)
 {
 	json_object *vms;
@@ -141,16 +51,6 @@ static json_object *status_vm(json_object *root, const char *name)
 	}
 	ck_abort_msg("VM %s missing from status", name);
 	return NULL;
-}
-
-static json_object *status_root(struct pk_test_daemon *d)
-{
-	char *text = NULL;
-	ck_assert_int_eq(pk_test_status_json(d->sock, &text), 0);
-	json_object *root = json_tokener_parse(text);
-	ck_assert_msg(root, "status is not JSON: %s", text);
-	free(text);
-	return root;
 }
 
 /*
@@ -232,33 +132,9 @@ START_TEST(anon_guests)
 }
 END_TEST
 
-/* One status figure of one VM; -1 when the VM is not registered. */
-static double vm_field(struct pk_test_daemon *d, const char *name,
-		       const char *key)
-{
-	json_object *root = status_root(d), *vms, *v;
-	double f = -1;
-
-	json_object_object_get_ex(root, "vms", &vms);
-	for (size_t i = 0; i < json_object_array_length(vms); i++) {
-		json_object *vm = json_object_array_get_idx(vms, i);
-		if (json_object_object_get_ex(vm, "name", &v) &&
-		    strcmp(json_object_get_string(v), name) == 0)
-			f = jnum(vm, key);
-	}
-	json_object_put(root);
-	return f;
-}
-
 static double vm_faults(struct pk_test_daemon *d, const char *name)
 {
 	return vm_field(d, name, "faults_total");
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
 }
 
 START_TEST(sigkill_mid_run)
@@ -286,7 +162,7 @@ START_TEST(sigkill_mid_run)
 		}
 		ck_assert_msg(faults >= 50, "guest %s never faulted", name);
 		ck_assert_int_eq(kill(g.pid, SIGKILL), 0);
-		ck_assert_int_eq(guest_finish(&g), -1);
+		ck_assert_int_eq(guest_finish(&g), -SIGKILL);
 		ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, 5000), 0);
 		ck_assert_int_eq(pk_test_daemon_wait_fd_count(&d, baseline_fds,
 							      5000),

@@ -2,6 +2,7 @@
  * pagekeeper - command-line client of pagekeeperd.
  *
  *   pagekeeper [--socket PATH] status [--json]
+ *   pagekeeper [--socket PATH] reclaim VM --mib N
  *   pagekeeper lab [options]     (see lab.c)
  *
  * Sends one request on a fresh control connection and prints the answer:
@@ -26,12 +27,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pagekeeper [--socket PATH] status [--json]\n"
+		"       pagekeeper [--socket PATH] reclaim VM --mib N\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
 		"                      [--workload KIND] [--anon]\n"
 		"  status       per-VM memory: configured, resident, zero, shared,\n"
 		"               swapped and ballooned MiB, and faults/s\n"
 		"  --json       print the daemon's JSON document\n"
 		"  --socket     control socket (default %s)\n"
+		"  reclaim      evict N MiB of the VM to the swap file (random\n"
+		"               victims, as ESX); prints what was evicted\n"
 		"  lab          start a private daemon and lab guests, show them\n"
 		"               live, verify every page; `pagekeeper lab --help`\n",
 		PK_DEFAULT_SOCKET);
@@ -176,6 +180,69 @@ static int cmd_status(const char *sock, int as_json)
 	return 0;
 }
 
+static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pk_reclaim_msg m;
+	char buf[sizeof(struct pk_reclaim_reply) + 16];
+	struct pk_reclaim_reply r;
+	uint16_t type;
+	ssize_t n;
+	int fd;
+
+	if (strlen(vm) >= sizeof(m.vm_name) || strlen(sock) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "pagekeeper: VM name or socket path too long\n");
+		return 2;
+	}
+	memset(&m, 0, sizeof(m));
+	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
+	strcpy(m.vm_name, vm);
+	m.bytes = mib << 20;
+	strcpy(sa.sun_path, sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "pagekeeper: cannot reach pagekeeperd at %s: %s\n",
+			sock, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	fprintf(stderr, "pagekeeper: evicting %llu MiB of %s ...\n",
+		(unsigned long long)mib, vm);
+	if (send(fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
+	    (n = recv(fd, buf, sizeof(buf), 0)) <= 0) {
+		fprintf(stderr, "pagekeeper: no answer from pagekeeperd\n");
+		close(fd);
+		return 1;
+	}
+	close(fd);
+	if (pk_msg_check_header(buf, (size_t)n, &type, NULL, 0) == 0 &&
+	    type == PK_MSG_RECLAIM_REPLY && n == sizeof(r)) {
+		memcpy(&r, buf, sizeof(r));
+		double ms = (double)r.elapsed_us / 1000.0;
+		double mib_done = (double)(r.pages_swapped + r.pages_zero) / 256.0;
+		printf("%s: %.1f MiB evicted in %.1f ms (%.0f MiB/s): %.1f MiB "
+		       "written to swap, %.1f MiB zero pages, %.1f MiB kept "
+		       "(written by the guest meanwhile)\n",
+		       vm, mib_done, ms, ms > 0 ? mib_done / (ms / 1000.0) : 0.0,
+		       (double)r.pages_swapped / 256.0,
+		       (double)r.pages_zero / 256.0,
+		       (double)r.pages_aborted / 256.0);
+		if (r.status) {
+			fprintf(stderr, "pagekeeper: reclaim stopped early: %s\n",
+				r.reason);
+			return 1;
+		}
+		return 0;
+	}
+	struct pk_reply_msg err;
+	if (pk_reply_decode(buf, (size_t)n, &err) == 0)
+		fprintf(stderr, "pagekeeper: reclaim refused: %s\n", err.reason);
+	else
+		fprintf(stderr, "pagekeeper: malformed reclaim reply\n");
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = PK_DEFAULT_SOCKET;
@@ -214,6 +281,34 @@ int main(int argc, char **argv)
 			}
 		}
 		return cmd_status(sock, as_json);
+	}
+	if (strcmp(argv[i], "reclaim") == 0) {
+		uint64_t mib = 0;
+		const char *vm = NULL;
+		for (i++; i < argc; i++) {
+			if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) {
+				char *end;
+				mib = strtoull(argv[++i], &end, 10);
+				if (*end || mib == 0 || argv[i][0] == '-') {
+					fprintf(stderr, "pagekeeper: reclaim: --mib "
+						"wants a positive whole number of MiB\n");
+					return 2;
+				}
+			} else if (!vm && argv[i][0] != '-') {
+				vm = argv[i];
+			} else {
+				fprintf(stderr, "pagekeeper: reclaim: unexpected "
+					"argument '%s'\n", argv[i]);
+				usage(stderr);
+				return 2;
+			}
+		}
+		if (!vm || !mib) {
+			fprintf(stderr, "pagekeeper: reclaim needs VM and --mib N\n");
+			usage(stderr);
+			return 2;
+		}
+		return cmd_reclaim(sock, vm, mib);
 	}
 	if (strcmp(argv[i], "lab") == 0)
 		return pk_cli_lab(argc - i, argv + i);

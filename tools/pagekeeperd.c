@@ -2,7 +2,7 @@
  * pagekeeperd - the pagekeeper daemon.
  *
  *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
- *               [--fault-around PAGES] [--foreground]
+ *               [--swap-size SIZE] [--fault-around PAGES] [--foreground]
  *
  * Parses options, prepares the state directory and runs the engine.
  * Without --foreground it forks, and the parent exits 0 only once the
@@ -28,10 +28,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
-		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
+		"                   [--swap-size SIZE] [--fault-around PAGES]\n"
+		"                   [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
 		"  --state-dir DIR       swap file, journal (default %s)\n"
 		"  --budget SIZE         machine memory for guests, K/M/G suffix\n"
+		"  --swap-size SIZE      swap file in the state dir (default 2G;\n"
+		"                        0: no host swapping)\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --foreground          do not fork; log to stderr\n"
@@ -83,6 +86,7 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "fault-around", required_argument, NULL, 'a' },
+		{ "swap-size", required_argument, NULL, 'w' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -92,6 +96,7 @@ int main(int argc, char **argv)
 		.socket_path = PK_DEFAULT_SOCKET,
 		.state_dir = DEFAULT_STATE_DIR,
 		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
+		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 	};
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
@@ -121,6 +126,15 @@ int main(int argc, char **argv)
 			cfg.fault_around_max = (unsigned)v;
 			break;
 		}
+		case 'w':
+			if (pk_size_parse(optarg, &cfg.swap_bytes) ||
+			    cfg.swap_bytes % 4096) {
+				fprintf(stderr, "pagekeeperd: bad --swap-size '%s': "
+					"want a whole number of 4 KiB pages, like "
+					"2G, or 0\n", optarg);
+				return 2;
+			}
+			break;
 		case 'f': foreground = 1; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;

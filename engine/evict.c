@@ -1,0 +1,472 @@
+/*
+ * evict.c - evict guest pages to the swap store without losing a write.
+ *
+ * A reclaim request evicts a VM's pages in batches of up to
+ * PK_EVICT_BATCH pages chosen by the victim policy.  One batch per VM is
+ * in flight at a time, and each batch follows the order measured safe in
+ * FACTS.md (Eviction), for shmem RAM:
+ *
+ *   1. mark the pages busy, so only this batch decides their fate, and
+ *      write-protect them with synchronous UFFDIO_WRITEPROTECT, one ioctl
+ *      per contiguous run;
+ *   2. copy each page out with pread on the RAM file (never through the
+ *      daemon's mapping: reading a punched page there would allocate a
+ *      zero page the guest then reads);
+ *   3. read the uffd dry: a write-protect fault on a batch page means the
+ *      guest wrote it; the page is unprotected at once (waking the guest)
+ *      and dropped from the batch;
+ *   4. all-zero pages need no write; the others go to freshly allocated
+ *      slots through io_uring, all in one submission;
+ *   5. when the writes complete, read the uffd dry again, then punch the
+ *      surviving pages out of the RAM file and record each page's slot
+ *      (or the zero state) in the page table.
+ *
+ * A page the guest wrote at any point after step 1 is kept resident and
+ * its slot freed.  A write that races with the punch cannot be lost: the
+ * page is still write-protected, so the guest is blocked in a WP fault
+ * that the fault path answers with a wake once the page is swapped, and
+ * its retry becomes a MISSING fault served from the slot.  A page the
+ * guest discards meanwhile (REMOVE) stays removed and its slot is freed.
+ *
+ * The page-to-slot map is the page table's payload: one entry per page,
+ * changed only here and in fault.c, so a later journal can log exactly
+ * these transitions (slot set on punch, cleared on swap-in or remove).
+ */
+#include "engine/vm.h"
+#include "engine/uffd_compat.h"
+#include "hashing/page_zero.h"
+#include "swapper/swap_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PK_EVICT_BATCH 64
+
+#define EV_DIRTY 0x1   /* guest wrote the page after protection */
+#define EV_REMOVED 0x2 /* guest discarded the page */
+#define EV_ZERO 0x4    /* all zeros: no slot written */
+#define EV_FAILED 0x8  /* no slot, no buffer, or the write failed */
+
+struct pk_evict_page {
+	struct pk_io_op op; /* first: the io_uring user_data points here */
+	struct pk_evict_batch *batch;
+	uint64_t idx;
+	uint64_t slot;
+	int has_slot;
+	unsigned buf_idx;
+	void *buf;
+	unsigned flags;
+};
+
+struct pk_evict_batch {
+	struct pk_engine *engine;
+	struct pk_vm *vm; /* NULL once the VM is gone */
+	unsigned n;
+	unsigned writes_pending;
+	int nospace;
+	struct pk_evict_page pages[PK_EVICT_BATCH];
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Guest address and RAM-file offset of page idx. */
+static void page_where(const struct pk_vm *vm, uint64_t idx, uint64_t *addr,
+		       uint64_t *off)
+{
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		const struct pk_vm_region *r = &vm->regions[i];
+		uint64_t n = r->length / PK_PAGE_SIZE;
+		if (idx >= r->first_page && idx < r->first_page + n) {
+			*addr = r->start + (idx - r->first_page) * PK_PAGE_SIZE;
+			*off = r->file_offset + (idx - r->first_page) * PK_PAGE_SIZE;
+			return;
+		}
+	}
+	*addr = *off = 0;
+}
+
+static int wp_range(struct pk_vm *vm, uint64_t addr, uint64_t pages, int on)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = addr, .len = pages * PK_PAGE_SIZE },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	return ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Apply fn to each maximal run of pages, contiguous both in the table and
+ * in the guest's address space, among the batch pages whose flags match
+ * none of skip.
+ */
+static int for_each_run(struct pk_evict_batch *b, unsigned skip,
+			int (*fn)(struct pk_vm *, uint64_t addr, uint64_t off,
+				  uint64_t pages, int arg),
+			int arg)
+{
+	struct pk_vm *vm = b->vm;
+	unsigned i = 0;
+	int err = 0;
+
+	while (i < b->n) {
+		uint64_t addr, off, a2, o2;
+		unsigned j;
+		if (b->pages[i].flags & skip) {
+			i++;
+			continue;
+		}
+		page_where(vm, b->pages[i].idx, &addr, &off);
+		for (j = i + 1; j < b->n; j++) {
+			if (b->pages[j].flags & skip ||
+			    b->pages[j].idx != b->pages[j - 1].idx + 1)
+				break;
+			page_where(vm, b->pages[j].idx, &a2, &o2);
+			if (a2 != addr + (j - i) * PK_PAGE_SIZE)
+				break;
+		}
+		int e = fn(vm, addr, off, j - i, arg);
+		if (e && !err)
+			err = e;
+		i = j;
+	}
+	return err;
+}
+
+static int run_wp(struct pk_vm *vm, uint64_t addr, uint64_t off,
+		  uint64_t pages, int on)
+{
+	(void)off;
+	return wp_range(vm, addr, pages, on);
+}
+
+static int run_punch(struct pk_vm *vm, uint64_t addr, uint64_t off,
+		     uint64_t pages, int unused)
+{
+	(void)addr, (void)unused;
+	return fallocate(vm->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			 (off_t)off, (off_t)(pages * PK_PAGE_SIZE)) < 0
+		       ? -errno
+		       : 0;
+}
+
+static void reclaim_reply(struct pk_vm *vm, int status, const char *reason)
+{
+	struct pk_reclaim_reply r;
+
+	if (vm->reclaim_fd < 0)
+		return;
+	memset(&r, 0, sizeof(r));
+	pk_msg_header_init(&r.hdr, PK_MSG_RECLAIM_REPLY, sizeof(r));
+	r.status = status;
+	r.pages_swapped = vm->reclaim_swapped;
+	r.pages_zero = vm->reclaim_zero;
+	r.pages_aborted = vm->reclaim_aborted;
+	r.elapsed_us = now_us() - vm->reclaim_start_us;
+	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	send(vm->reclaim_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(vm->reclaim_fd);
+	vm->reclaim_fd = -1;
+	vm->reclaim_left = 0;
+}
+
+static void batch_release(struct pk_evict_batch *b)
+{
+	struct pk_swap_store *store = b->engine->swap;
+
+	for (unsigned i = 0; i < b->n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if (p->buf)
+			pk_swap_buf_put(store, p->buf_idx);
+		if (p->has_slot)
+			pk_swap_slot_free(store, p->slot);
+	}
+	pk_swap_store_flush_frees(store);
+	free(b);
+}
+
+static void evict_next_batch(struct pk_vm *vm);
+
+/*
+ * Step 5: the writes are done; punch and record, or give pages back.
+ * Returns -ENOSPC when the swap file ran out of slots, else 0.  Does not
+ * start the next batch: the callers loop, so no recursion builds up.
+ */
+static int batch_finish(struct pk_evict_batch *b)
+{
+	struct pk_vm *vm = b->vm;
+	struct pk_page_table *pt;
+	int nospace = b->nospace ? -ENOSPC : 0;
+
+	if (!vm) { /* the guest went away meanwhile */
+		batch_release(b);
+		return 0;
+	}
+	pt = &vm->pages;
+	/* Writes the guest made while the I/O ran show up as WP faults. */
+	pk_fault_handle_events(vm);
+
+	/* Failed pages (no buffer, no slot, I/O error) are still
+	 * protected: give them back.  Dirty ones were unprotected when the
+	 * fault arrived. */
+	for (unsigned i = 0; i < b->n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if ((p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED)) == EV_FAILED) {
+			uint64_t addr, off;
+			page_where(vm, p->idx, &addr, &off);
+			wp_range(vm, addr, 1, 0);
+		}
+	}
+	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, run_punch, 0);
+
+	for (unsigned i = 0; i < b->n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if (p->flags & (EV_REMOVED | EV_FAILED)) {
+			/* Removed stays removed; failed stays resident. */
+		} else if (p->flags & EV_DIRTY) {
+			vm->stats.evict_aborts++;
+			vm->reclaim_aborted++;
+		} else if (p->flags & EV_ZERO) {
+			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
+			vm->stats.zero_reclaimed++;
+			vm->reclaim_zero++;
+		} else {
+			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
+			p->has_slot = 0; /* the page table owns it now */
+			vm->stats.evictions++;
+			vm->reclaim_swapped++;
+		}
+		pk_page_set_busy(pt, p->idx, 0);
+	}
+	vm->evicting = NULL;
+	batch_release(b);
+	return nospace;
+}
+
+void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result)
+{
+	struct pk_evict_page *p = (struct pk_evict_page *)op;
+	struct pk_evict_batch *b = p->batch;
+	struct pk_vm *vm = b->vm;
+
+	if (result < 0) {
+		p->flags |= EV_FAILED;
+		pk_log(e, "vm %s: swap write of page %llu failed: %s",
+		       vm ? vm->name : "(gone)", (unsigned long long)p->idx,
+		       strerror(-result));
+	}
+	if (--b->writes_pending)
+		return;
+	if (batch_finish(b) == -ENOSPC && vm)
+		reclaim_reply(vm, -ENOSPC, "swap file full");
+	else if (vm)
+		evict_next_batch(vm);
+}
+
+/* Steps 1-4 for one batch.  Returns 0 when nothing was left to evict. */
+static int batch_start(struct pk_vm *vm, unsigned want)
+{
+	struct pk_engine *e = vm->engine;
+	struct pk_evict_batch *b;
+	uint64_t idx[PK_EVICT_BATCH];
+	unsigned n;
+	int err;
+
+	if (want > PK_EVICT_BATCH)
+		want = PK_EVICT_BATCH;
+	n = e->victim_policy(&vm->pages, idx, want, &e->rng);
+	if (n == 0)
+		return 0;
+	qsort(idx, n, sizeof(idx[0]), cmp_u64);
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->engine = e;
+	b->vm = vm;
+	b->n = n;
+	for (unsigned i = 0; i < n; i++) {
+		b->pages[i].op.kind = PK_IO_EVICT_WRITE;
+		b->pages[i].batch = b;
+		b->pages[i].idx = idx[i];
+		pk_page_set_busy(&vm->pages, idx[i], 1);
+	}
+	vm->evicting = b;
+
+	/* 1. Protect. */
+	err = for_each_run(b, 0, run_wp, 1);
+	if (err) {
+		/* EAGAIN: a REMOVE is in flight.  Undo and let the caller
+		 * retry after the events are read. */
+		for_each_run(b, 0, run_wp, 0);
+		for (unsigned i = 0; i < n; i++)
+			pk_page_set_busy(&vm->pages, idx[i], 0);
+		vm->evicting = NULL;
+		free(b);
+		return err;
+	}
+
+	/* 2. Copy out. */
+	for (unsigned i = 0; i < n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		uint64_t addr, off;
+		if (pk_swap_buf_get(e->swap, &p->buf, &p->buf_idx) < 0) {
+			p->buf = NULL;
+			p->flags |= EV_FAILED;
+			continue;
+		}
+		page_where(vm, p->idx, &addr, &off);
+		if (pread(vm->ram_fd, p->buf, PK_PAGE_SIZE, (off_t)off) !=
+		    PK_PAGE_SIZE)
+			p->flags |= EV_FAILED;
+	}
+
+	/* 3. Any write so far shows up as a WP fault now. */
+	pk_fault_handle_events(vm);
+
+	/* 4. Zero pages need no I/O; the rest go out in one submission. */
+	for (unsigned i = 0; i < n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if (p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED))
+			continue;
+		if (pk_page_is_zero(p->buf, PK_PAGE_SIZE)) {
+			p->flags |= EV_ZERO;
+			continue;
+		}
+		if (pk_swap_slot_alloc(e->swap, &p->slot) < 0) {
+			p->flags |= EV_FAILED;
+			b->nospace = 1;
+			continue;
+		}
+		p->has_slot = 1;
+		if (pk_swap_write(e->swap, p->slot, p->buf_idx,
+				  (uint64_t)(uintptr_t)&p->op) < 0) {
+			p->flags |= EV_FAILED;
+			continue;
+		}
+		b->writes_pending++;
+	}
+	if (b->writes_pending) {
+		pk_swap_submit(e->swap);
+		return 1;
+	}
+	return batch_finish(b) == -ENOSPC ? -ENOSPC : 1;
+}
+
+static void evict_next_batch(struct pk_vm *vm)
+{
+	while (vm->reclaim_left && !vm->evicting) {
+		unsigned want = vm->reclaim_left > PK_EVICT_BATCH
+					? PK_EVICT_BATCH
+					: (unsigned)vm->reclaim_left;
+		int r = batch_start(vm, want);
+		if (r == -EAGAIN) {
+			/* Retried from the engine loop once events are read. */
+			vm->engine->evict_pending = 1;
+			return;
+		}
+		if (r < 0) {
+			reclaim_reply(vm, r, r == -ENOSPC ? "swap file full"
+							  : "eviction failed");
+			return;
+		}
+		if (r == 0) {
+			reclaim_reply(vm, 0, "no more resident pages");
+			return;
+		}
+		vm->reclaim_left -= vm->reclaim_left > want ? want
+							    : vm->reclaim_left;
+	}
+	if (!vm->reclaim_left && !vm->evicting)
+		reclaim_reply(vm, 0, "ok");
+}
+
+void pk_evict_resume(struct pk_vm *vm)
+{
+	if (vm->reclaim_left && !vm->evicting)
+		evict_next_batch(vm);
+}
+
+int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
+		     char *reason, size_t reason_len)
+{
+	if (!vm->engine->swap) {
+		snprintf(reason, reason_len, "the daemon runs without a swap file");
+		return -EOPNOTSUPP;
+	}
+	if (vm->anon) {
+		snprintf(reason, reason_len,
+			 "eviction of private anonymous RAM needs the in-guest "
+			 "agent (not built yet)");
+		return -EOPNOTSUPP;
+	}
+	if (vm->reclaim_fd >= 0 || vm->reclaim_left) {
+		snprintf(reason, reason_len, "a reclaim of vm %s is running",
+			 vm->name);
+		return -EBUSY;
+	}
+	vm->reclaim_fd = reply_fd;
+	vm->reclaim_left = pages;
+	vm->reclaim_start_us = now_us();
+	vm->reclaim_swapped = vm->reclaim_zero = vm->reclaim_aborted = 0;
+	evict_next_batch(vm);
+	return 0;
+}
+
+static struct pk_evict_page *batch_page(struct pk_vm *vm, uint64_t idx)
+{
+	struct pk_evict_batch *b = vm->evicting;
+
+	if (!b)
+		return NULL;
+	for (unsigned i = 0; i < b->n; i++)
+		if (b->pages[i].idx == idx)
+			return &b->pages[i];
+	return NULL;
+}
+
+int pk_evict_on_wp_fault(struct pk_vm *vm, uint64_t idx)
+{
+	struct pk_evict_page *p = batch_page(vm, idx);
+
+	if (!p)
+		return 0;
+	p->flags |= EV_DIRTY;
+	return 1;
+}
+
+void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx)
+{
+	struct pk_evict_page *p = batch_page(vm, idx);
+
+	if (p)
+		p->flags |= EV_REMOVED;
+}
+
+void pk_evict_vm_gone(struct pk_vm *vm)
+{
+	if (vm->evicting) {
+		struct pk_evict_batch *b = vm->evicting;
+		b->vm = NULL;
+		if (!b->writes_pending)
+			batch_release(b);
+		vm->evicting = NULL;
+	}
+	if (vm->reclaim_fd >= 0)
+		reclaim_reply(vm, -ESRCH, "the VM went away");
+}

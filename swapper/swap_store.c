@@ -1,0 +1,507 @@
+/*
+ * swap_store.c - io_uring swap file with per-slot XXH3 checksums
+ * (see swap_store.h).
+ *
+ * How: one io_uring with the swap file registered as fixed file 0 and a
+ * pool of page buffers registered as fixed buffers (one mmap, one iovec
+ * per page).  Each buffer has at most one I/O in flight, so the buffer
+ * index is the CQE's user_data and indexes the op record holding the
+ * caller's user_data, the slot and the write's checksum.  An eventfd is
+ * registered with the ring for the daemon's epoll loop; reaping reads it
+ * first and then drains the CQ, so a completion that races the drain
+ * re-arms the eventfd instead of being missed.
+ *
+ * Why: FACTS.md "Disk": a 4 KiB O_DIRECT read at QD1 costs ~65 us, and
+ * QD32 gives 110-140K IOPS, so throughput comes from many pages in flight
+ * per submission, not from SQPOLL (slower here) or IOPOLL (unavailable).
+ * Fixed files and buffers save the per-I/O fget and page pinning.
+ *
+ * Freed slots are punched with a synchronous fallocate from the flush
+ * (swap_slots.c decides when).  On ext4 a punch waits for direct I/O in
+ * flight on the inode, so a flush can stall the caller for about one I/O
+ * latency; batching keeps that to one stall per batch.
+ */
+#include "swapper/swap_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "swapper/swap_slots.h"
+
+enum buf_state { BUF_FREE = 0, BUF_HELD, BUF_IO };
+enum op_kind { OP_WRITE = 1, OP_READ };
+
+struct buf_op {
+	uint64_t user_data;
+	uint64_t slot;
+	uint64_t csum; /* write: checksum of the data being written */
+	uint8_t state; /* enum buf_state */
+	uint8_t kind;  /* enum op_kind while state == BUF_IO */
+};
+
+struct pk_swap_store {
+	struct io_uring ring;
+	int ring_ok;
+	int fd, efd;
+	int direct, preallocated;
+	char *path;
+	uint64_t size;
+	struct pk_swap_slots slots;
+	uint64_t *csum; /* per slot: XXH3-64 of the last completed write */
+	uint8_t *bufmem;
+	unsigned n_bufs;
+	struct buf_op *ops;   /* per buffer */
+	unsigned *free_bufs;  /* stack of free buffer indexes */
+	unsigned n_free;
+	unsigned in_flight;   /* queued or submitted, not reaped */
+	uint64_t writes, reads, io_errors, checksum_errors, submits;
+};
+
+static int punch(void *arg, uint64_t first, uint64_t count)
+{
+	struct pk_swap_store *s = arg;
+
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(first * PK_SWAP_PAGE_SIZE),
+		      (off_t)(count * PK_SWAP_PAGE_SIZE)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Replace the file at path with a fresh one; O_DIRECT unless told not. */
+static int create_file(struct pk_swap_store *s, unsigned flags)
+{
+	int oflags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
+
+	s->direct = !(flags & PK_SWAP_OPEN_BUFFERED);
+	for (;;) {
+		if (unlink(s->path) < 0 && errno != ENOENT)
+			return -errno;
+		s->fd = open(s->path, oflags | (s->direct ? O_DIRECT : 0), 0600);
+		if (s->fd >= 0)
+			break;
+		/* The file may exist now: open refuses O_DIRECT after creating. */
+		if (errno == EINVAL && s->direct) {
+			s->direct = 0;
+			continue;
+		}
+		return -errno;
+	}
+	if (fchmod(s->fd, 0600) < 0)
+		return -errno;
+	if (fallocate(s->fd, 0, 0, (off_t)s->size) == 0) {
+		s->preallocated = 1;
+	} else if (errno == EOPNOTSUPP) {
+		if (ftruncate(s->fd, (off_t)s->size) < 0)
+			return -errno;
+	} else {
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Some file systems accept O_DIRECT at open and refuse it on I/O; find out
+ * now with one aligned read, and fall back to buffered I/O.
+ */
+static int probe_direct(struct pk_swap_store *s)
+{
+	int fl;
+
+	if (!s->direct)
+		return 0;
+	if (pread(s->fd, s->bufmem, PK_SWAP_PAGE_SIZE, 0) == PK_SWAP_PAGE_SIZE)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	fl = fcntl(s->fd, F_GETFL);
+	if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -errno;
+	s->direct = 0;
+	return 0;
+}
+
+static int setup_bufs(struct pk_swap_store *s, unsigned queue_depth)
+{
+	size_t len;
+
+	s->n_bufs = queue_depth * PK_SWAP_BUFS_PER_QUEUE_ENTRY;
+	len = (size_t)s->n_bufs * PK_SWAP_PAGE_SIZE;
+	s->bufmem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->bufmem == MAP_FAILED) {
+		s->bufmem = NULL;
+		return -ENOMEM;
+	}
+	s->ops = calloc(s->n_bufs, sizeof(*s->ops));
+	s->free_bufs = calloc(s->n_bufs, sizeof(*s->free_bufs));
+	if (!s->ops || !s->free_bufs)
+		return -ENOMEM;
+	/* Stack with buffer 0 on top. */
+	for (unsigned i = 0; i < s->n_bufs; i++)
+		s->free_bufs[i] = s->n_bufs - 1 - i;
+	s->n_free = s->n_bufs;
+	return 0;
+}
+
+static int setup_ring(struct pk_swap_store *s, unsigned queue_depth)
+{
+	struct io_uring_params p = { 0 };
+	struct iovec *iov;
+	int err;
+
+	/* Every buffer may be in flight at once: size the CQ for that. */
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = s->n_bufs;
+	err = io_uring_queue_init_params(queue_depth, &s->ring, &p);
+	if (err < 0)
+		return err;
+	s->ring_ok = 1;
+	err = io_uring_register_files(&s->ring, &s->fd, 1);
+	if (err < 0)
+		return err;
+	iov = calloc(s->n_bufs, sizeof(*iov));
+	if (!iov)
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->n_bufs; i++) {
+		iov[i].iov_base = s->bufmem + (size_t)i * PK_SWAP_PAGE_SIZE;
+		iov[i].iov_len = PK_SWAP_PAGE_SIZE;
+	}
+	err = io_uring_register_buffers(&s->ring, iov, s->n_bufs);
+	free(iov);
+	if (err < 0)
+		return err;
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0)
+		return -errno;
+	return io_uring_register_eventfd(&s->ring, s->efd);
+}
+
+static void release_all(struct pk_swap_store *s)
+{
+	if (s->ring_ok)
+		io_uring_queue_exit(&s->ring); /* drops all registrations */
+	if (s->efd >= 0)
+		close(s->efd);
+	if (s->fd >= 0) {
+		close(s->fd);
+		unlink(s->path);
+	}
+	if (s->bufmem)
+		munmap(s->bufmem, (size_t)s->n_bufs * PK_SWAP_PAGE_SIZE);
+	pk_slots_destroy(&s->slots);
+	free(s->ops);
+	free(s->free_bufs);
+	free(s->csum);
+	free(s->path);
+	free(s);
+}
+
+int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
+			     uint64_t size_bytes, unsigned queue_depth,
+			     unsigned flags)
+{
+	struct pk_swap_store *s;
+	uint64_t n;
+	int err;
+
+	*out = NULL;
+	if (!path || size_bytes == 0 || size_bytes % PK_SWAP_PAGE_SIZE ||
+	    queue_depth > PK_SWAP_MAX_QUEUE_DEPTH ||
+	    (flags & ~PK_SWAP_OPEN_BUFFERED))
+		return -EINVAL;
+	if (queue_depth == 0)
+		queue_depth = PK_SWAP_DEFAULT_QUEUE_DEPTH;
+	n = size_bytes / PK_SWAP_PAGE_SIZE;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fd = s->efd = -1;
+	s->size = size_bytes;
+	s->path = strdup(path);
+	s->csum = calloc(n, sizeof(*s->csum));
+	if (!s->path || !s->csum) {
+		release_all(s);
+		return -ENOMEM;
+	}
+	if ((err = create_file(s, flags)) != 0 ||
+	    (err = setup_bufs(s, queue_depth)) != 0 ||
+	    (err = probe_direct(s)) != 0 ||
+	    (err = setup_ring(s, queue_depth)) != 0 ||
+	    (err = pk_slots_init(&s->slots, n, PK_SWAP_PUNCH_BATCH, s->n_bufs,
+				 punch, s)) != 0) {
+		release_all(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+int pk_swap_store_open(struct pk_swap_store **out, const char *path,
+		       uint64_t size_bytes, unsigned queue_depth)
+{
+	return pk_swap_store_open_flags(out, path, size_bytes, queue_depth, 0);
+}
+
+/* Account for one CQE; returns the op's result for the caller. */
+static int complete(struct pk_swap_store *s, unsigned idx, int res)
+{
+	struct buf_op *op = &s->ops[idx];
+	int result;
+
+	if (res == (int)PK_SWAP_PAGE_SIZE)
+		result = 0;
+	else
+		result = res < 0 ? res : -EIO;
+	if (result < 0) {
+		s->io_errors++;
+	} else if (op->kind == OP_WRITE) {
+		s->csum[op->slot] = op->csum;
+		s->writes++;
+	} else {
+		s->reads++;
+		if (XXH3_64bits(s->bufmem + (size_t)idx * PK_SWAP_PAGE_SIZE,
+				PK_SWAP_PAGE_SIZE) != s->csum[op->slot]) {
+			result = -EBADMSG;
+			s->checksum_errors++;
+		}
+	}
+	pk_slots_io_end(&s->slots, op->slot);
+	op->state = BUF_HELD;
+	op->kind = 0;
+	s->in_flight--;
+	return result;
+}
+
+void pk_swap_store_close(struct pk_swap_store *s)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!s)
+		return;
+	if (s->ring_ok) {
+		io_uring_submit(&s->ring);
+		while (s->in_flight) {
+			int err = io_uring_wait_cqe(&s->ring, &cqe);
+			if (err == -EINTR)
+				continue;
+			if (err < 0)
+				break; /* queue_exit cancels the rest */
+			complete(s, (unsigned)io_uring_cqe_get_data64(cqe),
+				 cqe->res);
+			io_uring_cqe_seen(&s->ring, cqe);
+		}
+		io_uring_unregister_eventfd(&s->ring);
+		io_uring_unregister_buffers(&s->ring);
+		io_uring_unregister_files(&s->ring);
+	}
+	release_all(s);
+}
+
+int pk_swap_store_is_direct(const struct pk_swap_store *s)
+{
+	return s->direct;
+}
+
+int pk_swap_store_event_fd(const struct pk_swap_store *s)
+{
+	return s->efd;
+}
+
+uint64_t pk_swap_slots_total(const struct pk_swap_store *s)
+{
+	return s->slots.n;
+}
+
+uint64_t pk_swap_slots_used(const struct pk_swap_store *s)
+{
+	return s->slots.used;
+}
+
+void pk_swap_store_stats(const struct pk_swap_store *s,
+			 struct pk_swap_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->slots_total = s->slots.n;
+	st->slots_used = s->slots.used;
+	st->slots_pending = s->slots.n_pending;
+	st->slots_punched = s->slots.punched;
+	st->punch_calls = s->slots.punch_calls;
+	st->punch_errors = s->slots.punch_errors;
+	st->writes = s->writes;
+	st->reads = s->reads;
+	st->io_errors = s->io_errors;
+	st->checksum_errors = s->checksum_errors;
+	st->submits = s->submits;
+	st->in_flight = s->in_flight;
+	st->bufs_total = s->n_bufs;
+	st->bufs_free = s->n_free;
+	st->direct = s->direct;
+	st->preallocated = s->preallocated;
+}
+
+int pk_swap_slot_alloc(struct pk_swap_store *s, uint64_t *slot)
+{
+	int err = pk_slots_alloc(&s->slots, slot);
+
+	if (err == 0)
+		s->csum[*slot] = 0;
+	return err;
+}
+
+int pk_swap_slot_free(struct pk_swap_store *s, uint64_t slot)
+{
+	return pk_slots_free(&s->slots, slot);
+}
+
+int pk_swap_store_flush_frees(struct pk_swap_store *s)
+{
+	return pk_slots_flush(&s->slots);
+}
+
+uint64_t pk_swap_slot_checksum(const struct pk_swap_store *s, uint64_t slot)
+{
+	return slot < s->slots.n ? s->csum[slot] : 0;
+}
+
+int pk_swap_buf_get(struct pk_swap_store *s, void **page, unsigned *buf_idx)
+{
+	unsigned i;
+
+	if (s->n_free == 0)
+		return -EAGAIN;
+	i = s->free_bufs[--s->n_free];
+	s->ops[i].state = BUF_HELD;
+	*buf_idx = i;
+	*page = s->bufmem + (size_t)i * PK_SWAP_PAGE_SIZE;
+	return 0;
+}
+
+void pk_swap_buf_put(struct pk_swap_store *s, unsigned buf_idx)
+{
+	/* A buffer with I/O in flight is the kernel's until reaped. */
+	if (buf_idx >= s->n_bufs || s->ops[buf_idx].state != BUF_HELD)
+		return;
+	s->ops[buf_idx].state = BUF_FREE;
+	s->free_bufs[s->n_free++] = buf_idx;
+}
+
+static int queue_io(struct pk_swap_store *s, enum op_kind kind, uint64_t slot,
+		    unsigned idx, uint64_t user_data)
+{
+	struct io_uring_sqe *sqe;
+	struct buf_op *op;
+	void *buf;
+	off_t off = (off_t)(slot * PK_SWAP_PAGE_SIZE);
+
+	if (slot >= s->slots.n || pk_slots_state(&s->slots, slot) != PK_SLOT_USED ||
+	    idx >= s->n_bufs || s->ops[idx].state == BUF_FREE)
+		return -EINVAL;
+	op = &s->ops[idx];
+	if (op->state == BUF_IO || s->slots.io[slot] == PK_SLOT_IO_MAX)
+		return -EBUSY;
+	sqe = io_uring_get_sqe(&s->ring);
+	if (!sqe) {
+		/* SQ full: send what is queued and take the freed entry. */
+		pk_swap_submit(s);
+		sqe = io_uring_get_sqe(&s->ring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	buf = s->bufmem + (size_t)idx * PK_SWAP_PAGE_SIZE;
+	if (kind == OP_WRITE) {
+		op->csum = XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
+		io_uring_prep_write_fixed(sqe, 0, buf, PK_SWAP_PAGE_SIZE, off,
+					  (int)idx);
+	} else {
+		io_uring_prep_read_fixed(sqe, 0, buf, PK_SWAP_PAGE_SIZE, off,
+					 (int)idx);
+	}
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, idx);
+	op->user_data = user_data;
+	op->slot = slot;
+	op->kind = (uint8_t)kind;
+	op->state = BUF_IO;
+	pk_slots_io_begin(&s->slots, slot);
+	s->in_flight++;
+	return 0;
+}
+
+int pk_swap_write(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
+		  uint64_t user_data)
+{
+	return queue_io(s, OP_WRITE, slot, buf_idx, user_data);
+}
+
+int pk_swap_read(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
+		 uint64_t user_data)
+{
+	return queue_io(s, OP_READ, slot, buf_idx, user_data);
+}
+
+int pk_swap_submit(struct pk_swap_store *s)
+{
+	int n;
+
+	if (io_uring_sq_ready(&s->ring) == 0)
+		return 0;
+	do
+		n = io_uring_submit(&s->ring);
+	while (n == -EINTR);
+	if (n > 0)
+		s->submits++;
+	return n;
+}
+
+int pk_swap_reap(struct pk_swap_store *s, pk_swap_done_fn *done, void *arg)
+{
+	struct io_uring_cqe *cqe;
+	uint64_t count;
+	int n = 0;
+
+	/* Drain the eventfd first: a CQE posted after this re-arms it. */
+	if (read(s->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return -errno;
+	while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
+		unsigned idx = (unsigned)io_uring_cqe_get_data64(cqe);
+		int res = cqe->res, result;
+		uint64_t user_data;
+
+		io_uring_cqe_seen(&s->ring, cqe);
+		if (idx >= s->n_bufs || s->ops[idx].state != BUF_IO)
+			continue; /* not ours: cannot happen */
+		user_data = s->ops[idx].user_data;
+		result = complete(s, idx, res);
+		n++;
+		if (done)
+			done(arg, user_data, result);
+	}
+	return n;
+}
+
+int pk_swap_wait(struct pk_swap_store *s, unsigned min_complete)
+{
+	struct io_uring_cqe *cqe;
+	int err;
+
+	err = pk_swap_submit(s);
+	if (err < 0)
+		return err;
+	if (min_complete > s->in_flight)
+		min_complete = s->in_flight;
+	if (min_complete == 0)
+		return 0;
+	do
+		err = io_uring_wait_cqe_nr(&s->ring, &cqe, min_complete);
+	while (err == -EINTR);
+	return err;
+}

@@ -1,0 +1,148 @@
+/*
+ * swap_store.h - the io_uring swap file: slots, checksums, fixed buffers.
+ *
+ * One store is one swap file of page-sized slots, written and read with
+ * io_uring (IORING_OP_WRITE_FIXED / READ_FIXED on a registered file and
+ * registered page buffers).  Completions signal an eventfd, so the daemon's
+ * epoll loop watches pk_swap_store_event_fd() and calls pk_swap_reap().
+ *
+ * The file.  pk_swap_store_open() replaces whatever is at path (a
+ * restarted daemon has no journal yet, so old slots mean nothing: it
+ * starts fresh), creates it mode 0600 and preallocates size_bytes with
+ * fallocate.  It is opened O_DIRECT so swap traffic does not fill the
+ * host's page cache; a file system that refuses O_DIRECT (EINVAL at open
+ * or at the first aligned read) gets buffered I/O instead, reported by
+ * pk_swap_store_is_direct().  pk_swap_store_close() unlinks it.
+ *
+ * Slots.  pk_swap_slot_alloc() returns the lowest free slot.  A freed
+ * slot's content is punched out of the file (guest data must not linger
+ * on disk); punches are batched and coalesced, issued at
+ * pk_swap_store_flush_frees() or when the batch fills, and a freed slot
+ * is never handed out again before its punch has returned (swap_slots.h).
+ *
+ * Checksums.  The store keeps one XXH3-64 per slot in memory.  A write's
+ * checksum is computed from the buffer when the write is queued and
+ * recorded when the write completes successfully; a read whose data does
+ * not match the slot's recorded checksum completes with -EBADMSG.  A slot
+ * that was never written successfully fails every read with -EBADMSG.
+ *
+ * Buffers and I/O.  A buffer is a registered, page-aligned page.  The
+ * caller takes one with pk_swap_buf_get(), fills it (write) and queues
+ * pk_swap_write(), or queues pk_swap_read() into it; pk_swap_submit()
+ * sends everything queued in one io_uring_submit (queueing submits on its
+ * own when the submission queue is full).  pk_swap_reap() calls done() for
+ * each completion; the buffer is the caller's again at that point (read
+ * data is in it) until pk_swap_buf_put().  One I/O per buffer at a time.
+ *
+ * Caller rules: don't read a slot while a write to it is in flight (its
+ * checksum is not recorded yet); freeing a slot with I/O in flight is
+ * allowed (its punch waits for the I/O), but reading a freed slot is not.
+ *
+ * Functions return 0 (or a count) or a negative errno.  Not thread-safe:
+ * one event-loop thread owns a store.
+ */
+#ifndef PK_SWAP_STORE_H
+#define PK_SWAP_STORE_H
+
+#include <stdint.h>
+
+#define PK_SWAP_PAGE_SIZE 4096u
+#define PK_SWAP_DEFAULT_QUEUE_DEPTH 64u
+#define PK_SWAP_MAX_QUEUE_DEPTH 1024u
+#define PK_SWAP_BUFS_PER_QUEUE_ENTRY 4u /* buffers = queue_depth * this */
+#define PK_SWAP_PUNCH_BATCH 256u	/* freed slots per automatic flush */
+
+/* pk_swap_store_open_flags() flags. */
+#define PK_SWAP_OPEN_BUFFERED 0x1u /* don't try O_DIRECT */
+
+struct pk_swap_store;
+
+struct pk_swap_stats {
+	uint64_t slots_total;
+	uint64_t slots_used;	 /* allocated */
+	uint64_t slots_pending;	 /* freed, punch not issued yet */
+	uint64_t slots_punched;	 /* punched so far */
+	uint64_t punch_calls;	 /* fallocate(PUNCH_HOLE) calls so far */
+	uint64_t punch_errors;
+	uint64_t writes, reads;	 /* completed */
+	uint64_t io_errors;	 /* completions with an I/O error or short I/O */
+	uint64_t checksum_errors; /* reads completed with -EBADMSG */
+	uint64_t submits;	 /* io_uring_submit calls that sent something */
+	unsigned in_flight;	 /* queued or submitted, not reaped */
+	unsigned bufs_total, bufs_free;
+	int direct;
+	int preallocated; /* fallocate worked (else the file is sparse) */
+};
+
+/*
+ * Create the swap file at path (replacing any file there) and the ring.
+ * size_bytes: a non-zero multiple of the page size.  queue_depth: ring
+ * entries, 0 for PK_SWAP_DEFAULT_QUEUE_DEPTH, at most
+ * PK_SWAP_MAX_QUEUE_DEPTH.  Registered buffers (queue_depth * 4 pages)
+ * count against RLIMIT_MEMLOCK for an unprivileged daemon.
+ */
+int pk_swap_store_open(struct pk_swap_store **out, const char *path,
+		       uint64_t size_bytes, unsigned queue_depth);
+int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
+			     uint64_t size_bytes, unsigned queue_depth,
+			     unsigned flags);
+
+/*
+ * Submit anything queued, wait for all I/O in flight (completions not yet
+ * reaped are dropped without calling anyone: reap first if user_data owns
+ * memory), unregister, close and unlink the file.  NULL is a no-op.
+ */
+void pk_swap_store_close(struct pk_swap_store *store);
+
+int pk_swap_store_is_direct(const struct pk_swap_store *store);
+/* Readable when completions are ready; pk_swap_reap() drains it. */
+int pk_swap_store_event_fd(const struct pk_swap_store *store);
+void pk_swap_store_stats(const struct pk_swap_store *store,
+			 struct pk_swap_stats *st);
+uint64_t pk_swap_slots_total(const struct pk_swap_store *store);
+uint64_t pk_swap_slots_used(const struct pk_swap_store *store);
+
+/* Slots.  alloc: -ENOSPC when every slot is in use. */
+int pk_swap_slot_alloc(struct pk_swap_store *store, uint64_t *slot);
+/* Double or out-of-range frees are ignored (and return -EINVAL). */
+int pk_swap_slot_free(struct pk_swap_store *store, uint64_t slot);
+/* Punch and release freed slots; returns the number released or -errno. */
+int pk_swap_store_flush_frees(struct pk_swap_store *store);
+/* Recorded XXH3-64 of a slot (0 if never written or out of range). */
+uint64_t pk_swap_slot_checksum(const struct pk_swap_store *store,
+			       uint64_t slot);
+
+/* Buffers.  get: -EAGAIN when all are taken. */
+int pk_swap_buf_get(struct pk_swap_store *store, void **page,
+		    unsigned *buf_idx);
+void pk_swap_buf_put(struct pk_swap_store *store, unsigned buf_idx);
+
+/*
+ * Queue one page of I/O between a held buffer and an allocated slot.
+ * -EINVAL: slot not allocated or buffer not held; -EBUSY: the buffer has
+ * I/O in flight, or the ring cannot take more.
+ */
+int pk_swap_write(struct pk_swap_store *store, uint64_t slot,
+		  unsigned buf_idx, uint64_t user_data);
+int pk_swap_read(struct pk_swap_store *store, uint64_t slot, unsigned buf_idx,
+		 uint64_t user_data);
+/* Submit everything queued; returns the number of entries submitted. */
+int pk_swap_submit(struct pk_swap_store *store);
+
+/*
+ * result: 0, a negative errno for an I/O error (a short transfer is -EIO),
+ * or -EBADMSG for a read that fails its checksum.  done() may queue,
+ * submit, put buffers and free slots, but must not reap.
+ */
+typedef void pk_swap_done_fn(void *arg, uint64_t user_data, int result);
+
+/* Drain completions without blocking; returns how many were handled. */
+int pk_swap_reap(struct pk_swap_store *store, pk_swap_done_fn *done,
+		 void *arg);
+/*
+ * Submit anything queued and block until at least min_complete
+ * completions (capped at the I/O in flight) are ready to reap.
+ */
+int pk_swap_wait(struct pk_swap_store *store, unsigned min_complete);
+
+#endif
