@@ -165,14 +165,6 @@ static int poison_page(struct pk_vm *vm, uint64_t addr)
 	return -errno;
 }
 
-static struct pk_vm *vm_by_id(struct pk_engine *e, uint32_t id)
-{
-	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
-		if (vm->id == id)
-			return vm;
-	return NULL;
-}
-
 static void swapin_free(struct pk_engine *e, struct pk_swapin *op)
 {
 	pk_swap_buf_put(e->swap, op->buf_idx);
@@ -224,7 +216,7 @@ static int swapin_resolve(struct pk_vm *vm, struct pk_swapin *op, int result)
 void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *o, int result)
 {
 	struct pk_swapin *op = (struct pk_swapin *)o;
-	struct pk_vm *vm = vm_by_id(e, op->vm_id);
+	struct pk_vm *vm = pk_vm_find_by_id(e, op->vm_id);
 
 	op->result = result;
 	if (vm && swapin_resolve(vm, op, result) == -EAGAIN) {

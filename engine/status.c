@@ -19,6 +19,16 @@ static double pages_mib(uint64_t pages)
 	return (double)pages * PK_PAGE_SIZE / (1024.0 * 1024.0);
 }
 
+static void put_mib(json_object *o, const char *key, uint64_t pages)
+{
+	json_object_object_add(o, key, json_object_new_double(pages_mib(pages)));
+}
+
+static void put_int(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
 static const char *balloon_kind_name(uint32_t k)
 {
 	switch (k) {
@@ -44,51 +54,29 @@ static json_object *vm_json(const struct pk_vm *vm)
 	json_object_object_add(o, "balloon",
 			       json_object_new_string(
 				       balloon_kind_name(vm->balloon_kind)));
-	json_object_object_add(o, "configured_mib",
-			       json_object_new_double(pages_mib(vm->pages.n_pages)));
-	json_object_object_add(o, "resident_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_RESIDENT])));
-	json_object_object_add(o, "zero_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_ZERO])));
-	json_object_object_add(o, "shared_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_SHARED])));
-	json_object_object_add(o, "swapped_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_SWAPPED])));
-	json_object_object_add(o, "ballooned_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_REMOVED])));
-	json_object_object_add(o, "untouched_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_UNTOUCHED])));
-	json_object_object_add(o, "faults_total",
-			       json_object_new_int64((int64_t)vm->stats.faults));
+	put_mib(o, "configured_mib", vm->pages.n_pages);
+	put_mib(o, "resident_mib", c[PK_PAGE_RESIDENT]);
+	put_mib(o, "zero_mib", c[PK_PAGE_ZERO]);
+	put_mib(o, "shared_mib", c[PK_PAGE_SHARED]);
+	put_mib(o, "swapped_mib", c[PK_PAGE_SWAPPED]);
+	put_mib(o, "ballooned_mib", c[PK_PAGE_REMOVED]);
+	put_mib(o, "untouched_mib", c[PK_PAGE_UNTOUCHED]);
+	put_int(o, "faults_total", vm->stats.faults);
 	json_object_object_add(o, "faults_per_s",
 			       json_object_new_double(vm->stats.faults_per_s));
-	json_object_object_add(o, "pages_zero_filled",
-			       json_object_new_int64(
-				       (int64_t)vm->stats.pages_zero_filled));
-	json_object_object_add(o, "pages_fault_around",
-			       json_object_new_int64((int64_t)vm->stats.pages_around));
-	json_object_object_add(o, "remove_events",
-			       json_object_new_int64(
-				       (int64_t)vm->stats.remove_events));
-	json_object_object_add(o, "poisoned_mib",
-			       json_object_new_double(pages_mib(c[PK_PAGE_POISONED])));
-	json_object_object_add(o, "evictions",
-			       json_object_new_int64((int64_t)vm->stats.evictions));
-	json_object_object_add(o, "zero_reclaimed",
-			       json_object_new_int64(
-				       (int64_t)vm->stats.zero_reclaimed));
-	json_object_object_add(o, "evict_aborts",
-			       json_object_new_int64((int64_t)vm->stats.evict_aborts));
-	json_object_object_add(o, "swapins",
-			       json_object_new_int64((int64_t)vm->stats.swapins));
+	put_int(o, "pages_zero_filled", vm->stats.pages_zero_filled);
+	put_int(o, "pages_fault_around", vm->stats.pages_around);
+	put_int(o, "remove_events", vm->stats.remove_events);
+	put_mib(o, "poisoned_mib", c[PK_PAGE_POISONED]);
+	put_int(o, "evictions", vm->stats.evictions);
+	put_int(o, "zero_reclaimed", vm->stats.zero_reclaimed);
+	put_int(o, "evict_aborts", vm->stats.evict_aborts);
+	put_int(o, "swapins", vm->stats.swapins);
 	json_object_object_add(o, "swapins_per_s",
 			       json_object_new_double(vm->stats.swapins_per_s));
-	json_object_object_add(o, "pages_poisoned",
-			       json_object_new_int64((int64_t)vm->stats.poisoned));
-	json_object_object_add(o, "page_table_bytes",
-			       json_object_new_int64(
-				       (int64_t)(vm->pages.n_pages *
-						 PK_PAGE_TABLE_BYTES_PER_PAGE)));
+	put_int(o, "pages_poisoned", vm->stats.poisoned);
+	put_int(o, "page_table_bytes", (vm->pages.n_pages *
+						 PK_PAGE_TABLE_BYTES_PER_PAGE));
 	return o;
 }
 
@@ -109,12 +97,8 @@ char *pk_engine_status_json(struct pk_engine *e)
 			       json_object_new_int((int)PK_PAGE_TABLE_BYTES_PER_PAGE));
 	if (e->swap) {
 		json_object *sw = json_object_new_object();
-		json_object_object_add(sw, "slots_total",
-				       json_object_new_int64(
-					       (int64_t)pk_swap_slots_total(e->swap)));
-		json_object_object_add(sw, "slots_used",
-				       json_object_new_int64(
-					       (int64_t)pk_swap_slots_used(e->swap)));
+		put_int(sw, "slots_total", pk_swap_slots_total(e->swap));
+		put_int(sw, "slots_used", pk_swap_slots_used(e->swap));
 		json_object_object_add(sw, "direct_io",
 				       json_object_new_boolean(
 					       pk_swap_store_is_direct(e->swap)));

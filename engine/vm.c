@@ -278,6 +278,14 @@ struct pk_vm *pk_vm_find_by_name(struct pk_engine *e, const char *name)
 	return NULL;
 }
 
+struct pk_vm *pk_vm_find_by_id(struct pk_engine *e, uint32_t id)
+{
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		if (vm->id == id)
+			return vm;
+	return NULL;
+}
+
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
 					   uint64_t addr)
 {

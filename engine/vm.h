@@ -141,6 +141,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 void pk_vm_destroy(struct pk_vm *vm);
 
 struct pk_vm *pk_vm_find_by_name(struct pk_engine *e, const char *name);
+struct pk_vm *pk_vm_find_by_id(struct pk_engine *e, uint32_t id);
 
 /* Region holding addr, or NULL. */
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
