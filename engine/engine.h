@@ -33,13 +33,16 @@ struct pk_engine_config {
 	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
+	unsigned swap_readahead_max; /* pages read per sequential swap-in; 1: off */
 	int verbose;
 };
 
 #define PK_FAULT_AROUND_DEFAULT 256u
 #define PK_FAULT_AROUND_LIMIT 1024u
 #define PK_SWAP_DEFAULT_BYTES (2ULL << 30)
-#define PK_SWAP_QUEUE_DEPTH 128
+#define PK_SWAP_READAHEAD_DEFAULT 32u
+#define PK_SWAP_READAHEAD_LIMIT 256u
+#define PK_SWAP_QUEUE_DEPTH 256
 
 struct pk_engine {
 	struct pk_engine_config cfg;

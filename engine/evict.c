@@ -43,10 +43,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PK_EVICT_BATCH 64
+#define PK_EVICT_BATCH 64	/* pages per batch (FACTS.md: >= 64 per run) */
+#define PK_EVICT_INFLIGHT 4	/* batches in flight per VM */
+#define PK_EVICT_BRIDGE_MAX 64	/* longest gap of evicted pages a run spans */
 
 #define EV_DIRTY 0x1   /* guest wrote the page after protection */
 #define EV_REMOVED 0x2 /* guest discarded the page */
@@ -67,6 +70,7 @@ struct pk_evict_page {
 struct pk_evict_batch {
 	struct pk_engine *engine;
 	struct pk_vm *vm; /* NULL once the VM is gone */
+	struct pk_evict_batch *next; /* in vm->evicting */
 	unsigned n;
 	unsigned writes_pending;
 	int nospace;
@@ -112,36 +116,67 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /*
- * Apply fn to each maximal run of pages, contiguous both in the table and
- * in the guest's address space, among the batch pages whose flags match
- * none of skip.
+ * May a run of write-protection or punching span pages [from, to) that
+ * are not in the batch?  Only if each is already evicted and idle: such a
+ * page is a hole in the RAM file that carries the uffd-wp marker of its
+ * own eviction, so protecting or punching it again changes nothing.  On a
+ * guest whose resident pages are scattered among evicted ones this turns
+ * a batch's 64 single-page ioctls and punches (each a TLB shootdown at
+ * 40-60 us, FACTS.md) into a few.
  */
-static int for_each_run(struct pk_evict_batch *b, unsigned skip,
-			int (*fn)(struct pk_vm *, uint64_t addr, uint64_t off,
-				  uint64_t pages, int arg),
-			int arg)
+static int gap_bridgeable(const struct pk_page_table *pt, uint64_t from,
+			  uint64_t to)
+{
+	if (to - from > PK_EVICT_BRIDGE_MAX)
+		return 0;
+	for (uint64_t i = from; i < to; i++) {
+		enum pk_page_state st = pk_page_state(pt, i);
+		if ((st != PK_PAGE_SWAPPED && st != PK_PAGE_ZERO) ||
+		    pk_page_busy(pt, i))
+			return 0;
+	}
+	return 1;
+}
+
+typedef int run_fn(struct pk_evict_batch *b, unsigned i, unsigned j,
+		   uint64_t addr, uint64_t off, uint64_t pages, int arg);
+
+/*
+ * Apply fn to each maximal run of the batch pages whose flags match none
+ * of skip: pages [i, j) of the batch, spanning `pages` pages from guest
+ * address addr and file offset off, contiguous in both.  With bridge, a
+ * run may also span gaps that gap_bridgeable() allows.
+ */
+static int for_each_run(struct pk_evict_batch *b, unsigned skip, int bridge,
+			run_fn *fn, int arg)
 {
 	struct pk_vm *vm = b->vm;
 	unsigned i = 0;
 	int err = 0;
 
 	while (i < b->n) {
-		uint64_t addr, off, a2, o2;
+		uint64_t addr, off, a2, o2, first = b->pages[i].idx, last;
 		unsigned j;
 		if (b->pages[i].flags & skip) {
 			i++;
 			continue;
 		}
-		page_where(vm, b->pages[i].idx, &addr, &off);
+		page_where(vm, first, &addr, &off);
+		last = first;
 		for (j = i + 1; j < b->n; j++) {
-			if (b->pages[j].flags & skip ||
-			    b->pages[j].idx != b->pages[j - 1].idx + 1)
+			uint64_t q = b->pages[j].idx;
+			if (b->pages[j].flags & skip)
 				break;
-			page_where(vm, b->pages[j].idx, &a2, &o2);
-			if (a2 != addr + (j - i) * PK_PAGE_SIZE)
+			if (q != last + 1 &&
+			    (!bridge || !gap_bridgeable(&vm->pages, last + 1, q)))
 				break;
+			page_where(vm, q, &a2, &o2);
+			if (a2 != addr + (q - first) * PK_PAGE_SIZE ||
+			    o2 != off + (q - first) * PK_PAGE_SIZE)
+				break;
+			last = q;
 		}
-		int e = fn(vm, addr, off, j - i, arg);
+		int e = fn(b, i, j, addr, off, last - first + 1, arg);
 		if (e && !err)
 			err = e;
 		i = j;
@@ -149,24 +184,43 @@ static int for_each_run(struct pk_evict_batch *b, unsigned skip,
 	return err;
 }
 
-static int run_wp(struct pk_vm *vm, uint64_t addr, uint64_t off,
-		  uint64_t pages, int on)
+static int run_wp(struct pk_evict_batch *b, unsigned i, unsigned j,
+		  uint64_t addr, uint64_t off, uint64_t pages, int on)
 {
-	(void)off;
-	return wp_range(vm, addr, pages, on);
+	(void)i, (void)j, (void)off;
+	return wp_range(b->vm, addr, pages, on);
 }
 
-static int run_punch(struct pk_vm *vm, uint64_t addr, uint64_t off,
-		     uint64_t pages, int unused)
+static int run_punch(struct pk_evict_batch *b, unsigned i, unsigned j,
+		     uint64_t addr, uint64_t off, uint64_t pages, int unused)
 {
-	(void)addr, (void)unused;
-	return fallocate(vm->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	(void)i, (void)j, (void)addr, (void)unused;
+	return fallocate(b->vm->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			 (off_t)off, (off_t)(pages * PK_PAGE_SIZE)) < 0
 		       ? -errno
 		       : 0;
 }
 
-static void reclaim_reply(struct pk_vm *vm, int status, const char *reason)
+/* Step 2 for one run of contiguous pages: one preadv into their buffers. */
+static int run_copy_out(struct pk_evict_batch *b, unsigned i, unsigned j,
+			uint64_t addr, uint64_t off, uint64_t pages, int unused)
+{
+	struct iovec iov[PK_EVICT_BATCH];
+	ssize_t got;
+
+	(void)addr, (void)unused, (void)pages;
+	for (unsigned k = i; k < j; k++)
+		iov[k - i] = (struct iovec){ b->pages[k].buf, PK_PAGE_SIZE };
+	do
+		got = preadv(b->vm->ram_fd, iov, (int)(j - i), (off_t)off);
+	while (got < 0 && errno == EINTR);
+	for (unsigned k = i; k < j; k++)
+		if (got < (ssize_t)((k - i + 1) * PK_PAGE_SIZE))
+			b->pages[k].flags |= EV_FAILED;
+	return 0;
+}
+
+static void reclaim_reply(struct pk_vm *vm)
 {
 	struct pk_reclaim_reply r;
 
@@ -174,16 +228,37 @@ static void reclaim_reply(struct pk_vm *vm, int status, const char *reason)
 		return;
 	memset(&r, 0, sizeof(r));
 	pk_msg_header_init(&r.hdr, PK_MSG_RECLAIM_REPLY, sizeof(r));
-	r.status = status;
+	r.status = vm->reclaim_status;
 	r.pages_swapped = vm->reclaim_swapped;
 	r.pages_zero = vm->reclaim_zero;
 	r.pages_aborted = vm->reclaim_aborted;
 	r.elapsed_us = now_us() - vm->reclaim_start_us;
-	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	snprintf(r.reason, sizeof(r.reason), "%s",
+		 vm->reclaim_reason ? vm->reclaim_reason : "ok");
 	send(vm->reclaim_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(vm->reclaim_fd);
 	vm->reclaim_fd = -1;
 	vm->reclaim_left = 0;
+}
+
+/* Stop starting batches; the reply goes out when the last one ends. */
+static void reclaim_stop(struct pk_vm *vm, int status, const char *reason)
+{
+	if (!vm->reclaim_status && !vm->reclaim_reason) {
+		vm->reclaim_status = status;
+		vm->reclaim_reason = reason;
+	}
+	vm->reclaim_left = 0;
+}
+
+static void batch_unlink(struct pk_vm *vm, struct pk_evict_batch *b)
+{
+	for (struct pk_evict_batch **p = &vm->evicting; *p; p = &(*p)->next)
+		if (*p == b) {
+			*p = b->next;
+			vm->n_evicting--;
+			return;
+		}
 }
 
 static void batch_release(struct pk_evict_batch *b)
@@ -197,7 +272,6 @@ static void batch_release(struct pk_evict_batch *b)
 		if (p->has_slot)
 			pk_swap_slot_free(store, p->slot);
 	}
-	pk_swap_store_flush_frees(store);
 	free(b);
 }
 
@@ -205,18 +279,17 @@ static void evict_next_batch(struct pk_vm *vm);
 
 /*
  * Step 5: the writes are done; punch and record, or give pages back.
- * Returns -ENOSPC when the swap file ran out of slots, else 0.  Does not
- * start the next batch: the callers loop, so no recursion builds up.
+ * Does not start the next batch: the callers loop, so no recursion
+ * builds up.
  */
-static int batch_finish(struct pk_evict_batch *b)
+static void batch_finish(struct pk_evict_batch *b)
 {
 	struct pk_vm *vm = b->vm;
 	struct pk_page_table *pt;
-	int nospace = b->nospace ? -ENOSPC : 0;
 
 	if (!vm) { /* the guest went away meanwhile */
 		batch_release(b);
-		return 0;
+		return;
 	}
 	pt = &vm->pages;
 	/* Writes the guest made while the I/O ran show up as WP faults. */
@@ -233,7 +306,7 @@ static int batch_finish(struct pk_evict_batch *b)
 			wp_range(vm, addr, 1, 0);
 		}
 	}
-	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, run_punch, 0);
+	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, 1, run_punch, 0);
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
@@ -254,9 +327,10 @@ static int batch_finish(struct pk_evict_batch *b)
 		}
 		pk_page_set_busy(pt, p->idx, 0);
 	}
-	vm->evicting = NULL;
+	if (b->nospace)
+		reclaim_stop(vm, -ENOSPC, "swap file full");
+	batch_unlink(vm, b);
 	batch_release(b);
-	return nospace;
 }
 
 void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result)
@@ -273,9 +347,8 @@ void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result)
 	}
 	if (--b->writes_pending)
 		return;
-	if (batch_finish(b) == -ENOSPC && vm)
-		reclaim_reply(vm, -ENOSPC, "swap file full");
-	else if (vm)
+	batch_finish(b);
+	if (vm)
 		evict_next_batch(vm);
 }
 
@@ -306,35 +379,32 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 		b->pages[i].idx = idx[i];
 		pk_page_set_busy(&vm->pages, idx[i], 1);
 	}
+	b->next = vm->evicting;
 	vm->evicting = b;
+	vm->n_evicting++;
 
 	/* 1. Protect. */
-	err = for_each_run(b, 0, run_wp, 1);
+	err = for_each_run(b, 0, 1, run_wp, 1);
 	if (err) {
 		/* EAGAIN: a REMOVE is in flight.  Undo and let the caller
 		 * retry after the events are read. */
-		for_each_run(b, 0, run_wp, 0);
+		for_each_run(b, 0, 0, run_wp, 0);
 		for (unsigned i = 0; i < n; i++)
 			pk_page_set_busy(&vm->pages, idx[i], 0);
-		vm->evicting = NULL;
+		batch_unlink(vm, b);
 		free(b);
 		return err;
 	}
 
-	/* 2. Copy out. */
+	/* 2. Copy out, one preadv per contiguous run. */
 	for (unsigned i = 0; i < n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
-		uint64_t addr, off;
 		if (pk_swap_buf_get(e->swap, &p->buf, &p->buf_idx) < 0) {
 			p->buf = NULL;
 			p->flags |= EV_FAILED;
-			continue;
 		}
-		page_where(vm, p->idx, &addr, &off);
-		if (pread(vm->ram_fd, p->buf, PK_PAGE_SIZE, (off_t)off) !=
-		    PK_PAGE_SIZE)
-			p->flags |= EV_FAILED;
 	}
+	for_each_run(b, EV_FAILED, 0, run_copy_out, 0);
 
 	/* 3. Any write so far shows up as a WP fault now. */
 	pk_fault_handle_events(vm);
@@ -361,44 +431,48 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 		}
 		b->writes_pending++;
 	}
-	if (b->writes_pending) {
+	if (b->writes_pending)
 		pk_swap_submit(e->swap);
-		return 1;
-	}
-	return batch_finish(b) == -ENOSPC ? -ENOSPC : 1;
+	else
+		batch_finish(b);
+	return 1;
 }
 
+/*
+ * Keep up to PK_EVICT_INFLIGHT batches of the VM's reclaim in flight, so
+ * the write-protect, copy and punch work of one batch overlaps the disk
+ * writes of the others; reply once the reclaim is done and the last
+ * batch has finished.
+ */
 static void evict_next_batch(struct pk_vm *vm)
 {
-	while (vm->reclaim_left && !vm->evicting) {
+	while (vm->reclaim_left && vm->n_evicting < PK_EVICT_INFLIGHT) {
 		unsigned want = vm->reclaim_left > PK_EVICT_BATCH
 					? PK_EVICT_BATCH
 					: (unsigned)vm->reclaim_left;
-		int r = batch_start(vm, want);
+		int r;
+		/* Counted before the start: a batch that finishes at once
+		 * may end the reclaim (swap file full). */
+		vm->reclaim_left -= want;
+		r = batch_start(vm, want);
 		if (r == -EAGAIN) {
 			/* Retried from the engine loop once events are read. */
+			vm->reclaim_left += want;
 			vm->engine->evict_pending = 1;
 			return;
 		}
-		if (r < 0) {
-			reclaim_reply(vm, r, r == -ENOSPC ? "swap file full"
-							  : "eviction failed");
-			return;
-		}
-		if (r == 0) {
-			reclaim_reply(vm, 0, "no more resident pages");
-			return;
-		}
-		vm->reclaim_left -= vm->reclaim_left > want ? want
-							    : vm->reclaim_left;
+		if (r < 0)
+			reclaim_stop(vm, r, "eviction failed");
+		else if (r == 0)
+			reclaim_stop(vm, 0, "no more resident pages");
 	}
-	if (!vm->reclaim_left && !vm->evicting)
-		reclaim_reply(vm, 0, "ok");
+	if (!vm->reclaim_left && !vm->n_evicting)
+		reclaim_reply(vm);
 }
 
 void pk_evict_resume(struct pk_vm *vm)
 {
-	if (vm->reclaim_left && !vm->evicting)
+	if (vm->reclaim_left)
 		evict_next_batch(vm);
 }
 
@@ -415,28 +489,33 @@ int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
 			 "agent (not built yet)");
 		return -EOPNOTSUPP;
 	}
-	if (vm->reclaim_fd >= 0 || vm->reclaim_left) {
+	if (vm->reclaim_fd >= 0 || vm->reclaim_left || vm->n_evicting) {
 		snprintf(reason, reason_len, "a reclaim of vm %s is running",
 			 vm->name);
 		return -EBUSY;
 	}
 	vm->reclaim_fd = reply_fd;
 	vm->reclaim_left = pages;
+	vm->reclaim_status = 0;
+	vm->reclaim_reason = NULL;
 	vm->reclaim_start_us = now_us();
 	vm->reclaim_swapped = vm->reclaim_zero = vm->reclaim_aborted = 0;
 	evict_next_batch(vm);
 	return 0;
 }
 
+/* The batch page for table page idx, if idx is in a batch in flight. */
 static struct pk_evict_page *batch_page(struct pk_vm *vm, uint64_t idx)
 {
-	struct pk_evict_batch *b = vm->evicting;
-
-	if (!b)
+	if (!pk_page_busy(&vm->pages, idx))
 		return NULL;
-	for (unsigned i = 0; i < b->n; i++)
-		if (b->pages[i].idx == idx)
-			return &b->pages[i];
+	for (struct pk_evict_batch *b = vm->evicting; b; b = b->next) {
+		if (idx < b->pages[0].idx || idx > b->pages[b->n - 1].idx)
+			continue; /* pages are sorted */
+		for (unsigned i = 0; i < b->n; i++)
+			if (b->pages[i].idx == idx)
+				return &b->pages[i];
+	}
 	return NULL;
 }
 
@@ -460,13 +539,17 @@ void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx)
 
 void pk_evict_vm_gone(struct pk_vm *vm)
 {
-	if (vm->evicting) {
+	while (vm->evicting) {
 		struct pk_evict_batch *b = vm->evicting;
+		vm->evicting = b->next;
 		b->vm = NULL;
 		if (!b->writes_pending)
 			batch_release(b);
-		vm->evicting = NULL;
 	}
-	if (vm->reclaim_fd >= 0)
-		reclaim_reply(vm, -ESRCH, "the VM went away");
+	vm->n_evicting = 0;
+	if (vm->reclaim_fd >= 0) {
+		vm->reclaim_status = -ESRCH;
+		vm->reclaim_reason = "the VM went away";
+		reclaim_reply(vm);
+	}
 }

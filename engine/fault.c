@@ -134,8 +134,47 @@ static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 		free(op);
 		return -EAGAIN;
 	}
-	pk_swap_submit(e->swap);
-	pk_page_set_busy(&vm->pages, idx, 1);
+	pk_page_set_busy(&vm->pages, idx, 1); /* submitted after the batch */
+	return 0;
+}
+
+/*
+ * A fault on a swapped page.  A sequential reader (the stream detector of
+ * fault-around) also gets the swapped pages that follow read ahead, up to
+ * swap_readahead_max in all, in the same submission: pages evicted
+ * together come back together, and the guest's next faults find them
+ * resident.  A page whose read is already in flight is left alone: the
+ * UFFDIO_COPY that resolves it wakes this fault too, and not counting it
+ * as a stream step keeps the stream on the page after the readahead.
+ */
+static int swapin_fault(struct pk_vm *vm, const struct pk_vm_region *r,
+			uint64_t idx, uint64_t addr)
+{
+	struct pk_page_table *pt = &vm->pages;
+	uint64_t region_end = r->first_page + r->length / PK_PAGE_SIZE;
+	struct pk_fault_stream *stream;
+	uint64_t n, i;
+	int err;
+
+	if (pk_page_busy(pt, idx))
+		return 0;
+	stream = fault_stream_for(vm, idx);
+	n = stream->window;
+	if (n > vm->engine->cfg.swap_readahead_max)
+		n = vm->engine->cfg.swap_readahead_max;
+	if (n > region_end - idx)
+		n = region_end - idx;
+	err = swapin_start(vm, idx, addr);
+	if (err)
+		return err;
+	for (i = 1; i < n; i++) {
+		if (pk_page_state(pt, idx + i) != PK_PAGE_SWAPPED ||
+		    pk_page_busy(pt, idx + i) ||
+		    swapin_start(vm, idx + i, addr + i * PK_PAGE_SIZE) < 0)
+			break;
+		vm->stats.swapins_readahead++;
+	}
+	stream->next_page = idx + i;
 	return 0;
 }
 
@@ -289,7 +328,7 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 			}
 		break;
 	case PK_PAGE_SWAPPED:
-		return swapin_start(vm, idx, addr);
+		return swapin_fault(vm, r, idx, addr);
 	case PK_PAGE_RESIDENT:
 		/* Our table says present but the kernel says missing: the
 		 * guest punched the page itself (shmem hole punch raises no
@@ -469,6 +508,14 @@ void pk_fault_handle_events(struct pk_vm *vm)
 	pk_fault_retry_deferred(vm);
 }
 
+static void submit_swapins(struct pk_vm *vm)
+{
+	/* One submission for every swap-in read the batch queued: on a
+	 * virtio disk each submission costs a doorbell (a VM exit). */
+	if (vm->engine->swap)
+		pk_swap_submit(vm->engine->swap);
+}
+
 unsigned pk_fault_retry_deferred(struct pk_vm *vm)
 {
 	unsigned n = vm->n_deferred, kept = 0;
@@ -493,5 +540,6 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm)
 			vm->deferred[kept++] = d;
 	}
 	vm->n_deferred = kept;
+	submit_swapins(vm);
 	return kept;
 }

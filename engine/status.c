@@ -72,6 +72,7 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_int(o, "zero_reclaimed", vm->stats.zero_reclaimed);
 	put_int(o, "evict_aborts", vm->stats.evict_aborts);
 	put_int(o, "swapins", vm->stats.swapins);
+	put_int(o, "swapins_readahead", vm->stats.swapins_readahead);
 	json_object_object_add(o, "swapins_per_s",
 			       json_object_new_double(vm->stats.swapins_per_s));
 	put_int(o, "pages_poisoned", vm->stats.poisoned);

@@ -426,8 +426,8 @@ void pk_vm_destroy(struct pk_vm *vm)
 		if (pk_page_state(&vm->pages, i) == PK_PAGE_SWAPPED &&
 		    !pk_page_busy(&vm->pages, i))
 			pk_swap_slot_free(e->swap, pk_page_payload(&vm->pages, i));
-	if (e->swap)
-		pk_swap_store_flush_frees(e->swap);
+	/* The freed slots are punched by the engine's scrub, not here: a
+	 * guest exit must not stall every other guest's faults. */
 	if (vm->reclaim_fd >= 0)
 		close(vm->reclaim_fd);
 	pk_watch_del(e->loop, vm->uffd_watch);

@@ -82,6 +82,7 @@ struct pk_vm_stats {
 	uint64_t zero_reclaimed;   /* pages found zero and punched */
 	uint64_t evict_aborts;	   /* guest wrote during eviction */
 	uint64_t swapins;
+	uint64_t swapins_readahead; /* of those, read ahead of the guest */
 	uint64_t swapins_last_tick;
 	double swapins_per_s;
 	uint64_t poisoned;	   /* checksum or I/O failures */
@@ -119,10 +120,13 @@ struct pk_vm {
 	struct pk_vm_stats stats;
 
 	/* Swapping (evict.c, fault.c). */
-	struct pk_evict_batch *evicting; /* at most one batch in flight */
+	struct pk_evict_batch *evicting; /* batches in flight, a list */
+	unsigned n_evicting;
 	struct pk_swapin *swapin_retry;
 	uint64_t reclaim_left;		 /* pages a reclaim request still wants */
 	int reclaim_fd;			 /* connection awaiting the reply, or -1 */
+	int reclaim_status;		 /* 0, or why the reclaim stopped */
+	const char *reclaim_reason;	 /* static text for the reply */
 	uint64_t reclaim_start_us;
 	uint64_t reclaim_swapped, reclaim_zero, reclaim_aborted;
 };

@@ -1,36 +1,39 @@
 /*
- * swap_slots.c - slot bitmap, pending-punch list and flush (see swap_slots.h).
+ * swap_slots.c - slot bitmaps, lazy scrub and flush (see swap_slots.h).
  *
- * The bitmap answers "lowest allocatable slot" 64 slots per word, starting
- * at a hint word; the per-slot state and I/O count bytes answer the safety
- * questions (is this a double free? may this slot be punched yet?).  Cost:
- * one bit + 3 bytes per 4 KiB slot.
+ * The `taken` bitmap answers "lowest allocatable slot" 64 slots per word,
+ * starting at a hint word.  Two more bitmaps age the DIRTY slots: a free
+ * sets the slot's bit in dirty_new; a scrub punches what is in dirty_old
+ * and then moves dirty_new into dirty_old; an allocation clears both bits.
+ * The per-slot state and I/O count bytes answer the safety questions (is
+ * this a double free? may this slot be reused or punched yet?).
  *
- * A flush sorts the pending list so that contiguous freed slots become one
- * fallocate(PUNCH_HOLE) each; slots with I/O still in flight are kept on
- * the list for a later flush.  Bits are cleared only after the punch call
- * has returned, which is what makes reuse safe.
+ * A scrub coalesces contiguous old slots into one fallocate(PUNCH_HOLE)
+ * each, and a slot becomes FREE only after its punch has returned.
  */
 #include "swapper/swap_slots.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-int pk_slots_init(struct pk_swap_slots *s, uint64_t n, unsigned punch_batch,
-		  unsigned max_io, pk_slot_punch_fn *punch, void *punch_arg)
+#define BIT(i) (1ULL << ((i) % 64))
+
+int pk_slots_init(struct pk_swap_slots *s, uint64_t n, pk_slot_punch_fn *punch,
+		  void *punch_arg)
 {
 	memset(s, 0, sizeof(*s));
-	if (n == 0 || punch_batch == 0 || !punch)
+	if (n == 0 || !punch)
 		return -EINVAL;
 	s->n = n;
 	s->n_words = (n + 63) / 64;
-	s->cap_pending = punch_batch + max_io;
 	s->taken = calloc(s->n_words, sizeof(*s->taken));
+	s->dirty_new = calloc(s->n_words, sizeof(*s->dirty_new));
+	s->dirty_old = calloc(s->n_words, sizeof(*s->dirty_old));
 	s->state = calloc(n, sizeof(*s->state));
 	s->io = calloc(n, sizeof(*s->io));
-	s->pending = calloc(s->cap_pending, sizeof(*s->pending));
-	if (!s->taken || !s->state || !s->io || !s->pending) {
+	if (!s->taken || !s->dirty_new || !s->dirty_old || !s->state || !s->io) {
 		pk_slots_destroy(s);
 		return -ENOMEM;
 	}
@@ -45,10 +48,18 @@ int pk_slots_init(struct pk_swap_slots *s, uint64_t n, unsigned punch_batch,
 void pk_slots_destroy(struct pk_swap_slots *s)
 {
 	free(s->taken);
+	free(s->dirty_new);
+	free(s->dirty_old);
 	free(s->state);
 	free(s->io);
-	free(s->pending);
 	memset(s, 0, sizeof(*s));
+}
+
+static void make_allocatable(struct pk_swap_slots *s, uint64_t i)
+{
+	s->taken[i / 64] &= ~BIT(i);
+	if (i / 64 < s->hint)
+		s->hint = i / 64;
 }
 
 static int find_free(struct pk_swap_slots *s, uint64_t *slot)
@@ -68,14 +79,16 @@ int pk_slots_alloc(struct pk_swap_slots *s, uint64_t *slot)
 {
 	uint64_t i;
 
-	if (find_free(s, &i) != 0) {
-		if (s->n_pending == 0)
-			return -ENOSPC;
-		pk_slots_flush(s);
-		if (find_free(s, &i) != 0)
-			return -ENOSPC; /* pending slots all have I/O in flight */
+	if (find_free(s, &i) != 0)
+		return -ENOSPC;
+	if (s->state[i] == PK_SLOT_DIRTY) {
+		/* The new owner's write overwrites the old page. */
+		s->dirty_new[i / 64] &= ~BIT(i);
+		s->dirty_old[i / 64] &= ~BIT(i);
+		s->dirty--;
+		s->reused_dirty++;
 	}
-	s->taken[i / 64] |= 1ULL << (i % 64);
+	s->taken[i / 64] |= BIT(i);
 	s->state[i] = PK_SLOT_USED;
 	s->used++;
 	*slot = i;
@@ -86,59 +99,85 @@ int pk_slots_free(struct pk_swap_slots *s, uint64_t slot)
 {
 	if (slot >= s->n || s->state[slot] != PK_SLOT_USED)
 		return -EINVAL;
-	s->state[slot] = PK_SLOT_PUNCH;
+	s->state[slot] = PK_SLOT_DIRTY;
 	s->used--;
-	s->pending[s->n_pending++] = slot;
-	if (s->n_pending == s->cap_pending)
-		pk_slots_flush(s);
+	s->dirty++;
+	s->dirty_new[slot / 64] |= BIT(slot);
+	if (!s->io[slot])
+		make_allocatable(s, slot);
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+void pk_slots_io_end(struct pk_swap_slots *s, uint64_t slot)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
+	if (--s->io[slot] == 0 && s->state[slot] == PK_SLOT_DIRTY)
+		make_allocatable(s, slot);
 }
 
-static void release(struct pk_swap_slots *s, uint64_t first, uint64_t count)
+static int is_old(const struct pk_swap_slots *s, uint64_t i)
 {
-	for (uint64_t i = first; i < first + count; i++) {
-		s->state[i] = PK_SLOT_FREE;
-		s->taken[i / 64] &= ~(1ULL << (i % 64));
+	return i < s->n && (s->dirty_old[i / 64] & BIT(i)) && !s->io[i];
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int pk_slots_scrub(struct pk_swap_slots *s, uint64_t budget_ns)
+{
+	uint64_t deadline = budget_ns ? now_ns() + budget_ns : UINT64_MAX;
+	int punched = 0, err = 0, out_of_time = 0;
+
+	for (uint64_t w = 0; w < s->n_words && s->dirty && !out_of_time; w++) {
+		uint64_t bits = s->dirty_old[w];
+		while (bits) {
+			uint64_t first = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			uint64_t count = 0;
+			bits &= bits - 1;
+			if (s->io[first])
+				continue; /* I/O in flight: next scrub */
+			while (is_old(s, first + count))
+				count++;
+			int r = s->punch(s->punch_arg, first, count);
+			s->punch_calls++;
+			if (r < 0) {
+				s->punch_errors++;
+				if (!err)
+					err = r;
+			} else {
+				s->punched += count;
+			}
+			/* Only now, after the punch returned: FREE. */
+			for (uint64_t i = first; i < first + count; i++) {
+				s->dirty_old[i / 64] &= ~BIT(i);
+				s->state[i] = PK_SLOT_FREE;
+			}
+			s->dirty -= count;
+			punched += (int)count;
+			/* The run may have consumed later bits of this word. */
+			bits &= s->dirty_old[w];
+			if (budget_ns && now_ns() >= deadline) {
+				out_of_time = 1;
+				break;
+			}
+		}
 	}
-	if (first / 64 < s->hint)
-		s->hint = first / 64;
+	/* Left over (I/O in flight, or out of time) stays old. */
+	for (uint64_t w = 0; w < s->n_words; w++) {
+		s->dirty_old[w] |= s->dirty_new[w];
+		s->dirty_new[w] = 0;
+	}
+	return err ? err : punched;
 }
 
 int pk_slots_flush(struct pk_swap_slots *s)
 {
-	unsigned kept = 0, i = 0;
-	int released = 0, err = 0;
-
-	qsort(s->pending, s->n_pending, sizeof(*s->pending), cmp_u64);
-	while (i < s->n_pending) {
-		uint64_t first = s->pending[i], count = 0;
-		if (s->io[first]) {
-			s->pending[kept++] = s->pending[i++];
-			continue;
-		}
-		while (i < s->n_pending && s->pending[i] == first + count &&
-		       !s->io[s->pending[i]]) {
-			count++;
-			i++;
-		}
-		int r = s->punch(s->punch_arg, first, count);
-		s->punch_calls++;
-		if (r < 0) {
-			s->punch_errors++;
-			if (!err)
-				err = r;
-		} else {
-			s->punched += count;
-		}
-		release(s, first, count); /* only now: the punch has returned */
-		released += (int)count;
+	for (uint64_t w = 0; w < s->n_words; w++) {
+		s->dirty_old[w] |= s->dirty_new[w];
+		s->dirty_new[w] = 0;
 	}
-	s->n_pending = kept;
-	return err ? err : released;
+	return pk_slots_scrub(s, 0);
 }

@@ -16,10 +16,11 @@
  * per submission, not from SQPOLL (slower here) or IOPOLL (unavailable).
  * Fixed files and buffers save the per-I/O fget and page pinning.
  *
- * Freed slots are punched with a synchronous fallocate from the flush
- * (swap_slots.c decides when).  On ext4 a punch waits for direct I/O in
- * flight on the inode, so a flush can stall the caller for about one I/O
- * latency; batching keeps that to one stall per batch.
+ * Freed slots are punched with a synchronous fallocate from the scrub
+ * (swap_slots.h says when).  On ext4 a punch waits for direct I/O in
+ * flight on the inode, so each punch call can stall the caller for about
+ * one I/O latency: the scrub runs once a second within a time budget, and a freed slot is reused (overwritten) rather than punched
+ * whenever the allocator gets to it first.
  */
 #include "swapper/swap_store.h"
 
@@ -236,8 +237,7 @@ int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
 	    (err = setup_bufs(s, queue_depth)) != 0 ||
 	    (err = probe_direct(s)) != 0 ||
 	    (err = setup_ring(s, queue_depth)) != 0 ||
-	    (err = pk_slots_init(&s->slots, n, PK_SWAP_PUNCH_BATCH, s->n_bufs,
-				 punch, s)) != 0) {
+	    (err = pk_slots_init(&s->slots, n, punch, s)) != 0) {
 		release_all(s);
 		return err;
 	}
@@ -332,7 +332,8 @@ void pk_swap_store_stats(const struct pk_swap_store *s,
 	memset(st, 0, sizeof(*st));
 	st->slots_total = s->slots.n;
 	st->slots_used = s->slots.used;
-	st->slots_pending = s->slots.n_pending;
+	st->slots_dirty = s->slots.dirty;
+	st->slots_reused_dirty = s->slots.reused_dirty;
 	st->slots_punched = s->slots.punched;
 	st->punch_calls = s->slots.punch_calls;
 	st->punch_errors = s->slots.punch_errors;
@@ -365,6 +366,11 @@ int pk_swap_slot_free(struct pk_swap_store *s, uint64_t slot)
 int pk_swap_store_flush_frees(struct pk_swap_store *s)
 {
 	return pk_slots_flush(&s->slots);
+}
+
+int pk_swap_store_scrub(struct pk_swap_store *s, uint64_t budget_ns)
+{
+	return pk_slots_scrub(&s->slots, budget_ns);
 }
 
 uint64_t pk_swap_slot_checksum(const struct pk_swap_store *s, uint64_t slot)

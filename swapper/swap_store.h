@@ -14,11 +14,12 @@
  * or at the first aligned read) gets buffered I/O instead, reported by
  * pk_swap_store_is_direct().  pk_swap_store_close() unlinks it.
  *
- * Slots.  pk_swap_slot_alloc() returns the lowest free slot.  A freed
- * slot's content is punched out of the file (guest data must not linger
- * on disk); punches are batched and coalesced, issued at
- * pk_swap_store_flush_frees() or when the batch fills, and a freed slot
- * is never handed out again before its punch has returned (swap_slots.h).
+ * Slots.  pk_swap_slot_alloc() returns the lowest allocatable slot.  A
+ * freed slot's old page must not linger on disk: either its next owner
+ * overwrites it, or pk_swap_store_scrub() (called once a second) punches
+ * it at the second scrub after the free, coalesced into runs;
+ * pk_swap_store_flush_frees() punches every freed slot at once
+ * (swap_slots.h has the ordering rules).
  *
  * Checksums.  The store keeps one XXH3-64 per slot in memory.  A write's
  * checksum is computed from the buffer when the write is queued and
@@ -50,7 +51,6 @@
 #define PK_SWAP_DEFAULT_QUEUE_DEPTH 64u
 #define PK_SWAP_MAX_QUEUE_DEPTH 1024u
 #define PK_SWAP_BUFS_PER_QUEUE_ENTRY 4u /* buffers = queue_depth * this */
-#define PK_SWAP_PUNCH_BATCH 256u	/* freed slots per automatic flush */
 
 /* pk_swap_store_open_flags() flags. */
 #define PK_SWAP_OPEN_BUFFERED 0x1u /* don't try O_DIRECT */
@@ -60,7 +60,8 @@ struct pk_swap_store;
 struct pk_swap_stats {
 	uint64_t slots_total;
 	uint64_t slots_used;	 /* allocated */
-	uint64_t slots_pending;	 /* freed, punch not issued yet */
+	uint64_t slots_dirty;	 /* freed, old page not yet overwritten/punched */
+	uint64_t slots_reused_dirty; /* freed slots overwritten, no punch needed */
 	uint64_t slots_punched;	 /* punched so far */
 	uint64_t punch_calls;	 /* fallocate(PUNCH_HOLE) calls so far */
 	uint64_t punch_errors;
@@ -106,8 +107,14 @@ uint64_t pk_swap_slots_used(const struct pk_swap_store *store);
 int pk_swap_slot_alloc(struct pk_swap_store *store, uint64_t *slot);
 /* Double or out-of-range frees are ignored (and return -EINVAL). */
 int pk_swap_slot_free(struct pk_swap_store *store, uint64_t slot);
-/* Punch and release freed slots; returns the number released or -errno. */
+/* Punch every freed slot now; returns the number punched or -errno. */
 int pk_swap_store_flush_frees(struct pk_swap_store *store);
+/*
+ * The periodic scrub: punch slots freed before the previous scrub,
+ * spending at most budget_ns on it (0: unbounded; the rest waits for the
+ * next scrub).  Returns slots punched or -errno.
+ */
+int pk_swap_store_scrub(struct pk_swap_store *store, uint64_t budget_ns);
 /* Recorded XXH3-64 of a slot (0 if never written or out of range). */
 uint64_t pk_swap_slot_checksum(const struct pk_swap_store *store,
 			       uint64_t slot);

@@ -10,10 +10,12 @@
  * and unlinked on close; 10,000 random pages written and read back with
  * many in flight per submission; a byte flipped on disk makes the read
  * fail with -EBADMSG; -ENOSPC when full and reuse (lowest slot first)
- * after a free; freed slots are punched only at a flush, coalesced, and
- * never reallocated before their punch; a slot freed and reallocated
- * around a flush never loses its new data (also under a random model
- * with frees racing in-flight writes); buffers run out with -EAGAIN;
+ * after a free, at once; a freed slot is punched at the second scrub
+ * after its free unless reused first, coalesced, within the scrub's time
+ * budget; a slot freed and reallocated around scrubs and flushes never
+ * loses its new data, and one freed with I/O in flight is neither reused
+ * nor punched until the I/O ends (also under a random model with frees
+ * racing in-flight writes); buffers run out with -EAGAIN;
  * the eventfd signals completions; close with I/O in flight; tmpfs.
  *
  * Why: a swap slot that silently returns the wrong page corrupts a guest;
@@ -448,7 +450,7 @@ START_TEST(test_enospc_and_reuse)
 	ck_assert_int_eq(pk_swap_slot_free(s, 5), -EINVAL);  /* double free */
 	ck_assert_int_eq(pk_swap_slot_free(s, 16), -EINVAL); /* out of range */
 	ck_assert_uint_eq(pk_swap_slots_used(s), 14);
-	/* Full except for pending frees: alloc flushes, lowest comes first. */
+	/* Freed slots are reusable at once, lowest first, no punch needed. */
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
 	ck_assert_uint_eq(slot, 5);
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
@@ -468,7 +470,11 @@ START_TEST(test_enospc_and_reuse)
 }
 END_TEST
 
-START_TEST(test_free_punches_at_flush)
+/*
+ * A freed slot keeps its old page until it is reused or two scrubs have
+ * passed; then it is punched, coalesced with its neighbours.
+ */
+START_TEST(test_scrub_punches_old_frees)
 {
 	struct pk_swap_store *s;
 	struct pk_swap_stats st;
@@ -490,35 +496,65 @@ START_TEST(test_free_punches_at_flush)
 		ck_assert_int_eq(pk_swap_slot_free(s, i), 0);
 	ck_assert_int_eq(pk_swap_slot_free(s, 30), 0);
 	pk_swap_store_stats(s, &st);
-	ck_assert_uint_eq(st.slots_pending, 11);
+	ck_assert_uint_eq(st.slots_dirty, 11);
 	ck_assert_uint_eq(st.slots_used, 53);
-	/* Not punched yet, and not allocatable before the punch. */
+	/* The first scrub only ages them: they still hold their pages. */
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 0);
 	ck_assert_int_eq(blocks(path), before);
 	ck_assert_int_eq(seek(path, 10 * PAGE, SEEK_DATA), 10 * PAGE);
+	/* Reused before the second scrub: overwritten, never punched. */
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
-	ck_assert_uint_eq(slot, 64);
+	ck_assert_uint_eq(slot, 10);
+	ck_assert_int_eq(sync_io(&d, 'w', 10, 2), 0);
 
-	ck_assert_int_eq(pk_swap_store_flush_frees(s), 11);
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 10);
 	pk_swap_store_stats(s, &st);
-	ck_assert_uint_eq(st.slots_pending, 0);
-	ck_assert_uint_eq(st.slots_punched, 11);
-	ck_assert_uint_eq(st.punch_calls, 2); /* 10..19 coalesced, then 30 */
+	ck_assert_uint_eq(st.slots_dirty, 0);
+	ck_assert_uint_eq(st.slots_punched, 10);
+	ck_assert_uint_eq(st.slots_reused_dirty, 1);
+	ck_assert_uint_eq(st.punch_calls, 2); /* 11..19 coalesced, then 30 */
 	ck_assert_uint_eq(st.punch_errors, 0);
-	/* 11 pages freed; allow one extent-tree block more. */
-	ck_assert_int_ge(before - blocks(path), 11 * PAGE / 512 - 8);
-	ck_assert_int_le(before - blocks(path), 11 * PAGE / 512);
-	ck_assert_int_eq(seek(path, 10 * PAGE, SEEK_HOLE), 10 * PAGE);
-	ck_assert_int_eq(seek(path, 10 * PAGE, SEEK_DATA), 20 * PAGE);
+	/* 10 pages freed; allow one extent-tree block more. */
+	ck_assert_int_ge(before - blocks(path), 10 * PAGE / 512 - 8);
+	ck_assert_int_le(before - blocks(path), 10 * PAGE / 512);
+	ck_assert_int_eq(seek(path, 10 * PAGE, SEEK_HOLE), 11 * PAGE);
+	ck_assert_int_eq(seek(path, 11 * PAGE, SEEK_DATA), 20 * PAGE);
 	ck_assert_int_eq(seek(path, 30 * PAGE, SEEK_DATA), 31 * PAGE);
-	/* Surviving neighbours are intact. */
+	/* The reused slot and the surviving neighbours are intact. */
+	ck_assert_int_eq(sync_io(&d, 'r', 10, 2), 0);
 	ck_assert_int_eq(sync_io(&d, 'r', 9, 1), 0);
 	ck_assert_int_eq(sync_io(&d, 'r', 20, 1), 0);
 	ck_assert_int_eq(sync_io(&d, 'r', 31, 1), 0);
 	ck_assert_uint_eq(d.bad_data, 0);
 	/* Now the punched slots come back, lowest first. */
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
-	ck_assert_uint_eq(slot, 10);
+	ck_assert_uint_eq(slot, 11);
 	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+START_TEST(test_scrub_budget)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	uint64_t slot;
+	int first;
+
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 4096 * PAGE, 4), 0);
+	for (uint64_t i = 0; i < 4096; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	for (uint64_t i = 0; i < 4096; i += 2) /* 2048 scattered runs */
+		ck_assert_int_eq(pk_swap_slot_free(s, i), 0);
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 0); /* ages them */
+	/* 1 ns: one punch call, then out of time. */
+	first = pk_swap_store_scrub(s, 1);
+	ck_assert_int_eq(first, 1);
+	/* The rest stays old and goes at the next unbounded scrub. */
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 2047);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.slots_dirty, 0);
+	ck_assert_uint_eq(st.punch_calls, 2048);
 	pk_swap_store_close(s);
 }
 END_TEST
@@ -538,24 +574,27 @@ START_TEST(test_realloc_never_loses_new_data)
 	}
 	drv_drain(&d);
 
-	/* Freed then reallocated: the allocation itself flushes first. */
+	/* Freed, aged by a scrub, then reallocated and rewritten: later
+	 * scrubs and flushes leave the new data alone. */
 	ck_assert_int_eq(pk_swap_slot_free(s, 3), 0);
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 0);
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
 	ck_assert_uint_eq(slot, 3);
+	ck_assert_int_eq(sync_io(&d, 'w', 3, 2), 0);
+	ck_assert_int_eq(pk_swap_slot_free(s, 5), 0);
+	ck_assert_int_eq(pk_swap_store_scrub(s, 0), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1); /* slot 5 */
 	pk_swap_store_stats(s, &st);
 	ck_assert_uint_eq(st.slots_punched, 1);
-	ck_assert_int_eq(sync_io(&d, 'w', 3, 2), 0);
-	/* A later flush of other frees leaves the new data alone. */
-	ck_assert_int_eq(pk_swap_slot_free(s, 5), 0);
-	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1);
 	ck_assert_int_eq(seek(path, 3 * PAGE, SEEK_DATA), 3 * PAGE);
 	ck_assert_int_eq(sync_io(&d, 'r', 3, 2), 0);
 
-	/* Freed while its write is in flight: the punch waits for the I/O. */
+	/* Freed while its write is in flight: neither reusable nor punched
+	 * until the I/O ends. */
 	drv_io(&d, 'w', 3, 3);
 	ck_assert_int_eq(pk_swap_submit(s), 1);
 	ck_assert_int_eq(pk_swap_slot_free(s, 3), 0);
-	ck_assert_int_eq(pk_swap_store_flush_frees(s), 0); /* kept pending */
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 0); /* kept */
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
 	ck_assert_uint_eq(slot, 5); /* not 3 */
 	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), -ENOSPC);
@@ -619,7 +658,7 @@ START_TEST(test_random_model)
 				live[pick] = 0;
 			}
 		} else if (op < 72) {
-			ck_assert_int_ge(pk_swap_store_flush_frees(s), 0);
+			ck_assert_int_ge(pk_swap_store_scrub(s, 0), 0);
 		} else if (op < 85) {
 			pk_swap_submit(s);
 			pk_swap_reap(s, on_done, &d);
@@ -644,12 +683,15 @@ START_TEST(test_random_model)
 	ck_assert_uint_eq(d.badmsg, 0);
 	ck_assert_uint_eq(d.bad_data, 0);
 	pk_swap_store_stats(s, &st);
-	ck_assert_uint_gt(st.slots_punched, 1000);
+	/* Both ways out of DIRTY happened many times. */
+	ck_assert_uint_gt(st.slots_punched, 200);
+	ck_assert_uint_gt(st.slots_reused_dirty, 200);
 	ck_assert_uint_gt(d.done_r, 1000);
 	fprintf(stderr, "model: %u writes, %u reads, %llu slots punched in "
-		"%llu calls\n", d.done_w, d.done_r,
+		"%llu calls, %llu reused unpunched\n", d.done_w, d.done_r,
 		(unsigned long long)st.slots_punched,
-		(unsigned long long)st.punch_calls);
+		(unsigned long long)st.punch_calls,
+		(unsigned long long)st.slots_reused_dirty);
 	drv_free(&d);
 	pk_swap_store_close(s);
 }
@@ -819,7 +861,8 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_roundtrip_10k_random);
 	tcase_add_test(tc, test_checksum_mismatch);
 	tcase_add_test(tc, test_enospc_and_reuse);
-	tcase_add_test(tc, test_free_punches_at_flush);
+	tcase_add_test(tc, test_scrub_punches_old_frees);
+	tcase_add_test(tc, test_scrub_budget);
 	tcase_add_test(tc, test_realloc_never_loses_new_data);
 	tcase_add_test(tc, test_random_model);
 	tcase_add_test(tc, test_buffers_exhaust);
