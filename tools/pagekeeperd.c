@@ -2,7 +2,8 @@
  * pagekeeperd - the pagekeeper daemon.
  *
  *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
- *               [--swap-size SIZE] [--fault-around PAGES] [--foreground]
+ *               [--swap-size SIZE] [--swap-readahead PAGES]
+ *               [--fault-around PAGES] [--foreground] [--quiet]
  *
  * Parses options, prepares the state directory and runs the engine.
  * Without --foreground it forks, and the parent exits 0 only once the
@@ -28,18 +29,22 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
-		"                   [--swap-size SIZE] [--fault-around PAGES]\n"
-		"                   [--foreground] [--quiet]\n"
+		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
+		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
 		"  --state-dir DIR       swap file, journal (default %s)\n"
 		"  --budget SIZE         machine memory for guests, K/M/G suffix\n"
 		"  --swap-size SIZE      swap file in the state dir (default 2G;\n"
 		"                        0: no host swapping)\n"
+		"  --swap-readahead PAGES  most pages read per swap-in fault when\n"
+		"                        the guest reads sequentially, 1..%u\n"
+		"                        (default %u; 1: no readahead)\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --foreground          do not fork; log to stderr\n"
 		"  --quiet               log nothing but errors at start-up\n",
-		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_FAULT_AROUND_LIMIT,
+		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_SWAP_READAHEAD_LIMIT,
+		PK_SWAP_READAHEAD_DEFAULT, PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
 }
 
@@ -87,6 +92,7 @@ int main(int argc, char **argv)
 		{ "budget", required_argument, NULL, 'b' },
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "swap-size", required_argument, NULL, 'w' },
+		{ "swap-readahead", required_argument, NULL, 'r' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -97,6 +103,7 @@ int main(int argc, char **argv)
 		.state_dir = DEFAULT_STATE_DIR,
 		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
+		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
 	};
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
@@ -135,6 +142,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'r': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (long)PK_SWAP_READAHEAD_LIMIT) {
+				fprintf(stderr, "pagekeeperd: bad --swap-readahead "
+					"'%s': want 1..%u pages (1: off)\n", optarg,
+					PK_SWAP_READAHEAD_LIMIT);
+				return 2;
+			}
+			cfg.swap_readahead_max = (unsigned)v;
+			break;
+		}
 		case 'f': foreground = 1; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
@@ -192,8 +211,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!quiet)
-		pk_log(&engine, "listening on %s, state in %s, fault-around %u pages",
-		       cfg.socket_path, cfg.state_dir, cfg.fault_around_max);
+		pk_log(&engine, "listening on %s, state in %s, fault-around %u "
+		       "pages, swap readahead %u pages", cfg.socket_path,
+		       cfg.state_dir, cfg.fault_around_max,
+		       cfg.swap_readahead_max);
 	if (ready[1] >= 0) {
 		(void)!write(ready[1], "R", 1);
 		close(ready[1]);
