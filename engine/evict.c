@@ -50,6 +50,8 @@
 #define PK_EVICT_BATCH 64	/* pages per batch (FACTS.md: >= 64 per run) */
 #define PK_EVICT_INFLIGHT 4	/* batches in flight per VM */
 #define PK_EVICT_BRIDGE_MAX 64	/* longest gap of evicted pages a run spans */
+/* Swap buffers a new batch leaves free, so swap-ins never starve. */
+#define PK_EVICT_BUF_RESERVE 256
 
 #define EV_DIRTY 0x1   /* guest wrote the page after protection */
 #define EV_REMOVED 0x2 /* guest discarded the page */
@@ -447,6 +449,14 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 static void evict_next_batch(struct pk_vm *vm)
 {
 	while (vm->reclaim_left && vm->n_evicting < PK_EVICT_INFLIGHT) {
+		if (pk_swap_bufs_free(vm->engine->swap) <
+		    PK_EVICT_BATCH + PK_EVICT_BUF_RESERVE) {
+			/* Other VMs' batches hold the buffers: retried from
+			 * the engine loop. */
+			if (!vm->n_evicting)
+				vm->engine->evict_pending = 1;
+			return;
+		}
 		unsigned want = vm->reclaim_left > PK_EVICT_BATCH
 					? PK_EVICT_BATCH
 					: (unsigned)vm->reclaim_left;

@@ -326,6 +326,11 @@ uint64_t pk_swap_slots_used(const struct pk_swap_store *s)
 	return s->slots.used;
 }
 
+unsigned pk_swap_bufs_free(const struct pk_swap_store *s)
+{
+	return s->n_free;
+}
+
 void pk_swap_store_stats(const struct pk_swap_store *s,
 			 struct pk_swap_stats *st)
 {

@@ -102,6 +102,7 @@ void pk_swap_store_stats(const struct pk_swap_store *store,
 			 struct pk_swap_stats *st);
 uint64_t pk_swap_slots_total(const struct pk_swap_store *store);
 uint64_t pk_swap_slots_used(const struct pk_swap_store *store);
+unsigned pk_swap_bufs_free(const struct pk_swap_store *store);
 
 /* Slots.  alloc: -ENOSPC when every slot is in use. */
 int pk_swap_slot_alloc(struct pk_swap_store *store, uint64_t *slot);
