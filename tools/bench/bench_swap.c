@@ -1,0 +1,337 @@
+/*
+ * bench_swap.c - pk-bench-swap: host swapping, pagekeeperd vs the floor
+ * vs the kernel, and eviction bandwidth vs fio, in one run.
+ *
+ * What: A. swap-in fault latency (p50, p90, p99, p99.9, max) of random
+ * single-page reads of pages that are out, served by (1) a private
+ * pagekeeperd after a RECLAIM of the whole memfd region, (2) a minimal
+ * cross-process uffd handler that preads each page O_DIRECT from a file
+ * (the floor), (3) the kernel's own swap-in from a swap file, in a child
+ * memory cgroup whose swap cache was dropped (the anchor).  Goals:
+ * pagekeeperd p50 - floor p50 <= 2 µs; pagekeeperd p99 / kernel p99 <= 1.
+ * B. eviction bandwidth: a RECLAIM of a fully resident region against
+ * fio's sequential O_DIRECT writes of the same size (4 KiB QD64, 1 MiB
+ * QD8).  Goal: pagekeeperd >= 0.80x fio 4k.
+ * How: all files (the daemon's state dir and swap file, the floor's
+ * source, the kernel's swap file, fio's file) live in one temp dir under
+ * --dir, so every variant uses the same file system; variants alternate
+ * in rounds with a rotating order, each on fresh memory with new unique
+ * content, and every touched page is checked.  Helpers die at exit and on
+ * signals (cleanup.c); the swap file, cgroup and temp dir are undone by
+ * a guardian process even if we are killed (sys_guard.c).
+ * Why: absolute times on this host are noisy (FACTS.md); only a same-run
+ * comparison says whether pagekeeperd's host swapping is good enough.
+ */
+#include "tools/common/size_parse.h"
+#include "bench_mem.h"
+#include "cleanup.h"
+#include "daemon_proc.h"
+#include "fio_run.h"
+#include "kswap.h"
+#include "swap_parts.h"
+#include "sys_guard.h"
+#include "timing.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STALL_TIMEOUT_S 60
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pk-bench-swap [options]   (as root)\n"
+		"  --size SIZE        latency region per variant, K/M/G suffix (default 256M)\n"
+		"  --pages N          random page reads per variant per round (default 20000)\n"
+		"  --rounds N         interleaved rounds of each part (default 3)\n"
+		"  --evict-size SIZE  bandwidth region and fio size (default 1G)\n"
+		"  --dir DIR          file system to test: the temp dir goes there (default .)\n"
+		"  --only PART        latency or bandwidth (default: both)\n"
+		"  --min-out PCT      kernel variant: fail when fewer than PCT %% of its pages\n"
+		"                     are out of RAM and swap cache after the drop (default 95)\n"
+		"  --daemon PATH      pagekeeperd binary (default: ../pagekeeperd next to\n"
+		"                     this binary's directory)\n"
+		"  --seed N           seed of the touch order and content (default 1)\n"
+		"  --json             print one JSON object instead of text\n"
+		"Needs: root, mkswap and swapon (util-linux), a memory cgroup, fio (package fio).\n");
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	uint64_t v;
+
+	if (pk_size_parse(s, &v) || v < BENCH_PAGE || v > (1ull << 40))
+		return -EINVAL;
+	*out = (size_t)(v & ~(uint64_t)(BENCH_PAGE - 1));
+	return 0;
+}
+
+static int parse_num(const char *s, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct swap_opts *o)
+{
+	enum { O_SIZE = 1000, O_PAGES, O_ROUNDS, O_EVICT, O_DIR, O_ONLY, O_MIN_OUT,
+	       O_DAEMON, O_SEED, O_JSON, O_HELP };
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, O_SIZE },
+		{ "pages", required_argument, NULL, O_PAGES },
+		{ "rounds", required_argument, NULL, O_ROUNDS },
+		{ "evict-size", required_argument, NULL, O_EVICT },
+		{ "dir", required_argument, NULL, O_DIR },
+		{ "only", required_argument, NULL, O_ONLY },
+		{ "min-out", required_argument, NULL, O_MIN_OUT },
+		{ "daemon", required_argument, NULL, O_DAEMON },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	double v;
+	int c;
+
+	*o = (struct swap_opts){ .size_bytes = 256ul << 20, .pages = 20000,
+				 .evict_bytes = 1ul << 30, .rounds = 3, .seed = 1,
+				 .min_out_pct = 95, .dir = "." };
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_SIZE:
+			if (parse_size(optarg, &o->size_bytes) < 0)
+				goto bad;
+			break;
+		case O_PAGES:
+			if (parse_num(optarg, 1u << 28, &v) < 0 || v != (size_t)v)
+				goto bad;
+			o->pages = (size_t)v;
+			break;
+		case O_ROUNDS:
+			if (parse_num(optarg, SWAP_MAX_ROUNDS, &v) < 0 || v != (unsigned)v)
+				goto bad;
+			o->rounds = (unsigned)v;
+			break;
+		case O_EVICT:
+			if (parse_size(optarg, &o->evict_bytes) < 0)
+				goto bad;
+			break;
+		case O_DIR: o->dir = optarg; break;
+		case O_ONLY:
+			if (strcmp(optarg, "latency") && strcmp(optarg, "bandwidth"))
+				goto bad;
+			o->only = optarg;
+			break;
+		case O_MIN_OUT:
+			if (parse_num(optarg, 100, &v) < 0)
+				goto bad;
+			o->min_out_pct = v;
+			break;
+		case O_DAEMON: o->daemon = optarg; break;
+		case O_SEED:
+			if (parse_num(optarg, 1e15, &v) < 0 || v != (uint64_t)v)
+				goto bad;
+			o->seed = (uint64_t)v;
+			break;
+		case O_JSON: o->json = true; break;
+		case O_HELP: case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pk-bench-swap: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->pages > o->size_bytes / BENCH_PAGE) {
+		fprintf(stderr, "pk-bench-swap: --pages %zu exceeds the %zu pages of --size\n",
+			o->pages, o->size_bytes / BENCH_PAGE);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "pk-bench-swap: bad value '%s' for --%s\n", optarg,
+		longopts[c - O_SIZE].name);
+	return -EINVAL;
+}
+
+/*
+ * daemon_proc.c starts pagekeeperd without --swap-size; a two-line
+ * wrapper that execs the real binary with it keeps the same pid.
+ */
+static int daemon_wrapper(const char *tmpdir, const char *real, size_t swap_bytes,
+			  char *out, size_t out_len, char *err, size_t err_len)
+{
+	char abs[PATH_MAX];
+
+	if (!realpath(real, abs) || access(abs, X_OK) < 0) {
+		snprintf(err, err_len, "daemon %.600s: %s (build it, or pass --daemon PATH)", real,
+			 strerror(errno));
+		return -ENOENT;
+	}
+	if (strchr(abs, '\'')) {
+		snprintf(err, err_len, "daemon path %.600s contains a quote", abs);
+		return -EINVAL;
+	}
+	snprintf(out, out_len, "%s/pagekeeperd-swap", tmpdir);
+	FILE *f = fopen(out, "w");
+	if (!f || fprintf(f, "#!/bin/sh\nexec '%s' \"$@\" --swap-size %zuM\n", abs,
+			  swap_bytes >> 20) < 0 || fclose(f) != 0 || chmod(out, 0700) < 0) {
+		snprintf(err, err_len, "write %.600s: %s", out, strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Fail before spending minutes: every tool and right the run needs. */
+static int preflight(const struct swap_opts *o, bool lat, bool bw, struct kswap *ks,
+		     char *fio, size_t fio_len, char *err, size_t err_len)
+{
+	int r;
+
+	if (lat && (r = kswap_check(ks, err, err_len)) < 0)
+		return r;
+	if (bw && (r = fio_find(fio, fio_len, err, err_len)) < 0)
+		return r;
+	if (access(o->dir, W_OK) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "--dir %s: %s", o->dir, strerror(errno));
+		return r;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct swap_results res;
+	struct swap_opts o;
+	struct kswap ks;
+	struct pk_daemon daemon = { .pid = -1 };
+	struct watchdog wd;
+	char tmpdir[PATH_MAX], exe[PATH_MAX], wrapper[PATH_MAX + 32], fio[PATH_MAX];
+	char err[1024], src[PATH_MAX + 32];
+	int ret;
+
+	if (parse_options(argc, argv, &o) < 0)
+		return 2;
+	bool lat = !o.only || !strcmp(o.only, "latency");
+	bool bw = !o.only || !strcmp(o.only, "bandwidth");
+	memset(&ks, 0, sizeof(ks));
+	if (preflight(&o, lat, bw, &ks, fio, sizeof(fio), err, sizeof(err)) < 0) {
+		fprintf(stderr, "pk-bench-swap: %s\n", err);
+		return 1;
+	}
+	cleanup_install();
+	if (guard_start(err, sizeof(err)) < 0) {
+		fprintf(stderr, "pk-bench-swap: cleanup guardian: %s\n", err);
+		return 1;
+	}
+	char tmpl[PATH_MAX];
+	snprintf(tmpl, sizeof(tmpl), "%s/pk-bench-swap-XXXXXX", o.dir);
+	if (!mkdtemp(tmpl) || !realpath(tmpl, tmpdir)) {
+		fprintf(stderr, "pk-bench-swap: mkdtemp in %s: %s\n", o.dir, strerror(errno));
+		return 1;
+	}
+	guard_tmpdir(tmpdir);
+	res.latency = lat;
+	res.bandwidth = bw;
+	res.size_bytes = o.size_bytes;
+	res.pages = o.pages;
+	res.evict_bytes = o.evict_bytes;
+	res.rounds = o.rounds;
+	res.seed = o.seed;
+	res.cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	res.timer_overhead_ns = timer_overhead_ns();
+	if (!realpath(o.dir, res.dir))
+		snprintf(res.dir, sizeof(res.dir), "%s", o.dir);
+
+	/* the daemon: state dir (and its swap file) inside our temp dir */
+	size_t need = (lat ? o.size_bytes : 0) > (bw ? o.evict_bytes : 0) ?
+		      o.size_bytes : o.evict_bytes;
+	res.daemon_swap_bytes = ((need + (256ul << 20)) + (1ul << 20) - 1) & ~((1ul << 20) - 1);
+	if (o.daemon)
+		snprintf(exe, sizeof(exe), "%s", o.daemon);
+	else if ((ret = daemon_default_path(exe, sizeof(exe))) < 0) {
+		fprintf(stderr, "pk-bench-swap: /proc/self/exe: %s\n", strerror(-ret));
+		return 1;
+	}
+	if (daemon_wrapper(tmpdir, exe, res.daemon_swap_bytes, wrapper, sizeof(wrapper), err,
+			   sizeof(err)) < 0) {
+		fprintf(stderr, "pk-bench-swap: %s\n", err);
+		return 1;
+	}
+	if (!realpath(exe, res.daemon_path))
+		snprintf(res.daemon_path, sizeof(res.daemon_path), "%s", exe);
+	setenv("TMPDIR", tmpdir, 1);
+	fprintf(stderr, "bench: starting private pagekeeperd %s (--swap-size %zu MiB, state "
+		"in %s) ...\n", res.daemon_path, res.daemon_swap_bytes >> 20, tmpdir);
+	if (daemon_start(&daemon, wrapper, err, sizeof(err)) < 0) {
+		fprintf(stderr, "pk-bench-swap: %s\n", err);
+		if (daemon.log[0])
+			daemon_log_tail(&daemon, stderr, 30);
+		return 1;
+	}
+	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, &daemon)) < 0) {
+		fprintf(stderr, "pk-bench-swap: watchdog thread: %s\n", strerror(-ret));
+		return 1;
+	}
+	snprintf(src, sizeof(src), "%s/floor.src", tmpdir);
+	struct swap_env env = { .daemon = &daemon, .wd = &wd, .floor_src = src };
+
+	ret = 0;
+	if (lat) {
+		char desc[4200];
+		size_t swap_bytes = o.size_bytes + (64ul << 20);
+		snprintf(res.memcg, sizeof(res.memcg), "%s",
+			 memcg_describe(&ks.cg, desc, sizeof(desc)));
+		fprintf(stderr, "bench: kernel swap file %s/kswap.swap, %zu MiB, active only "
+			"during kernel rounds; memory cgroup: %s\n", tmpdir, swap_bytes >> 20,
+			res.memcg);
+		ret = kswap_setup(&ks, tmpdir, swap_bytes, err, sizeof(err));
+		if (ret < 0)
+			fprintf(stderr, "pk-bench-swap: kernel swap file: %s\n", err);
+		res.other_swaps = ks.other_swaps;
+		if (ret == 0)
+			ret = latency_part(&o, &env, &ks, &res);
+		int r2 = kswap_teardown(&ks);
+		if (ret == 0 && r2 < 0) {
+			fprintf(stderr, "pk-bench-swap: swapoff/remove of the kernel swap file "
+				"failed: %s\n", strerror(-r2));
+			ret = r2;
+		}
+	}
+	if (ret == 0 && bw)
+		ret = bandwidth_part(&o, &env, fio, tmpdir, &res);
+
+	watchdog_stop(&wd);
+	if (ret < 0) {
+		fprintf(stderr, "bench: pagekeeperd log (last lines):\n");
+		daemon_log_tail(&daemon, stderr, 30);
+	} else if (!daemon_alive(&daemon)) {
+		fprintf(stderr, "pk-bench-swap: pagekeeperd exited during the run\n");
+		daemon_log_tail(&daemon, stderr, 30);
+		ret = -ECHILD;
+	}
+	daemon_stop(&daemon);
+	int r3 = guard_finish();
+	if (ret < 0)
+		return 1;
+	if (r3 < 0) {
+		fprintf(stderr, "pk-bench-swap: cleanup failed: %s\n", strerror(-r3));
+		return 1;
+	}
+	if (o.json)
+		swap_report_json(&res, stdout);
+	else
+		swap_report_text(&res, stdout);
+	return 0;
+}

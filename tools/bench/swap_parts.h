@@ -1,0 +1,45 @@
+/*
+ * swap_parts.h - the two parts of pk-bench-swap, interleaved in rounds.
+ *
+ * What: part A, swap-in latency: each round, pagekeeperd, the floor and
+ * the kernel each swap in the same number of random pages of a fresh
+ * region holding that round's content; the samples are pooled per
+ * variant.  Part B, eviction bandwidth: each round, one pagekeeperd
+ * RECLAIM of a fresh fully resident region and two fio sequential O_DIRECT
+ * writes of the same size (4 KiB at QD 64, 1 MiB at QD 8); per variant the
+ * median over rounds.
+ * How: the variant order rotates every round (as in pk-bench-fault), so a
+ * noisy neighbour hits every variant alike; progress lines on stderr.
+ * Why: absolute times on this host are noisy (FACTS.md); only a same-run
+ * comparison says whether pagekeeperd's swap path is good enough.
+ */
+#ifndef PK_BENCH_SWAP_PARTS_H
+#define PK_BENCH_SWAP_PARTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kswap.h"
+#include "swap_results.h"
+#include "swap_variants.h"
+
+struct swap_opts {
+	size_t size_bytes;	/* latency region */
+	size_t pages;		/* touches per variant per round */
+	size_t evict_bytes;	/* bandwidth region */
+	unsigned rounds;
+	uint64_t seed;
+	double min_out_pct;	/* kernel variant: pages out after the drop */
+	const char *dir;
+	const char *daemon;
+	const char *only;	/* NULL, "latency" or "bandwidth" */
+	bool json;
+};
+
+int latency_part(const struct swap_opts *o, struct swap_env *env, struct kswap *ks,
+		 struct swap_results *res);
+
+int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *fio,
+		   const char *tmpdir, struct swap_results *res);
+
+#endif

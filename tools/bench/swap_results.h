@@ -1,0 +1,77 @@
+/*
+ * swap_results.h - every figure one pk-bench-swap run produces.
+ *
+ * What: configuration, per-variant swap-in latency (pooled over rounds),
+ * the kernel variant's proof that its pages were really out, per-round
+ * eviction and fio bandwidth, and the goal figures computed from them.
+ * How: filled by swap_parts.c, printed by swap_report.c as text or JSON.
+ * Why: one struct, two printers: the text and the JSON never disagree.
+ */
+#ifndef PK_BENCH_SWAP_RESULTS_H
+#define PK_BENCH_SWAP_RESULTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SWAP_MAX_ROUNDS 32
+#define GOAL_P50_DIFF_US 2.0	/* pagekeeperd p50 - floor p50 <= */
+#define GOAL_P99_RATIO 1.0	/* pagekeeperd p99 / kernel p99 <= */
+#define GOAL_BW_RATIO 0.80	/* pagekeeperd MiB/s / fio 4k MiB/s >= */
+
+enum lat_variant { LV_DAEMON, LV_FLOOR, LV_KERNEL, LV_COUNT };
+enum bw_variant { BV_DAEMON, BV_FIO_4K, BV_FIO_1M, BV_COUNT };
+
+const char *lat_variant_name(int v);
+const char *bw_variant_name(int v);
+
+struct lat_result {
+	bool ran;
+	size_t n;
+	double p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
+	size_t resident_before;		/* touches that found the page resident */
+	unsigned rounds;
+	double round_p50_us[SWAP_MAX_ROUNDS];
+};
+
+struct bw_result {
+	bool ran;
+	unsigned rounds;
+	double mib_s[SWAP_MAX_ROUNDS];		/* daemon: by its elapsed_us; fio: bw */
+	double wall_mib_s[SWAP_MAX_ROUNDS];	/* daemon only: by our clock */
+	double median_mib_s, median_wall_mib_s;
+};
+
+struct swap_results {
+	/* configuration */
+	bool latency, bandwidth;
+	size_t size_bytes, pages, evict_bytes;
+	unsigned rounds;
+	uint64_t seed;
+	char dir[4096];
+	char daemon_path[4096];
+	size_t daemon_swap_bytes;
+	char memcg[4200];
+	unsigned other_swaps;
+	long cpus;
+	uint64_t timer_overhead_ns;
+	char fio_version[32];
+
+	/* A: swap-in latency */
+	struct lat_result lat[LV_COUNT];
+	size_t region_pages;
+	size_t kernel_out_min;		/* fewest pages out after a drop, over rounds */
+	long kernel_vmswap_kib_min;
+	long long kernel_swapcached_max; /* bytes, cgroup after the drop; -1 unknown */
+	double kernel_pageout_ms_max, kernel_drop_ms_max;
+	double daemon_reclaim_mib_s[SWAP_MAX_ROUNDS]; /* latency rounds' evictions */
+
+	/* B: eviction bandwidth */
+	struct bw_result bw[BV_COUNT];
+};
+
+void swap_report_text(const struct swap_results *r, FILE *out);
+void swap_report_json(const struct swap_results *r, FILE *out);
+
+#endif
