@@ -314,7 +314,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		fprintf(stderr, "bench: starting private pagekeeperd %s ...\n", daemon_path);
-		if (daemon_start(&daemon, daemon_path, err, sizeof(err)) < 0) {
+		if (daemon_start(&daemon, daemon_path, NULL, err, sizeof(err)) < 0) {
 			fprintf(stderr, "pk-bench-fault: %s\n", err);
 			if (daemon.log[0])
 				daemon_log_tail(&daemon, stderr, 30);

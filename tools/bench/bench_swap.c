@@ -1,6 +1,7 @@
 /*
  * bench_swap.c - pk-bench-swap: host swapping, pagekeeperd vs the floor
- * vs the kernel, and eviction bandwidth vs fio, in one run.
+ * vs the kernel, eviction bandwidth vs fio, and sequential swap-in with
+ * and without pagekeeperd's readahead, in one run.
  *
  * What: A. swap-in fault latency (p50, p90, p99, p99.9, max) of random
  * single-page reads of pages that are out, served by (1) a private
@@ -12,15 +13,22 @@
  * B. eviction bandwidth: a RECLAIM of a fully resident region against
  * fio's sequential O_DIRECT writes of the same size (4 KiB QD64, 1 MiB
  * QD8).  Goal: pagekeeperd >= 0.80x fio 4k.
- * How: all files (the daemon's state dir and swap file, the floor's
+ * C. sequential swap-in (seq_part.c): a whole evicted region read in
+ * address order, pagekeeperd with --swap-readahead 1 against its default
+ * readahead, the kernel and the floor; sweep time, MiB/s, µs per page and
+ * pagekeeperd's swapins / swapins_readahead counters.  No goal.
+ * How: all files (the daemons' state dirs and swap files, the floor's
  * source, the kernel's swap file, fio's file) live in one temp dir under
- * --dir, so every variant uses the same file system; variants alternate
- * in rounds with a rotating order, each on fresh memory with new unique
- * content, and every touched page is checked.  Helpers die at exit and on
+ * --dir, so every variant uses the same file system.  Parts A and B share
+ * one private pagekeeperd (--swap-size passed as an extra argument, see
+ * daemon_proc.h); it is stopped before C, which runs two of its own.
+ * Variants alternate in rounds with a rotating order, each on fresh
+ * memory with new unique content, and every touched page is checked.  Helpers die at exit and on
  * signals (cleanup.c); the swap file, cgroup and temp dir are undone by
  * a guardian process even if we are killed (sys_guard.c).
  * Why: absolute times on this host are noisy (FACTS.md); only a same-run
- * comparison says whether pagekeeperd's host swapping is good enough.
+ * comparison says whether pagekeeperd's host swapping is good enough, and
+ * whether its readahead helps a sequential reader.
  */
 #include "tools/common/size_parse.h"
 #include "bench_mem.h"
@@ -50,9 +58,10 @@ static void usage(FILE *out)
 		"  --pages N          random page reads per variant per round (default 20000)\n"
 		"  --rounds N         interleaved rounds of each part (default 3)\n"
 		"  --evict-size SIZE  bandwidth region and fio size (default 1G)\n"
+		"  --seq-size SIZE    sequential swap-in region per variant (default 256M)\n"
 		"  --dir DIR          file system to test: the temp dir goes there (default .)\n"
-		"  --only PART        latency or bandwidth (default: both)\n"
-		"  --min-out PCT      kernel variant: fail when fewer than PCT %% of its pages\n"
+		"  --only PART        latency (A), bandwidth (B) or seq (C) (default: all three)\n"
+		"  --min-out PCT      kernel variants: fail when fewer than PCT %% of its pages\n"
 		"                     are out of RAM and swap cache after the drop (default 95)\n"
 		"  --daemon PATH      pagekeeperd binary (default: ../pagekeeperd next to\n"
 		"                     this binary's directory)\n"
@@ -84,13 +93,14 @@ static int parse_num(const char *s, double max, double *out)
 
 static int parse_options(int argc, char **argv, struct swap_opts *o)
 {
-	enum { O_SIZE = 1000, O_PAGES, O_ROUNDS, O_EVICT, O_DIR, O_ONLY, O_MIN_OUT,
+	enum { O_SIZE = 1000, O_PAGES, O_ROUNDS, O_EVICT, O_SEQ, O_DIR, O_ONLY, O_MIN_OUT,
 	       O_DAEMON, O_SEED, O_JSON, O_HELP };
 	static const struct option longopts[] = {
 		{ "size", required_argument, NULL, O_SIZE },
 		{ "pages", required_argument, NULL, O_PAGES },
 		{ "rounds", required_argument, NULL, O_ROUNDS },
 		{ "evict-size", required_argument, NULL, O_EVICT },
+		{ "seq-size", required_argument, NULL, O_SEQ },
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "only", required_argument, NULL, O_ONLY },
 		{ "min-out", required_argument, NULL, O_MIN_OUT },
@@ -104,7 +114,8 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 	int c;
 
 	*o = (struct swap_opts){ .size_bytes = 256ul << 20, .pages = 20000,
-				 .evict_bytes = 1ul << 30, .rounds = 3, .seed = 1,
+				 .evict_bytes = 1ul << 30, .seq_bytes = 256ul << 20,
+				 .rounds = 3, .seed = 1,
 				 .min_out_pct = 95, .dir = "." };
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -126,9 +137,14 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 			if (parse_size(optarg, &o->evict_bytes) < 0)
 				goto bad;
 			break;
+		case O_SEQ:
+			if (parse_size(optarg, &o->seq_bytes) < 0)
+				goto bad;
+			break;
 		case O_DIR: o->dir = optarg; break;
 		case O_ONLY:
-			if (strcmp(optarg, "latency") && strcmp(optarg, "bandwidth"))
+			if (strcmp(optarg, "latency") && strcmp(optarg, "bandwidth") &&
+			    strcmp(optarg, "seq"))
 				goto bad;
 			o->only = optarg;
 			break;
@@ -164,41 +180,19 @@ bad:
 	return -EINVAL;
 }
 
-/*
- * daemon_proc.c starts pagekeeperd without --swap-size; a two-line
- * wrapper that execs the real binary with it keeps the same pid.
- */
-static int daemon_wrapper(const char *tmpdir, const char *real, size_t swap_bytes,
-			  char *out, size_t out_len, char *err, size_t err_len)
-{
-	char abs[PATH_MAX];
-
-	if (!realpath(real, abs) || access(abs, X_OK) < 0) {
-		snprintf(err, err_len, "daemon %.600s: %s (build it, or pass --daemon PATH)", real,
-			 strerror(errno));
-		return -ENOENT;
-	}
-	if (strchr(abs, '\'')) {
-		snprintf(err, err_len, "daemon path %.600s contains a quote", abs);
-		return -EINVAL;
-	}
-	snprintf(out, out_len, "%s/pagekeeperd-swap", tmpdir);
-	FILE *f = fopen(out, "w");
-	if (!f || fprintf(f, "#!/bin/sh\nexec '%s' \"$@\" --swap-size %zuM\n", abs,
-			  swap_bytes >> 20) < 0 || fclose(f) != 0 || chmod(out, 0700) < 0) {
-		snprintf(err, err_len, "write %.600s: %s", out, strerror(errno));
-		return -EIO;
-	}
-	return 0;
-}
-
 /* Fail before spending minutes: every tool and right the run needs. */
-static int preflight(const struct swap_opts *o, bool lat, bool bw, struct kswap *ks,
-		     char *fio, size_t fio_len, char *err, size_t err_len)
+static int preflight(const struct swap_opts *o, bool kernel, bool bw, const char *exe,
+		     struct kswap *ks, char *fio, size_t fio_len, char *err, size_t err_len)
 {
 	int r;
 
-	if (lat && (r = kswap_check(ks, err, err_len)) < 0)
+	if (access(exe, X_OK) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "daemon %.600s: %s (build it, or pass --daemon PATH)", exe,
+			 strerror(errno));
+		return r;
+	}
+	if (kernel && (r = kswap_check(ks, err, err_len)) < 0)
 		return r;
 	if (bw && (r = fio_find(fio, fio_len, err, err_len)) < 0)
 		return r;
@@ -210,6 +204,53 @@ static int preflight(const struct swap_opts *o, bool lat, bool bw, struct kswap 
 	return 0;
 }
 
+/* The daemon of parts A and B, with --swap-size for the larger of them. */
+static int start_main_daemon(const struct swap_opts *o, bool lat, bool bw, const char *exe,
+			     const char *tmpdir, struct pk_daemon *d, struct swap_results *res)
+{
+	size_t need = lat && (!bw || o->size_bytes > o->evict_bytes) ? o->size_bytes :
+								       o->evict_bytes;
+	char swap[32], err[1024];
+
+	res->daemon_swap_bytes = (need + (256ul << 20) + (1ul << 20) - 1) & ~((1ul << 20) - 1);
+	snprintf(swap, sizeof(swap), "%zuM", res->daemon_swap_bytes >> 20);
+	const char *const args[] = { "--swap-size", swap, NULL };
+	fprintf(stderr, "bench: starting private pagekeeperd %s (--swap-size %zu MiB, state "
+		"in %s) ...\n", res->daemon_path, res->daemon_swap_bytes >> 20, tmpdir);
+	int r = daemon_start(d, exe, args, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "pk-bench-swap: %s\n", err);
+		if (d->log[0])
+			daemon_log_tail(d, stderr, 30);
+	}
+	return r;
+}
+
+/* Parts A and B on the main daemon, which is stopped afterwards. */
+static int parts_ab(const struct swap_opts *o, bool lat, bool bw, struct swap_env *env,
+		    struct kswap *ks, const char *fio, const char *tmpdir,
+		    struct swap_results *res)
+{
+	int ret = 0;
+
+	if (lat)
+		ret = latency_part(o, env, ks, res);
+	if (ret == 0 && bw)
+		ret = bandwidth_part(o, env, fio, tmpdir, res);
+	if (ret < 0) {
+		fprintf(stderr, "bench: pagekeeperd log (last lines):\n");
+		daemon_log_tail(env->daemon, stderr, 30);
+	} else if (!daemon_alive(env->daemon)) {
+		fprintf(stderr, "pk-bench-swap: pagekeeperd exited during the run\n");
+		daemon_log_tail(env->daemon, stderr, 30);
+		ret = -ECHILD;
+	}
+	watchdog_set_daemon(env->wd, NULL);
+	daemon_stop(env->daemon);
+	env->daemon = NULL;
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static struct swap_results res;
@@ -217,7 +258,7 @@ int main(int argc, char **argv)
 	struct kswap ks;
 	struct pk_daemon daemon = { .pid = -1 };
 	struct watchdog wd;
-	char tmpdir[PATH_MAX], exe[PATH_MAX], wrapper[PATH_MAX + 32], fio[PATH_MAX];
+	char tmpdir[PATH_MAX], exe[PATH_MAX], fio[PATH_MAX];
 	char err[1024], src[PATH_MAX + 32];
 	int ret;
 
@@ -225,8 +266,15 @@ int main(int argc, char **argv)
 		return 2;
 	bool lat = !o.only || !strcmp(o.only, "latency");
 	bool bw = !o.only || !strcmp(o.only, "bandwidth");
+	bool seq = !o.only || !strcmp(o.only, "seq");
+	if (o.daemon)
+		snprintf(exe, sizeof(exe), "%s", o.daemon);
+	else if ((ret = daemon_default_path(exe, sizeof(exe))) < 0) {
+		fprintf(stderr, "pk-bench-swap: /proc/self/exe: %s\n", strerror(-ret));
+		return 1;
+	}
 	memset(&ks, 0, sizeof(ks));
-	if (preflight(&o, lat, bw, &ks, fio, sizeof(fio), err, sizeof(err)) < 0) {
+	if (preflight(&o, lat || seq, bw, exe, &ks, fio, sizeof(fio), err, sizeof(err)) < 0) {
 		fprintf(stderr, "pk-bench-swap: %s\n", err);
 		return 1;
 	}
@@ -242,8 +290,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	guard_tmpdir(tmpdir);
+	setenv("TMPDIR", tmpdir, 1); /* the daemons' state dirs go there */
 	res.latency = lat;
 	res.bandwidth = bw;
+	res.seq = seq;
 	res.size_bytes = o.size_bytes;
 	res.pages = o.pages;
 	res.evict_bytes = o.evict_bytes;
@@ -253,44 +303,25 @@ int main(int argc, char **argv)
 	res.timer_overhead_ns = timer_overhead_ns();
 	if (!realpath(o.dir, res.dir))
 		snprintf(res.dir, sizeof(res.dir), "%s", o.dir);
-
-	/* the daemon: state dir (and its swap file) inside our temp dir */
-	size_t need = (lat ? o.size_bytes : 0) > (bw ? o.evict_bytes : 0) ?
-		      o.size_bytes : o.evict_bytes;
-	res.daemon_swap_bytes = ((need + (256ul << 20)) + (1ul << 20) - 1) & ~((1ul << 20) - 1);
-	if (o.daemon)
-		snprintf(exe, sizeof(exe), "%s", o.daemon);
-	else if ((ret = daemon_default_path(exe, sizeof(exe))) < 0) {
-		fprintf(stderr, "pk-bench-swap: /proc/self/exe: %s\n", strerror(-ret));
-		return 1;
-	}
-	if (daemon_wrapper(tmpdir, exe, res.daemon_swap_bytes, wrapper, sizeof(wrapper), err,
-			   sizeof(err)) < 0) {
-		fprintf(stderr, "pk-bench-swap: %s\n", err);
-		return 1;
-	}
 	if (!realpath(exe, res.daemon_path))
 		snprintf(res.daemon_path, sizeof(res.daemon_path), "%s", exe);
-	setenv("TMPDIR", tmpdir, 1);
-	fprintf(stderr, "bench: starting private pagekeeperd %s (--swap-size %zu MiB, state "
-		"in %s) ...\n", res.daemon_path, res.daemon_swap_bytes >> 20, tmpdir);
-	if (daemon_start(&daemon, wrapper, err, sizeof(err)) < 0) {
-		fprintf(stderr, "pk-bench-swap: %s\n", err);
-		if (daemon.log[0])
-			daemon_log_tail(&daemon, stderr, 30);
+
+	if ((lat || bw) && start_main_daemon(&o, lat, bw, exe, tmpdir, &daemon, &res) < 0)
 		return 1;
-	}
-	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, &daemon)) < 0) {
+	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, lat || bw ? &daemon : NULL)) < 0) {
 		fprintf(stderr, "pk-bench-swap: watchdog thread: %s\n", strerror(-ret));
 		return 1;
 	}
 	snprintf(src, sizeof(src), "%s/floor.src", tmpdir);
-	struct swap_env env = { .daemon = &daemon, .wd = &wd, .floor_src = src };
+	struct swap_env env = { .daemon = lat || bw ? &daemon : NULL, .wd = &wd,
+				.floor_src = src };
 
 	ret = 0;
-	if (lat) {
+	if (lat || seq) {
 		char desc[4200];
-		size_t swap_bytes = o.size_bytes + (64ul << 20);
+		size_t big = (lat ? o.size_bytes : 0) > (seq ? o.seq_bytes : 0) ? o.size_bytes :
+										 o.seq_bytes;
+		size_t swap_bytes = big + (64ul << 20);
 		snprintf(res.memcg, sizeof(res.memcg), "%s",
 			 memcg_describe(&ks.cg, desc, sizeof(desc)));
 		fprintf(stderr, "bench: kernel swap file %s/kswap.swap, %zu MiB, active only "
@@ -300,8 +331,14 @@ int main(int argc, char **argv)
 		if (ret < 0)
 			fprintf(stderr, "pk-bench-swap: kernel swap file: %s\n", err);
 		res.other_swaps = ks.other_swaps;
-		if (ret == 0)
-			ret = latency_part(&o, &env, &ks, &res);
+	}
+	if (ret == 0 && (lat || bw))
+		ret = parts_ab(&o, lat, bw, &env, &ks, fio, tmpdir, &res);
+	else if (lat || bw)
+		daemon_stop(&daemon);
+	if (ret == 0 && seq)
+		ret = seq_part(&o, &env, &ks, exe, &res);
+	if (lat || seq) {
 		int r2 = kswap_teardown(&ks);
 		if (ret == 0 && r2 < 0) {
 			fprintf(stderr, "pk-bench-swap: swapoff/remove of the kernel swap file "
@@ -309,19 +346,7 @@ int main(int argc, char **argv)
 			ret = r2;
 		}
 	}
-	if (ret == 0 && bw)
-		ret = bandwidth_part(&o, &env, fio, tmpdir, &res);
-
 	watchdog_stop(&wd);
-	if (ret < 0) {
-		fprintf(stderr, "bench: pagekeeperd log (last lines):\n");
-		daemon_log_tail(&daemon, stderr, 30);
-	} else if (!daemon_alive(&daemon)) {
-		fprintf(stderr, "pk-bench-swap: pagekeeperd exited during the run\n");
-		daemon_log_tail(&daemon, stderr, 30);
-		ret = -ECHILD;
-	}
-	daemon_stop(&daemon);
 	int r3 = guard_finish();
 	if (ret < 0)
 		return 1;

@@ -1,10 +1,10 @@
 /*
- * cleanup.c - kill our helper processes and remove our temp dir, always.
+ * cleanup.c - kill our helper processes and remove our temp dirs, always.
  *
  * What/how/why: see cleanup.h.
  *
  * GLOBALS: this is the only file with mutable globals.  A signal handler
- * gets no argument, so the pids to kill and the directory to remove must
+ * gets no argument, so the pids to kill and the directories to remove must
  * be reachable from static storage; nothing else in the benchmark is.
  * Everything the handler calls is async-signal-safe (kill, waitpid,
  * nanosleep, open, getdents64, unlinkat, close, gettid, _exit, raise).
@@ -23,15 +23,20 @@
 #include <unistd.h>
 
 #define MAX_TRACKED 8
+#define MAX_DIRS 4
 
 struct tracked {
 	volatile pid_t pid; /* 0 = free slot */
 	int grace_ms;
 };
 
+struct tracked_dir {
+	char path[PATH_MAX];
+	volatile sig_atomic_t set;
+};
+
 static struct tracked g_pids[MAX_TRACKED];
-static char g_dir[PATH_MAX];
-static volatile sig_atomic_t g_dir_set;
+static struct tracked_dir g_dirs[MAX_DIRS];
 static int g_installed;
 
 static void sleep_ms(int ms)
@@ -110,12 +115,19 @@ bool proc_alive(pid_t pid)
 	return si.si_pid == 0;
 }
 
-void cleanup_remove_dir(void)
+static void remove_slot(struct tracked_dir *t)
 {
-	if (!g_dir_set)
+	if (!t->set)
 		return;
-	g_dir_set = 0;
-	rm_tree_at(AT_FDCWD, g_dir, 0);
+	t->set = 0;
+	rm_tree_at(AT_FDCWD, t->path, 0);
+}
+
+void cleanup_remove_dir(const char *path)
+{
+	for (int i = 0; i < MAX_DIRS; i++)
+		if (g_dirs[i].set && !strcmp(g_dirs[i].path, path))
+			remove_slot(&g_dirs[i]);
 }
 
 /*
@@ -153,7 +165,8 @@ static void teardown(void)
 			stop_one(pid, g_pids[i].grace_ms);
 		}
 	}
-	cleanup_remove_dir();
+	for (int i = 0; i < MAX_DIRS; i++)
+		remove_slot(&g_dirs[i]);
 }
 
 void cleanup_all(void)
@@ -225,13 +238,18 @@ void cleanup_forget_pid(pid_t pid)
 			g_pids[i].pid = 0;
 }
 
-void cleanup_set_dir(const char *path)
+int cleanup_track_dir(const char *path)
 {
 	size_t n = strlen(path);
 
-	if (n >= sizeof(g_dir))
-		return;
-	g_dir_set = 0;
-	memcpy(g_dir, path, n + 1);
-	g_dir_set = 1;
+	if (n >= PATH_MAX)
+		return -ENAMETOOLONG;
+	for (int i = 0; i < MAX_DIRS; i++) {
+		if (!g_dirs[i].set) {
+			memcpy(g_dirs[i].path, path, n + 1);
+			g_dirs[i].set = 1;
+			return 0;
+		}
+	}
+	return -ENOSPC;
 }

@@ -1,9 +1,9 @@
 /*
- * cleanup.h - kill our helper processes and remove our temp dir, always.
+ * cleanup.h - kill our helper processes and remove our temp dirs, always.
  *
  * What: a registry of the child processes this benchmark started (the
- * floor handler, the private pagekeeperd) and of one temporary directory,
- * torn down at exit, on SIGINT/SIGTERM/SIGHUP, and on demand.
+ * floor handler, private pagekeeperds) and of their temporary
+ * directories, torn down at exit, on SIGINT/SIGTERM/SIGHUP, and on demand.
  * How: atexit() plus signal handlers that run the same async-signal-safe
  * teardown: SIGTERM, up to 2 s of waitpid(WNOHANG) polling, SIGKILL; then
  * a getdents64/unlinkat walk of the directory.
@@ -31,11 +31,14 @@ void cleanup_stop_pid(pid_t pid);
 /* Forget a child that was reaped elsewhere. */
 void cleanup_forget_pid(pid_t pid);
 
-/* Directory removed recursively at teardown (path copied). */
-void cleanup_set_dir(const char *path);
+/*
+ * Directory removed recursively at teardown (path copied; up to 4 at a
+ * time).  Returns 0, -ENAMETOOLONG or -ENOSPC when the table is full.
+ */
+int cleanup_track_dir(const char *path);
 
-/* Remove the directory now, if set, and forget it. */
-void cleanup_remove_dir(void);
+/* Remove a tracked directory now and forget it (no-op if untracked). */
+void cleanup_remove_dir(const char *path);
 
 /* True while pid exists and has not exited; never reaps it. */
 bool proc_alive(pid_t pid);

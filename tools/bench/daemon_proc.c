@@ -57,19 +57,50 @@ bool daemon_alive(const struct pk_daemon *d)
 	return proc_alive(d->pid);
 }
 
-int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len)
+/* argv for exec, built before fork (no malloc in the child). */
+static int build_argv(struct pk_daemon *d, const char *const *extra, const char **argv,
+		      char *err, size_t err_len)
 {
+	size_t n = 0, used = 0;
+
+	argv[n++] = d->exe;
+	argv[n++] = "--socket";
+	argv[n++] = d->sock;
+	argv[n++] = "--state-dir";
+	argv[n++] = d->dir;
+	argv[n++] = "--foreground";
+	for (size_t i = 0; extra && extra[i]; i++) {
+		if (i >= DAEMON_MAX_EXTRA_ARGS) {
+			snprintf(err, err_len, "more than %d extra daemon arguments",
+				 DAEMON_MAX_EXTRA_ARGS);
+			return -E2BIG;
+		}
+		argv[n++] = extra[i];
+		int w = snprintf(d->args + used, sizeof(d->args) - used, "%s%s",
+				 used ? " " : "", extra[i]);
+		if (w > 0 && (size_t)w < sizeof(d->args) - used)
+			used += (size_t)w;
+	}
+	argv[n] = NULL;
+	return 0;
+}
+
+int daemon_start(struct pk_daemon *d, const char *exe, const char *const *extra_args,
+		 char *err, size_t err_len)
+{
+	const char *argv[6 + DAEMON_MAX_EXTRA_ARGS + 1];
+	int r;
+
 	memset(d, 0, sizeof(*d));
 	d->pid = -1;
 	if (access(exe, X_OK) < 0) {
 		int e = -errno;
-		snprintf(err, err_len, "daemon %s: %s (build it, or pass --daemon PATH, "
-			 "or --skip-daemon)", exe, strerror(errno));
+		snprintf(err, err_len, "daemon %s: %s (build it, or pass --daemon PATH)", exe,
+			 strerror(errno));
 		return e;
 	}
 	if (!realpath(exe, d->exe))
 		snprintf(d->exe, sizeof(d->exe), "%s", exe);
-	exe = d->exe;
 	const char *tmp = getenv("TMPDIR");
 	snprintf(d->dir, sizeof(d->dir), "%s/pk-bench-XXXXXX",
 		 tmp && *tmp ? tmp : "/tmp");
@@ -78,13 +109,19 @@ int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len
 		snprintf(err, err_len, "mkdtemp %s: %s", d->dir, strerror(errno));
 		return e;
 	}
-	cleanup_set_dir(d->dir);
+	if ((r = cleanup_track_dir(d->dir)) < 0) {
+		snprintf(err, err_len, "cleanup table: %s", strerror(-r));
+		rmdir(d->dir);
+		return r;
+	}
 	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
 	if (strlen(d->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		snprintf(err, err_len, "socket path too long: %s", d->sock);
 		return -ENAMETOOLONG;
 	}
+	if ((r = build_argv(d, extra_args, argv, err, err_len)) < 0)
+		return r;
 
 	int logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0) {
@@ -111,9 +148,8 @@ int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len
 			dup2(nul, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
-		execl(exe, exe, "--socket", d->sock, "--state-dir", d->dir,
-		      "--foreground", (char *)NULL);
-		dprintf(2, "pk-bench-fault: exec %s: %s\n", exe, strerror(errno));
+		execv(d->exe, (char *const *)argv);
+		dprintf(2, "pk-bench: exec %s: %s\n", d->exe, strerror(errno));
 		_exit(127);
 	}
 	close(logfd);
@@ -141,6 +177,29 @@ int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len
 				 DAEMON_READY_TIMEOUT_MS / 1000);
 			return -ETIMEDOUT;
 		}
+		usleep(10000);
+	}
+}
+
+int daemon_log_uint(const struct pk_daemon *d, const char *prefix, int wait_ms,
+		    unsigned *out)
+{
+	uint64_t t0 = now_ns();
+	char buf[1024];
+
+	for (;;) {
+		FILE *f = fopen(d->log, "r");
+		while (f && fgets(buf, sizeof(buf), f)) {
+			const char *p = strstr(buf, prefix);
+			if (p && sscanf(p + strlen(prefix), "%u", out) == 1) {
+				fclose(f);
+				return 0;
+			}
+		}
+		if (f)
+			fclose(f);
+		if (now_ns() - t0 >= (uint64_t)wait_ms * 1000000ull)
+			return -ENOENT;
 		usleep(10000);
 	}
 }
@@ -211,5 +270,6 @@ void daemon_stop(struct pk_daemon *d)
 	if (d->pid > 0)
 		cleanup_stop_pid(d->pid);
 	d->pid = -1;
-	cleanup_remove_dir();
+	if (d->dir[0])
+		cleanup_remove_dir(d->dir);
 }

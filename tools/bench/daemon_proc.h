@@ -2,8 +2,9 @@
  * daemon_proc.h - a private pagekeeperd for the benchmark.
  *
  * What: start `pagekeeperd --socket DIR/pk.sock --state-dir DIR
- * --foreground` in a fresh temp dir, wait until it accepts connections,
- * watch that it stays alive, and stop it (SIGTERM, SIGKILL after 2 s).
+ * --foreground [EXTRA ARGS...]` in a fresh temp dir, wait until it
+ * accepts connections, watch that it stays alive, and stop it (SIGTERM,
+ * SIGKILL after 2 s).  Several may run at once, each in its own dir.
  * How: fork/exec with stdout+stderr to DIR/daemon.log and
  * PR_SET_PDEATHSIG so it dies with us even on SIGKILL; readiness is a
  * successful connect() to the SOCK_SEQPACKET socket, polled for 5 s;
@@ -26,12 +27,28 @@ struct pk_daemon {
 	char dir[PATH_MAX];
 	char sock[PATH_MAX + 16];
 	char log[PATH_MAX + 16];
+	char args[512];	/* the extra arguments, space-separated, for reports */
 };
+
+#define DAEMON_MAX_EXTRA_ARGS 16
 
 /* dirname(/proc/self/exe)/../pagekeeperd.  0 or -errno. */
 int daemon_default_path(char *out, size_t len);
 
-int daemon_start(struct pk_daemon *d, const char *exe, char *err, size_t err_len);
+/*
+ * Start exe with the fixed arguments above followed by extra_args, a
+ * NULL-terminated list of at most DAEMON_MAX_EXTRA_ARGS strings (NULL:
+ * none), and wait until it listens.  0 or -errno with the reason in err.
+ */
+int daemon_start(struct pk_daemon *d, const char *exe, const char *const *extra_args,
+		 char *err, size_t err_len);
+
+/*
+ * Find "PREFIX<unsigned>" in the daemon's log, waiting up to wait_ms for
+ * the line to appear.  0 with *out set, or -ENOENT.
+ */
+int daemon_log_uint(const struct pk_daemon *d, const char *prefix, int wait_ms,
+		    unsigned *out);
 
 /* True while the process exists and has not exited (does not reap). */
 bool daemon_alive(const struct pk_daemon *d);

@@ -30,10 +30,12 @@
 
 struct kshared {
 	int rc;
+	int seq;		/* set by the parent: sequential sweep mode */
 	char err[512];
 	size_t out_after_drop, resident_before;
 	long vmswap_kib;
 	double pageout_ms;
+	uint64_t seq_ns;	/* sequential mode: the sweep's elapsed ns */
 };
 
 _Static_assert(sizeof(struct kshared) <= SHARED_HDR, "kshared header too big");
@@ -217,9 +219,15 @@ static void __attribute__((noreturn)) child_main(struct kshared *s, size_t pages
 		child_fail(s, wfd, "mincore", (int)res);
 	s->out_after_drop = pages - (size_t)res;
 	s->vmswap_kib = vmswap_kib();
-	int r = touch_read_random(p, perm, n, lat, &s->resident_before, NULL);
-	if (r < 0)
-		child_fail(s, wfd, "mincore", r);
+	if (s->seq) {
+		s->seq_ns = touch_read_seq(p, pages, NULL);
+		perm = NULL;
+		n = pages;
+	} else {
+		int r = touch_read_random(p, perm, n, lat, &s->resident_before, NULL);
+		if (r < 0)
+			child_fail(s, wfd, "mincore", r);
+	}
 	size_t bad = content_verify(p, perm, n, seed, s->err, sizeof(s->err));
 	if (bad) {
 		char why[sizeof(s->err)];
@@ -240,6 +248,8 @@ int kswap_round(struct kswap *k, unsigned round, size_t region_pages,
 		double min_out_pct, uint64_t *lat_ns,
 		struct kswap_round_info *info, char *err, size_t err_len)
 {
+	if (!perm)
+		n = 0; /* sequential: no order, no per-touch latencies */
 	size_t ssz = shared_size(n);
 	int p2c[2] = { -1, -1 }, c2p[2] = { -1, -1 }, r;
 	pid_t pid = -1;
@@ -254,7 +264,9 @@ int kswap_round(struct kswap *k, unsigned round, size_t region_pages,
 		return -errno;
 	}
 	memset(s, 0, ssz); /* charged to our cgroup, not the child's */
-	memcpy(sh_perm(s, n), perm, n * sizeof(*perm));
+	s->seq = !perm;
+	if (perm)
+		memcpy(sh_perm(s, n), perm, n * sizeof(*perm));
 	snprintf(name, sizeof(name), "pk-bench-swap-%d-r%u", (int)getpid(), round);
 	if ((r = swap_on(k, err, err_len)) < 0)
 		goto out;
@@ -326,7 +338,9 @@ int kswap_round(struct kswap *k, unsigned round, size_t region_pages,
 		r = -EAGAIN;
 		goto out;
 	}
-	memcpy(lat_ns, sh_lat(s), n * sizeof(*lat_ns));
+	if (perm)
+		memcpy(lat_ns, sh_lat(s), n * sizeof(*lat_ns));
+	info->seq_ns = s->seq_ns;
 	r = 0;
 out:
 	if (pid > 0)

@@ -8,7 +8,8 @@
  * memory, fills
  * it with the round's content, calls MADV_PAGEOUT, has its swap cache
  * dropped, then reads one word of each page in the random order, timing
- * each, and checks the touched pages' content.
+ * each (or, in sequential mode, of every page in address order, timed as
+ * a whole), and checks the touched pages' content.
  * How: the parent writes the order into a shared mapping it has touched
  * itself (so it is charged to the parent's cgroup and the drop cannot
  * swap it out); the child writes its latencies there.  Pipes sequence the
@@ -44,6 +45,7 @@ struct kswap_round_info {
 	long vmswap_kib;	   /* child's VmSwap before touching */
 	struct memcg_stat st;	   /* the child cgroup after the drop */
 	double pageout_ms, drop_ms;
+	uint64_t seq_ns;	   /* sequential mode: the whole sweep */
 };
 
 /* Root, mkswap, swapon, a memory cgroup: 0 or -errno with the reason. */
@@ -59,7 +61,9 @@ int kswap_teardown(struct kswap *k);
 /*
  * One round: region of region_pages, touches perm[0..n), content seed.
  * Fails (-errno, err) when fewer than min_out_pct % of the region is out
- * after the drop, or when a touched page reads wrong.
+ * after the drop, or when a touched page reads wrong.  perm NULL:
+ * sequential mode, every page read in address order, the elapsed time in
+ * info->seq_ns; n and lat_ns are then unused (resident_before stays 0).
  */
 int kswap_round(struct kswap *k, unsigned round, size_t region_pages,
 		const uint32_t *perm, size_t n, uint64_t seed,

@@ -1,5 +1,5 @@
 /*
- * swap_parts.h - the two parts of pk-bench-swap, interleaved in rounds.
+ * swap_parts.h - the three parts of pk-bench-swap, interleaved in rounds.
  *
  * What: part A, swap-in latency: each round, pagekeeperd, the floor and
  * the kernel each swap in the same number of random pages of a fresh
@@ -7,7 +7,10 @@
  * variant.  Part B, eviction bandwidth: each round, one pagekeeperd
  * RECLAIM of a fresh fully resident region and two fio sequential O_DIRECT
  * writes of the same size (4 KiB at QD 64, 1 MiB at QD 8); per variant the
- * median over rounds.
+ * median over rounds.  Part C, sequential swap-in (seq_part.c): each
+ * round, a full region evicted and read back in address order by two
+ * private pagekeeperds (readahead off / default), the kernel, the floor;
+ * per variant the median sweep time over rounds.
  * How: the variant order rotates every round (as in pk-bench-fault), so a
  * noisy neighbour hits every variant alike; progress lines on stderr.
  * Why: absolute times on this host are noisy (FACTS.md); only a same-run
@@ -27,12 +30,13 @@ struct swap_opts {
 	size_t size_bytes;	/* latency region */
 	size_t pages;		/* touches per variant per round */
 	size_t evict_bytes;	/* bandwidth region */
+	size_t seq_bytes;	/* sequential swap-in region */
 	unsigned rounds;
 	uint64_t seed;
 	double min_out_pct;	/* kernel variant: pages out after the drop */
 	const char *dir;
 	const char *daemon;
-	const char *only;	/* NULL, "latency" or "bandwidth" */
+	const char *only;	/* NULL, "latency", "bandwidth" or "seq" */
 	bool json;
 };
 
@@ -41,5 +45,12 @@ int latency_part(const struct swap_opts *o, struct swap_env *env, struct kswap *
 
 int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *fio,
 		   const char *tmpdir, struct swap_results *res);
+
+/*
+ * Starts its own two daemons from exe (env->daemon is not used and may be
+ * NULL) and stops them before returning.
+ */
+int seq_part(const struct swap_opts *o, struct swap_env *env, struct kswap *ks,
+	     const char *exe, struct swap_results *res);
 
 #endif

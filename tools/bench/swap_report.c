@@ -3,7 +3,8 @@
  *
  * What: the latency table (p50, p90, p99, p99.9, max per variant), the
  * kernel variant's evidence that its pages were out, the bandwidth table,
- * and the goal figures with an honest "goal met" / "goal missed".
+ * and the goal figures with an honest "goal met" / "goal missed"; part C
+ * (sequential swap-in) is seq_report.c's.
  * How: printf for text (every number with its unit); json-c builds the
  * JSON (units in the key names).
  * Why: humans read the text, scripts read the JSON.
@@ -135,8 +136,11 @@ void swap_report_text(const struct swap_results *r, FILE *out)
 {
 	fprintf(out, "pk-bench-swap: memfd MAP_SHARED guest RAM, 4 KiB pages, %ld CPUs; "
 		"all files on the file system of %s\n", r->cpus, r->dir);
-	fprintf(out, "pagekeeperd: %s (private, --swap-size %zu MiB, state dir under %s)\n",
-		r->daemon_path, r->daemon_swap_bytes >> 20, r->dir);
+	if (r->latency || r->bandwidth)
+		fprintf(out, "pagekeeperd: %s (private, --swap-size %zu MiB, state dir under %s)\n",
+			r->daemon_path, r->daemon_swap_bytes >> 20, r->dir);
+	else
+		fprintf(out, "pagekeeperd: %s\n", r->daemon_path);
 	fprintf(out, "timer: one clock_gettime pair costs %llu ns (included in every sample)\n",
 		(unsigned long long)r->timer_overhead_ns);
 	fprintf(out, "fairness: variants interleaved in rounds, order rotated each round; "
@@ -148,6 +152,8 @@ void swap_report_text(const struct swap_results *r, FILE *out)
 		text_latency(r, out);
 	if (r->bandwidth)
 		text_bandwidth(r, out);
+	if (r->seq)
+		seq_report_text(r, out);
 }
 
 static json_object *jd(double v)
@@ -258,12 +264,14 @@ void swap_report_json(const struct swap_results *r, FILE *out)
 	put(o, "cpus", json_object_new_int64(r->cpus));
 	put(o, "dir", json_object_new_string(r->dir));
 	put(o, "daemon_path", json_object_new_string(r->daemon_path));
-	put(o, "daemon_swap_bytes", json_object_new_int64((int64_t)r->daemon_swap_bytes));
+	put(o, "daemon_swap_bytes", r->latency || r->bandwidth ?
+		json_object_new_int64((int64_t)r->daemon_swap_bytes) : NULL);
 	put(o, "timer_overhead_ns", json_object_new_int64((int64_t)r->timer_overhead_ns));
 	put(o, "seed", json_object_new_int64((int64_t)r->seed));
 	put(o, "interleaved", json_object_new_boolean(1));
 	put(o, "latency", r->latency ? json_latency(r) : NULL);
 	put(o, "bandwidth", r->bandwidth ? json_bandwidth(r) : NULL);
+	put(o, "sequential", r->seq ? seq_report_json(r) : NULL);
 	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }

@@ -3,7 +3,9 @@
  *
  * What: configuration, per-variant swap-in latency (pooled over rounds),
  * the kernel variant's proof that its pages were really out, per-round
- * eviction and fio bandwidth, and the goal figures computed from them.
+ * eviction and fio bandwidth, the goal figures computed from them, and
+ * per-round sequential swap-in sweep times with pagekeeperd's swap-in
+ * counters (part C, no goal).
  * How: filled by swap_parts.c, printed by swap_report.c as text or JSON.
  * Why: one struct, two printers: the text and the JSON never disagree.
  */
@@ -22,9 +24,12 @@
 
 enum lat_variant { LV_DAEMON, LV_FLOOR, LV_KERNEL, LV_COUNT };
 enum bw_variant { BV_DAEMON, BV_FIO_4K, BV_FIO_1M, BV_COUNT };
+enum seq_variant { SV_RA_OFF, SV_RA_ON, SV_KERNEL, SV_FLOOR, SV_COUNT };
 
 const char *lat_variant_name(int v);
 const char *bw_variant_name(int v);
+const char *seq_variant_name(int v);
+const char *seq_variant_key(int v);	/* JSON key */
 
 struct lat_result {
 	bool ran;
@@ -41,6 +46,16 @@ struct bw_result {
 	double mib_s[SWAP_MAX_ROUNDS];		/* daemon: by its elapsed_us; fio: bw */
 	double wall_mib_s[SWAP_MAX_ROUNDS];	/* daemon only: by our clock */
 	double median_mib_s, median_wall_mib_s;
+};
+
+struct seq_result {
+	bool ran;
+	unsigned rounds;
+	double ms[SWAP_MAX_ROUNDS];		/* the timed sweep */
+	uint64_t swapins[SWAP_MAX_ROUNDS];	/* pagekeeperd variants only */
+	uint64_t swapins_ra[SWAP_MAX_ROUNDS];	/* of those, read ahead */
+	double reclaim_mib_s[SWAP_MAX_ROUNDS];	/* pagekeeperd: by its elapsed_us */
+	double median_ms;
 };
 
 struct swap_results {
@@ -69,9 +84,24 @@ struct swap_results {
 
 	/* B: eviction bandwidth */
 	struct bw_result bw[BV_COUNT];
+
+	/* C: sequential swap-in */
+	bool seq;
+	size_t seq_bytes;
+	struct seq_result sq[SV_COUNT];
+	char seq_daemon_args[2][512];	/* [0] readahead off, [1] default */
+	unsigned seq_readahead[2];	/* from the daemons' logs; 0 unknown */
+	int seq_direct_io;		/* their swap files: 1, 0, -1 unknown */
+	int page_cluster;		/* /proc/sys/vm/page-cluster, -1 unknown */
+	int vma_ra;			/* /sys/kernel/mm/swap/vma_ra_enabled: 1, 0, -1 */
+	size_t seq_kernel_out_min;	/* fewest pages out after a drop */
 };
 
 void swap_report_text(const struct swap_results *r, FILE *out);
 void swap_report_json(const struct swap_results *r, FILE *out);
+
+/* Part C's text section and JSON object (seq_report.c). */
+void seq_report_text(const struct swap_results *r, FILE *out);
+struct json_object *seq_report_json(const struct swap_results *r);
 
 #endif

@@ -84,21 +84,36 @@ int touch_read_random(const char *base, const uint32_t *perm, size_t n,
 	return 0;
 }
 
+uint64_t touch_read_seq(const char *base, size_t npages, struct touch_progress *prog)
+{
+	uint64_t sink = 0, t0 = now_ns();
+
+	for (size_t i = 0; i < npages; i++) {
+		sink += *(const volatile uint64_t *)(const void *)(base + i * BENCH_PAGE);
+		if (prog)
+			__atomic_store_n(&prog->done, i + 1, __ATOMIC_RELAXED);
+	}
+	uint64_t t1 = now_ns();
+	__asm__ volatile("" : : "r"(sink));
+	return t1 - t0;
+}
+
 size_t content_verify(const char *base, const uint32_t *perm, size_t n,
 		      uint64_t seed, char *err, size_t err_len)
 {
 	size_t bad = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const char *p = base + (size_t)perm[i] * BENCH_PAGE;
-		size_t w = content_check(p, perm[i], seed);
+		size_t idx = perm ? perm[i] : i;
+		const char *p = base + idx * BENCH_PAGE;
+		size_t w = content_check(p, idx, seed);
 		if (!w)
 			continue;
 		if (!bad++) {
 			const uint64_t *q = (const uint64_t *)(const void *)p;
-			snprintf(err, err_len, "page %u: word %zu differs (word 0 = 0x%llx, "
-				 "expected 0x%llx)", perm[i], w - 1,
-				 (unsigned long long)q[0], (unsigned long long)perm[i] + 1);
+			snprintf(err, err_len, "page %zu: word %zu differs (word 0 = 0x%llx, "
+				 "expected 0x%llx)", idx, w - 1,
+				 (unsigned long long)q[0], (unsigned long long)idx + 1);
 		}
 	}
 	return bad;

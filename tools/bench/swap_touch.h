@@ -4,7 +4,8 @@
  * What: every page of a test region gets content that is unique, never
  * zero, and different in every round: word 0 is the page index + 1, word
  * 1 the round's seed, the rest a seeded sequence.  The timed part reads
- * one word of each page in a random order; afterwards (untimed) each
+ * one word of each page in a random order (each read timed), or of every
+ * page in address order (timed as a whole); afterwards (untimed) each
  * touched page is compared word by word with what it must hold.
  * How: the same functions serve all three variants (the kernel variant
  * calls them in its child), so they differ only in who brings the page
@@ -36,8 +37,14 @@ int touch_read_random(const char *base, const uint32_t *perm, size_t n,
 		      struct touch_progress *prog);
 
 /*
- * Check the pages perm[0..n).  Returns the number of bad pages and, when
- * there are any, describes the first in err.
+ * Read one word of every page of [base, base + npages * 4096) in address
+ * order, no mincore; returns the elapsed ns of the whole sweep.
+ */
+uint64_t touch_read_seq(const char *base, size_t npages, struct touch_progress *prog);
+
+/*
+ * Check the pages perm[0..n) (perm NULL: pages 0..n-1).  Returns the
+ * number of bad pages and, when there are any, describes the first in err.
  */
 size_t content_verify(const char *base, const uint32_t *perm, size_t n,
 		      uint64_t seed, char *err, size_t err_len);

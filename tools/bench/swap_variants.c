@@ -122,6 +122,37 @@ static int touch_and_check(struct swap_env *env, const char *phase, pid_t server
 	return 0;
 }
 
+/* The timed address-order sweep plus the content check of every page. */
+static int sweep_and_check(struct swap_env *env, const char *phase, pid_t server,
+			   const char *base, size_t pages, uint64_t seed, uint64_t *ns,
+			   char *err, size_t err_len)
+{
+	char first[320] = "";
+
+	watchdog_enter(env->wd, phase, server);
+	*ns = touch_read_seq(base, pages, &env->wd->prog);
+	size_t bad = content_verify(base, NULL, pages, seed, first, sizeof(first));
+	watchdog_leave(env->wd);
+	if (bad) {
+		snprintf(err, err_len, "content check: %zu of %zu pages wrong; first: %s",
+			 bad, pages, first);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* After a full RECLAIM no page of the region may be mapped. */
+static int check_all_out(const char *base, size_t pages, char *err, size_t err_len)
+{
+	long res = resident_pages(base, pages);
+
+	if (res == 0)
+		return 0;
+	snprintf(err, err_len, "after RECLAIM, mincore says %ld pages of the region are "
+		 "still resident%s", res, res < 0 ? " (error)" : "");
+	return -EIO;
+}
+
 int pk_swapin_round(struct swap_env *env, size_t region_pages,
 		    const uint32_t *perm, size_t n, uint64_t seed,
 		    uint64_t *lat_ns, size_t *resident_before,
@@ -135,14 +166,8 @@ int pk_swapin_round(struct swap_env *env, size_t region_pages,
 	if (r < 0)
 		return r;
 	r = evict_all(env, vm, region_pages, rr, err, err_len);
-	if (r == 0) {
-		long res = resident_pages(mem.addr, region_pages);
-		if (res != 0) {
-			snprintf(err, err_len, "after RECLAIM, mincore says %ld pages of the "
-				 "region are still resident%s", res, res < 0 ? " (error)" : "");
-			r = -EIO;
-		}
-	}
+	if (r == 0)
+		r = check_all_out(mem.addr, region_pages, err, err_len);
 	if (r == 0)
 		r = touch_and_check(env, "pagekeeperd swap-in touch", env->daemon->pid,
 				    mem.addr, perm, n, seed, lat_ns, resident_before, err,
@@ -188,5 +213,51 @@ int pk_evict_round(struct swap_env *env, size_t pages, uint64_t seed,
 		return r;
 	r = evict_all(env, vm, pages, rr, err, err_len);
 	detach_free(env, &mem, c);
+	return r;
+}
+
+int pk_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t *ns,
+		 struct reclaim_result *rr, struct vm_swap_counters *cnt,
+		 char *err, size_t err_len)
+{
+	struct bench_mem mem;
+	struct pk_client *c;
+	char vm[64];
+	int r = attach_filled(env, pages, seed, &mem, &c, vm, sizeof(vm), err, err_len);
+
+	if (r < 0)
+		return r;
+	r = evict_all(env, vm, pages, rr, err, err_len);
+	if (r == 0)
+		r = check_all_out(mem.addr, pages, err, err_len);
+	if (r == 0)
+		r = sweep_and_check(env, "pagekeeperd sequential swap-in", env->daemon->pid,
+				    mem.addr, pages, seed, ns, err, err_len);
+	if (r == 0)
+		r = vm_swap_counters(env->daemon->sock, vm, 30, cnt, err, err_len);
+	detach_free(env, &mem, c);
+	return r;
+}
+
+int floor_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t *ns,
+		    char *err, size_t err_len)
+{
+	struct bench_mem mem;
+	struct file_floor f;
+	int r = file_floor_write_source(env->floor_src, pages, seed, err, err_len);
+
+	if (r < 0)
+		return r;
+	if ((r = bench_mem_alloc(&mem, pages * BENCH_PAGE, false)) < 0) {
+		snprintf(err, err_len, "memfd region: %s", strerror(-r));
+		return r;
+	}
+	r = file_floor_start(&f, mem.addr, mem.len, env->floor_src, err, err_len);
+	if (r == 0) {
+		r = sweep_and_check(env, "floor sequential swap-in", f.pid, mem.addr, pages,
+				    seed, ns, err, err_len);
+		file_floor_stop(&f);
+	}
+	bench_mem_free(&mem);
 	return r;
 }

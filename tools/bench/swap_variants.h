@@ -10,7 +10,11 @@
  *   floor: the same kind of region, empty, served by file_floor.c from a
  *     source file holding the same content on the same file system;
  *   eviction: a fresh region of the eviction size, filled, attached,
- *     RECLAIMed whole; the daemon's elapsed_us and our wall time kept.
+ *     RECLAIMed whole; the daemon's elapsed_us and our wall time kept;
+ *   sequential (part C): pagekeeperd and the floor as above, but one word
+ *     of every page read in address order, the sweep timed as a whole,
+ *     every page checked; for pagekeeperd also the VM's swap-in counters
+ *     (STATUS) before the detach.
  * How: allocate -> fill -> serve -> touch -> verify -> detach -> free,
  * nothing carried between rounds; the watchdog guards every phase whose
  * faults another process serves.  The kernel variant is kswap.c.
@@ -24,6 +28,7 @@
 
 #include "daemon_proc.h"
 #include "reclaim_req.h"
+#include "status_req.h"
 #include "watchdog.h"
 
 struct swap_env {
@@ -45,5 +50,13 @@ int floor_swapin_round(struct swap_env *env, size_t region_pages,
 
 int pk_evict_round(struct swap_env *env, size_t pages, uint64_t seed,
 		   struct reclaim_result *rr, char *err, size_t err_len);
+
+/* Sequential sweeps of a whole region of pages; *ns: the sweep. */
+int pk_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t *ns,
+		 struct reclaim_result *rr, struct vm_swap_counters *cnt,
+		 char *err, size_t err_len);
+
+int floor_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t *ns,
+		    char *err, size_t err_len);
 
 #endif

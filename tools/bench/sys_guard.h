@@ -13,7 +13,7 @@
  * swapoff(2) and unlinks the swap file, and removes the temp dir tree.
  * "Release now" requests are answered on a second pipe, so the benchmark
  * can undo things in order on its normal path.
- * Why: cleanup.c knows only child pids and one directory, the watchdog
+ * Why: cleanup.c knows only child pids and directories, the watchdog
  * leaves with _exit (past atexit), and nothing of ours runs on SIGKILL;
  * yet a swap file left active, or a cgroup left behind, would outlive the
  * benchmark on the host.

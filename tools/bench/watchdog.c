@@ -46,9 +46,10 @@ static void *watchdog_main(void *arg)
 		fprintf(stderr, "bench: FATAL during %s: %s (pid %d, %llu touches done, "
 			"stall timeout %d s)\n", phase, why, (int)pid,
 			(unsigned long long)done, w->stall_s);
-		if (w->daemon && pid == w->daemon->pid) {
+		const struct pk_daemon *d = __atomic_load_n(&w->daemon, __ATOMIC_ACQUIRE);
+		if (d && pid == d->pid) {
 			fprintf(stderr, "bench: pagekeeperd log (last lines):\n");
-			daemon_log_tail(w->daemon, stderr, 30);
+			daemon_log_tail(d, stderr, 30);
 		}
 		fflush(NULL);
 		cleanup_all(); /* first, so the main thread cannot race us */
@@ -77,6 +78,11 @@ void watchdog_enter(struct watchdog *w, const char *phase, pid_t served_by)
 	__atomic_store_n(&w->served_by, served_by, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&w->phase_gen, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&w->phase, phase, __ATOMIC_RELEASE);
+}
+
+void watchdog_set_daemon(struct watchdog *w, const struct pk_daemon *d)
+{
+	__atomic_store_n(&w->daemon, d, __ATOMIC_RELEASE);
 }
 
 void watchdog_leave(struct watchdog *w)

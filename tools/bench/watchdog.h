@@ -25,7 +25,7 @@ struct watchdog {
 	int stall_s;		  /* seconds without progress = stall */
 	const char *phase;	  /* atomic: NULL between phases */
 	pid_t served_by;	  /* atomic: pid that must stay alive, 0 none */
-	const struct pk_daemon *daemon; /* for the log tail, may be NULL */
+	const struct pk_daemon *daemon; /* atomic: for the log tail, may be NULL */
 	int fired;		  /* atomic: set once it decided to exit */
 	uint64_t phase_gen;	  /* atomic: bumped per phase */
 	struct touch_progress prog;
@@ -36,6 +36,9 @@ int watchdog_start(struct watchdog *w, int stall_s, const struct pk_daemon *d);
 /* Enter a phase (name must outlive it) whose faults pid serves (0: none). */
 void watchdog_enter(struct watchdog *w, const char *phase, pid_t served_by);
 void watchdog_leave(struct watchdog *w);
+
+/* Whose log to show when the fault server dies (several daemons; NULL ok). */
+void watchdog_set_daemon(struct watchdog *w, const struct pk_daemon *d);
 void watchdog_stop(struct watchdog *w);
 
 #endif
