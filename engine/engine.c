@@ -88,6 +88,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 			(double)expirations;
 		vm->stats.swapins_last_tick = vm->stats.swapins;
 	}
+	pk_scan_tick(e, expirations);
 	if (e->swap) {
 		int r = pk_swap_store_scrub(e->swap, PK_SCRUB_BUDGET_NS);
 		if (r < 0)
@@ -147,7 +148,7 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 
 	memset(e, 0, sizeof(*e));
 	e->cfg = *cfg;
-	e->listen_fd = e->signal_fd = e->timer_fd = -1;
+	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 	e->log = stderr;
 	if (!e->cfg.fault_around_max)
 		e->cfg.fault_around_max = PK_FAULT_AROUND_DEFAULT;
@@ -179,6 +180,8 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	e->victim_policy = pk_victim_random;
 	e->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	if (e->cfg.swap_bytes && (err = swap_open(e)) != 0)
+		return err;
+	if ((err = pk_scan_init(e)) != 0)
 		return err;
 	err = pk_control_listen(e);
 	if (err)
@@ -223,6 +226,7 @@ void pk_engine_fini(struct pk_engine *e)
 		close(e->signal_fd);
 	if (e->timer_fd >= 0)
 		close(e->timer_fd);
+	pk_scan_fini(e);
 	if (e->swap) {
 		/* The VMs are gone; completions only free their ops. */
 		struct pk_swap_stats st;
@@ -238,5 +242,5 @@ void pk_engine_fini(struct pk_engine *e)
 	if (e->zero_buf)
 		munmap(e->zero_buf, (size_t)e->cfg.fault_around_max * 4096);
 	memset(e, 0, sizeof(*e));
-	e->listen_fd = e->signal_fd = e->timer_fd = -1;
+	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 }

@@ -21,6 +21,7 @@
 
 #include "engine/event_loop.h"
 #include "engine/page_table.h"
+#include "hashing/rate_limit.h"
 #include "swapper/victim.h"
 
 struct pk_vm;
@@ -34,6 +35,7 @@ struct pk_engine_config {
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
 	unsigned swap_readahead_max; /* pages read per sequential swap-in; 1: off */
+	uint64_t scan_bytes_per_s;   /* sharing scanner rate; 0: no scanning */
 	int verbose;
 };
 
@@ -43,6 +45,8 @@ struct pk_engine_config {
 #define PK_SWAP_READAHEAD_DEFAULT 32u
 #define PK_SWAP_READAHEAD_LIMIT 256u
 #define PK_SWAP_QUEUE_DEPTH 256
+/* 8 GiB of guest RAM per pass in about 20 s (the sharing issue: <= 30 s). */
+#define PK_SCAN_DEFAULT_BYTES_PER_S (400ULL << 20)
 
 struct pk_engine {
 	struct pk_engine_config cfg;
@@ -61,6 +65,15 @@ struct pk_engine {
 	pk_victim_policy_fn *victim_policy;
 	uint64_t rng;	   /* victim sampling state */
 	int evict_pending; /* a reclaim waits for a retry (EAGAIN) */
+
+	/* Sharing scanner (scan.c). */
+	int scan_timer_fd;
+	struct pk_rate_limit scan_rate;
+	void *scan_scratch;	 /* 64 pages: copies for zero verification */
+	uint32_t scan_last_vm_id;
+	uint64_t scan_bytes, scan_bytes_last;
+	uint64_t scan_cpu_ns, scan_cpu_ns_last;
+	double scan_mib_per_s, scan_cpu_percent;
 	FILE *log;
 };
 
@@ -68,6 +81,11 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);
 int pk_engine_run(struct pk_engine *e);
 void pk_engine_stop(struct pk_engine *e);
 void pk_engine_fini(struct pk_engine *e);
+
+/* Sharing scanner (scan.c). */
+int pk_scan_init(struct pk_engine *e);
+void pk_scan_fini(struct pk_engine *e);
+void pk_scan_tick(struct pk_engine *e, uint64_t seconds);
 
 /* Logging: one line, prefixed, to e->log. */
 void pk_log(struct pk_engine *e, const char *fmt, ...)

@@ -76,6 +76,7 @@ struct pk_evict_batch {
 	unsigned n;
 	unsigned writes_pending;
 	int nospace;
+	int zero_only; /* the scanner's: buffers are the engine's scratch */
 	struct pk_evict_page pages[PK_EVICT_BATCH];
 };
 
@@ -269,7 +270,7 @@ static void batch_release(struct pk_evict_batch *b)
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
-		if (p->buf)
+		if (p->buf && !b->zero_only)
 			pk_swap_buf_put(store, p->buf_idx);
 		if (p->has_slot)
 			pk_swap_slot_free(store, p->slot);
@@ -316,11 +317,11 @@ static void batch_finish(struct pk_evict_batch *b)
 			/* Removed stays removed; failed stays resident. */
 		} else if (p->flags & EV_DIRTY) {
 			vm->stats.evict_aborts++;
-			vm->reclaim_aborted++;
+			vm->reclaim_aborted += !b->zero_only;
 		} else if (p->flags & EV_ZERO) {
 			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
 			vm->stats.zero_reclaimed++;
-			vm->reclaim_zero++;
+			vm->reclaim_zero += !b->zero_only;
 		} else {
 			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
 			p->has_slot = 0; /* the page table owns it now */
@@ -438,6 +439,76 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 	else
 		batch_finish(b);
 	return 1;
+}
+
+/*
+ * Reclaim the pages among idx[0..n) that are still all zeros (the
+ * sharing scanner found them zero in two passes).  The same protocol as
+ * a swap batch, minus the writes: protect, copy out, drop pages the guest
+ * wrote, then punch only those still all zeros; they become ZERO pages,
+ * served back by UFFDIO_ZEROPAGE.  A page that turns out not to be zero
+ * is unprotected and stays resident.  Synchronous: no I/O is involved.
+ * Returns the number of pages reclaimed, or -EAGAIN (a REMOVE is in
+ * flight: the scanner tries again next pass).
+ */
+int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
+			void *scratch)
+{
+	struct pk_evict_batch *b;
+	uint64_t before = vm->stats.zero_reclaimed, sorted[PK_EVICT_BATCH];
+
+	if (n == 0 || vm->anon)
+		return 0;
+	if (n > PK_EVICT_BATCH)
+		n = PK_EVICT_BATCH;
+	/* Runs and batch_page() want the pages in table order. */
+	memcpy(sorted, idx, n * sizeof(*idx));
+	qsort(sorted, n, sizeof(*sorted), cmp_u64);
+	idx = sorted;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->engine = vm->engine;
+	b->vm = vm;
+	b->zero_only = 1;
+	for (unsigned i = 0; i < n; i++) {
+		struct pk_evict_page *p = &b->pages[b->n];
+		if (pk_page_state(&vm->pages, idx[i]) != PK_PAGE_RESIDENT ||
+		    pk_page_busy(&vm->pages, idx[i]))
+			continue;
+		p->batch = b;
+		p->idx = idx[i];
+		p->buf = (char *)scratch + (size_t)b->n * PK_PAGE_SIZE;
+		pk_page_set_busy(&vm->pages, idx[i], 1);
+		b->n++;
+	}
+	if (b->n == 0) {
+		free(b);
+		return 0;
+	}
+	b->next = vm->evicting;
+	vm->evicting = b;
+	vm->n_evicting++;
+	if (for_each_run(b, 0, 1, run_wp, 1) < 0) {
+		for_each_run(b, 0, 0, run_wp, 0);
+		for (unsigned i = 0; i < b->n; i++)
+			pk_page_set_busy(&vm->pages, b->pages[i].idx, 0);
+		batch_unlink(vm, b);
+		free(b);
+		return -EAGAIN;
+	}
+	for_each_run(b, 0, 0, run_copy_out, 0);
+	pk_fault_handle_events(vm);
+	for (unsigned i = 0; i < b->n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if (p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED))
+			continue;
+		/* Not zero after all: kept, unprotected by batch_finish. */
+		p->flags |= pk_page_is_zero(p->buf, PK_PAGE_SIZE) ? EV_ZERO
+								  : EV_FAILED;
+	}
+	batch_finish(b);
+	return (int)(vm->stats.zero_reclaimed - before);
 }
 
 /*

@@ -70,6 +70,9 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_mib(o, "poisoned_mib", c[PK_PAGE_POISONED]);
 	put_int(o, "evictions", vm->stats.evictions);
 	put_int(o, "zero_reclaimed", vm->stats.zero_reclaimed);
+	put_int(o, "scan_pages", vm->stats.scan_pages);
+	put_int(o, "scan_passes", vm->scan_pass);
+	put_int(o, "scan_zero_reclaimed", vm->stats.scan_zero_reclaimed);
 	put_int(o, "evict_aborts", vm->stats.evict_aborts);
 	put_int(o, "swapins", vm->stats.swapins);
 	put_int(o, "swapins_readahead", vm->stats.swapins_readahead);
@@ -96,6 +99,15 @@ char *pk_engine_status_json(struct pk_engine *e)
 				       (double)e->cfg.budget_bytes / (1024.0 * 1024.0)));
 	json_object_object_add(root, "page_table_bytes_per_page",
 			       json_object_new_int((int)PK_PAGE_TABLE_BYTES_PER_PAGE));
+	if (e->cfg.scan_bytes_per_s) {
+		json_object *sc = json_object_new_object();
+		put_int(sc, "rate_limit_mib_per_s", e->cfg.scan_bytes_per_s >> 20);
+		json_object_object_add(sc, "mib_per_s",
+				       json_object_new_double(e->scan_mib_per_s));
+		json_object_object_add(sc, "cpu_percent",
+				       json_object_new_double(e->scan_cpu_percent));
+		json_object_object_add(root, "scan", sc);
+	}
 	if (e->swap) {
 		json_object *sw = json_object_new_object();
 		put_int(sw, "slots_total", pk_swap_slots_total(e->swap));

@@ -413,6 +413,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 		}
 	/* Swap state: the batch in flight, retries, and every slot. */
 	pk_evict_vm_gone(vm);
+	pk_scan_vm_gone(vm);
 	while (vm->swapin_retry) {
 		struct pk_swapin *op = vm->swapin_retry;
 		vm->swapin_retry = op->next_retry;

@@ -61,6 +61,7 @@ struct pk_swapin {
 };
 
 struct pk_evict_batch;
+struct pk_scan_cursor;
 
 struct pk_vm_region {
 	uint64_t start; /* guest host-virtual address */
@@ -80,6 +81,8 @@ struct pk_vm_stats {
 	double faults_per_s;
 	uint64_t evictions;	   /* pages written to swap and punched */
 	uint64_t zero_reclaimed;   /* pages found zero and punched */
+	uint64_t scan_pages;	   /* pages the sharing scanner visited */
+	uint64_t scan_zero_reclaimed; /* of zero_reclaimed, by the scanner */
 	uint64_t evict_aborts;	   /* guest wrote during eviction */
 	uint64_t swapins;
 	uint64_t swapins_readahead; /* of those, read ahead of the guest */
@@ -123,6 +126,13 @@ struct pk_vm {
 	struct pk_evict_batch *evicting; /* batches in flight, a list */
 	unsigned n_evicting;
 	struct pk_swapin *swapin_retry;
+
+	/* Sharing scanner (scan.c). */
+	struct pk_scan_cursor *scan;
+	uint64_t scan_pass;	   /* passes completed over this VM's RAM */
+	uint64_t scan_pass_start_ns, scan_next_pass_ns;
+	uint64_t scan_zero[64];	   /* stable zero pages waiting for a batch */
+	unsigned n_scan_zero;
 	uint64_t reclaim_left;		 /* pages a reclaim request still wants */
 	int reclaim_fd;			 /* connection awaiting the reply, or -1 */
 	int reclaim_status;		 /* 0, or why the reclaim stopped */
@@ -174,6 +184,11 @@ int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
 int pk_evict_on_wp_fault(struct pk_vm *vm, uint64_t idx);
 void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx);
 void pk_evict_vm_gone(struct pk_vm *vm);
+/* The VM is going away: drop its scan cursor (scan.c). */
+void pk_scan_vm_gone(struct pk_vm *vm);
+/* Reclaim those of idx[0..n) (n <= 64) still all zeros; scratch: 64 pages. */
+int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
+			void *scratch);
 /* Continue a reclaim whose batch was put off by EAGAIN. */
 void pk_evict_resume(struct pk_vm *vm);
 void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result);

@@ -110,18 +110,32 @@ static void print_table(json_object *root)
 	n = json_object_array_length(vms);
 	printf("%zu VM(s); page table %d bytes per guest page\n", n,
 	       (int)num(root, "page_table_bytes_per_page"));
-	printf("%-16s %8s %11s %11s %9s %9s %10s %12s %10s %12s\n", "NAME", "PID",
-	       "CONFIG MiB", "RESIDENT MiB", "ZERO MiB", "SHARED MiB",
-	       "SWAPPED MiB", "BALLOONED MiB", "FAULTS/s", "FAULTS");
+	printf("%-16s %8s %11s %11s %9s %9s %10s %12s %10s %12s %11s\n", "NAME",
+	       "PID", "CONFIG MiB", "RESIDENT MiB", "ZERO MiB", "SHARED MiB",
+	       "SWAPPED MiB", "BALLOONED MiB", "FAULTS/s", "FAULTS",
+	       "SWAPINS/s");
 	for (size_t i = 0; i < n; i++) {
 		json_object *vm = json_object_array_get_idx(vms, i);
-		printf("%-16s %8.0f %11.1f %12.1f %9.1f %10.1f %11.1f %13.1f %10.0f %12.0f\n",
+		printf("%-16s %8.0f %11.1f %12.1f %9.1f %10.1f %11.1f %13.1f %10.0f %12.0f %11.0f\n",
 		       str(vm, "name"), num(vm, "pid"), num(vm, "configured_mib"),
 		       num(vm, "resident_mib"), num(vm, "zero_mib"),
 		       num(vm, "shared_mib"), num(vm, "swapped_mib"),
 		       num(vm, "ballooned_mib"), num(vm, "faults_per_s"),
-		       num(vm, "faults_total"));
+		       num(vm, "faults_total"), num(vm, "swapins_per_s"));
 	}
+	json_object *o, *direct;
+	if (json_object_object_get_ex(root, "swap", &o))
+		printf("swap file: %.0f of %.0f slots in use (%.1f of %.1f MiB), "
+		       "%s I/O\n", num(o, "slots_used"), num(o, "slots_total"),
+		       num(o, "slots_used") / 256, num(o, "slots_total") / 256,
+		       json_object_object_get_ex(o, "direct_io", &direct) &&
+				       json_object_get_boolean(direct)
+			       ? "O_DIRECT"
+			       : "buffered");
+	if (json_object_object_get_ex(root, "scan", &o))
+		printf("sharing scanner: %.1f MiB/s (limit %.0f MiB/s), %.1f %% "
+		       "of one CPU\n", num(o, "mib_per_s"),
+		       num(o, "rate_limit_mib_per_s"), num(o, "cpu_percent"));
 }
 
 /* Fetch the status; returns the JSON text inside *reply, or NULL. */

@@ -2,7 +2,7 @@
  * pagekeeperd - the pagekeeper daemon.
  *
  *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
- *               [--swap-size SIZE] [--swap-readahead PAGES]
+ *               [--swap-size SIZE] [--swap-readahead PAGES] [--scan-rate SIZE]
  *               [--fault-around PAGES] [--foreground] [--quiet]
  *
  * Parses options, prepares the state directory and runs the engine.
@@ -30,6 +30,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
 		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
+		"                   [--scan-rate SIZE]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
 		"  --state-dir DIR       swap file, journal (default %s)\n"
@@ -39,12 +40,16 @@ static void usage(FILE *f)
 		"  --swap-readahead PAGES  most pages read per swap-in fault when\n"
 		"                        the guest reads sequentially, 1..%u\n"
 		"                        (default %u; 1: no readahead)\n"
+		"  --scan-rate SIZE      sharing scanner: bytes of guest RAM read\n"
+		"                        per second, K/M/G (default %lluM; 0: off)\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --foreground          do not fork; log to stderr\n"
 		"  --quiet               log nothing but errors at start-up\n",
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_SWAP_READAHEAD_LIMIT,
-		PK_SWAP_READAHEAD_DEFAULT, PK_FAULT_AROUND_LIMIT,
+		PK_SWAP_READAHEAD_DEFAULT,
+		(unsigned long long)(PK_SCAN_DEFAULT_BYTES_PER_S >> 20),
+		PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
 }
 
@@ -93,6 +98,7 @@ int main(int argc, char **argv)
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "swap-size", required_argument, NULL, 'w' },
 		{ "swap-readahead", required_argument, NULL, 'r' },
+		{ "scan-rate", required_argument, NULL, 'S' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -104,6 +110,7 @@ int main(int argc, char **argv)
 		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
+		.scan_bytes_per_s = PK_SCAN_DEFAULT_BYTES_PER_S,
 	};
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
@@ -154,6 +161,14 @@ int main(int argc, char **argv)
 			cfg.swap_readahead_max = (unsigned)v;
 			break;
 		}
+		case 'S':
+			if (pk_size_parse(optarg, &cfg.scan_bytes_per_s)) {
+				fprintf(stderr, "pagekeeperd: bad --scan-rate '%s': "
+					"want bytes per second like 400M, or 0\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'f': foreground = 1; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;

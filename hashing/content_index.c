@@ -1,0 +1,242 @@
+/*
+ * content_index.c - hash -> candidate pages, an open-addressing multimap.
+ *
+ * What: the sharing scanner's index from a page's content hash to the
+ * pages (or canonical copies) that may hold that content.  Several
+ * entries can share a hash; the caller verifies content.
+ *
+ * How: one flat array of 16-byte slots {hash, ref + 1}; ref + 1 == 0
+ * marks an empty slot, so a fresh table is calloc'd zero pages and
+ * PK_INDEX_REF_INVALID (UINT64_MAX) is the one reference we refuse.  An
+ * entry's home slot is its hash, mixed (a truncated or hand-picked hash
+ * must still spread), scaled into [0, slots) by a multiply-high, so the
+ * table size need not be a power of two.  Robin Hood linear probing keeps
+ * each cluster sorted by home slot: a lookup walks from the home slot,
+ * skips entries whose home is earlier, looks at those whose home is its
+ * own and stops at the first empty slot or entry whose home is later.
+ * Removal shifts the following entries of the cluster back one slot
+ * (backward-shift deletion), so there are no tombstones and probe lengths
+ * do not decay under churn.  Entries with the same hash share a home slot
+ * and therefore sit together.
+ *
+ * Why: at 7/8 maximum load Robin Hood probes stay short (a few slots),
+ * and growing by 1.5x (not 2x) keeps the table between 7/12 and 7/8 full:
+ * 18-27 bytes per entry, against 32+ for chained nodes.  The index holds
+ * one entry per candidate page of every guest, so bytes per entry is
+ * what matters.
+ */
+#include "hashing/content_index.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define MIN_SLOTS 16
+
+struct slot {
+	uint64_t hash;
+	uint64_t ref1; /* ref + 1; 0 = empty */
+};
+
+struct pk_content_index {
+	struct slot *slots;
+	size_t n_slots;
+	size_t n_entries;
+};
+
+static uint64_t mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static size_t home_of(uint64_t hash, size_t n_slots)
+{
+	return (size_t)(((unsigned __int128)mix(hash) * n_slots) >> 64);
+}
+
+static size_t next_slot(size_t i, size_t n_slots)
+{
+	return i + 1 == n_slots ? 0 : i + 1;
+}
+
+/* How far slot i is from the home slot of the entry it holds. */
+static size_t dist_of(const struct slot *s, size_t i, size_t n_slots)
+{
+	size_t home = home_of(s->hash, n_slots);
+
+	return i >= home ? i - home : i + n_slots - home;
+}
+
+/* Robin Hood insert of an entry known to be absent; a free slot exists. */
+static void place(struct slot *slots, size_t n_slots, struct slot cur)
+{
+	size_t i = home_of(cur.hash, n_slots), d = 0;
+
+	for (;;) {
+		struct slot *s = &slots[i];
+
+		if (!s->ref1) {
+			*s = cur;
+			return;
+		}
+		size_t sd = dist_of(s, i, n_slots);
+		if (sd < d) {
+			struct slot t = *s;
+			*s = cur;
+			cur = t;
+			d = sd;
+		}
+		i = next_slot(i, n_slots);
+		d++;
+	}
+}
+
+static int rehash(struct pk_content_index *idx, size_t n_slots)
+{
+	struct slot *slots = calloc(n_slots, sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < idx->n_slots; i++)
+		if (idx->slots[i].ref1)
+			place(slots, n_slots, idx->slots[i]);
+	free(idx->slots);
+	idx->slots = slots;
+	idx->n_slots = n_slots;
+	return 0;
+}
+
+int pk_index_create(struct pk_content_index **out)
+{
+	struct pk_content_index *idx = calloc(1, sizeof(*idx));
+
+	if (!idx)
+		return -ENOMEM;
+	idx->slots = calloc(MIN_SLOTS, sizeof(*idx->slots));
+	if (!idx->slots) {
+		free(idx);
+		return -ENOMEM;
+	}
+	idx->n_slots = MIN_SLOTS;
+	*out = idx;
+	return 0;
+}
+
+void pk_index_destroy(struct pk_content_index *idx)
+{
+	if (!idx)
+		return;
+	free(idx->slots);
+	free(idx);
+}
+
+/* The slot holding (hash, ref1), or n_slots. */
+static size_t find(const struct pk_content_index *idx, uint64_t hash,
+		   uint64_t ref1)
+{
+	size_t n = idx->n_slots, i = home_of(hash, n), d = 0;
+
+	for (;; i = next_slot(i, n), d++) {
+		const struct slot *s = &idx->slots[i];
+
+		if (!s->ref1 || dist_of(s, i, n) < d)
+			return n;
+		if (s->hash == hash && s->ref1 == ref1)
+			return i;
+	}
+}
+
+int pk_index_insert(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
+{
+	if (ref == PK_INDEX_REF_INVALID)
+		return -EINVAL;
+	if (find(idx, hash, ref + 1) != idx->n_slots)
+		return -EEXIST;
+	if ((idx->n_entries + 1) * 8 > idx->n_slots * 7) {
+		/* A failed growth is survivable while one slot stays free. */
+		if (rehash(idx, idx->n_slots + idx->n_slots / 2) < 0 &&
+		    idx->n_entries + 2 > idx->n_slots)
+			return -ENOMEM;
+	}
+	place(idx->slots, idx->n_slots, (struct slot){ hash, ref + 1 });
+	idx->n_entries++;
+	return 0;
+}
+
+int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
+{
+	size_t n = idx->n_slots, i, j;
+
+	if (ref == PK_INDEX_REF_INVALID)
+		return -ENOENT;
+	i = find(idx, hash, ref + 1);
+	if (i == n)
+		return -ENOENT;
+	/* Backward shift: pull the rest of the cluster one slot closer home. */
+	for (j = next_slot(i, n); idx->slots[j].ref1 && dist_of(&idx->slots[j], j, n);
+	     j = next_slot(j, n)) {
+		idx->slots[i] = idx->slots[j];
+		i = j;
+	}
+	idx->slots[i] = (struct slot){ 0, 0 };
+	idx->n_entries--;
+	/* Shrinking is best effort: on failure the bigger table stays. */
+	if (n > MIN_SLOTS && idx->n_entries * 4 < n)
+		(void)rehash(idx, n / 2 > MIN_SLOTS ? n / 2 : MIN_SLOTS);
+	return 0;
+}
+
+int pk_index_contains(const struct pk_content_index *idx, uint64_t hash,
+		      uint64_t ref)
+{
+	if (ref == PK_INDEX_REF_INVALID)
+		return 0;
+	return find(idx, hash, ref + 1) != idx->n_slots;
+}
+
+bool pk_index_next(const struct pk_content_index *idx,
+		   struct pk_index_iter *it, uint64_t *ref)
+{
+	size_t n = idx->n_slots;
+
+	for (;; it->slot = next_slot(it->slot, n), it->dist++) {
+		const struct slot *s = &idx->slots[it->slot];
+
+		if (!s->ref1 || dist_of(s, it->slot, n) < it->dist)
+			return false;
+		if (s->hash == it->hash) {
+			*ref = s->ref1 - 1;
+			it->slot = next_slot(it->slot, n);
+			it->dist++;
+			return true;
+		}
+	}
+}
+
+bool pk_index_first(const struct pk_content_index *idx, uint64_t hash,
+		    struct pk_index_iter *it, uint64_t *ref)
+{
+	it->hash = hash;
+	it->slot = home_of(hash, idx->n_slots);
+	it->dist = 0;
+	return pk_index_next(idx, it, ref);
+}
+
+size_t pk_index_entries(const struct pk_content_index *idx)
+{
+	return idx->n_entries;
+}
+
+size_t pk_index_slots(const struct pk_content_index *idx)
+{
+	return idx->n_slots;
+}
+
+size_t pk_index_bytes(const struct pk_content_index *idx)
+{
+	return sizeof(*idx) + idx->n_slots * sizeof(struct slot);
+}
