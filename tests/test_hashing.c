@@ -104,15 +104,18 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
-/* A page of pseudo-random content for seed: never all zeros. */
+/* A page of pseudo-random content for seed: never all zeros.  page may
+ * be unaligned (the hash takes any alignment), hence memcpy. */
 static void fill(void *page, uint64_t seed)
 {
 	uint64_t st = (seed + 1) * 0x9e3779b97f4a7c15ULL;
-	uint64_t *w = page;
+	unsigned char *b = page;
 
-	for (unsigned i = 0; i < PAGE / 8; i++)
-		w[i] = xorshift(&st);
-	w[0] |= 1;
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		uint64_t w = xorshift(&st);
+		memcpy(b + 8 * i, &w, sizeof(w));
+	}
+	b[0] |= 1;
 }
 
 static void *page_alloc(size_t pages)
