@@ -176,6 +176,28 @@ int pk_swapin_round(struct swap_env *env, size_t region_pages,
 	return r;
 }
 
+/*
+ * Both floor rounds: write the source file, map a fresh memfd region and
+ * start the floor handler on it.  On success the caller owns mem and f.
+ */
+static int floor_setup(struct swap_env *env, size_t pages, uint64_t seed,
+		       struct bench_mem *mem, struct file_floor *f, char *err,
+		       size_t err_len)
+{
+	int r = file_floor_write_source(env->floor_src, pages, seed, err, err_len);
+
+	if (r < 0)
+		return r;
+	if ((r = bench_mem_alloc(mem, pages * BENCH_PAGE, false)) < 0) {
+		snprintf(err, err_len, "memfd region: %s", strerror(-r));
+		return r;
+	}
+	r = file_floor_start(f, mem->addr, mem->len, env->floor_src, err, err_len);
+	if (r < 0)
+		bench_mem_free(mem);
+	return r;
+}
+
 int floor_swapin_round(struct swap_env *env, size_t region_pages,
 		       const uint32_t *perm, size_t n, uint64_t seed,
 		       uint64_t *lat_ns, size_t *resident_before,
@@ -183,20 +205,13 @@ int floor_swapin_round(struct swap_env *env, size_t region_pages,
 {
 	struct bench_mem mem;
 	struct file_floor f;
-	int r = file_floor_write_source(env->floor_src, region_pages, seed, err, err_len);
+	int r = floor_setup(env, region_pages, seed, &mem, &f, err, err_len);
 
 	if (r < 0)
 		return r;
-	if ((r = bench_mem_alloc(&mem, region_pages * BENCH_PAGE, false)) < 0) {
-		snprintf(err, err_len, "memfd region: %s", strerror(-r));
-		return r;
-	}
-	r = file_floor_start(&f, mem.addr, mem.len, env->floor_src, err, err_len);
-	if (r == 0) {
-		r = touch_and_check(env, "floor swap-in touch", f.pid, mem.addr, perm, n,
-				    seed, lat_ns, resident_before, err, err_len);
-		file_floor_stop(&f);
-	}
+	r = touch_and_check(env, "floor swap-in touch", f.pid, mem.addr, perm, n,
+			    seed, lat_ns, resident_before, err, err_len);
+	file_floor_stop(&f);
 	bench_mem_free(&mem);
 	return r;
 }
@@ -244,20 +259,13 @@ int floor_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t 
 {
 	struct bench_mem mem;
 	struct file_floor f;
-	int r = file_floor_write_source(env->floor_src, pages, seed, err, err_len);
+	int r = floor_setup(env, pages, seed, &mem, &f, err, err_len);
 
 	if (r < 0)
 		return r;
-	if ((r = bench_mem_alloc(&mem, pages * BENCH_PAGE, false)) < 0) {
-		snprintf(err, err_len, "memfd region: %s", strerror(-r));
-		return r;
-	}
-	r = file_floor_start(&f, mem.addr, mem.len, env->floor_src, err, err_len);
-	if (r == 0) {
-		r = sweep_and_check(env, "floor sequential swap-in", f.pid, mem.addr, pages,
-				    seed, ns, err, err_len);
-		file_floor_stop(&f);
-	}
+	r = sweep_and_check(env, "floor sequential swap-in", f.pid, mem.addr, pages,
+			    seed, ns, err, err_len);
+	file_floor_stop(&f);
 	bench_mem_free(&mem);
 	return r;
 }
