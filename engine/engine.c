@@ -89,6 +89,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 		vm->stats.swapins_last_tick = vm->stats.swapins;
 	}
 	pk_scan_tick(e, expirations);
+	pk_share_tick(e);
 	if (e->swap) {
 		int r = pk_swap_store_scrub(e->swap, PK_SCRUB_BUDGET_NS);
 		if (r < 0)

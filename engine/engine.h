@@ -27,6 +27,14 @@
 struct pk_vm;
 struct pk_conn;
 struct pk_swap_store;
+struct pk_share_domain;
+
+/* A VM whose sharing domain the configuration sets (--share-domain). */
+struct pk_share_override {
+	char vm[64];
+	char domain[64];
+};
+#define PK_SHARE_OVERRIDES_MAX 64
 
 struct pk_engine_config {
 	const char *socket_path;
@@ -36,6 +44,10 @@ struct pk_engine_config {
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
 	unsigned swap_readahead_max; /* pages read per sequential swap-in; 1: off */
 	uint64_t scan_bytes_per_s;   /* sharing scanner rate; 0: no scanning */
+	unsigned scan_cpu_percent;   /* most of each scan period it may use */
+	unsigned share_stable_scans; /* scans a page must keep its hash */
+	const struct pk_share_override *share_overrides;
+	unsigned n_share_overrides;
 	int verbose;
 };
 
@@ -47,6 +59,11 @@ struct pk_engine_config {
 #define PK_SWAP_QUEUE_DEPTH 256
 /* 8 GiB of guest RAM per pass in about 20 s (the sharing issue: <= 30 s). */
 #define PK_SCAN_DEFAULT_BYTES_PER_S (400ULL << 20)
+/* The issue's limit: half a core on average. */
+#define PK_SCAN_CPU_DEFAULT 50u
+/* Merged or zero-reclaimed only after one scan (>= 1 s) unchanged. */
+#define PK_SHARE_STABLE_DEFAULT 1u
+#define PK_SHARE_STABLE_LIMIT 15u
 
 struct pk_engine {
 	struct pk_engine_config cfg;
@@ -70,6 +87,8 @@ struct pk_engine {
 	int scan_timer_fd;
 	struct pk_rate_limit scan_rate;
 	void *scan_scratch;	 /* 64 pages: copies for zero verification */
+	void *share_tmp;	 /* one page: a candidate's bytes */
+	struct pk_share_domain *domains;
 	uint32_t scan_last_vm_id;
 	uint64_t scan_bytes, scan_bytes_last;
 	uint64_t scan_cpu_ns, scan_cpu_ns_last;

@@ -34,6 +34,8 @@
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
+#include "hashing/canonical_store.h"
+#include "hashing/page_hash.h"
 #include "hashing/page_zero.h"
 #include "swapper/swap_store.h"
 
@@ -57,6 +59,7 @@
 #define EV_REMOVED 0x2 /* guest discarded the page */
 #define EV_ZERO 0x4    /* all zeros: no slot written */
 #define EV_FAILED 0x8  /* no slot, no buffer, or the write failed */
+#define EV_SHARED 0x10 /* holds a reference on canonical copy canon_id */
 
 struct pk_evict_page {
 	struct pk_io_op op; /* first: the io_uring user_data points here */
@@ -67,6 +70,7 @@ struct pk_evict_page {
 	unsigned buf_idx;
 	void *buf;
 	unsigned flags;
+	uint64_t canon_id;
 };
 
 struct pk_evict_batch {
@@ -76,7 +80,7 @@ struct pk_evict_batch {
 	unsigned n;
 	unsigned writes_pending;
 	int nospace;
-	int zero_only; /* the scanner's: buffers are the engine's scratch */
+	int scan; /* the scanner's: no writes, buffers are its scratch */
 	struct pk_evict_page pages[PK_EVICT_BATCH];
 };
 
@@ -85,22 +89,6 @@ static uint64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* Guest address and RAM-file offset of page idx. */
-static void page_where(const struct pk_vm *vm, uint64_t idx, uint64_t *addr,
-		       uint64_t *off)
-{
-	for (uint32_t i = 0; i < vm->n_regions; i++) {
-		const struct pk_vm_region *r = &vm->regions[i];
-		uint64_t n = r->length / PK_PAGE_SIZE;
-		if (idx >= r->first_page && idx < r->first_page + n) {
-			*addr = r->start + (idx - r->first_page) * PK_PAGE_SIZE;
-			*off = r->file_offset + (idx - r->first_page) * PK_PAGE_SIZE;
-			return;
-		}
-	}
-	*addr = *off = 0;
 }
 
 static int wp_range(struct pk_vm *vm, uint64_t addr, uint64_t pages, int on)
@@ -164,7 +152,7 @@ static int for_each_run(struct pk_evict_batch *b, unsigned skip, int bridge,
 			i++;
 			continue;
 		}
-		page_where(vm, first, &addr, &off);
+		pk_vm_page_where(vm, first, &addr, &off);
 		last = first;
 		for (j = i + 1; j < b->n; j++) {
 			uint64_t q = b->pages[j].idx;
@@ -173,7 +161,7 @@ static int for_each_run(struct pk_evict_batch *b, unsigned skip, int bridge,
 			if (q != last + 1 &&
 			    (!bridge || !gap_bridgeable(&vm->pages, last + 1, q)))
 				break;
-			page_where(vm, q, &a2, &o2);
+			pk_vm_page_where(vm, q, &a2, &o2);
 			if (a2 != addr + (q - first) * PK_PAGE_SIZE ||
 			    o2 != off + (q - first) * PK_PAGE_SIZE)
 				break;
@@ -270,7 +258,7 @@ static void batch_release(struct pk_evict_batch *b)
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
-		if (p->buf && !b->zero_only)
+		if (p->buf && !b->scan)
 			pk_swap_buf_put(store, p->buf_idx);
 		if (p->has_slot)
 			pk_swap_slot_free(store, p->slot);
@@ -305,7 +293,7 @@ static void batch_finish(struct pk_evict_batch *b)
 		struct pk_evict_page *p = &b->pages[i];
 		if ((p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED)) == EV_FAILED) {
 			uint64_t addr, off;
-			page_where(vm, p->idx, &addr, &off);
+			pk_vm_page_where(vm, p->idx, &addr, &off);
 			wp_range(vm, addr, 1, 0);
 		}
 	}
@@ -313,15 +301,29 @@ static void batch_finish(struct pk_evict_batch *b)
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
+		if (p->flags & (EV_REMOVED | EV_FAILED | EV_DIRTY) &&
+		    p->flags & EV_SHARED) {
+			pk_canon_put(vm->domain->store, p->canon_id);
+			p->flags &= ~EV_SHARED;
+		}
 		if (p->flags & (EV_REMOVED | EV_FAILED)) {
 			/* Removed stays removed; failed stays resident. */
 		} else if (p->flags & EV_DIRTY) {
 			vm->stats.evict_aborts++;
-			vm->reclaim_aborted += !b->zero_only;
+			vm->reclaim_aborted += !b->scan;
 		} else if (p->flags & EV_ZERO) {
 			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
 			vm->stats.zero_reclaimed++;
-			vm->reclaim_zero += !b->zero_only;
+			vm->reclaim_zero += !b->scan;
+		} else if (p->flags & EV_SHARED) {
+			/* The page table holds the reference now. */
+			pk_page_set(pt, p->idx, PK_PAGE_SHARED, p->canon_id);
+			if (b->scan) {
+				vm->stats.share_merged++;
+			} else {
+				vm->stats.swap_dedup++;
+				vm->reclaim_swapped++;
+			}
 		} else {
 			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
 			p->has_slot = 0; /* the page table owns it now */
@@ -353,6 +355,27 @@ void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result)
 	batch_finish(b);
 	if (vm)
 		evict_next_batch(vm);
+}
+
+/*
+ * Swap dedup: when the domain already keeps a canonical copy of the
+ * page's bytes (memcmp-verified), the page takes a reference on it and
+ * becomes SHARED instead of being written.  Costs a hash per evicted page
+ * while the domain has copies.
+ */
+static int join_canonical(struct pk_vm *vm, struct pk_evict_page *p)
+{
+	struct pk_canon_store *store = vm->domain ? vm->domain->store : NULL;
+	struct pk_canon_stats st;
+
+	if (!store)
+		return 0;
+	pk_canon_stats(store, &st);
+	if (!st.frames || pk_canon_get(store, p->buf, pk_page_hash(p->buf),
+				       &p->canon_id) < 0)
+		return 0;
+	p->flags |= EV_SHARED;
+	return 1;
 }
 
 /* Steps 1-4 for one batch.  Returns 0 when nothing was left to evict. */
@@ -421,6 +444,8 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 			p->flags |= EV_ZERO;
 			continue;
 		}
+		if (join_canonical(vm, p))
+			continue; /* swap dedup: the bytes are stored already */
 		if (pk_swap_slot_alloc(e->swap, &p->slot) < 0) {
 			p->flags |= EV_FAILED;
 			b->nospace = 1;
@@ -442,20 +467,26 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 }
 
 /*
- * Reclaim the pages among idx[0..n) that are still all zeros (the
- * sharing scanner found them zero in two passes).  The same protocol as
- * a swap batch, minus the writes: protect, copy out, drop pages the guest
- * wrote, then punch only those still all zeros; they become ZERO pages,
- * served back by UFFDIO_ZEROPAGE.  A page that turns out not to be zero
- * is unprotected and stays resident.  Synchronous: no I/O is involved.
+ * The scanner's reclaim of idx[0..n): pages it found stable over its
+ * passes, either all zeros or (with share) duplicates of other pages in
+ * the VM's sharing domain.  The same protocol as a swap batch, minus the
+ * writes: protect, copy out, drop the pages the guest wrote, then look at
+ * the bytes really there.  All zeros: the page becomes ZERO, served back
+ * by UFFDIO_ZEROPAGE.  Otherwise, with share, the page takes a reference
+ * on the domain's canonical copy of exactly those bytes (found by hash,
+ * proved by memcmp, made from this copy if none exists) and becomes
+ * SHARED, served back by UFFDIO_COPY from the copy.  Any other page is
+ * unprotected and stays resident.  Pages are punched only after a second
+ * look at the events, in batch_finish.  Synchronous: no I/O is involved.
  * Returns the number of pages reclaimed, or -EAGAIN (a REMOVE is in
  * flight: the scanner tries again next pass).
  */
-int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
-			void *scratch)
+int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
+			void *scratch, int share)
 {
 	struct pk_evict_batch *b;
-	uint64_t before = vm->stats.zero_reclaimed, sorted[PK_EVICT_BATCH];
+	uint64_t sorted[PK_EVICT_BATCH];
+	uint64_t before = vm->stats.zero_reclaimed + vm->stats.share_merged;
 
 	if (n == 0 || vm->anon)
 		return 0;
@@ -470,12 +501,12 @@ int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
 		return -ENOMEM;
 	b->engine = vm->engine;
 	b->vm = vm;
-	b->zero_only = 1;
+	b->scan = 1;
 	for (unsigned i = 0; i < n; i++) {
 		struct pk_evict_page *p = &b->pages[b->n];
 		if (pk_page_state(&vm->pages, idx[i]) != PK_PAGE_RESIDENT ||
 		    pk_page_busy(&vm->pages, idx[i]))
-			continue;
+			continue; /* changed since it was queued, or a repeat */
 		p->batch = b;
 		p->idx = idx[i];
 		p->buf = (char *)scratch + (size_t)b->n * PK_PAGE_SIZE;
@@ -501,14 +532,23 @@ int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
 	pk_fault_handle_events(vm);
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
+		bool is_new;
 		if (p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED))
 			continue;
-		/* Not zero after all: kept, unprotected by batch_finish. */
-		p->flags |= pk_page_is_zero(p->buf, PK_PAGE_SIZE) ? EV_ZERO
-								  : EV_FAILED;
+		if (pk_page_is_zero(p->buf, PK_PAGE_SIZE)) {
+			p->flags |= EV_ZERO;
+		} else if (share && vm->domain &&
+			   pk_canon_get_or_add(vm->domain->store, p->buf,
+					       pk_page_hash(p->buf),
+					       &p->canon_id, &is_new) == 0) {
+			p->flags |= EV_SHARED;
+		} else {
+			/* Kept: unprotected by batch_finish. */
+			p->flags |= EV_FAILED;
+		}
 	}
 	batch_finish(b);
-	return (int)(vm->stats.zero_reclaimed - before);
+	return (int)(vm->stats.zero_reclaimed + vm->stats.share_merged - before);
 }
 
 /*
@@ -624,6 +664,14 @@ void pk_evict_vm_gone(struct pk_vm *vm)
 		struct pk_evict_batch *b = vm->evicting;
 		vm->evicting = b->next;
 		b->vm = NULL;
+		/* Dedup references go back now: the domain may not outlive
+		 * the VM, and the batch's writes may. */
+		for (unsigned i = 0; i < b->n; i++)
+			if (b->pages[i].flags & EV_SHARED) {
+				pk_canon_put(vm->domain->store,
+					     b->pages[i].canon_id);
+				b->pages[i].flags &= ~EV_SHARED;
+			}
 		if (!b->writes_pending)
 			batch_release(b);
 	}

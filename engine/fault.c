@@ -18,6 +18,10 @@
  *      under 0.5 us a page, so resolving a window turns a first-touch
  *      sweep from fault-bound to copy-bound.  Random faults get one page,
  *      so fault-around never inflates a random toucher's footprint.
+ *      A swapped page is read from its slot (swapin_fault); a shared
+ *      page is copied from its domain's canonical copy, which it then
+ *      stops referencing (share_refault): the guest gets a private copy
+ *      it may write.
  *
  * How zeros are supplied depends on the RAM kind and the access:
  *   - shmem (memfd, /dev/shm): UFFDIO_ZEROPAGE allocates a zeroed page.
@@ -35,6 +39,7 @@
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
+#include "hashing/canonical_store.h"
 #include "swapper/swap_store.h"
 
 #include <errno.h>
@@ -266,6 +271,46 @@ void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *o, int result)
 	swapin_free(e, op);
 }
 
+/*
+ * A fault on a page merged into a canonical copy: UFFDIO_COPY the copy
+ * in, then drop the page's reference (the last one frees the copy).
+ * Synchronous: the copy is in the daemon's memory, so the fault costs one
+ * round trip plus a 4 KiB copy, like a first touch.
+ */
+static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
+{
+	struct pk_canon_store *store = vm->domain->store;
+	uint64_t id = pk_page_payload(&vm->pages, idx);
+	const void *src = pk_canon_data(store, id);
+	struct uffdio_copy c = { .dst = addr,
+				 .src = (uint64_t)(uintptr_t)src,
+				 .len = PK_PAGE_SIZE };
+
+	if (!src) { /* cannot happen: the page holds a reference */
+		pk_log(vm->engine, "vm %s: page %llu: canonical copy %llu is "
+		       "gone; poisoned", vm->name, (unsigned long long)idx,
+		       (unsigned long long)id);
+		if (poison_page(vm, addr) == -EAGAIN)
+			return -EAGAIN;
+		pk_page_set(&vm->pages, idx, PK_PAGE_POISONED, 0);
+		return 0;
+	}
+	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0) {
+		if (errno == EAGAIN)
+			return -EAGAIN;
+		if (errno == EEXIST)
+			wake_page(vm, addr);
+		else if (errno != ESRCH && errno != ENOENT)
+			pk_log(vm->engine, "vm %s: UFFDIO_COPY of shared page "
+			       "%llu: %s", vm->name, (unsigned long long)idx,
+			       strerror(errno));
+	}
+	pk_canon_put(store, id);
+	pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT, 0);
+	vm->stats.share_refaults++;
+	return 0;
+}
+
 /* A write to a write-protected page (eviction in progress, or done). */
 static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 {
@@ -276,10 +321,13 @@ static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 
 	if (r) {
 		uint64_t idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
+		enum pk_page_state st;
 		pk_evict_on_wp_fault(vm, idx); /* abort its eviction */
-		if (pk_page_state(&vm->pages, idx) == PK_PAGE_SWAPPED) {
+		st = pk_page_state(&vm->pages, idx);
+		if (st == PK_PAGE_SWAPPED || st == PK_PAGE_SHARED ||
+		    st == PK_PAGE_ZERO) {
 			/* Punched after the write faulted: the retry is a
-			 * MISSING fault served from the slot. */
+			 * MISSING fault served from the slot or copy. */
 			struct uffdio_range rg = { addr, PK_PAGE_SIZE };
 			ioctl(vm->uffd, UFFDIO_WAKE, &rg);
 			return;
@@ -329,6 +377,8 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		break;
 	case PK_PAGE_SWAPPED:
 		return swapin_fault(vm, r, idx, addr);
+	case PK_PAGE_SHARED:
+		return share_refault(vm, idx, addr);
 	case PK_PAGE_RESIDENT:
 		/* Our table says present but the kernel says missing: the
 		 * guest punched the page itself (shmem hole punch raises no
@@ -336,9 +386,9 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		n = 1;
 		break;
 	default: {
-		/* Poisoned (its data was lost), or a state with no resolver
-		 * yet (shared pages arrive with the sharing issue): a memory
-		 * error for the guest, never wrong bytes, never a loop. */
+		/* Poisoned (its data was lost), or a state with no resolver:
+		 * a memory error for the guest, never wrong bytes, never a
+		 * loop. */
 		if (st != PK_PAGE_POISONED)
 			pk_log(vm->engine, "vm %s: page %llu in state %s has "
 			       "no resolver; poisoned", vm->name, (unsigned long long)idx,
@@ -458,6 +508,9 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 			    !busy)
 				pk_swap_slot_free(vm->engine->swap,
 						  pk_page_payload(&vm->pages, p));
+			if (pk_page_state(&vm->pages, p) == PK_PAGE_SHARED)
+				pk_canon_put(vm->domain->store,
+					     pk_page_payload(&vm->pages, p));
 			pk_page_set(&vm->pages, p, PK_PAGE_REMOVED, 0);
 			if (busy)
 				pk_page_set_busy(&vm->pages, p, 1);

@@ -133,6 +133,13 @@ static int valid_name_chars(const char *s)
 	return 1;
 }
 
+int pk_proto_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n < PK_PROTO_NAME_MAX && valid_name_chars(s);
+}
+
 static int region_cmp_addr(const void *a, const void *b)
 {
 	const struct pk_region_desc *x = *(const struct pk_region_desc *const *)a;

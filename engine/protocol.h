@@ -138,6 +138,9 @@ size_t pk_register_msg_size(uint32_t n_regions);
  * Build a REGISTER message into buf (at least pk_register_msg_size(n)
  * bytes).  Returns the message length or a negative errno.
  */
+/* Is s a valid VM or domain name: 1-63 of [A-Za-z0-9._-]?  (1 / 0) */
+int pk_proto_name_valid(const char *s);
+
 int pk_register_encode(void *buf, size_t buf_len,
 		       const struct pk_registration *reg);
 

@@ -1,30 +1,39 @@
 /*
- * scan.c - the sharing scanner's engine side: walk guest RAM, reclaim
- * zero pages.
+ * scan.c - the sharing scanner's engine side: walk guest RAM, find the
+ * stable pages, reclaim zero pages and hand duplicates to share.c.
  *
  * Every 10 ms the scan timer takes its share of the configured rate
  * (--scan-rate, bytes per second, a token bucket) and spends it on the
- * VMs in turn, each through its own cursor over the RAM file
+ * VMs in turn, within its CPU share of the period (--scan-cpu, percent
+ * of one core; unspent bytes are refunded), each through its own cursor over the RAM file
  * (hashing/scan_cursor.h: holes are skipped with SEEK_DATA, pages are
  * read with pread, so the scan never faults in or allocates a page).
  *
- * A page is reclaimed only when it is stable: found all zeros in two
- * consecutive passes, which start at least a second apart.  The page table's payload of a RESIDENT page holds
- * the pass stamp at which it was last seen zero (0: not zero), so this
- * costs no memory beyond the 8-byte entry.  Stable zero pages are handed
- * to the eviction protocol in batches (pk_evict_zero_pages): protect,
- * copy out, verify zero again, punch, so a write racing the reclaim is
- * never lost.  The scanner's own reads are only hints.
+ * A page is acted on only when it is stable: its hash was the same in
+ * --share-stable-scans + 1 consecutive passes (default 2), and a VM's
+ * passes start at least a second apart.  The page table's payload of a
+ * RESIDENT page holds the pass stamp, the count of stable passes and 44
+ * bits of the hash (scan.h), so this costs no memory beyond the 8-byte
+ * entry.  Stable zero pages are reclaimed in batches through the
+ * eviction protocol (pk_evict_scan_pages): protect, copy out, verify
+ * zero again, punch, so a write racing the reclaim is never lost.
+ * Stable non-zero pages go to pk_share_consider(), which merges them
+ * with identical pages of the same sharing domain the same way.  The
+ * scanner's own reads are only hints.
+ *
+ * Why hash stability and not the PAGEMAP_SCAN written bit: the written
+ * bit needs UFFD_FEATURE_WP_ASYNC, which applies to the whole uffd and
+ * cannot coexist with the synchronous write protection that eviction and
+ * merging rely on (FACTS.md).
  *
  * Zero pages are reclaimed in every sharing domain: doing so tells a
- * guest nothing about any other VM.  Duplicates (same-domain merging into
- * canonical copies) come next and plug into the same walk.
+ * guest nothing about any other VM.
  *
  * Private anonymous RAM has no file the daemon can read safely, so it is
  * not scanned yet (the in-guest agent will do it).
  *
  * The scanner's CPU is measured with the thread CPU clock around its work
- * and reported per second, next to its rate.
+ * and reported per second, in total and per VM, next to its rate.
  */
 #include "engine/engine.h"
 #include "engine/vm.h"
@@ -49,6 +58,8 @@
  */
 #define PK_SCAN_MIN_PASS_NS (1000ULL * 1000 * 1000)
 #define PK_SCAN_BATCH 64
+/* Pages per scan step: the deadline is checked between steps. */
+#define PK_SCAN_STEP 256u
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -68,12 +79,15 @@ static uint64_t page_at_offset(const struct pk_vm *vm, uint64_t off)
 	return UINT64_MAX;
 }
 
-static void flush_candidates(struct pk_vm *vm)
+static void flush_zero_pages(struct pk_vm *vm)
 {
-	int r = pk_evict_zero_pages(vm, vm->scan_zero, vm->n_scan_zero,
-				    vm->engine->scan_scratch);
-	if (r > 0)
-		vm->stats.scan_zero_reclaimed += (uint64_t)r;
+	uint64_t before = vm->stats.zero_reclaimed;
+
+	if (!vm->n_scan_zero)
+		return;
+	pk_evict_scan_pages(vm, vm->scan_zero, vm->n_scan_zero,
+			    vm->engine->scan_scratch, 0);
+	vm->stats.scan_zero_reclaimed += vm->stats.zero_reclaimed - before;
 	vm->n_scan_zero = 0;
 }
 
@@ -82,44 +96,66 @@ static int on_page(void *arg, uint64_t off, const void *page, uint64_t hash,
 {
 	struct pk_vm *vm = arg;
 	struct pk_page_table *pt = &vm->pages;
-	uint64_t idx = page_at_offset(vm, off);
-	uint64_t stamp = vm->scan_pass + 2; /* never 0 or 1 */
+	uint64_t idx = page_at_offset(vm, off), old, now;
+	unsigned cur = pk_scan_stamp(vm->scan_pass), stable = 0;
 
-	(void)page, (void)hash;
 	vm->stats.scan_pages++;
 	if (idx == UINT64_MAX || pk_page_state(pt, idx) != PK_PAGE_RESIDENT ||
 	    pk_page_busy(pt, idx))
 		return 0;
-	if (!is_zero) {
-		if (pk_page_payload(pt, idx))
-			pk_page_set(pt, idx, PK_PAGE_RESIDENT, 0);
-		return 0;
+	old = pk_page_payload(pt, idx);
+	now = pk_scan_payload(hash, 0, cur);
+	if (pk_scan_payload_stamp(old) == cur)
+		return 0; /* read already in this pass */
+	if (pk_scan_payload_stamp(old) == pk_scan_stamp(vm->scan_pass + 254) &&
+	    pk_scan_payload_hash(old) == pk_scan_payload_hash(now)) {
+		stable = pk_scan_payload_stable(old) + 1;
+		if (stable > PK_SCAN_STABLE_MAX)
+			stable = PK_SCAN_STABLE_MAX;
 	}
-	if (pk_page_payload(pt, idx) == stamp - 1) {
+	pk_page_set(pt, idx, PK_PAGE_RESIDENT,
+		    pk_scan_payload(hash, stable, cur));
+	if (stable < vm->engine->cfg.share_stable_scans)
+		return 0;
+	if (is_zero) {
 		vm->scan_zero[vm->n_scan_zero++] = idx;
 		if (vm->n_scan_zero == PK_SCAN_BATCH)
-			flush_candidates(vm);
-		return 0;
+			flush_zero_pages(vm);
+	} else {
+		pk_share_consider(vm, idx, page, hash);
 	}
-	pk_page_set(pt, idx, PK_PAGE_RESIDENT, stamp);
 	return 0;
 }
 
-/* Scan up to max_pages of vm; returns pages visited. */
-static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages)
+/* The scan tick's limits: its CPU share, and one period of wall time. */
+struct scan_deadline {
+	uint64_t cpu_ns, wall_ns;
+};
+
+static int past_deadline(const struct scan_deadline *dl)
 {
-	uint64_t done = 0;
+	return clock_ns(CLOCK_THREAD_CPUTIME_ID) >= dl->cpu_ns ||
+	       clock_ns(CLOCK_MONOTONIC) >= dl->wall_ns;
+}
+
+/* Scan up to max_pages of vm, stopping early at dl; returns pages visited. */
+static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
+			const struct scan_deadline *dl)
+{
+	uint64_t done = 0, cpu0;
 	int n;
 
 	if (vm->anon || clock_ns(CLOCK_MONOTONIC) < vm->scan_next_pass_ns)
 		return 0;
+	cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	if (!vm->scan && pk_scan_cursor_create(vm->ram_fd, 0, &vm->scan) < 0)
 		return 0;
 	if (!vm->scan_pass_start_ns)
 		vm->scan_pass_start_ns = clock_ns(CLOCK_MONOTONIC);
-	while (done < max_pages) {
+	while (done < max_pages && !past_deadline(dl)) {
 		uint64_t want = max_pages - done;
-		n = pk_scan_step(vm->scan, want > 4096 ? 4096 : (unsigned)want,
+		n = pk_scan_step(vm->scan,
+				 want > PK_SCAN_STEP ? PK_SCAN_STEP : (unsigned)want,
 				 on_page, vm);
 		if (n < 0) {
 			pk_log(vm->engine, "vm %s: scan: %s", vm->name,
@@ -131,11 +167,13 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages)
 			vm->scan_next_pass_ns =
 				vm->scan_pass_start_ns + PK_SCAN_MIN_PASS_NS;
 			vm->scan_pass_start_ns = 0;
+			pk_share_pass_done(vm);
 			break;
 		}
 		done += (uint64_t)n;
 	}
-	flush_candidates(vm);
+	flush_zero_pages(vm);
+	vm->stats.scan_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	return done;
 }
 
@@ -145,22 +183,33 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	struct pk_engine *e = data;
 	uint64_t expirations, now = clock_ns(CLOCK_MONOTONIC), budget, pages;
 	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	struct scan_deadline dl;
 	(void)loop, (void)w, (void)events;
 
 	if (read(e->scan_timer_fd, &expirations, sizeof(expirations)) < 0 ||
 	    !e->vms)
 		return;
+	/* The CPU share: at most that part of each period in CPU time, and
+	 * never more than a period in wall time, so neither a high rate nor
+	 * costly pages (many hash collisions) can hold up the loop's faults
+	 * for long. */
+	dl.cpu_ns = cpu0 + PK_SCAN_PERIOD_NS / 100 * e->cfg.scan_cpu_percent;
+	dl.wall_ns = now + PK_SCAN_PERIOD_NS;
 	budget = pk_rate_limit_take(&e->scan_rate, e->cfg.scan_bytes_per_s,
 				    PK_PAGE_SIZE, now);
 	pages = budget / PK_PAGE_SIZE;
-	/* Round robin: start after the VM served last. */
-	for (unsigned k = 0; k < e->n_vms && pages; k++) {
+	/* Round robin: start after the VM served last.  A VM counts as
+	 * served only if the tick had time left for it, so one VM that
+	 * uses up every tick's share cannot starve the next. */
+	for (unsigned k = 0; k < e->n_vms && pages && !past_deadline(&dl); k++) {
 		struct pk_vm *vm = pk_vm_find_by_id(e, e->scan_last_vm_id);
 		vm = vm && vm->next ? vm->next : e->vms;
 		e->scan_last_vm_id = vm->id;
-		uint64_t got = scan_vm(vm, pages);
+		uint64_t got = scan_vm(vm, pages, &dl);
 		pages -= got;
 	}
+	/* Duplicates found in other VMs' passes are queued there. */
+	pk_share_flush_all(e);
 	pk_rate_limit_refund(&e->scan_rate, pages * PK_PAGE_SIZE);
 	e->scan_bytes += budget - pages * PK_PAGE_SIZE;
 	e->scan_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
@@ -177,13 +226,14 @@ int pk_scan_init(struct pk_engine *e)
 	e->scan_timer_fd = -1;
 	if (!e->cfg.scan_bytes_per_s)
 		return 0;
-	e->scan_scratch = mmap(NULL, PK_SCAN_BATCH * PK_PAGE_SIZE,
+	e->scan_scratch = mmap(NULL, (PK_SCAN_BATCH + 1) * PK_PAGE_SIZE,
 			       PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e->scan_scratch == MAP_FAILED) {
 		e->scan_scratch = NULL;
 		return -errno;
 	}
+	e->share_tmp = (char *)e->scan_scratch + PK_SCAN_BATCH * PK_PAGE_SIZE;
 	/* A burst of two periods: a late tick catches up, no more. */
 	pk_rate_limit_init(&e->scan_rate, e->cfg.scan_bytes_per_s,
 			   e->cfg.scan_bytes_per_s / 50 + PK_PAGE_SIZE, now);
@@ -202,8 +252,9 @@ void pk_scan_fini(struct pk_engine *e)
 		close(e->scan_timer_fd);
 	e->scan_timer_fd = -1;
 	if (e->scan_scratch)
-		munmap(e->scan_scratch, PK_SCAN_BATCH * PK_PAGE_SIZE);
+		munmap(e->scan_scratch, (PK_SCAN_BATCH + 1) * PK_PAGE_SIZE);
 	e->scan_scratch = NULL;
+	e->share_tmp = NULL;
 }
 
 /* The 1 s tick: rate and CPU share over the last second. */
@@ -217,6 +268,17 @@ void pk_scan_tick(struct pk_engine *e, uint64_t seconds)
 			      1e7 / (double)seconds;
 	e->scan_bytes_last = e->scan_bytes;
 	e->scan_cpu_ns_last = e->scan_cpu_ns;
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next) {
+		struct pk_vm_stats *st = &vm->stats;
+		st->scan_mib_per_s = (double)(st->scan_pages -
+					      st->scan_pages_last_tick) *
+				     PK_PAGE_SIZE / (1 << 20) / (double)seconds;
+		st->scan_cpu_percent = (double)(st->scan_cpu_ns -
+						st->scan_cpu_ns_last_tick) /
+				       1e7 / (double)seconds;
+		st->scan_pages_last_tick = st->scan_pages;
+		st->scan_cpu_ns_last_tick = st->scan_cpu_ns;
+	}
 }
 
 void pk_scan_vm_gone(struct pk_vm *vm)

@@ -8,6 +8,9 @@
  */
 #include "engine/engine.h"
 #include "engine/vm.h"
+#include "engine/share.h"
+#include "hashing/canonical_store.h"
+#include "hashing/content_index.h"
 #include "swapper/swap_store.h"
 
 #include <json-c/json.h>
@@ -39,10 +42,60 @@ static const char *balloon_kind_name(uint32_t k)
 	}
 }
 
+static double bytes_mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* SHARED pages of the domain's VMs: the references its copies hold. */
+static uint64_t domain_shared_pages(const struct pk_engine *e,
+				    const struct pk_share_domain *d,
+				    uint64_t *zero_pages, unsigned *n_vms)
+{
+	uint64_t shared = 0;
+
+	*zero_pages = 0;
+	*n_vms = 0;
+	for (const struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		if (vm->domain == d) {
+			shared += vm->pages.count[PK_PAGE_SHARED];
+			*zero_pages += vm->pages.count[PK_PAGE_ZERO];
+			(*n_vms)++;
+		}
+	return shared;
+}
+
+/*
+ * Memory a VM's sharing gives back, net of the store: its zero and
+ * shared pages, minus its part of the domain's store (canonical pages,
+ * their metadata and the candidate index), in proportion to the
+ * references it holds; *frames is its part of the canonical copies,
+ * the same way.  A VM with no shared pages pays nothing for its
+ * domain's candidates: sharing has cost it nothing yet that it could
+ * attribute.
+ */
+static double vm_saved_mib(const struct pk_vm *vm, double *frames)
+{
+	uint64_t zero, shared_d, shared = vm->pages.count[PK_PAGE_SHARED];
+	unsigned n;
+	double cost = 0;
+
+	*frames = 0;
+	if (vm->domain && shared) {
+		double part;
+		shared_d = domain_shared_pages(vm->engine, vm->domain, &zero, &n);
+		part = (double)shared / (double)shared_d;
+		cost = bytes_mib(pk_share_domain_bytes(vm->domain)) * part;
+		*frames = (double)pk_share_domain_frames(vm->domain) * part;
+	}
+	return pages_mib(vm->pages.count[PK_PAGE_ZERO] + shared) - cost;
+}
+
 static json_object *vm_json(const struct pk_vm *vm)
 {
 	json_object *o = json_object_new_object();
 	const uint64_t *c = vm->pages.count;
+	double frames, saved = vm_saved_mib(vm, &frames);
 
 	json_object_object_add(o, "name", json_object_new_string(vm->name));
 	json_object_object_add(o, "id", json_object_new_int64(vm->id));
@@ -73,6 +126,17 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_int(o, "scan_pages", vm->stats.scan_pages);
 	put_int(o, "scan_passes", vm->scan_pass);
 	put_int(o, "scan_zero_reclaimed", vm->stats.scan_zero_reclaimed);
+	json_object_object_add(o, "scan_mib_per_s",
+			       json_object_new_double(vm->stats.scan_mib_per_s));
+	json_object_object_add(o, "scan_cpu_percent",
+			       json_object_new_double(vm->stats.scan_cpu_percent));
+	put_int(o, "share_matches", vm->stats.share_matches);
+	put_int(o, "share_merged", vm->stats.share_merged);
+	put_int(o, "share_refaults", vm->stats.share_refaults);
+	put_int(o, "swap_dedup", vm->stats.swap_dedup);
+	json_object_object_add(o, "saved_mib", json_object_new_double(saved));
+	json_object_object_add(o, "canonical_frames",
+			       json_object_new_double(frames));
 	put_int(o, "evict_aborts", vm->stats.evict_aborts);
 	put_int(o, "swapins", vm->stats.swapins);
 	put_int(o, "swapins_readahead", vm->stats.swapins_readahead);
@@ -81,6 +145,53 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_int(o, "pages_poisoned", vm->stats.poisoned);
 	put_int(o, "page_table_bytes", (vm->pages.n_pages *
 						 PK_PAGE_TABLE_BYTES_PER_PAGE));
+	return o;
+}
+
+/*
+ * Sharing in total and per domain.  saved_mib is what sharing gives back
+ * to the machine: zero and shared pages, minus every byte the stores and
+ * candidate indexes hold.
+ */
+static json_object *sharing_json(const struct pk_engine *e)
+{
+	json_object *o = json_object_new_object(), *doms = json_object_new_array();
+	uint64_t shared = 0, zero = 0, frames = 0, store = 0;
+
+	for (const struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		zero += vm->pages.count[PK_PAGE_ZERO];
+	for (const struct pk_share_domain *d = e->domains; d; d = d->next) {
+		json_object *dj = json_object_new_object();
+		uint64_t dzero, dshared, dframes = pk_share_domain_frames(d);
+		uint64_t dbytes = pk_share_domain_bytes(d);
+		unsigned n;
+
+		dshared = domain_shared_pages(e, d, &dzero, &n);
+		shared += dshared;
+		frames += dframes;
+		store += dbytes;
+		json_object_object_add(dj, "name", json_object_new_string(d->name));
+		put_int(dj, "vms", n);
+		put_int(dj, "canonical_frames", dframes);
+		put_mib(dj, "shared_mib", dshared);
+		json_object_object_add(dj, "store_mib",
+				       json_object_new_double(bytes_mib(dbytes)));
+		json_object_object_add(dj, "saved_mib", json_object_new_double(
+			pages_mib(dzero + dshared) - bytes_mib(dbytes)));
+		put_int(dj, "rounds", d->rounds);
+		put_int(dj, "candidates", pk_index_entries(d->candidates[0]) +
+					  pk_index_entries(d->candidates[1]));
+		json_object_array_add(doms, dj);
+	}
+	put_mib(o, "shared_mib", shared);
+	put_mib(o, "zero_mib", zero);
+	put_int(o, "canonical_frames", frames);
+	json_object_object_add(o, "store_mib",
+			       json_object_new_double(bytes_mib(store)));
+	json_object_object_add(o, "saved_mib", json_object_new_double(
+		pages_mib(zero + shared) - bytes_mib(store)));
+	put_int(o, "stable_scans", e->cfg.share_stable_scans);
+	json_object_object_add(o, "domains", doms);
 	return o;
 }
 
@@ -108,6 +219,7 @@ char *pk_engine_status_json(struct pk_engine *e)
 				       json_object_new_double(e->scan_cpu_percent));
 		json_object_object_add(root, "scan", sc);
 	}
+	json_object_object_add(root, "sharing", sharing_json(e));
 	if (e->swap) {
 		json_object *sw = json_object_new_object();
 		put_int(sw, "slots_total", pk_swap_slots_total(e->swap));

@@ -286,6 +286,21 @@ struct pk_vm *pk_vm_find_by_id(struct pk_engine *e, uint32_t id)
 	return NULL;
 }
 
+void pk_vm_page_where(const struct pk_vm *vm, uint64_t idx, uint64_t *addr,
+		      uint64_t *off)
+{
+	for (uint32_t i = 0; i < vm->n_regions; i++) {
+		const struct pk_vm_region *r = &vm->regions[i];
+		uint64_t n = r->length / PK_PAGE_SIZE;
+		if (idx >= r->first_page && idx < r->first_page + n) {
+			*addr = r->start + (idx - r->first_page) * PK_PAGE_SIZE;
+			*off = r->file_offset + (idx - r->first_page) * PK_PAGE_SIZE;
+			return;
+		}
+	}
+	*addr = *off = 0;
+}
+
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
 					   uint64_t addr)
 {
@@ -343,8 +358,6 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->pidfd = -1;
 	vm->reclaim_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
-	snprintf(vm->share_domain, sizeof(vm->share_domain), "%s",
-		 reg->share_domain);
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
 		 reg->balloon_channel);
@@ -386,6 +399,11 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 		goto fail;
 	}
 	scan_populated(vm);
+	err = pk_share_attach(vm, reg->share_domain);
+	if (err) {
+		snprintf(reason, reason_len, "sharing domain: %s", strerror(-err));
+		goto fail;
+	}
 
 	vm->id = ++e->next_vm_id;
 	vm->next = e->vms;
@@ -414,6 +432,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 	/* Swap state: the batch in flight, retries, and every slot. */
 	pk_evict_vm_gone(vm);
 	pk_scan_vm_gone(vm);
+	pk_share_detach(vm);
 	while (vm->swapin_retry) {
 		struct pk_swapin *op = vm->swapin_retry;
 		vm->swapin_retry = op->next_retry;

@@ -19,6 +19,8 @@
 #include "engine/engine.h"
 #include "engine/page_table.h"
 #include "engine/protocol.h"
+#include "engine/scan.h"
+#include "engine/share.h"
 
 /* A run of sequential first touches, for fault-around. */
 struct pk_fault_stream {
@@ -83,6 +85,13 @@ struct pk_vm_stats {
 	uint64_t zero_reclaimed;   /* pages found zero and punched */
 	uint64_t scan_pages;	   /* pages the sharing scanner visited */
 	uint64_t scan_zero_reclaimed; /* of zero_reclaimed, by the scanner */
+	uint64_t scan_pages_last_tick;
+	uint64_t scan_cpu_ns, scan_cpu_ns_last_tick; /* the scanner's, on us */
+	double scan_mib_per_s, scan_cpu_percent;
+	uint64_t share_matches;	   /* duplicate pairs the scanner found */
+	uint64_t share_merged;	   /* pages merged into canonical copies */
+	uint64_t share_refaults;   /* SHARED pages faulted back in */
+	uint64_t swap_dedup;	   /* evictions that joined a canonical copy */
 	uint64_t evict_aborts;	   /* guest wrote during eviction */
 	uint64_t swapins;
 	uint64_t swapins_readahead; /* of those, read ahead of the guest */
@@ -133,6 +142,12 @@ struct pk_vm {
 	uint64_t scan_pass_start_ns, scan_next_pass_ns;
 	uint64_t scan_zero[64];	   /* stable zero pages waiting for a batch */
 	unsigned n_scan_zero;
+
+	/* Sharing (share.c). */
+	struct pk_share_domain *domain;
+	uint64_t share_queue[PK_SHARE_QUEUE]; /* pages waiting to be merged */
+	unsigned n_share_queue;
+	uint64_t share_round_pass; /* scan_pass at the domain's last round */
 	uint64_t reclaim_left;		 /* pages a reclaim request still wants */
 	int reclaim_fd;			 /* connection awaiting the reply, or -1 */
 	int reclaim_status;		 /* 0, or why the reclaim stopped */
@@ -156,6 +171,16 @@ void pk_vm_destroy(struct pk_vm *vm);
 
 struct pk_vm *pk_vm_find_by_name(struct pk_engine *e, const char *name);
 struct pk_vm *pk_vm_find_by_id(struct pk_engine *e, uint32_t id);
+
+/* Guest address and RAM-file offset of page idx. */
+void pk_vm_page_where(const struct pk_vm *vm, uint64_t idx, uint64_t *addr,
+		      uint64_t *off);
+static inline uint64_t pk_vm_page_offset(const struct pk_vm *vm, uint64_t idx)
+{
+	uint64_t addr, off;
+	pk_vm_page_where(vm, idx, &addr, &off);
+	return off;
+}
 
 /* Region holding addr, or NULL. */
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
@@ -186,9 +211,13 @@ void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx);
 void pk_evict_vm_gone(struct pk_vm *vm);
 /* The VM is going away: drop its scan cursor (scan.c). */
 void pk_scan_vm_gone(struct pk_vm *vm);
-/* Reclaim those of idx[0..n) (n <= 64) still all zeros; scratch: 64 pages. */
-int pk_evict_zero_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
-			void *scratch);
+/*
+ * The scanner's reclaim of idx[0..n) (n <= 64; scratch: 64 pages): pages
+ * still all zeros become ZERO; with share, the others are merged into
+ * canonical copies of the domain (SHARED).  Returns pages reclaimed.
+ */
+int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
+			void *scratch, int share);
 /* Continue a reclaim whose batch was put off by EAGAIN. */
 void pk_evict_resume(struct pk_vm *vm);
 void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result);

@@ -16,8 +16,10 @@
  * Ids are small integers below PK_CANON_ID_LIMIT (they fit in the page
  * table's 56-bit payload); the id of a freed copy is handed out again,
  * most recently freed first.  Copies live in page-aligned, mmap'd chunks
- * of 512 pages; a copy whose last reference goes is released to the
- * kernel at once (MADV_DONTNEED), so pk_canon_stats().bytes is the
+ * of 512 pages; the page of a copy whose last reference goes is given
+ * back to the kernel by the next pk_canon_release_freed() (in bulk: each
+ * MADV_DONTNEED is a TLB shootdown, too slow for a fault path), and until
+ * then counts in pk_canon_stats().page_bytes, so bytes is always the
  * store's real footprint, which every figure that claims savings must
  * subtract.
  *
@@ -27,6 +29,7 @@
 #define PK_CANONICAL_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct pk_canon_store;
@@ -39,8 +42,9 @@ struct pk_canon_store;
 
 struct pk_canon_stats {
 	uint64_t frames;     /* canonical copies held */
+	uint64_t held;	     /* freed copies whose page is not given back yet */
 	uint64_t refs;	     /* references held on them, in total */
-	uint64_t page_bytes; /* frames * PK_HASH_PAGE_SIZE */
+	uint64_t page_bytes; /* (frames + held) * PK_HASH_PAGE_SIZE */
 	uint64_t meta_bytes; /* per-copy metadata, chunk table, content index */
 	uint64_t bytes;	     /* page_bytes + meta_bytes */
 };
@@ -68,6 +72,13 @@ int pk_canon_get_or_add(struct pk_canon_store *store, const void *page,
 int pk_canon_get(struct pk_canon_store *store, const void *page,
 		 uint64_t hash, uint64_t *id);
 
+/*
+ * Looks up without taking a reference: 0 with *id when a stored copy
+ * equals page, else -ENOENT.
+ */
+int pk_canon_find(const struct pk_canon_store *store, const void *page,
+		  uint64_t hash, uint64_t *id);
+
 /* Takes one more reference on id.  -ENOENT if id is not a live copy. */
 int pk_canon_ref(struct pk_canon_store *store, uint64_t id);
 
@@ -77,6 +88,13 @@ int pk_canon_ref(struct pk_canon_store *store, uint64_t id);
  * if id is not a live copy.
  */
 int64_t pk_canon_put(struct pk_canon_store *store, uint64_t id);
+
+/*
+ * Gives the pages of the copies freed since the last call back to the
+ * kernel (MADV_DONTNEED, one call per run of adjacent pages); returns how
+ * many.  Call it off the fault path, e.g. once a second.
+ */
+size_t pk_canon_release_freed(struct pk_canon_store *store);
 
 /* The copy's content, or NULL if id is not a live copy.  Read-only. */
 const void *pk_canon_data(const struct pk_canon_store *store, uint64_t id);

@@ -146,3 +146,32 @@ json_object *guest_read_result(struct guest *g)
 		}
 	return result;
 }
+
+int pk_test_reclaim(const char *sock, const char *vm, uint64_t bytes,
+		   struct pk_reclaim_reply *r)
+{
+	struct pk_reclaim_msg m;
+	char buf[sizeof(*r) + 16];
+	int fd = pk_test_connect(sock);
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	memset(&m, 0, sizeof(m));
+	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
+	snprintf(m.vm_name, sizeof(m.vm_name), "%s", vm);
+	m.bytes = bytes;
+	ck_assert_int_eq(pk_test_send(fd, &m, sizeof(m), NULL, 0), 0);
+	n = pk_test_recv(fd, buf, sizeof(buf), 60000);
+	close(fd);
+	memset(r, 0, sizeof(*r));
+	if (n == (ssize_t)sizeof(struct pk_reply_msg)) { /* refused */
+		struct pk_reply_msg e;
+		ck_assert_int_eq(pk_reply_decode(buf, (size_t)n, &e), 0);
+		snprintf(r->reason, sizeof(r->reason), "%s", e.reason);
+		return e.status;
+	}
+	ck_assert_msg(n == (ssize_t)sizeof(*r), "reclaim reply of %zd bytes", n);
+	memcpy(r, buf, sizeof(*r));
+	ck_assert_int_eq(r->hdr.type, PK_MSG_RECLAIM_REPLY);
+	return r->status;
+}

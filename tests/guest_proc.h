@@ -38,5 +38,11 @@ json_object *status_root(struct pk_test_daemon *d);
 /* One status figure of one VM; -1 when the VM is not registered. */
 double vm_field(struct pk_test_daemon *d, const char *name, const char *key);
 void sleep_ms(int ms);
+/*
+ * RECLAIM bytes of vm; waits up to 60 s for the reply.  Returns its
+ * status (0, or -errno with the reason in r->reason when refused).
+ */
+int pk_test_reclaim(const char *sock, const char *vm, uint64_t bytes,
+		    struct pk_reclaim_reply *r);
 
 #endif

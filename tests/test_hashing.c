@@ -381,7 +381,7 @@ static void check_stats(struct pk_canon_store *s, uint64_t frames, uint64_t refs
 	pk_canon_stats(s, &st);
 	EQ(st.frames, frames);
 	EQ(st.refs, refs);
-	EQ(st.page_bytes, frames * PAGE);
+	EQ(st.page_bytes, (frames + st.held) * PAGE);
 	GT(st.meta_bytes, 0);
 	EQ(st.bytes, st.page_bytes + st.meta_bytes);
 }
@@ -471,6 +471,7 @@ static int resident(const void *addr)
 START_TEST(test_canon_put_frees_and_reuses)
 {
 	struct pk_canon_store *s;
+	struct pk_canon_stats st;
 	unsigned char *p = page_alloc(4);
 	uint64_t ids[4], id;
 	const void *old;
@@ -496,6 +497,15 @@ START_TEST(test_canon_put_frees_and_reuses)
 	EQ(pk_canon_ref(s, ids[1]), -ENOENT);
 	EQ(pk_canon_ref(s, 12345), -ENOENT);
 	ck_assert_ptr_null(pk_canon_data(s, 12345));
+	/* The freed copy's page is held, and counted, until the release. */
+	pk_canon_stats(s, &st);
+	EQ(st.held, 1);
+	EQ(st.page_bytes, 3 * PAGE);
+	EQ(pk_canon_release_freed(s), 1);
+	EQ(pk_canon_release_freed(s), 0);
+	pk_canon_stats(s, &st);
+	EQ(st.held, 0);
+	EQ(st.page_bytes, 2 * PAGE);
 	/* The freed copy's memory went back to the kernel. */
 	OK(!resident(old));
 	/* Its content is no longer found; the others are. */
@@ -510,10 +520,20 @@ START_TEST(test_canon_put_frees_and_reuses)
 	EQ(ids[3], ids[1]);
 	EQ(memcmp(pk_canon_data(s, ids[3]), p + 3 * PAGE, PAGE), 0);
 	check_stats(s, 3, 3);
+	/* A freed id reused before the release keeps its new content. */
+	EQ(pk_canon_put(s, ids[3]), 0);
+	fill(p + 3 * PAGE, 301);
+	EQ(pk_canon_get_or_add(s, p + 3 * PAGE, pk_page_hash(p + 3 * PAGE),
+					     &ids[3], &is_new), 0);
+	EQ(ids[3], ids[1]);
+	EQ(pk_canon_release_freed(s), 0);
+	EQ(memcmp(pk_canon_data(s, ids[3]), p + 3 * PAGE, PAGE), 0);
+	check_stats(s, 3, 3);
 	for (int i = 0; i < 4; i++)
 		if (i != 1)
 			EQ(pk_canon_put(s, ids[i]), 0);
 	check_stats(s, 0, 0);
+	EQ(pk_canon_release_freed(s), 3);
 	pk_canon_store_destroy(s);
 	free(p);
 }

@@ -29,35 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int reclaim(const char *sock, const char *vm, uint64_t bytes,
-		   struct pk_reclaim_reply *r)
-{
-	struct pk_reclaim_msg m;
-	char buf[sizeof(*r) + 16];
-	int fd = pk_test_connect(sock);
-	ssize_t n;
-
-	ck_assert_int_ge(fd, 0);
-	memset(&m, 0, sizeof(m));
-	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
-	snprintf(m.vm_name, sizeof(m.vm_name), "%s", vm);
-	m.bytes = bytes;
-	ck_assert_int_eq(pk_test_send(fd, &m, sizeof(m), NULL, 0), 0);
-	n = pk_test_recv(fd, buf, sizeof(buf), 60000);
-	close(fd);
-	memset(r, 0, sizeof(*r));
-	if (n == (ssize_t)sizeof(struct pk_reply_msg)) { /* refused */
-		struct pk_reply_msg e;
-		ck_assert_int_eq(pk_reply_decode(buf, (size_t)n, &e), 0);
-		snprintf(r->reason, sizeof(r->reason), "%s", e.reason);
-		return e.status;
-	}
-	ck_assert_msg(n == (ssize_t)sizeof(*r), "reclaim reply of %zd bytes", n);
-	memcpy(r, buf, sizeof(*r));
-	ck_assert_int_eq(r->hdr.type, PK_MSG_RECLAIM_REPLY);
-	return r->status;
-}
-
 /* Wait until the guest registered and touched every page, then a bit
  * longer for its fill to finish writing. */
 static void wait_filled(struct pk_test_daemon *d, const char *name)
@@ -108,7 +79,7 @@ START_TEST(adversarial_writers)
 		struct pk_reclaim_reply r;
 		ck_assert_msg(elapsed_s(&t0) < 480, "only %llu evictions in 480 s",
 			      (unsigned long long)evicted);
-		int st = reclaim(d.sock, g[round % 2].name, 64 << 20, &r);
+		int st = pk_test_reclaim(d.sock, g[round % 2].name, 64 << 20, &r);
 		ck_assert_msg(st == 0, "reclaim: %s", r.reason);
 		evicted += r.pages_swapped;
 		aborted += r.pages_aborted;
@@ -161,7 +132,7 @@ START_TEST(round_trip)
 		for (int i = 0; i < 4; i++) {
 			struct pk_reclaim_reply r;
 			int st;
-			st = reclaim(d.sock, g[i].name, 64 << 20, &r);
+			st = pk_test_reclaim(d.sock, g[i].name, 64 << 20, &r);
 			ck_assert_msg(st == 0, "reclaim: %s", r.reason);
 			ck_assert_uint_gt(r.pages_swapped, 1000);
 			sleep_ms(300); /* let the guests fault pages back */
@@ -223,7 +194,7 @@ START_TEST(corruption)
 	setenv("ASAN_OPTIONS", opts, 1);
 	guest_start(&victim, d.sock, "victim", vx);
 	wait_filled(&d, "victim");
-	ck_assert_int_eq(reclaim(d.sock, "victim", 16 << 20, &r), 0);
+	ck_assert_int_eq(pk_test_reclaim(d.sock, "victim", 16 << 20, &r), 0);
 	ck_assert_uint_eq(r.pages_swapped, 4096);
 	corrupt_swap_file(&d, 4096);
 	/* The bystander's pages are written after the corruption. */
@@ -257,7 +228,7 @@ START_TEST(full_swap_file)
 		      d.error);
 	guest_start(&g, d.sock, "big", extra);
 	wait_filled(&d, "big");
-	st = reclaim(d.sock, "big", 32 << 20, &r);
+	st = pk_test_reclaim(d.sock, "big", 32 << 20, &r);
 	ck_assert_int_eq(st, -ENOSPC);
 	ck_assert_msg(strstr(r.reason, "swap file full"), "%s", r.reason);
 	/* 2048 slots; the guest's writes fault pages back and free slots

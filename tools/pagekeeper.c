@@ -97,6 +97,33 @@ static const char *str(json_object *o, const char *key)
 						     : "?";
 }
 
+/*
+ * Sharing per VM, then in total: saved is net of the canonical store
+ * (its pages, metadata and candidate index); a VM's frames and store
+ * cost are its part of its domain's, by the references it holds.
+ */
+static void print_sharing(json_object *vms, json_object *sh)
+{
+	size_t n = json_object_array_length(vms);
+
+	printf("\n%-16s %-16s %10s %9s %11s %10s %11s %10s\n", "NAME",
+	       "SHARE DOMAIN", "SHARED MiB", "ZERO MiB", "CANON PAGES",
+	       "SAVED MiB", "SCAN MiB/s", "SCAN CPU %");
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		const char *dom = str(vm, "share_domain");
+		printf("%-16s %-16s %10.1f %9.1f %11.0f %10.1f %11.1f %10.1f\n",
+		       str(vm, "name"), dom[0] ? dom : "(itself)",
+		       num(vm, "shared_mib"), num(vm, "zero_mib"),
+		       num(vm, "canonical_frames"), num(vm, "saved_mib"),
+		       num(vm, "scan_mib_per_s"), num(vm, "scan_cpu_percent"));
+	}
+	printf("sharing: %.1f MiB saved net = %.1f MiB zero + %.1f MiB shared "
+	       "- %.1f MiB store (%.0f canonical pages)\n",
+	       num(sh, "saved_mib"), num(sh, "zero_mib"), num(sh, "shared_mib"),
+	       num(sh, "store_mib"), num(sh, "canonical_frames"));
+}
+
 static void print_table(json_object *root)
 {
 	json_object *vms;
@@ -136,6 +163,8 @@ static void print_table(json_object *root)
 		printf("sharing scanner: %.1f MiB/s (limit %.0f MiB/s), %.1f %% "
 		       "of one CPU\n", num(o, "mib_per_s"),
 		       num(o, "rate_limit_mib_per_s"), num(o, "cpu_percent"));
+	if (json_object_object_get_ex(root, "sharing", &o))
+		print_sharing(vms, o);
 }
 
 /* Fetch the status; returns the JSON text inside *reply, or NULL. */

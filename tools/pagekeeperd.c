@@ -3,6 +3,8 @@
  *
  *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
  *               [--swap-size SIZE] [--swap-readahead PAGES] [--scan-rate SIZE]
+ *               [--scan-cpu PERCENT] [--share-stable-scans N]
+ *               [--share-domain VM=DOMAIN ...]
  *               [--fault-around PAGES] [--foreground] [--quiet]
  *
  * Parses options, prepares the state directory and runs the engine.
@@ -12,6 +14,7 @@
  */
 #include "engine/engine.h"
 #include "engine/client/pagekeeper-client.h"
+#include "engine/protocol.h"
 #include "tools/common/size_parse.h"
 
 #include <errno.h>
@@ -30,7 +33,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
 		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
-		"                   [--scan-rate SIZE]\n"
+		"                   [--scan-rate SIZE] [--scan-cpu PERCENT]\n"
+		"                   [--share-stable-scans N]\n"
+		"                   [--share-domain VM=DOMAIN ...]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
 		"  --state-dir DIR       swap file, journal (default %s)\n"
@@ -42,6 +47,15 @@ static void usage(FILE *f)
 		"                        (default %u; 1: no readahead)\n"
 		"  --scan-rate SIZE      sharing scanner: bytes of guest RAM read\n"
 		"                        per second, K/M/G (default %lluM; 0: off)\n"
+		"  --scan-cpu PERCENT    most of one core the scanner may use,\n"
+		"                        1..100 (default %u)\n"
+		"  --share-stable-scans N  scans (>= 1 s apart) a page must keep\n"
+		"                        its content before it is merged or\n"
+		"                        zero-reclaimed, 0..%u (default %u)\n"
+		"  --share-domain VM=DOMAIN  put VM in sharing DOMAIN whatever it\n"
+		"                        registers with (repeatable); non-zero\n"
+		"                        pages merge only within a domain, and a\n"
+		"                        VM with no domain shares only with itself\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --foreground          do not fork; log to stderr\n"
@@ -49,6 +63,8 @@ static void usage(FILE *f)
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_SWAP_READAHEAD_LIMIT,
 		PK_SWAP_READAHEAD_DEFAULT,
 		(unsigned long long)(PK_SCAN_DEFAULT_BYTES_PER_S >> 20),
+		PK_SCAN_CPU_DEFAULT,
+		PK_SHARE_STABLE_LIMIT, PK_SHARE_STABLE_DEFAULT,
 		PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
 }
@@ -89,6 +105,43 @@ static char *dir_of(const char *path)
 	return d;
 }
 
+/* --share-domain VM=DOMAIN: both valid names, each VM at most once. */
+static int parse_share_domain(const char *arg, struct pk_share_override *ov,
+			      struct pk_engine_config *cfg)
+{
+	const char *eq = strchr(arg, '=');
+	struct pk_share_override o;
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(o.vm) ||
+	    strlen(eq + 1) >= sizeof(o.domain)) {
+		fprintf(stderr, "pagekeeperd: bad --share-domain '%s': want "
+			"VM=DOMAIN\n", arg);
+		return -1;
+	}
+	memcpy(o.vm, arg, (size_t)(eq - arg));
+	o.vm[eq - arg] = '\0';
+	snprintf(o.domain, sizeof(o.domain), "%s", eq + 1);
+	if (!pk_proto_name_valid(o.vm) || !pk_proto_name_valid(o.domain)) {
+		fprintf(stderr, "pagekeeperd: bad --share-domain '%s': names "
+			"are 1-63 of letters, digits, '-', '_' and '.'\n", arg);
+		return -1;
+	}
+	for (unsigned i = 0; i < cfg->n_share_overrides; i++)
+		if (strcmp(ov[i].vm, o.vm) == 0) {
+			fprintf(stderr, "pagekeeperd: --share-domain: VM '%s' "
+				"given twice\n", o.vm);
+			return -1;
+		}
+	if (cfg->n_share_overrides == PK_SHARE_OVERRIDES_MAX) {
+		fprintf(stderr, "pagekeeperd: --share-domain: at most %u VMs\n",
+			PK_SHARE_OVERRIDES_MAX);
+		return -1;
+	}
+	ov[cfg->n_share_overrides++] = o;
+	cfg->share_overrides = ov;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -99,6 +152,9 @@ int main(int argc, char **argv)
 		{ "swap-size", required_argument, NULL, 'w' },
 		{ "swap-readahead", required_argument, NULL, 'r' },
 		{ "scan-rate", required_argument, NULL, 'S' },
+		{ "share-stable-scans", required_argument, NULL, 'T' },
+		{ "scan-cpu", required_argument, NULL, 'C' },
+		{ "share-domain", required_argument, NULL, 'D' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -111,7 +167,10 @@ int main(int argc, char **argv)
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
 		.scan_bytes_per_s = PK_SCAN_DEFAULT_BYTES_PER_S,
+		.share_stable_scans = PK_SHARE_STABLE_DEFAULT,
+		.scan_cpu_percent = PK_SCAN_CPU_DEFAULT,
 	};
+	static struct pk_share_override overrides[PK_SHARE_OVERRIDES_MAX];
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
 	char *sock_dir;
@@ -168,6 +227,35 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			break;
+		case 'C': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > 100) {
+				fprintf(stderr, "pagekeeperd: bad --scan-cpu '%s': "
+					"want 1..100 (percent of one core)\n",
+					optarg);
+				return 2;
+			}
+			cfg.scan_cpu_percent = (unsigned)v;
+			break;
+		}
+		case 'T': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 ||
+			    v > (long)PK_SHARE_STABLE_LIMIT) {
+				fprintf(stderr, "pagekeeperd: bad --share-stable-scans "
+					"'%s': want 0..%u scans\n", optarg,
+					PK_SHARE_STABLE_LIMIT);
+				return 2;
+			}
+			cfg.share_stable_scans = (unsigned)v;
+			break;
+		}
+		case 'D':
+			if (parse_share_domain(optarg, overrides, &cfg) < 0)
+				return 2;
 			break;
 		case 'f': foreground = 1; break;
 		case 'q': quiet = 1; break;

@@ -1,9 +1,10 @@
 /*
- * sys_guard.c - undo the system changes of pk-bench-swap, whatever happens.
+ * sys_guard.c - undo the system changes of a benchmark, whatever happens.
  *
  * What/how/why: see sys_guard.h.  Records are fixed 1 KiB messages, below
  * PIPE_BUF, so each arrives whole.  The guardian keeps at most one of
- * each kind; everything it undoes is reported on stderr when the
+ * each kind, except KSM settings ("name=value", up to 32, the first
+ * record of a name wins); everything it undoes is reported on stderr when the
  * benchmark died without asking (so a ^C leaves a visible trace of what
  * was cleaned up).
  */
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +26,14 @@
 #define REC_PATH 1016
 #define CG_RETRY_MS 10000
 #define TMPDIR_RETRY_MS 3000
+#define KSM_DIR "/sys/kernel/mm/ksm"
+#define KSM_RECS 32
+#define KSM_NAME 64
+#define KSM_VALUE 128
 
 enum op { G_TMPDIR = 1, G_SWAPFILE, G_CGROUP, G_SUBTREE,
-	  G_SWAPOFF, G_REL_SWAP, G_REL_CGROUP, G_FINISH };
+	  G_SWAPOFF, G_REL_SWAP, G_REL_CGROUP, G_FINISH,
+	  G_PROG, G_KSM, G_REL_KSM };
 
 struct rec {
 	int op;
@@ -40,6 +47,9 @@ static int g_cmd = -1, g_ack = -1;
 /* Guardian side state. */
 struct gstate {
 	char tmpdir[REC_PATH], swapfile[REC_PATH], cgroup[REC_PATH], subtree[REC_PATH];
+	char prog[64];			/* message prefix */
+	char ksm_name[KSM_RECS][KSM_NAME], ksm_value[KSM_RECS][KSM_VALUE];
+	int n_ksm;
 	int verbose; /* the benchmark died: say what we undo */
 };
 
@@ -61,14 +71,14 @@ static int undo_cgroup(struct gstate *s)
 			break;
 		e = -errno;
 		if (errno != EBUSY || waited >= CG_RETRY_MS) {
-			fprintf(stderr, "pk-bench-swap: cleanup: rmdir %s: %s\n", s->cgroup,
+			fprintf(stderr, "%s: cleanup: rmdir %s: %s\n", s->prog, s->cgroup,
 				strerror(-e));
 			return e;
 		}
 		sleep_ms(50); /* the killed child is still leaving the cgroup */
 	}
 	if (s->verbose)
-		fprintf(stderr, "pk-bench-swap: cleanup: removed cgroup %s\n", s->cgroup);
+		fprintf(stderr, "%s: cleanup: removed cgroup %s\n", s->prog, s->cgroup);
 	s->cgroup[0] = '\0';
 	return 0;
 }
@@ -84,10 +94,10 @@ static int undo_subtree(struct gstate *s)
 	if (fd >= 0)
 		close(fd);
 	if (e)
-		fprintf(stderr, "pk-bench-swap: cleanup: write -memory to %s: %s\n",
+		fprintf(stderr, "%s: cleanup: write -memory to %s: %s\n", s->prog,
 			s->subtree, strerror(-e));
 	else if (s->verbose)
-		fprintf(stderr, "pk-bench-swap: cleanup: restored %s\n", s->subtree);
+		fprintf(stderr, "%s: cleanup: restored %s\n", s->prog, s->subtree);
 	s->subtree[0] = '\0';
 	return e;
 }
@@ -99,13 +109,14 @@ static int do_swapoff(struct gstate *s)
 		return 0;
 	if (swapoff(s->swapfile) == 0) {
 		if (s->verbose)
-			fprintf(stderr, "pk-bench-swap: cleanup: swapoff %s\n", s->swapfile);
+			fprintf(stderr, "%s: cleanup: swapoff %s\n", s->prog, s->swapfile);
 		return 0;
 	}
 	if (errno == EINVAL)
 		return 0;
 	int e = -errno;
-	fprintf(stderr, "pk-bench-swap: cleanup: swapoff %s: %s\n", s->swapfile, strerror(-e));
+	fprintf(stderr, "%s: cleanup: swapoff %s: %s\n", s->prog, s->swapfile,
+		strerror(-e));
 	return e;
 }
 
@@ -116,13 +127,121 @@ static int undo_swapfile(struct gstate *s)
 	int e = do_swapoff(s);
 	if (e == 0 && unlink(s->swapfile) < 0 && errno != ENOENT) {
 		e = -errno;
-		fprintf(stderr, "pk-bench-swap: cleanup: unlink %s: %s\n", s->swapfile,
+		fprintf(stderr, "%s: cleanup: unlink %s: %s\n", s->prog, s->swapfile,
 			strerror(errno));
 	}
 	/* an active swap file must not be removed: keep it for the next try */
 	if (e == 0)
 		s->swapfile[0] = '\0';
 	return e;
+}
+
+static int ksm_file(const char *name, const char *value, bool write_it, char *out,
+		    size_t out_len)
+{
+	char path[KSM_NAME + sizeof(KSM_DIR) + 2];
+	int fd, e = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", KSM_DIR, name);
+	fd = open(path, (write_it ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write_it) {
+		size_t n = strlen(value);
+		if (write(fd, value, n) != (ssize_t)n)
+			e = errno ? -errno : -EIO;
+	} else {
+		ssize_t n = read(fd, out, out_len - 1);
+		if (n < 0)
+			e = -errno;
+		else
+			out[n] = '\0';
+	}
+	close(fd);
+	return e;
+}
+
+/* The value as ksm_ctl.c reduces it: "[a] b" -> "a", no trailing blanks. */
+static void ksm_reduce(char *v)
+{
+	char *open = strchr(v, '['), *close = open ? strchr(open, ']') : NULL;
+	size_t n;
+
+	if (open && close) {
+		n = (size_t)(close - open - 1);
+		memmove(v, open + 1, n);
+		v[n] = '\0';
+	}
+	n = strlen(v);
+	while (n && (v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+		v[--n] = '\0';
+}
+
+static int ksm_put(struct gstate *s, const char *name, const char *value)
+{
+	int e = ksm_file(name, value, true, NULL, 0);
+
+	if (e)
+		fprintf(stderr, "%s: cleanup: write %s to %s/%s: %s\n", s->prog, value,
+			KSM_DIR, name, strerror(-e));
+	return e;
+}
+
+/* Unmerge, stop, and put every recorded setting back, run last. */
+static int undo_ksm(struct gstate *s)
+{
+	const char *run = NULL;
+	int first = 0, e;
+
+	if (!s->n_ksm)
+		return 0;
+	/* run=2 returns once every KSM page is unmerged */
+	if ((e = ksm_put(s, "run", "2")))
+		first = e;
+	if ((e = ksm_put(s, "run", "0")) && !first)
+		first = e;
+	for (int i = 0; i < s->n_ksm; i++) {
+		char now[KSM_VALUE];
+		if (!strcmp(s->ksm_name[i], "run")) {
+			run = s->ksm_value[i];
+			continue;
+		}
+		if (ksm_file(s->ksm_name[i], NULL, false, now, sizeof(now)) == 0) {
+			ksm_reduce(now);
+			if (!strcmp(now, s->ksm_value[i]))
+				continue;
+		}
+		if ((e = ksm_put(s, s->ksm_name[i], s->ksm_value[i])) && !first)
+			first = e;
+		else if (!e && s->verbose)
+			fprintf(stderr, "%s: cleanup: restored %s/%s=%s\n", s->prog, KSM_DIR,
+				s->ksm_name[i], s->ksm_value[i]);
+	}
+	if (run && strcmp(run, "0") && (e = ksm_put(s, "run", run)) && !first)
+		first = e;
+	if (s->verbose)
+		fprintf(stderr, "%s: cleanup: KSM unmerged (run=2) and its settings restored "
+			"(run=%s)\n", s->prog, run ? run : "0");
+	s->n_ksm = 0;
+	return first;
+}
+
+static void ksm_record(struct gstate *s, const char *rec)
+{
+	const char *eq = strchr(rec, '=');
+	size_t n = eq ? (size_t)(eq - rec) : 0;
+
+	if (!eq || n == 0 || n >= KSM_NAME || strlen(eq + 1) >= KSM_VALUE)
+		return;
+	for (int i = 0; i < s->n_ksm; i++)
+		if (!strncmp(s->ksm_name[i], rec, n) && s->ksm_name[i][n] == '\0')
+			return; /* the first value recorded is the original */
+	if (s->n_ksm == KSM_RECS)
+		return;
+	memcpy(s->ksm_name[s->n_ksm], rec, n);
+	s->ksm_name[s->n_ksm][n] = '\0';
+	strcpy(s->ksm_value[s->n_ksm], eq + 1);
+	s->n_ksm++;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -138,6 +257,8 @@ static int undo_all(struct gstate *s)
 {
 	int first = 0, r;
 
+	if ((r = undo_ksm(s)) && !first)
+		first = r;
 	if ((r = undo_cgroup(s)) && !first)
 		first = r;
 	if ((r = undo_subtree(s)) && !first)
@@ -153,11 +274,12 @@ static int undo_all(struct gstate *s)
 			sleep_ms(100);
 		}
 		if (access(s->tmpdir, F_OK) == 0) {
-			fprintf(stderr, "pk-bench-swap: cleanup: could not remove %s\n", s->tmpdir);
+			fprintf(stderr, "%s: cleanup: could not remove %s\n", s->prog,
+				s->tmpdir);
 			if (!first)
 				first = -ENOTEMPTY;
 		} else if (s->verbose) {
-			fprintf(stderr, "pk-bench-swap: cleanup: removed %s\n", s->tmpdir);
+			fprintf(stderr, "%s: cleanup: removed %s\n", s->prog, s->tmpdir);
 		}
 		s->tmpdir[0] = '\0';
 	}
@@ -175,6 +297,7 @@ static void __attribute__((noreturn)) guardian(int cmd, int ackfd)
 	static struct gstate s;
 	struct rec r;
 
+	snprintf(s.prog, sizeof(s.prog), "pk-bench-swap");
 	prctl(PR_SET_NAME, "pk-swap-guard");
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
@@ -197,6 +320,12 @@ static void __attribute__((noreturn)) guardian(int cmd, int ackfd)
 		case G_SWAPOFF: ack(ackfd, do_swapoff(&s)); break;
 		case G_REL_SWAP: ack(ackfd, undo_swapfile(&s)); break;
 		case G_REL_CGROUP: ack(ackfd, undo_cgroup(&s)); break;
+		case G_PROG:
+			snprintf(s.prog, sizeof(s.prog), "%.63s", r.path);
+			prctl(PR_SET_NAME, "pk-bench-guard");
+			break;
+		case G_KSM: ksm_record(&s, r.path); break;
+		case G_REL_KSM: ack(ackfd, undo_ksm(&s)); break;
 		case G_FINISH:
 			ack(ackfd, undo_all(&s));
 			_exit(0);
@@ -269,7 +398,21 @@ int guard_tmpdir(const char *path) { return send_rec(G_TMPDIR, path); }
 int guard_swapfile(const char *path) { return send_rec(G_SWAPFILE, path); }
 int guard_cgroup(const char *path) { return send_rec(G_CGROUP, path); }
 int guard_subtree(const char *ctl_path) { return send_rec(G_SUBTREE, ctl_path); }
+int guard_prog(const char *name) { return send_rec(G_PROG, name); }
 int guard_swapoff(void) { return request(G_SWAPOFF); }
+int guard_release_ksm(void) { return request(G_REL_KSM); }
+
+int guard_ksm_value(const char *name, const char *value)
+{
+	char rec[REC_PATH];
+
+	if (!*name || strchr(name, '=') || strchr(name, '/'))
+		return -EINVAL;
+	if ((size_t)snprintf(rec, sizeof(rec), "%s=%s", name, value) >= sizeof(rec) ||
+	    strlen(name) >= KSM_NAME || strlen(value) >= KSM_VALUE)
+		return -ENAMETOOLONG;
+	return send_rec(G_KSM, rec);
+}
 int guard_release_swapfile(void) { return request(G_REL_SWAP); }
 int guard_release_cgroup(void) { return request(G_REL_CGROUP); }
 

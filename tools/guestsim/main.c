@@ -7,8 +7,9 @@
  * them side by side instead of real VMs.
  *
  * How: the phases, in order, each ended early by SIGINT/SIGTERM:
- *   1. map RAM and attach it to the daemon (unless --no-daemon), before
- *      any touch, so the daemon serves even the first fault;
+ *   1. map RAM (madvise MADV_MERGEABLE with --mergeable, for KSM) and
+ *      attach it to the daemon (unless --no-daemon), before any touch, so
+ *      the daemon serves even the first fault;
  *   2. fill: every page gets its base content (fill.c);
  *   3. workload for --duration seconds (worker.c);
  *   4. PK_GUESTSIM_CORRUPT_PAGE, a testing aid proving verify can fail;
@@ -24,12 +25,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "engine/client/pagekeeper-client.h"
+#include "clock.h"
 #include "control.h"
 #include "fill.h"
 #include "guestsim.h"
@@ -78,6 +82,19 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 		note(ctx, "fill interrupted: skipping workload and verify");
 		return 0;
 	}
+	if (o->idle_before_s > 0) {
+		sigset_t set = ctx->sigs;
+		int sig;
+		sigaddset(&set, SIGUSR1);
+		note(ctx, "idle before the workload (SIGUSR1 starts it)");
+		sig = gs_control_sleep(&set, gs_now_ns() +
+					       (uint64_t)(o->idle_before_s * 1e9));
+		if (sig && sig != SIGUSR1) {
+			res->signal = sig;
+			note(ctx, "stopped by signal while idle: no workload");
+			goto verify;
+		}
+	}
 	res->workload_ran = o->workload != GS_WL_IDLE;
 	rc = gs_workload_run(ctx, &res->wl);
 	if (rc)
@@ -90,6 +107,7 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 		gs_page_addr(ctx, o->corrupt_page)[CORRUPT_BYTE] ^= 0xff;
 		note(ctx, "PK_GUESTSIM_CORRUPT_PAGE: flipped one byte");
 	}
+verify:
 	if (o->verify) {
 		res->verify_ran = true;
 		rc = gs_verify(ctx, &res->verify);
@@ -121,6 +139,12 @@ int main(int argc, char **argv)
 
 	/* Before any thread exists, the client library's included. */
 	gs_control_block_signals(&ctx.sigs);
+	if (opts.idle_before_s > 0) {
+		sigset_t usr1;
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1); /* taken while idle (run()) */
+		pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+	}
 
 	ctx.n_pages = opts.size / GS_PAGE_SIZE;
 	ctx.sweep_threads = sweep_threads(&opts);
@@ -140,6 +164,19 @@ int main(int argc, char **argv)
 		free(ctx.seq);
 		free(res);
 		return fail("mapping guest RAM", rc);
+	}
+	if (opts.mergeable) {
+		rc = gs_ram_mergeable(&ctx.ram);
+		if (rc) {
+			fprintf(stderr, "pk-guestsim: --mergeable: madvise("
+				"MADV_MERGEABLE) on guest RAM failed: %s%s\n",
+				strerror(-rc), rc == -EINVAL ? " (kernel without "
+				"CONFIG_KSM?)" : "");
+			gs_ram_release(&ctx.ram);
+			free(ctx.seq);
+			free(res);
+			return GS_EXIT_SYSTEM;
+		}
 	}
 	if (!opts.no_daemon) {
 		rc = gs_ram_attach(&ctx.ram, &opts, err, sizeof(err));

@@ -46,9 +46,16 @@ static const char usage_text[] =
 "  --writers N          writer threads (default 1)\n"
 "  --readers N          reader threads (default 1)\n"
 "  --duration SECONDS   workload time, decimal (default 2; idle: 0)\n"
+"  --idle-before SECONDS  stay idle after the fill for SECONDS, or until\n"
+"                       SIGUSR1, before the workload (default 0)\n"
 "  --verify             check every page at the end; exit 1 on the first mismatch\n"
 "  --share-domain NAME  share domain of this VM in pagekeeperd (default: none)\n"
 "  --no-daemon          don't attach: plain kernel memory, for baselines\n"
+"  --mergeable          madvise(MADV_MERGEABLE) guest RAM after mapping, so KSM\n"
+"                       may merge it (KSM baselines); needs --no-daemon, as KSM\n"
+"                       silently drops pagekeeperd's write protection. KSM\n"
+"                       merges private anonymous RAM (--anon) only: on a memfd\n"
+"                       the call succeeds but nothing is ever merged\n"
 "  --hold               after the run print HOLDING on stdout, then wait for EOF\n"
 "                       on stdin or SIGTERM/SIGINT before detaching\n"
 "  --json               results as one JSON object on stdout (before HOLDING)\n"
@@ -69,7 +76,8 @@ static const char usage_text[] =
 enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_ANON, OPT_SEED, OPT_CONTENT,
 	OPT_WORKLOAD, OPT_WRITERS, OPT_READERS, OPT_DURATION, OPT_VERIFY,
-	OPT_SHARE_DOMAIN, OPT_NO_DAEMON, OPT_HOLD, OPT_JSON, OPT_QUIET,
+	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_NO_DAEMON, OPT_MERGEABLE, OPT_HOLD,
+	OPT_JSON, OPT_QUIET,
 	OPT_HELP,
 };
 
@@ -84,9 +92,11 @@ static const struct option long_opts[] = {
 	{ "writers", required_argument, NULL, OPT_WRITERS },
 	{ "readers", required_argument, NULL, OPT_READERS },
 	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "idle-before", required_argument, NULL, OPT_IDLE_BEFORE },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "share-domain", required_argument, NULL, OPT_SHARE_DOMAIN },
 	{ "no-daemon", no_argument, NULL, OPT_NO_DAEMON },
+	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "hold", no_argument, NULL, OPT_HOLD },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
@@ -277,6 +287,12 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 					   "seconds >= 0", arg);
 			duration_set = true;
 			break;
+		case OPT_IDLE_BEFORE:
+			if (parse_double(arg, &o->idle_before_s) ||
+			    o->idle_before_s < 0 || o->idle_before_s > 1e7)
+				return bad("--idle-before '%s': not a number of "
+					   "seconds >= 0", arg);
+			break;
 		case OPT_VERIFY:
 			o->verify = true;
 			break;
@@ -285,6 +301,9 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 			break;
 		case OPT_NO_DAEMON:
 			o->no_daemon = true;
+			break;
+		case OPT_MERGEABLE:
+			o->mergeable = true;
 			break;
 		case OPT_HOLD:
 			o->hold = true;
@@ -310,6 +329,9 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 		return bad("--size is required");
 	if (o->writers > o->size / 4096)
 		return bad("--writers: more writers than pages");
+	if (o->mergeable && !o->no_daemon)
+		return bad("--mergeable needs --no-daemon: KSM must never merge "
+			   "RAM that pagekeeperd write-protects");
 	if (!duration_set)
 		o->duration_s = o->workload == GS_WL_IDLE ? 0 : 2;
 	return parse_corrupt(o);

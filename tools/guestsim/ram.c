@@ -14,6 +14,12 @@
  * on, as a VMM would want: if the daemon restarts, faults wait for it
  * instead of failing.
  *
+ * With --mergeable the whole mapping is madvise(MADV_MERGEABLE)d right
+ * after mmap, before any touch, so KSM (ksmd) may merge its pages: the
+ * kernel baseline the sharing benchmark compares pagekeeperd with.  KSM
+ * only merges private anonymous memory; on a MAP_SHARED memfd the call
+ * returns 0 and nothing is merged (FACTS.md).
+ *
  * Why a file of its own: the rest of the simulator only sees a base
  * pointer; how RAM is backed and managed is decided here.
  */
@@ -57,6 +63,11 @@ int gs_ram_map(struct gs_ram *r, size_t size, bool anon)
 	}
 	r->base = p;
 	return 0;
+}
+
+int gs_ram_mergeable(struct gs_ram *r)
+{
+	return madvise(r->base, r->size, MADV_MERGEABLE) < 0 ? -errno : 0;
 }
 
 int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,

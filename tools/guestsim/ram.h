@@ -21,6 +21,9 @@ struct gs_ram {
 /* Map size bytes.  0 or -errno. */
 int gs_ram_map(struct gs_ram *r, size_t size, bool anon);
 
+/* madvise(MADV_MERGEABLE) all of it, for KSM (--mergeable).  0 or -errno. */
+int gs_ram_mergeable(struct gs_ram *r);
+
 /* Hand the RAM to pagekeeperd.  0, or -errno with the reason in err. */
 int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,
 		  size_t err_len);

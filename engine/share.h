@@ -1,0 +1,87 @@
+/*
+ * share.h - sharing domains and the merging of duplicate pages.
+ *
+ * Contract:
+ *  - Every VM belongs to exactly one sharing domain for its whole life.
+ *    Non-zero pages are merged only between VMs of the same domain: a
+ *    domain owns its canonical-copy store and its candidate index, so
+ *    no lookup can ever reach another domain's pages.  A VM registered
+ *    without a domain (and not given one by the daemon's configuration)
+ *    gets a private domain of its own: it shares only with itself.
+ *  - The scanner (scan.c) hands pk_share_consider() each page whose hash
+ *    stayed the same for the configured number of scans.  A page is
+ *    queued for merging when a canonical copy of its content exists, or
+ *    when a candidate page of the domain holds the same bytes (full
+ *    memcmp; the hash only finds candidates); otherwise it becomes a
+ *    candidate itself.
+ *  - Queued pages are merged by the eviction protocol (evict.c,
+ *    pk_evict_scan_pages): write-protect, copy out, verify, take a
+ *    reference on the canonical copy of the verified bytes, punch.  A
+ *    SHARED page's page-table payload is its copy's id in the domain's
+ *    store, and the page holds one reference until it is faulted back
+ *    (fault.c), discarded, or its VM goes away.
+ *  - Candidates live in two generations of index: the current one takes
+ *    inserts, both are searched, and the older is dropped when every VM
+ *    of the domain has finished a pass since the last switch.  So a
+ *    candidate survives at least one full round, and stale entries
+ *    (pages written, evicted or gone since) cost memory for two rounds
+ *    at most; lookups check each entry against the page table and drop
+ *    the stale ones they meet.
+ *
+ * Not thread-safe: the engine's one loop thread.  Errors: negative errno.
+ */
+#ifndef PK_SHARE_H
+#define PK_SHARE_H
+
+#include <stdint.h>
+
+#include "engine/protocol.h"
+
+struct pk_engine;
+struct pk_vm;
+struct pk_canon_store;
+struct pk_content_index;
+
+struct pk_share_domain {
+	struct pk_share_domain *next;
+	char name[PK_PROTO_NAME_MAX]; /* "" for a VM alone */
+	unsigned n_vms;
+	struct pk_canon_store *store;
+	struct pk_content_index *candidates[2]; /* [cur], [cur ^ 1] older */
+	unsigned cur;
+	uint64_t rounds;
+};
+
+/* Pages a VM queues before the queue is merged as one batch. */
+#define PK_SHARE_QUEUE 64
+
+/*
+ * Join vm to its domain: the configured override for its name, else the
+ * name it registered with, else a private domain.  -ENOMEM.
+ */
+int pk_share_attach(struct pk_vm *vm, const char *registered_domain);
+
+/*
+ * vm is going away: drop the references its SHARED pages hold and leave
+ * the domain (freed with its last VM).
+ */
+void pk_share_detach(struct pk_vm *vm);
+
+/* A stable, non-zero resident page idx of vm, as the scanner read it. */
+void pk_share_consider(struct pk_vm *vm, uint64_t idx, const void *page,
+		       uint64_t hash);
+
+/* vm finished a scan pass: maybe switch its domain's generations. */
+void pk_share_pass_done(struct pk_vm *vm);
+
+/* Merge every VM's queued pages now. */
+void pk_share_flush_all(struct pk_engine *e);
+
+/* The 1 s tick: give the pages of freed canonical copies back. */
+void pk_share_tick(struct pk_engine *e);
+
+/* The domain's store and candidate memory, in bytes, and its frames. */
+uint64_t pk_share_domain_bytes(const struct pk_share_domain *d);
+uint64_t pk_share_domain_frames(const struct pk_share_domain *d);
+
+#endif
