@@ -298,12 +298,17 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0) {
 		if (errno == EAGAIN)
 			return -EAGAIN;
-		if (errno == EEXIST)
+		if (errno == EEXIST) {
 			wake_page(vm, addr);
-		else if (errno != ESRCH && errno != ENOENT)
+		} else if (errno != ESRCH && errno != ENOENT) {
+			/* Keep the page shared: its next fault tries again,
+			 * where marking it resident would zero-fill it. */
 			pk_log(vm->engine, "vm %s: UFFDIO_COPY of shared page "
 			       "%llu: %s", vm->name, (unsigned long long)idx,
 			       strerror(errno));
+			wake_page(vm, addr);
+			return 0;
+		}
 	}
 	pk_canon_put(store, id);
 	pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT, 0);
