@@ -7,9 +7,10 @@
  * connection with a receive timeout; the NUL-terminated JSON after the
  * STATUS_REPLY header is parsed with json-c (engine/PROTOCOL.md,
  * "STATUS_REPLY").  An ERROR_REPLY's reason is passed on.
- * Why: pk-bench-refault polls the page-state figures (zero_mib,
- * shared_mib, the sharing object) while the scanner works; status_req.c
- * keeps its own copy of the fetch for pk-bench-swap's two counters.
+ * Why: every benchmark reads the daemon's figures the same way:
+ * pk-bench-refault polls zero_mib, shared_mib and the sharing object,
+ * pk-bench-share its sharing figures (share_status.c), pk-bench-swap
+ * its swap-in counters (status_req.c).
  */
 #ifndef PK_BENCH_STATUS_JSON_H
 #define PK_BENCH_STATUS_JSON_H

@@ -4,9 +4,7 @@
  * What: the `swapins` and `swapins_readahead` counters of one VM, and
  * whether the daemon's swap file uses O_DIRECT, as `pagekeeper status
  * --json` would show them.
- * How: a header-only STATUS request on a fresh SOCK_SEQPACKET control
- * connection, the NUL-terminated JSON of the STATUS_REPLY parsed with
- * json-c (engine/PROTOCOL.md, "STATUS_REPLY"); the VM is found by name.
+ * How: status_fetch() (status_json.h); the VM is found by name.
  * Why: part C must say how many of pagekeeperd's swap-ins were read
  * ahead, not only how long the sweep took.
  */
