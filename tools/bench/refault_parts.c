@@ -18,42 +18,14 @@ static uint64_t round_seed(uint64_t seed, enum page_kind k, unsigned round)
 	return seed * 0x100000001b3ull + (uint64_t)k * 1000 + round + 1;
 }
 
-static void summarize(uint64_t *ns, size_t n, struct rf_lat *x)
-{
-	struct lat_stats st;
-
-	lat_summarize(ns, n, &st); /* sorts ns */
-	x->ran = true;
-	x->n = n;
-	x->p50_us = st.p50_us;
-	x->p90_us = (double)percentile_sorted(ns, n, 90) / 1e3;
-	x->p99_us = st.p99_us;
-	x->p999_us = (double)percentile_sorted(ns, n, 99.9) / 1e3;
-	x->max_us = st.max_us;
-	x->mean_us = st.mean_us;
-}
-
-static double round_p50(const uint64_t *ns, size_t n)
-{
-	uint64_t *tmp = malloc(n * sizeof(*tmp));
-	struct lat_stats st;
-
-	if (!tmp)
-		return -1;
-	memcpy(tmp, ns, n * sizeof(*tmp));
-	lat_summarize(tmp, n, &st);
-	free(tmp);
-	return st.p50_us;
-}
-
 /* Pool one round's figures into the kind's results. */
 static void account(struct rf_kind *x, enum page_kind k, enum rf_variant v,
 		    const struct round_out *ro,
 		    uint64_t *const lat[ACC_COUNT], size_t per_access, size_t n)
 {
 	for (int a = 0; a < ACC_COUNT; a++) {
-		struct rf_lat *l = &x->lat[v][a];
-		l->round_p50_us[l->rounds++] = round_p50(lat[a], per_access);
+		struct lat_result *l = &x->lat[v][a];
+		l->round_p50_us[l->rounds++] = lat_p50_us(lat[a], per_access);
 		l->resident_before += ro->resident[a];
 	}
 	if (v != RV_DAEMON)
@@ -106,7 +78,7 @@ int kind_part(const struct refault_opts *o, struct refault_env *env, enum page_k
 				goto out;
 			}
 			account(x, k, v, &ro, lat, per, n);
-			struct rf_lat *lr = &x->lat[v][ACC_READ], *lw = &x->lat[v][ACC_WRITE];
+			struct lat_result *lr = &x->lat[v][ACC_READ], *lw = &x->lat[v][ACC_WRITE];
 			fprintf(stderr, "bench:   %s: p50 read %.1f µs, write %.1f µs; "
 				"%zu of %zu touches found the page resident", rf_variant_name(v),
 				lr->round_p50_us[lr->rounds - 1], lw->round_p50_us[lw->rounds - 1],
@@ -119,7 +91,7 @@ int kind_part(const struct refault_opts *o, struct refault_env *env, enum page_k
 	}
 	for (int v = 0; v < RV_COUNT; v++)
 		for (int a = 0; a < ACC_COUNT; a++)
-			summarize(pool[v][a], per * o->rounds, &x->lat[v][a]);
+			lat_result_fill(pool[v][a], per * o->rounds, &x->lat[v][a]);
 	x->ran = true;
 	ret = 0;
 out:

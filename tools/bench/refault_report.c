@@ -21,7 +21,7 @@
 
 double rf_ratio(const struct rf_kind *k, enum access a, int pct)
 {
-	const struct rf_lat *d = &k->lat[RV_DAEMON][a], *f = &k->lat[RV_FLOOR][a];
+	const struct lat_result *d = &k->lat[RV_DAEMON][a], *f = &k->lat[RV_FLOOR][a];
 	double fd = pct == 50 ? f->p50_us : f->p99_us, dd = pct == 50 ? d->p50_us : d->p99_us;
 
 	if (!k->ran || !d->ran || !f->ran || fd <= 0)
@@ -32,7 +32,7 @@ double rf_ratio(const struct rf_kind *k, enum access a, int pct)
 /* Median over rounds of pagekeeperd's round p50 / the floor's; < 0 n/a. */
 static double round_ratio(const struct rf_kind *k, enum access a)
 {
-	const struct rf_lat *d = &k->lat[RV_DAEMON][a], *f = &k->lat[RV_FLOOR][a];
+	const struct lat_result *d = &k->lat[RV_DAEMON][a], *f = &k->lat[RV_FLOOR][a];
 	double v[RF_MAX_ROUNDS];
 	unsigned n = 0;
 
@@ -85,7 +85,7 @@ static void text_kind(const struct refault_results *r, enum page_kind k, FILE *o
 		"p50", "p90", "p99", "p99.9", "max", "round p50 (min..max)", "resident before");
 	for (int a = 0; a < ACC_COUNT; a++)
 		for (int v = 0; v < RV_COUNT; v++) {
-			const struct rf_lat *l = &x->lat[v][a];
+			const struct lat_result *l = &x->lat[v][a];
 			double lo, hi;
 			minmax(l->round_p50_us, l->rounds, &lo, &hi);
 			fprintf(out, "  %-12s %-6s %7.1f µs %7.1f µs %7.1f µs %7.1f µs %8.1f µs "
@@ -141,7 +141,7 @@ static void put(json_object *o, const char *key, double v)
 	json_object_object_add(o, key, json_object_new_double(v));
 }
 
-static json_object *lat_json(const struct rf_lat *l)
+static json_object *lat_json(const struct lat_result *l)
 {
 	json_object *o = json_object_new_object(), *rp = json_object_new_array();
 

@@ -21,25 +21,17 @@
 #include <stdio.h>
 
 #include "refault_touch.h"
+#include "timing.h"
 #include "refault_variants.h"
 
-#define RF_MAX_ROUNDS 32
+#define RF_MAX_ROUNDS LAT_MAX_ROUNDS
 #define GOAL_REFAULT_RATIO 1.2	/* pagekeeperd / floor, p50 and p99 */
-
-struct rf_lat {
-	bool ran;
-	size_t n;
-	double p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
-	size_t resident_before;		/* touches that found the page resident */
-	unsigned rounds;
-	double round_p50_us[RF_MAX_ROUNDS];
-};
 
 struct rf_kind {
 	bool wanted;		/* --only */
 	bool ran;		/* every round measured */
 	char why[1200];		/* when wanted but not ran */
-	struct rf_lat lat[RV_COUNT][ACC_COUNT];
+	struct lat_result lat[RV_COUNT][ACC_COUNT];
 	unsigned rounds;	/* pagekeeperd rounds that reached the touches */
 	double wait_s[RF_MAX_ROUNDS];		/* pagekeeperd: until reclaimed */
 	double reclaimed_mib[RF_MAX_ROUNDS];	/* its zero_mib / shared_mib then */

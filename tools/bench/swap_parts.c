@@ -19,34 +19,6 @@ static uint64_t round_seed(uint64_t seed, unsigned round)
 	return seed * 0x100000001b3ull + round + 1;
 }
 
-static void summarize(uint64_t *ns, size_t n, struct lat_result *x)
-{
-	struct lat_stats st;
-
-	lat_summarize(ns, n, &st); /* sorts ns */
-	x->ran = true;
-	x->n = n;
-	x->p50_us = st.p50_us;
-	x->p90_us = (double)percentile_sorted(ns, n, 90) / 1e3;
-	x->p99_us = st.p99_us;
-	x->p999_us = (double)percentile_sorted(ns, n, 99.9) / 1e3;
-	x->max_us = st.max_us;
-	x->mean_us = st.mean_us;
-}
-
-static double round_p50(const uint64_t *ns, size_t n)
-{
-	uint64_t *tmp = malloc(n * sizeof(*tmp));
-	struct lat_stats st;
-
-	if (!tmp)
-		return -1;
-	memcpy(tmp, ns, n * sizeof(*tmp));
-	lat_summarize(tmp, n, &st);
-	free(tmp);
-	return st.p50_us;
-}
-
 static int run_latency(const struct swap_opts *o, struct swap_env *env,
 		       struct kswap *ks, struct swap_results *res, int v,
 		       unsigned r, const uint32_t *perm, size_t n, uint64_t *lat,
@@ -128,7 +100,7 @@ int latency_part(const struct swap_opts *o, struct swap_env *env, struct kswap *
 				goto out;
 			}
 			struct lat_result *x = &res->lat[v];
-			x->round_p50_us[x->rounds++] = round_p50(lat[v] + filled[v], n);
+			x->round_p50_us[x->rounds++] = lat_p50_us(lat[v] + filled[v], n);
 			x->resident_before += resident;
 			filled[v] += n;
 			fprintf(stderr, "bench:   %s: p50 %.1f µs, %zu of %zu pages were "
@@ -137,7 +109,7 @@ int latency_part(const struct swap_opts *o, struct swap_env *env, struct kswap *
 		}
 	}
 	for (int v = 0; v < LV_COUNT; v++)
-		summarize(lat[v], filled[v], &res->lat[v]);
+		lat_result_fill(lat[v], filled[v], &res->lat[v]);
 	ret = 0;
 out:
 	free(perm);

@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SWAP_MAX_ROUNDS 32
+#include "timing.h"
+
+#define SWAP_MAX_ROUNDS LAT_MAX_ROUNDS
 #define GOAL_P50_DIFF_US 2.0	/* pagekeeperd p50 - floor p50 <= */
 #define GOAL_P99_RATIO 1.0	/* pagekeeperd p99 / kernel p99 <= */
 #define GOAL_BW_RATIO 0.80	/* pagekeeperd MiB/s / fio 4k MiB/s >= */
@@ -30,15 +32,6 @@ const char *lat_variant_name(int v);
 const char *bw_variant_name(int v);
 const char *seq_variant_name(int v);
 const char *seq_variant_key(int v);	/* JSON key */
-
-struct lat_result {
-	bool ran;
-	size_t n;
-	double p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
-	size_t resident_before;		/* touches that found the page resident */
-	unsigned rounds;
-	double round_p50_us[SWAP_MAX_ROUNDS];
-};
 
 struct bw_result {
 	bool ran;

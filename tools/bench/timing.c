@@ -10,6 +10,7 @@
 #include "timing.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 uint64_t now_ns(void)
@@ -88,4 +89,32 @@ double median_double(double *v, size_t n)
 	if (n % 2)
 		return v[n / 2];
 	return (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void lat_result_fill(uint64_t *ns, size_t n, struct lat_result *x)
+{
+	struct lat_stats st;
+
+	lat_summarize(ns, n, &st); /* sorts ns */
+	x->ran = true;
+	x->n = n;
+	x->p50_us = st.p50_us;
+	x->p90_us = (double)percentile_sorted(ns, n, 90) / 1e3;
+	x->p99_us = st.p99_us;
+	x->p999_us = (double)percentile_sorted(ns, n, 99.9) / 1e3;
+	x->max_us = st.max_us;
+	x->mean_us = st.mean_us;
+}
+
+double lat_p50_us(const uint64_t *ns, size_t n)
+{
+	uint64_t *tmp = malloc(n * sizeof(*tmp));
+	struct lat_stats st;
+
+	if (!tmp)
+		return -1;
+	memcpy(tmp, ns, n * sizeof(*tmp));
+	lat_summarize(tmp, n, &st);
+	free(tmp);
+	return st.p50_us;
 }
