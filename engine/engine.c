@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/protocol.h"
 #include "engine/vm.h"
+#include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
 
 #include <errno.h>
@@ -103,8 +104,8 @@ static void io_done(void *arg, uint64_t user_data, int result)
 	struct pk_engine *e = arg;
 	struct pk_io_op *op = (struct pk_io_op *)(uintptr_t)user_data;
 
-	if (op->kind == PK_IO_EVICT_WRITE)
-		pk_evict_write_done(e, op, result);
+	if (op->kind == PK_IO_EVICT_WRITE || op->kind == PK_IO_EVICT_VERIFY)
+		pk_evict_io_done(e, op, result);
 	else
 		pk_fault_swapin_done(e, op, result);
 }
@@ -138,7 +139,7 @@ static int swap_open(struct pk_engine *e)
 	if (!pk_watch_add(e->loop, pk_swap_store_event_fd(e->swap), EPOLLIN,
 			  on_swap_io, e))
 		return -errno;
-	return 0;
+	return pk_swap_dedup_init(e);
 }
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
@@ -238,6 +239,7 @@ void pk_engine_fini(struct pk_engine *e)
 		}
 		pk_swap_store_close(e->swap);
 	}
+	pk_swap_dedup_fini(e);
 	pk_event_loop_destroy(e->loop);
 	free(e->rx_buf);
 	if (e->zero_buf)

@@ -28,6 +28,7 @@ struct pk_vm;
 struct pk_conn;
 struct pk_swap_store;
 struct pk_share_domain;
+struct pk_content_index;
 
 /* A VM whose sharing domain the configuration sets (--share-domain). */
 struct pk_share_override {
@@ -79,6 +80,7 @@ struct pk_engine {
 	void *zero_buf; /* fault_around_max zero pages, source for COPY */
 	void *rx_buf;	/* one received control message (aligned) */
 	struct pk_swap_store *swap; /* NULL without a swap file */
+	struct pk_content_index *swap_index; /* swap dedup (swap_dedup.h) */
 	pk_victim_policy_fn *victim_policy;
 	uint64_t rng;	   /* victim sampling state */
 	int evict_pending; /* a reclaim waits for a retry (EAGAIN) */
@@ -89,6 +91,7 @@ struct pk_engine {
 	void *scan_scratch;	 /* 64 pages: copies for zero verification */
 	void *share_tmp;	 /* one page: a candidate's bytes */
 	struct pk_share_domain *domains;
+	uint32_t next_domain_id;
 	uint32_t scan_last_vm_id;
 	uint64_t scan_bytes, scan_bytes_last;
 	uint64_t scan_cpu_ns, scan_cpu_ns_last;

@@ -15,8 +15,11 @@
  *   3. read the uffd dry: a write-protect fault on a batch page means the
  *      guest wrote it; the page is unprotected at once (waking the guest)
  *      and dropped from the batch;
- *   4. all-zero pages need no write; the others go to freshly allocated
- *      slots through io_uring, all in one submission;
+ *   4. all-zero pages need no write; a page whose bytes the domain keeps
+ *      already, as a canonical copy or in a swap slot, takes a reference
+ *      instead (swap dedup: a slot is read back and compared first); the
+ *      others go to freshly allocated slots through io_uring, all in one
+ *      submission;
  *   5. when the writes complete, read the uffd dry again, then punch the
  *      surviving pages out of the RAM file and record each page's slot
  *      (or the zero state) in the page table.
@@ -33,6 +36,7 @@
  * these transitions (slot set on punch, cleared on swap-in or remove).
  */
 #include "engine/vm.h"
+#include "engine/swap_dedup.h"
 #include "engine/uffd_compat.h"
 #include "hashing/canonical_store.h"
 #include "hashing/page_hash.h"
@@ -60,6 +64,7 @@
 #define EV_ZERO 0x4    /* all zeros: no slot written */
 #define EV_FAILED 0x8  /* no slot, no buffer, or the write failed */
 #define EV_SHARED 0x10 /* holds a reference on canonical copy canon_id */
+#define EV_SLOTDUP 0x20 /* holds a reference on an existing slot: no write */
 
 struct pk_evict_page {
 	struct pk_io_op op; /* first: the io_uring user_data points here */
@@ -71,6 +76,9 @@ struct pk_evict_page {
 	void *buf;
 	unsigned flags;
 	uint64_t canon_id;
+	uint64_t hash;	    /* of buf, for swap dedup */
+	unsigned vbuf_idx;  /* swap dedup: the candidate slot's bytes */
+	void *vbuf;
 };
 
 struct pk_evict_batch {
@@ -78,7 +86,7 @@ struct pk_evict_batch {
 	struct pk_vm *vm; /* NULL once the VM is gone */
 	struct pk_evict_batch *next; /* in vm->evicting */
 	unsigned n;
-	unsigned writes_pending;
+	unsigned io_pending; /* slot writes and dedup reads */
 	int nospace;
 	int scan; /* the scanner's: no writes, buffers are its scratch */
 	struct pk_evict_page pages[PK_EVICT_BATCH];
@@ -260,8 +268,10 @@ static void batch_release(struct pk_evict_batch *b)
 		struct pk_evict_page *p = &b->pages[i];
 		if (p->buf && !b->scan)
 			pk_swap_buf_put(store, p->buf_idx);
+		if (p->vbuf)
+			pk_swap_buf_put(store, p->vbuf_idx);
 		if (p->has_slot)
-			pk_swap_slot_free(store, p->slot);
+			pk_swap_slot_put(b->engine, p->slot);
 	}
 	free(b);
 }
@@ -327,6 +337,12 @@ static void batch_finish(struct pk_evict_batch *b)
 		} else {
 			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
 			p->has_slot = 0; /* the page table owns it now */
+			if (p->flags & EV_SLOTDUP) {
+				vm->stats.swap_dedup++;
+				vm->stats.swap_dedup_slots++;
+			} else {
+				pk_swap_dedup_add(vm, p->slot);
+			}
 			vm->stats.evictions++;
 			vm->reclaim_swapped++;
 		}
@@ -338,19 +354,103 @@ static void batch_finish(struct pk_evict_batch *b)
 	batch_release(b);
 }
 
-void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result)
+/* Give page p a fresh slot and queue its write.  0, or EV_FAILED set. */
+static int queue_write(struct pk_evict_batch *b, struct pk_evict_page *p)
+{
+	struct pk_engine *e = b->engine;
+
+	if (pk_swap_slot_alloc(e->swap, &p->slot) < 0) {
+		p->flags |= EV_FAILED;
+		b->nospace = 1;
+		return -ENOSPC;
+	}
+	p->has_slot = 1;
+	p->op.kind = PK_IO_EVICT_WRITE;
+	if (pk_swap_write(e->swap, p->slot, p->buf_idx,
+			  (uint64_t)(uintptr_t)&p->op) < 0) {
+		p->flags |= EV_FAILED;
+		return -EIO;
+	}
+	b->io_pending++;
+	return 0;
+}
+
+/*
+ * Swap dedup against a slot: a slot of the domain that may hold the same
+ * bytes is read back into a second buffer (verify_done compares).  1 if
+ * the read is queued.
+ */
+static int verify_start(struct pk_evict_batch *b, struct pk_evict_page *p)
+{
+	struct pk_engine *e = b->engine;
+	uint64_t cand;
+
+	if (pk_swap_dedup_find(b->vm, p->hash, &cand) < 0)
+		return 0;
+	if (pk_swap_buf_get(e->swap, &p->vbuf, &p->vbuf_idx) < 0) {
+		p->vbuf = NULL;
+		return 0;
+	}
+	p->op.kind = PK_IO_EVICT_VERIFY;
+	p->slot = cand;
+	if (pk_swap_read(e->swap, cand, p->vbuf_idx,
+			 (uint64_t)(uintptr_t)&p->op) < 0) {
+		pk_swap_buf_put(e->swap, p->vbuf_idx);
+		p->vbuf = NULL;
+		return 0;
+	}
+	b->io_pending++;
+	return 1;
+}
+
+/*
+ * The candidate slot's bytes are in vbuf (checksummed by the store).  Equal
+ * to the page: take a reference on the slot, which must still be in use
+ * (its last owner may have let it go while the read ran; the store keeps
+ * such a slot from being reused until the read ends, so "still in use"
+ * means still the same bytes).  Otherwise write the page to a slot of its
+ * own after all.  1 if a write is now pending instead.
+ */
+static int verify_done(struct pk_evict_batch *b, struct pk_evict_page *p,
+		       int result)
+{
+	struct pk_engine *e = b->engine;
+	int same = result == 0 && memcmp(p->buf, p->vbuf, PK_PAGE_SIZE) == 0;
+
+	pk_swap_buf_put(e->swap, p->vbuf_idx);
+	p->vbuf = NULL;
+	if (!b->vm || p->flags & (EV_DIRTY | EV_REMOVED))
+		return 0; /* nothing to store any more */
+	if (same && pk_swap_slot_ref(e->swap, p->slot) == 0) {
+		p->has_slot = 1;
+		p->flags |= EV_SLOTDUP;
+		return 0;
+	}
+	if (!same)
+		b->vm->stats.swap_dedup_misses++;
+	if (queue_write(b, p) < 0)
+		return 0;
+	pk_swap_submit(e->swap);
+	return 1;
+}
+
+void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result)
 {
 	struct pk_evict_page *p = (struct pk_evict_page *)op;
 	struct pk_evict_batch *b = p->batch;
 	struct pk_vm *vm = b->vm;
 
-	if (result < 0) {
+	b->io_pending--;
+	if (op->kind == PK_IO_EVICT_VERIFY) {
+		if (verify_done(b, p, result))
+			return;
+	} else if (result < 0) {
 		p->flags |= EV_FAILED;
 		pk_log(e, "vm %s: swap write of page %llu failed: %s",
 		       vm ? vm->name : "(gone)", (unsigned long long)p->idx,
 		       strerror(-result));
 	}
-	if (--b->writes_pending)
+	if (b->io_pending)
 		return;
 	batch_finish(b);
 	if (vm)
@@ -371,8 +471,8 @@ static int join_canonical(struct pk_vm *vm, struct pk_evict_page *p)
 	if (!store)
 		return 0;
 	pk_canon_stats(store, &st);
-	if (!st.frames || pk_canon_get(store, p->buf, pk_page_hash(p->buf),
-				       &p->canon_id) < 0)
+	if (!st.frames ||
+	    pk_canon_get(store, p->buf, p->hash, &p->canon_id) < 0)
 		return 0;
 	p->flags |= EV_SHARED;
 	return 1;
@@ -444,22 +544,13 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 			p->flags |= EV_ZERO;
 			continue;
 		}
-		if (join_canonical(vm, p))
-			continue; /* swap dedup: the bytes are stored already */
-		if (pk_swap_slot_alloc(e->swap, &p->slot) < 0) {
-			p->flags |= EV_FAILED;
-			b->nospace = 1;
+		/* Swap dedup: the bytes may be stored already. */
+		p->hash = pk_page_hash(p->buf);
+		if (join_canonical(vm, p) || verify_start(b, p))
 			continue;
-		}
-		p->has_slot = 1;
-		if (pk_swap_write(e->swap, p->slot, p->buf_idx,
-				  (uint64_t)(uintptr_t)&p->op) < 0) {
-			p->flags |= EV_FAILED;
-			continue;
-		}
-		b->writes_pending++;
+		queue_write(b, p);
 	}
-	if (b->writes_pending)
+	if (b->io_pending)
 		pk_swap_submit(e->swap);
 	else
 		batch_finish(b);
@@ -672,7 +763,7 @@ void pk_evict_vm_gone(struct pk_vm *vm)
 					     b->pages[i].canon_id);
 				b->pages[i].flags &= ~EV_SHARED;
 			}
-		if (!b->writes_pending)
+		if (!b->io_pending)
 			batch_release(b);
 	}
 	vm->n_evicting = 0;

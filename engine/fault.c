@@ -40,6 +40,7 @@
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
 #include "hashing/canonical_store.h"
+#include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
 
 #include <errno.h>
@@ -212,7 +213,7 @@ static int poison_page(struct pk_vm *vm, uint64_t addr)
 static void swapin_free(struct pk_engine *e, struct pk_swapin *op)
 {
 	pk_swap_buf_put(e->swap, op->buf_idx);
-	pk_swap_slot_free(e->swap, op->slot);
+	pk_swap_slot_put(e, op->slot);
 	free(op);
 }
 
@@ -511,8 +512,8 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 			/* A swap-in in flight owns its slot and frees it. */
 			if (pk_page_state(&vm->pages, p) == PK_PAGE_SWAPPED &&
 			    !busy)
-				pk_swap_slot_free(vm->engine->swap,
-						  pk_page_payload(&vm->pages, p));
+				pk_swap_slot_put(vm->engine,
+						 pk_page_payload(&vm->pages, p));
 			if (pk_page_state(&vm->pages, p) == PK_PAGE_SHARED)
 				pk_canon_put(vm->domain->store,
 					     pk_page_payload(&vm->pages, p));

@@ -64,6 +64,19 @@ static void domain_free(struct pk_share_domain *d)
 	free(d);
 }
 
+/* The next id no live domain has (a VM alone gets a domain each). */
+static uint32_t domain_id_new(struct pk_engine *e)
+{
+	for (;;) {
+		uint32_t id = e->next_domain_id++ % PK_SHARE_DOMAIN_ID_LIMIT;
+		const struct pk_share_domain *d = e->domains;
+		while (d && d->id != id)
+			d = d->next;
+		if (!d)
+			return id;
+	}
+}
+
 int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
 {
 	struct pk_engine *e = vm->engine;
@@ -79,6 +92,7 @@ int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
 		if (!d)
 			return -ENOMEM;
 		snprintf(d->name, sizeof(d->name), "%s", name);
+		d->id = domain_id_new(e);
 		if (pk_canon_store_create(&d->store) < 0 ||
 		    pk_index_create(&d->candidates[0]) < 0 ||
 		    pk_index_create(&d->candidates[1]) < 0) {

@@ -45,12 +45,16 @@ struct pk_content_index;
 struct pk_share_domain {
 	struct pk_share_domain *next;
 	char name[PK_PROTO_NAME_MAX]; /* "" for a VM alone */
+	uint32_t id; /* unique among live domains, < PK_SHARE_DOMAIN_ID_LIMIT */
 	unsigned n_vms;
 	struct pk_canon_store *store;
 	struct pk_content_index *candidates[2]; /* [cur], [cur ^ 1] older */
 	unsigned cur;
 	uint64_t rounds;
 };
+
+/* Domain ids fit the 24 bits swap dedup keeps beside a slot. */
+#define PK_SHARE_DOMAIN_ID_LIMIT (1u << 24)
 
 /* Pages a VM queues before the queue is merged as one batch. */
 #define PK_SHARE_QUEUE 64

@@ -11,6 +11,7 @@
 #include "engine/share.h"
 #include "hashing/canonical_store.h"
 #include "hashing/content_index.h"
+#include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
 
 #include <json-c/json.h>
@@ -134,6 +135,8 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_int(o, "share_merged", vm->stats.share_merged);
 	put_int(o, "share_refaults", vm->stats.share_refaults);
 	put_int(o, "swap_dedup", vm->stats.swap_dedup);
+	put_int(o, "swap_dedup_slots", vm->stats.swap_dedup_slots);
+	put_int(o, "swap_dedup_misses", vm->stats.swap_dedup_misses);
 	json_object_object_add(o, "saved_mib", json_object_new_double(saved));
 	json_object_object_add(o, "canonical_frames",
 			       json_object_new_double(frames));
@@ -222,8 +225,16 @@ char *pk_engine_status_json(struct pk_engine *e)
 	json_object_object_add(root, "sharing", sharing_json(e));
 	if (e->swap) {
 		json_object *sw = json_object_new_object();
+		struct pk_swap_stats st;
 		put_int(sw, "slots_total", pk_swap_slots_total(e->swap));
 		put_int(sw, "slots_used", pk_swap_slots_used(e->swap));
+		pk_swap_store_stats(e->swap, &st);
+		put_int(sw, "slot_extra_refs", st.slot_extra_refs);
+		put_int(sw, "dedup_index_entries", pk_swap_dedup_entries(e));
+		json_object_object_add(
+			sw, "dedup_index_mib",
+			json_object_new_double(pk_swap_dedup_bytes(e) /
+					       1048576.0));
 		json_object_object_add(sw, "direct_io",
 				       json_object_new_boolean(
 					       pk_swap_store_is_direct(e->swap)));

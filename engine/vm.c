@@ -21,6 +21,7 @@
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
+#include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
 
 #include <errno.h>
@@ -437,7 +438,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 		struct pk_swapin *op = vm->swapin_retry;
 		vm->swapin_retry = op->next_retry;
 		pk_swap_buf_put(e->swap, op->buf_idx);
-		pk_swap_slot_free(e->swap, op->slot);
+		pk_swap_slot_put(e, op->slot);
 		free(op);
 	}
 	for (uint64_t i = 0; e->swap && vm->pages.entries &&
@@ -445,7 +446,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 			     i < vm->pages.n_pages; i++)
 		if (pk_page_state(&vm->pages, i) == PK_PAGE_SWAPPED &&
 		    !pk_page_busy(&vm->pages, i))
-			pk_swap_slot_free(e->swap, pk_page_payload(&vm->pages, i));
+			pk_swap_slot_put(e, pk_page_payload(&vm->pages, i));
 	/* The freed slots are punched by the engine's scrub, not here: a
 	 * guest exit must not stall every other guest's faults. */
 	if (vm->reclaim_fd >= 0)

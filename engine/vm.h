@@ -46,7 +46,11 @@ struct pk_remove_recheck {
 #define PK_RECHECK_DELAY_MS 100
 
 /* An I/O in flight on the swap store; user_data points at one of these. */
-enum pk_io_kind { PK_IO_EVICT_WRITE = 1, PK_IO_SWAPIN_READ = 2 };
+enum pk_io_kind {
+	PK_IO_EVICT_WRITE = 1,
+	PK_IO_SWAPIN_READ = 2,
+	PK_IO_EVICT_VERIFY = 3, /* swap dedup: read a candidate slot back */
+};
 struct pk_io_op {
 	enum pk_io_kind kind;
 };
@@ -91,7 +95,10 @@ struct pk_vm_stats {
 	uint64_t share_matches;	   /* duplicate pairs the scanner found */
 	uint64_t share_merged;	   /* pages merged into canonical copies */
 	uint64_t share_refaults;   /* SHARED pages faulted back in */
-	uint64_t swap_dedup;	   /* evictions that joined a canonical copy */
+	uint64_t swap_dedup;	   /* evictions that wrote nothing: they took a
+				    * reference on a canonical copy or a slot */
+	uint64_t swap_dedup_slots; /* of those, a reference on a swap slot */
+	uint64_t swap_dedup_misses; /* slot candidates whose bytes differed */
 	uint64_t evict_aborts;	   /* guest wrote during eviction */
 	uint64_t swapins;
 	uint64_t swapins_readahead; /* of those, read ahead of the guest */
@@ -220,7 +227,7 @@ int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
 			void *scratch, int share);
 /* Continue a reclaim whose batch was put off by EAGAIN. */
 void pk_evict_resume(struct pk_vm *vm);
-void pk_evict_write_done(struct pk_engine *e, struct pk_io_op *op, int result);
+void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result);
 
 /* Swap-in completion (fault.c). */
 void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *op, int result);

@@ -33,7 +33,9 @@ int pk_slots_init(struct pk_swap_slots *s, uint64_t n, pk_slot_punch_fn *punch,
 	s->dirty_old = calloc(s->n_words, sizeof(*s->dirty_old));
 	s->state = calloc(n, sizeof(*s->state));
 	s->io = calloc(n, sizeof(*s->io));
-	if (!s->taken || !s->dirty_new || !s->dirty_old || !s->state || !s->io) {
+	s->refs = calloc(n, sizeof(*s->refs));
+	if (!s->taken || !s->dirty_new || !s->dirty_old || !s->state || !s->io ||
+	    !s->refs) {
 		pk_slots_destroy(s);
 		return -ENOMEM;
 	}
@@ -52,6 +54,7 @@ void pk_slots_destroy(struct pk_swap_slots *s)
 	free(s->dirty_old);
 	free(s->state);
 	free(s->io);
+	free(s->refs);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -90,8 +93,20 @@ int pk_slots_alloc(struct pk_swap_slots *s, uint64_t *slot)
 	}
 	s->taken[i / 64] |= BIT(i);
 	s->state[i] = PK_SLOT_USED;
+	s->refs[i] = 1;
 	s->used++;
 	*slot = i;
+	return 0;
+}
+
+int pk_slots_ref(struct pk_swap_slots *s, uint64_t slot)
+{
+	if (slot >= s->n || s->state[slot] != PK_SLOT_USED)
+		return -EINVAL;
+	if (s->refs[slot] == PK_SLOT_REFS_MAX)
+		return -EOVERFLOW;
+	s->refs[slot]++;
+	s->extra_refs++;
 	return 0;
 }
 
@@ -99,6 +114,10 @@ int pk_slots_free(struct pk_swap_slots *s, uint64_t slot)
 {
 	if (slot >= s->n || s->state[slot] != PK_SLOT_USED)
 		return -EINVAL;
+	if (--s->refs[slot]) {
+		s->extra_refs--;
+		return 0;
+	}
 	s->state[slot] = PK_SLOT_DIRTY;
 	s->used--;
 	s->dirty++;

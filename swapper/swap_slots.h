@@ -5,6 +5,11 @@
  * slot is FREE (allocatable, holds no data), USED (allocated), or DIRTY
  * (freed, still holding the old page until it is overwritten or punched).
  *
+ * A USED slot has a reference count: swap dedup lets several evicted
+ * pages with the same bytes own one slot.  Allocation gives the first
+ * reference, pk_slots_ref() adds one, and pk_slots_free() drops one; the
+ * slot turns DIRTY when the last goes.
+ *
  * Why freed slots are not punched at once: on ext4 a hole punch takes the
  * inode lock and waits for every direct I/O in flight on the file, and
  * the next write to the hole must allocate blocks again.  Punching each
@@ -24,7 +29,7 @@
  *
  * Allocation prefers low slots (a bitmap scanned from a hint that is the
  * lowest word that may have a clear bit), which keeps the file's used part
- * dense and freed runs contiguous.  Cost: 3 bits + 3 bytes per slot.
+ * dense and freed runs contiguous.  Cost: 3 bits + 5 bytes per slot.
  *
  * Not thread-safe: the store and its caller run on one event-loop thread.
  */
@@ -58,16 +63,20 @@ struct pk_swap_slots {
 	uint64_t hint;	     /* no clear bit in taken[0 .. hint) */
 	uint8_t *state;	     /* enum pk_slot_state per slot */
 	uint16_t *io;	     /* I/O operations in flight per slot */
+	uint16_t *refs;	     /* owners of a USED slot */
 	pk_slot_punch_fn *punch;
 	void *punch_arg;
 	uint64_t punched;      /* slots punched so far */
 	uint64_t punch_calls;  /* punch calls (runs) so far */
 	uint64_t punch_errors; /* failed punch calls */
 	uint64_t reused_dirty; /* DIRTY slots reallocated before a punch */
+	uint64_t extra_refs;   /* references beyond each USED slot's first */
 };
 
 /* Most I/O operations that may be in flight on one slot at a time. */
 #define PK_SLOT_IO_MAX UINT16_MAX
+/* Most owners of one slot. */
+#define PK_SLOT_REFS_MAX UINT16_MAX
 
 int pk_slots_init(struct pk_swap_slots *s, uint64_t n, pk_slot_punch_fn *punch,
 		  void *punch_arg);
@@ -76,8 +85,25 @@ void pk_slots_destroy(struct pk_swap_slots *s);
 /* Lowest FREE or DIRTY slot without I/O in flight; -ENOSPC when none. */
 int pk_slots_alloc(struct pk_swap_slots *s, uint64_t *slot);
 
-/* USED -> DIRTY.  -EINVAL if the slot is out of range or not USED. */
+/*
+ * One more owner of a USED slot.  -EINVAL if the slot is out of range or
+ * not USED, -EOVERFLOW if it has PK_SLOT_REFS_MAX owners already.
+ */
+int pk_slots_ref(struct pk_swap_slots *s, uint64_t slot);
+
+/*
+ * Drop one owner; the last makes the slot DIRTY.  -EINVAL if the slot is
+ * out of range or not USED.
+ */
 int pk_slots_free(struct pk_swap_slots *s, uint64_t slot);
+
+/* Owners of a slot: 0 unless USED. */
+static inline unsigned pk_slots_refs(const struct pk_swap_slots *s,
+				     uint64_t slot)
+{
+	return slot < s->n && s->state[slot] == PK_SLOT_USED ? s->refs[slot]
+							      : 0;
+}
 
 /*
  * The periodic scrub: punch the slots that were already DIRTY at the

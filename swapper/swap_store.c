@@ -337,6 +337,7 @@ void pk_swap_store_stats(const struct pk_swap_store *s,
 	memset(st, 0, sizeof(*st));
 	st->slots_total = s->slots.n;
 	st->slots_used = s->slots.used;
+	st->slot_extra_refs = s->slots.extra_refs;
 	st->slots_dirty = s->slots.dirty;
 	st->slots_reused_dirty = s->slots.reused_dirty;
 	st->slots_punched = s->slots.punched;
@@ -361,6 +362,16 @@ int pk_swap_slot_alloc(struct pk_swap_store *s, uint64_t *slot)
 	if (err == 0)
 		s->csum[*slot] = 0;
 	return err;
+}
+
+int pk_swap_slot_ref(struct pk_swap_store *s, uint64_t slot)
+{
+	return pk_slots_ref(&s->slots, slot);
+}
+
+unsigned pk_swap_slot_refs(const struct pk_swap_store *s, uint64_t slot)
+{
+	return pk_slots_refs(&s->slots, slot);
 }
 
 int pk_swap_slot_free(struct pk_swap_store *s, uint64_t slot)

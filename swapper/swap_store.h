@@ -14,8 +14,10 @@
  * or at the first aligned read) gets buffered I/O instead, reported by
  * pk_swap_store_is_direct().  pk_swap_store_close() unlinks it.
  *
- * Slots.  pk_swap_slot_alloc() returns the lowest allocatable slot.  A
- * freed slot's old page must not linger on disk: either its next owner
+ * Slots.  pk_swap_slot_alloc() returns the lowest allocatable slot, with
+ * one owner; pk_swap_slot_ref() adds owners (swap dedup: pages with the
+ * same bytes share a slot) and pk_swap_slot_free() drops one.  A slot
+ * whose last owner freed it must not keep its old page on disk: either its next owner
  * overwrites it, or pk_swap_store_scrub() (called once a second) punches
  * it at the second scrub after the free, coalesced into runs;
  * pk_swap_store_flush_frees() punches every freed slot at once
@@ -60,6 +62,7 @@ struct pk_swap_store;
 struct pk_swap_stats {
 	uint64_t slots_total;
 	uint64_t slots_used;	 /* allocated */
+	uint64_t slot_extra_refs; /* owners beyond each used slot's first */
 	uint64_t slots_dirty;	 /* freed, old page not yet overwritten/punched */
 	uint64_t slots_reused_dirty; /* freed slots overwritten, no punch needed */
 	uint64_t slots_punched;	 /* punched so far */
@@ -106,7 +109,17 @@ unsigned pk_swap_bufs_free(const struct pk_swap_store *store);
 
 /* Slots.  alloc: -ENOSPC when every slot is in use. */
 int pk_swap_slot_alloc(struct pk_swap_store *store, uint64_t *slot);
-/* Double or out-of-range frees are ignored (and return -EINVAL). */
+/*
+ * Swap dedup: another owner for a used slot (swap_slots.h).  -EINVAL if
+ * it is not allocated, -EOVERFLOW at PK_SLOT_REFS_MAX owners.
+ */
+int pk_swap_slot_ref(struct pk_swap_store *store, uint64_t slot);
+/* Owners of a slot, 0 if it is not allocated. */
+unsigned pk_swap_slot_refs(const struct pk_swap_store *store, uint64_t slot);
+/*
+ * Drop one owner; the last one frees the slot.  Double or out-of-range
+ * frees are ignored (and return -EINVAL).
+ */
 int pk_swap_slot_free(struct pk_swap_store *store, uint64_t slot);
 /* Punch every freed slot now; returns the number punched or -errno. */
 int pk_swap_store_flush_frees(struct pk_swap_store *store);

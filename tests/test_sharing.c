@@ -26,6 +26,15 @@
  *  - swap_dedup: a guest with the content of two merged guests is evicted
  *    at once; its duplicate pages take references on the canonical
  *    copies instead of swap slots, and all its pages verify.
+ *  - swap_slot_dedup: no scanner, so no canonical copies; two guests of
+ *    one domain with the same content are evicted one after the other,
+ *    and the second one's duplicate pages take references on the first
+ *    one's swap slots (read back and compared first).  A third guest of
+ *    the same content in another domain writes slots of its own.  Every
+ *    page verifies through the shared slots, and when the guests are
+ *    gone no slot and no index entry is left.  In the collide run the
+ *    first candidate of an 8-bit hash is nearly always other content:
+ *    the read-back must refuse it (misses > 0) and every page verifies.
  * Tcase "race" (not in the collide run: zipf leaves a cold tail stable
  * only in a large guest, and with 8-bit hashes every page of it would be
  * compared with thousands of candidates):
@@ -406,6 +415,91 @@ START_TEST(swap_dedup)
 }
 END_TEST
 
+static double swap_field(struct pk_test_daemon *d, const char *key)
+{
+	json_object *root = status_root(d);
+	double v = jnum(json_object_object_get(root, "swap"), key);
+
+	json_object_put(root);
+	return v;
+}
+
+static void reclaim_all(struct pk_test_daemon *d, const char *name,
+			double pages)
+{
+	struct pk_reclaim_reply r;
+
+	ck_assert_msg(pk_test_reclaim(d->sock, name, (uint64_t)pages * 4096,
+				      &r) == 0, "reclaim %s: %s", name, r.reason);
+}
+
+START_TEST(swap_slot_dedup)
+{
+	struct pk_test_daemon d;
+	struct guest g[3];
+	const char *names[3] = { "sd-a", "sd-b", "sd-other" };
+	const char *domains[3] = { "lab", "lab", "other" };
+	const char *collide = getenv("PK_TEST_HASH_BITS");
+	char size[16];
+	double pages = 64 * 256 / size_divisor(), dup[3], miss[3], slots;
+	uint64_t z, shared;
+
+	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 0") == 0, "%s",
+		      d.error);
+	for (int i = 0; i < 3; i++) {
+		const char *extra[] = {
+			"--size", size_arg(size, sizeof(size), 64, size_divisor()),
+			"--seed", "9", "--content", "zero=0.1,shared=0.6",
+			"--share-domain", domains[i], "--workload", "idle",
+			"--duration", "3600", "--verify", "--json", NULL
+		};
+		guest_start(&g[i], d.sock, names[i], extra);
+		wait_filled(&d, names[i]);
+	}
+	sleep_ms(300); /* fault-around runs ahead of the fill's writes */
+	for (int i = 0; i < 3; i++) {
+		reclaim_all(&d, names[i], pages);
+		dup[i] = vm_field(&d, names[i], "swap_dedup_slots");
+		miss[i] = vm_field(&d, names[i], "swap_dedup_misses");
+	}
+	class_counts(9, names[1], 0.1, 0.6, (uint64_t)pages, &z, &shared);
+	slots = swap_field(&d, "slots_used");
+	fprintf(stderr, "swap_slot_dedup: %s; slot references instead of "
+		"writes: %.0f, %.0f (of %llu shared pages) and %.0f (other "
+		"domain); candidates refused by the read-back: %.0f, %.0f, "
+		"%.0f; %.0f slots in use for %.0f non-zero pages\n",
+		collide ? "8-bit hashes" : "64-bit hashes", dup[0], dup[1],
+		(unsigned long long)shared, dup[2], miss[0], miss[1], miss[2],
+		slots, 3 * (pages - (double)z));
+	/* Each guest's non-zero pages are all different from each other,
+	 * so the first guest and the other domain's have nothing to share. */
+	ck_assert_double_eq(dup[0], 0);
+	ck_assert_double_eq(dup[2], 0);
+	/* Never fewer slots than distinct contents per domain: lab's
+	 * first guest plus the second's unique pages, and other's own. */
+	ck_assert_double_ge(slots, 3 * (pages - (double)z) - (double)shared);
+	if (collide) {
+		ck_assert_msg(miss[1] > 0, "no candidate was refused with "
+			      "8-bit hashes");
+	} else {
+		ck_assert_double_ge(dup[1], 0.98 * (double)shared);
+		ck_assert_double_le(slots, 3 * (pages - (double)z) -
+						   0.98 * (double)shared);
+	}
+	ck_assert_double_eq(swap_field(&d, "slot_extra_refs"), dup[1]);
+	for (int i = 0; i < 3; i++)
+		finish_and_verify(&g[i], pages);
+	for (int t = 0; swap_field(&d, "slots_used") > 0; t++) {
+		ck_assert_msg(t < 100, "%.0f swap slots still in use with every "
+			      "guest gone", swap_field(&d, "slots_used"));
+		sleep_ms(50);
+	}
+	ck_assert_double_eq(swap_field(&d, "dedup_index_entries"), 0);
+	ck_assert_double_eq(swap_field(&d, "slot_extra_refs"), 0);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(merge_racing_writers)
 {
 	struct pk_test_daemon d;
@@ -541,6 +635,7 @@ int main(void)
 	tcase_add_test(merge, identical_guests_savings);
 	tcase_add_test(merge, write_after_merge);
 	tcase_add_test(merge, swap_dedup);
+	tcase_add_test(merge, swap_slot_dedup);
 	suite_add_tcase(s, merge);
 	tcase_set_timeout(race, 180);
 	tcase_add_test(race, merge_racing_writers);

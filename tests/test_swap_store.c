@@ -16,11 +16,14 @@
  * loses its new data, and one freed with I/O in flight is neither reused
  * nor punched until the I/O ends (also under a random model with frees
  * racing in-flight writes); buffers run out with -EAGAIN;
- * the eventfd signals completions; close with I/O in flight; tmpfs.
+ * the eventfd signals completions; close with I/O in flight; tmpfs;
+ * a slot with several owners (swap dedup) stays in use, readable, and
+ * unpunched until its last owner frees it.
  *
  * Why: a swap slot that silently returns the wrong page corrupts a guest;
  * the checksum and the punch ordering are what stop that.
  */
+#include "swapper/swap_slots.h"
 #include "swapper/swap_store.h"
 
 #include <check.h>
@@ -474,6 +477,65 @@ END_TEST
  * A freed slot keeps its old page until it is reused or two scrubs have
  * passed; then it is punched, coalesced with its neighbours.
  */
+/* Swap dedup: a slot's owners share it until the last one frees it. */
+START_TEST(test_slot_refs)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	uint64_t slot, other;
+	unsigned idx;
+	void *buf;
+
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 16 * PAGE, 4), 0);
+	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, slot), 1);
+	ck_assert_int_eq(pk_swap_buf_get(s, &buf, &idx), 0);
+	memset(buf, 0x5a, PAGE);
+	ck_assert_int_eq(pk_swap_write(s, slot, idx, 1), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	ck_assert_int_eq(pk_swap_wait(s, 1), 0);
+	ck_assert_int_eq(pk_swap_reap(s, NULL, NULL), 1);
+
+	ck_assert_int_eq(pk_swap_slot_ref(s, slot), 0);
+	ck_assert_int_eq(pk_swap_slot_ref(s, slot), 0);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, slot), 3);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.slots_used, 1);
+	ck_assert_uint_eq(st.slot_extra_refs, 2);
+	/* Two owners go: the slot stays, is not punched, reads back. */
+	ck_assert_int_eq(pk_swap_slot_free(s, slot), 0);
+	ck_assert_int_eq(pk_swap_slot_free(s, slot), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 0);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, slot), 1);
+	ck_assert_int_eq(pk_swap_slot_alloc(s, &other), 0);
+	ck_assert_uint_ne(other, slot);
+	memset(buf, 0, PAGE);
+	ck_assert_int_eq(pk_swap_read(s, slot, idx, 2), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	ck_assert_int_eq(pk_swap_wait(s, 1), 0);
+	ck_assert_int_eq(pk_swap_reap(s, NULL, NULL), 1);
+	ck_assert_uint_eq(((unsigned char *)buf)[PAGE - 1], 0x5a);
+	/* The last owner frees it. */
+	ck_assert_int_eq(pk_swap_slot_free(s, slot), 0);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, slot), 0);
+	ck_assert_int_eq(pk_swap_slot_free(s, slot), -EINVAL);
+	ck_assert_int_eq(pk_swap_slot_ref(s, slot), -EINVAL); /* not in use */
+	ck_assert_int_eq(pk_swap_slot_ref(s, 99), -EINVAL);   /* out of range */
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.slots_used, 1);
+	ck_assert_uint_eq(st.slot_extra_refs, 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1);
+	/* Owners are counted up to PK_SLOT_REFS_MAX, then refused. */
+	unsigned added = 0;
+	while (pk_swap_slot_ref(s, other) == 0)
+		added++;
+	ck_assert_uint_eq(added, PK_SLOT_REFS_MAX - 1);
+	ck_assert_int_eq(pk_swap_slot_ref(s, other), -EOVERFLOW);
+	pk_swap_buf_put(s, idx);
+	pk_swap_store_close(s);
+}
+END_TEST
+
 START_TEST(test_scrub_punches_old_frees)
 {
 	struct pk_swap_store *s;
@@ -861,6 +923,7 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_roundtrip_10k_random);
 	tcase_add_test(tc, test_checksum_mismatch);
 	tcase_add_test(tc, test_enospc_and_reuse);
+	tcase_add_test(tc, test_slot_refs);
 	tcase_add_test(tc, test_scrub_punches_old_frees);
 	tcase_add_test(tc, test_scrub_budget);
 	tcase_add_test(tc, test_realloc_never_loses_new_data);

@@ -153,8 +153,10 @@ static void print_table(json_object *root)
 	json_object *o, *direct;
 	if (json_object_object_get_ex(root, "swap", &o))
 		printf("swap file: %.0f of %.0f slots in use (%.1f of %.1f MiB), "
-		       "%s I/O\n", num(o, "slots_used"), num(o, "slots_total"),
+		       "%.0f more pages deduplicated onto them, %s I/O\n",
+		       num(o, "slots_used"), num(o, "slots_total"),
 		       num(o, "slots_used") / 256, num(o, "slots_total") / 256,
+		       num(o, "slot_extra_refs"),
 		       json_object_object_get_ex(o, "direct_io", &direct) &&
 				       json_object_get_boolean(direct)
 			       ? "O_DIRECT"
