@@ -427,6 +427,23 @@ int pk_test_daemon_fd_count(const struct pk_test_daemon *d)
 	return n;
 }
 
+int pk_test_daemon_settled_fd_count(const struct pk_test_daemon *d)
+{
+	long deadline = now_ms() + 3000, since = now_ms();
+	int n = pk_test_daemon_fd_count(d);
+
+	while (now_ms() - since < 200 && now_ms() < deadline) {
+		int m;
+		sleep_ms(10);
+		m = pk_test_daemon_fd_count(d);
+		if (m != n) {
+			n = m;
+			since = now_ms();
+		}
+	}
+	return n;
+}
+
 int pk_test_daemon_wait_fd_count(const struct pk_test_daemon *d, int want,
 				 int timeout_ms)
 {

@@ -66,6 +66,13 @@ int pk_test_daemon_alive(struct pk_test_daemon *d);
 /* Number of fds the daemon holds open (from /proc/PID/fd). */
 int pk_test_daemon_fd_count(const struct pk_test_daemon *d);
 
+/*
+ * The daemon's fd count once it has stayed the same for 200 ms (at most
+ * 3 s): a baseline that no connection still closing (the start-up probe,
+ * a status request) can inflate.
+ */
+int pk_test_daemon_settled_fd_count(const struct pk_test_daemon *d);
+
 /* Wait up to timeout_ms for the daemon's fd count to equal want. */
 int pk_test_daemon_wait_fd_count(const struct pk_test_daemon *d, int want,
 				 int timeout_ms);

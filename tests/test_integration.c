@@ -68,7 +68,7 @@ static void run_guests_and_check(int n, int anon)
 	 * the scanner would take back zero pages (test_sharing.c covers it). */
 	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 0") == 0, "%s",
 		      d.error);
-	baseline_fds = pk_test_daemon_fd_count(&d);
+	baseline_fds = pk_test_daemon_settled_fd_count(&d);
 	ck_assert_int_gt(baseline_fds, 0);
 
 	for (int i = 0; i < n; i++) {
@@ -150,7 +150,7 @@ START_TEST(sigkill_mid_run)
 	 * the scanner would take back zero pages (test_sharing.c covers it). */
 	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 0") == 0, "%s",
 		      d.error);
-	baseline_fds = pk_test_daemon_fd_count(&d);
+	baseline_fds = pk_test_daemon_settled_fd_count(&d);
 	for (int round = 0; round < 3; round++) {
 		struct guest g;
 		char name[16];

@@ -51,26 +51,12 @@ static int base_fds; /* the daemon's fd count when idle */
 static uint64_t msgbuf[(2 * PK_PROTO_MAX_MSG) / sizeof(uint64_t)];
 #define MSG ((struct pk_register_msg *)msgbuf)
 
-/* Wait until the daemon's fd count stops changing (probe conns closed). */
-static int settle_fd_count(void)
-{
-	int last = pk_test_daemon_fd_count(&D), stable = 0;
-
-	for (int i = 0; i < 400 && stable < 20; i++) {
-		usleep(5000);
-		int n = pk_test_daemon_fd_count(&D);
-		stable = n == last ? stable + 1 : 0;
-		last = n;
-	}
-	return last;
-}
-
 static void setup(void)
 {
 	int rc = pk_test_daemon_start(&D, NULL);
 
 	ck_assert_msg(rc == 0, "cannot start the daemon: %s", D.error);
-	base_fds = settle_fd_count();
+	base_fds = pk_test_daemon_settled_fd_count(&D);
 	ck_assert_msg(base_fds > 0, "cannot read /proc/%d/fd: %s", (int)D.pid,
 		      strerror(-base_fds));
 }
