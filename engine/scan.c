@@ -5,9 +5,10 @@
  * Every 10 ms the scan timer takes its share of the configured rate
  * (--scan-rate, bytes per second, a token bucket) and spends it on the
  * VMs in turn, within its CPU share of the period (--scan-cpu, percent
- * of one core; unspent bytes are refunded), each through its own cursor over the RAM file
- * (hashing/scan_cursor.h: holes are skipped with SEEK_DATA, pages are
- * read with pread, so the scan never faults in or allocates a page).
+ * of one core; unspent bytes are refunded), each through its own cursor
+ * over the RAM file (hashing/scan_cursor.h: the cursor reads only the
+ * runs of pages the page table says are RESIDENT, with pread, so the
+ * scan never faults in or allocates a page, and holes cost no syscall).
  *
  * A page is acted on only when it is stable: its hash was the same in
  * --share-stable-scans + 1 consecutive passes (default 2), and a VM's
@@ -79,6 +80,47 @@ static uint64_t page_at_offset(const struct pk_vm *vm, uint64_t off)
 	return UINT64_MAX;
 }
 
+/*
+ * The scan cursor's extents (scan_cursor.h): runs of RESIDENT pages in
+ * the page table, in file order.  Other pages are not the scanner's
+ * business (on_page ignores them), so they are skipped without a syscall.
+ */
+static int resident_extent(void *arg, uint64_t from, uint64_t *start,
+			   uint64_t *end)
+{
+	const struct pk_vm *vm = arg;
+	const struct pk_page_table *pt = &vm->pages;
+
+	for (;;) {
+		const struct pk_vm_region *next = NULL;
+		/* The region holding from, else the first one after it. */
+		for (uint32_t i = 0; i < vm->n_regions; i++) {
+			const struct pk_vm_region *r = &vm->regions[i];
+			if (r->file_offset + r->length <= from)
+				continue;
+			if (!next || r->file_offset < next->file_offset)
+				next = r;
+		}
+		if (!next)
+			return 0;
+		uint64_t lo = from > next->file_offset ? from : next->file_offset;
+		uint64_t i = next->first_page + (lo - next->file_offset) / PK_PAGE_SIZE;
+		uint64_t last = next->first_page + next->length / PK_PAGE_SIZE;
+		while (i < last && pk_page_state(pt, i) != PK_PAGE_RESIDENT)
+			i++;
+		if (i < last) {
+			uint64_t j = i + 1;
+			while (j < last && pk_page_state(pt, j) == PK_PAGE_RESIDENT)
+				j++;
+			*start = next->file_offset +
+				 (i - next->first_page) * PK_PAGE_SIZE;
+			*end = next->file_offset + (j - next->first_page) * PK_PAGE_SIZE;
+			return 1;
+		}
+		from = next->file_offset + next->length;
+	}
+}
+
 static void flush_zero_pages(struct pk_vm *vm)
 {
 	uint64_t before = vm->stats.zero_reclaimed;
@@ -148,8 +190,11 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
 	if (vm->anon || clock_ns(CLOCK_MONOTONIC) < vm->scan_next_pass_ns)
 		return 0;
 	cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	if (!vm->scan && pk_scan_cursor_create(vm->ram_fd, 0, &vm->scan) < 0)
-		return 0;
+	if (!vm->scan) {
+		if (pk_scan_cursor_create(vm->ram_fd, 0, &vm->scan) < 0)
+			return 0;
+		pk_scan_cursor_set_extents(vm->scan, resident_extent, vm);
+	}
 	if (!vm->scan_pass_start_ns)
 		vm->scan_pass_start_ns = clock_ns(CLOCK_MONOTONIC);
 	while (done < max_pages && !past_deadline(dl)) {

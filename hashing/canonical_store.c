@@ -140,6 +140,10 @@ static int add_chunk(struct pk_canon_store *s)
 	}
 	/* Best effort: without it THP could back a chunk with 2 MiB at once. */
 	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_NOHUGEPAGE);
+	/* New ids fill a new chunk in order, so populate it in one call
+	 * rather than one page fault per copy (5% of the scanner's CPU
+	 * while merging).  Best effort, like the THP hint. */
+	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_POPULATE_WRITE);
 	s->chunks[s->n_chunks++] = c;
 	return 0;
 }

@@ -48,6 +48,8 @@ struct pk_scan_cursor {
 	unsigned chunk_pages;
 	unsigned char *buf; /* chunk_pages pages, page-aligned */
 	uint64_t data_end;  /* end of the extent st.offset is in; 0: unknown */
+	pk_scan_extent_fn extent_fn; /* NULL: lseek */
+	void *extent_arg;
 	struct pk_scan_stats st;
 };
 
@@ -103,6 +105,8 @@ static int next_extent(struct pk_scan_cursor *c, uint64_t *start,
 {
 	off_t d, h;
 
+	if (c->extent_fn)
+		return c->extent_fn(c->extent_arg, c->st.offset, start, end);
 	d = lseek(c->fd, (off_t)c->st.offset, SEEK_DATA);
 	if (d < 0) {
 		if (errno == ENXIO)
@@ -194,6 +198,14 @@ int pk_scan_step(struct pk_scan_cursor *c, unsigned max_pages, pk_scan_fn cb,
 		return (int)visited;
 	end_pass(c);
 	return 0;
+}
+
+void pk_scan_cursor_set_extents(struct pk_scan_cursor *c, pk_scan_extent_fn fn,
+				void *arg)
+{
+	c->extent_fn = fn;
+	c->extent_arg = arg;
+	c->data_end = 0;
 }
 
 uint64_t pk_scan_passes(const struct pk_scan_cursor *c)

@@ -9,7 +9,8 @@
  * whether it is all zeros (zero pages are not hashed: hash 0).
  *
  * It never allocates a page of the file: holes are skipped with
- * lseek(SEEK_DATA / SEEK_HOLE) and data is copied with pread into the
+ * lseek(SEEK_DATA / SEEK_HOLE), or with the caller's extent function
+ * (pk_scan_cursor_set_extents), and data is copied with pread into the
  * cursor's own buffer, which does not fault in or populate anything and
  * does not go through userfaultfd.  The copy is a snapshot: the guest may
  * write the page a moment later, so the hash is a hint for this pass
@@ -71,6 +72,25 @@ void pk_scan_cursor_destroy(struct pk_scan_cursor *c);
  */
 int pk_scan_step(struct pk_scan_cursor *c, unsigned max_pages, pk_scan_fn cb,
 		 void *arg);
+
+/*
+ * Where the data is, from the caller's own knowledge: the first run of
+ * pages worth reading at or after file offset from, as [*start, *end),
+ * page-aligned, *start >= from.  Returns 1 with a run, 0 when there is
+ * none before the end of the file, or a negative errno.
+ */
+typedef int (*pk_scan_extent_fn)(void *arg, uint64_t from, uint64_t *start,
+				 uint64_t *end);
+
+/*
+ * Use fn instead of lseek(SEEK_DATA / SEEK_HOLE) to find the extents to
+ * read (NULL: back to lseek).  The engine knows which pages are resident
+ * from its page table; asking it saves two syscalls per extent, which on
+ * a guest whose file merging has riddled with holes were a tenth of the
+ * scanner's CPU.
+ */
+void pk_scan_cursor_set_extents(struct pk_scan_cursor *c, pk_scan_extent_fn fn,
+				void *arg);
 
 /* Passes completed. */
 uint64_t pk_scan_passes(const struct pk_scan_cursor *c);

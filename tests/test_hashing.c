@@ -871,6 +871,56 @@ START_TEST(test_scan_resume_small_steps)
 }
 END_TEST
 
+/* Extents from the caller: pages [4, 7) and [8, 9) only (data or zero
+ * pages in make_file's layout, among others that are data too). */
+static int two_runs(void *arg, uint64_t from, uint64_t *start, uint64_t *end)
+{
+	static const uint64_t runs[2][2] = { { 4, 7 }, { 8, 9 } };
+
+	(*(int *)arg)++;
+	for (int i = 0; i < 2; i++)
+		if (from < runs[i][1] * PAGE) {
+			*start = from > runs[i][0] * PAGE ? from : runs[i][0] * PAGE;
+			*end = runs[i][1] * PAGE;
+			return 1;
+		}
+	return 0;
+}
+
+START_TEST(test_scan_caller_extents)
+{
+	static struct visits vs;
+	struct pk_scan_cursor *c;
+	int fd = memfd_create("pk-scan", MFD_CLOEXEC), calls = 0, r;
+
+	GE(fd, 0);
+	make_file(fd);
+	EQ(pk_scan_cursor_create(fd, 4, &c), 0);
+	pk_scan_cursor_set_extents(c, two_runs, &calls);
+	for (int pass = 1; pass <= 2; pass++) {
+		memset(&vs, 0, sizeof(vs));
+		while ((r = pk_scan_step(c, 2, record, &vs)) > 0)
+			;
+		EQ(r, 0);
+		EQ(vs.n, 4);
+		for (int i = 0; i < 3; i++)
+			EQ(vs.v[i].off, (uint64_t)(4 + i) * PAGE);
+		EQ(vs.v[3].off, 8 * PAGE);
+	}
+	/* Two runs and the end, per pass: the cursor asks once per run. */
+	EQ(calls, 6);
+	/* Back to lseek: every present page again. */
+	pk_scan_cursor_set_extents(c, NULL, NULL);
+	memset(&vs, 0, sizeof(vs));
+	while ((r = pk_scan_step(c, 64, record, &vs)) > 0)
+		;
+	EQ(r, 0);
+	GT(vs.n, 4);
+	pk_scan_cursor_destroy(c);
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_scan_callback_stops_and_errors)
 {
 	static struct visits vs;
@@ -1115,6 +1165,7 @@ static Suite *hashing_suite(void)
 	tcase_add_test(tc, test_scan_real_file_pass);
 	tcase_add_test(tc, test_scan_resume_small_steps);
 	tcase_add_test(tc, test_scan_callback_stops_and_errors);
+	tcase_add_test(tc, test_scan_caller_extents);
 	tcase_add_test(tc, test_scan_file_changes);
 	tcase_add_test(tc, test_scan_and_share);
 	tcase_add_test(tc, test_rate_exact);
