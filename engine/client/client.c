@@ -110,22 +110,75 @@ static int uffd_setup(struct pk_client *c, char *err, size_t err_len)
 	return 0;
 }
 
-static int sock_connect(const char *path)
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Wait for events on fd until deadline_ms.  0, -ETIMEDOUT, or -errno.
+ * EINTR restarts the wait with the time left: in a host process such as
+ * QEMU, blocking calls are interrupted without any signal handler of
+ * ours (io_uring's ring teardown queues task work that does it), and an
+ * attach must not fail for that.
+ */
+static int wait_fd(int fd, short events, long deadline_ms)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = events };
+		long left = deadline_ms - now_ms();
+		int r;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int sock_connect(const char *path, long deadline_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = PK_REPLY_TIMEOUT_S };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e = 0;
+	socklen_t len = sizeof(e);
 
 	if (fd < 0)
 		return -errno;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
+		e = -errno;
+		/* Interrupted: the connection goes on; wait for its end. */
+		if (e == -EINTR && (e = wait_fd(fd, POLLOUT, deadline_ms)) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0)
+			e = -e;
+		if (e) {
+			close(fd);
+			return e;
+		}
 	}
 	return fd;
+}
+
+/* The daemon's reply, waited for until deadline_ms.  Bytes or -errno. */
+static ssize_t recv_reply(int fd, void *buf, size_t len, long deadline_ms)
+{
+	for (;;) {
+		int w = wait_fd(fd, POLLIN, deadline_ms);
+		ssize_t n;
+
+		if (w < 0)
+			return w;
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
 }
 
 /* Send the registration on a fresh connection; returns socket or -errno. */
@@ -141,10 +194,11 @@ static int register_once(struct pk_client *c, char *err, size_t err_len)
 	struct cmsghdr *cm;
 	struct pk_reply_msg reply;
 	char rbuf[sizeof(reply) + 1];
+	long deadline = now_ms() + PK_REPLY_TIMEOUT_S * 1000L;
 	ssize_t n;
 	int fd, rc;
 
-	fd = sock_connect(c->socket_path);
+	fd = sock_connect(c->socket_path, deadline);
 	if (fd < 0)
 		return set_err(err, err_len, fd, "connect %s: %s", c->socket_path,
 			       strerror(-fd));
@@ -154,14 +208,19 @@ static int register_once(struct pk_client *c, char *err, size_t err_len)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
 	memcpy(CMSG_DATA(cm), fds, n_fds * sizeof(int));
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != c->reg_len) {
-		rc = set_err(err, err_len, -errno, "send: %s", strerror(errno));
+	/* A SEQPACKET message goes whole or not at all: resend on EINTR. */
+	do
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != c->reg_len) {
+		rc = set_err(err, err_len, n < 0 ? -errno : -EIO, "send: %s",
+			     n < 0 ? strerror(errno) : "short message");
 		goto fail;
 	}
-	n = recv(fd, rbuf, sizeof(rbuf), 0);
+	n = recv_reply(fd, rbuf, sizeof(rbuf), deadline);
 	if (n < 0) {
-		rc = set_err(err, err_len, -errno, "waiting for the daemon: %s",
-			     strerror(errno));
+		rc = set_err(err, err_len, (int)n, "waiting for the daemon: %s",
+			     strerror((int)-n));
 		goto fail;
 	}
 	rc = pk_reply_decode(rbuf, (size_t)n, &reply);

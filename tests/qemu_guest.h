@@ -1,0 +1,106 @@
+/*
+ * qemu_guest.h - run a real QEMU test guest (TCG) from Check tests.
+ *
+ * The guest is the image of tools/guest-image/build-image: Debian's cloud
+ * kernel and a busybox initramfs whose /init prints "pkguest: ready ..."
+ * and runs pk-guestcheck (tools/guestcheck) with the command line's
+ * pkcheck.* options.  The serial console goes to a file, QMP to a unix
+ * socket, both in a fresh mkdtemp() directory under /tmp.
+ *
+ * Lifetime (as in daemon_fixture.h): QEMU is a child of the test process
+ * with PR_SET_PDEATHSIG(SIGKILL) and stays in its process group, so a
+ * failed Check test in fork mode (which _exit()s, no teardown) still takes
+ * it down.  A cleaner process in its own process group waits for the
+ * starter to go away; if QEMU was not stopped, it kills it by pid,
+ * prints the end of the serial log and QEMU's own output (that is a failed
+ * test, and they help), and removes the directory.  Started guests are
+ * also registered: qemu_guest_stop_all() (and an atexit handler) stops
+ * them all.
+ *
+ * Functions return 0 on success and a negative errno on failure, with a
+ * readable reason in g->error.
+ */
+#ifndef PK_TEST_QEMU_GUEST_H
+#define PK_TEST_QEMU_GUEST_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct qemu_guest_opts {
+	const char *name;	 /* -name guest=NAME; required */
+	unsigned mem_mib;	 /* RAM (memfd, share=on); default 256 */
+	const char *append;	 /* more kernel command line, e.g.
+				  * "pkcheck.mib=64 pkcheck.rounds=0" */
+	const char *const *args; /* more QEMU arguments, NULL-terminated */
+	const char *const *env;	 /* more environment "K=V" (e.g.
+				  * LD_PRELOAD), NULL-terminated */
+	const char *kernel;	 /* default $PK_GUEST_KERNEL, else
+				  * $PK_GUEST_IMAGE/vmlinuz */
+	const char *initrd;	 /* default $PK_GUEST_INITRD, else
+				  * $PK_GUEST_IMAGE/initramfs.cpio.gz */
+	const char *qemu;	 /* default $PK_QEMU, else
+				  * qemu-system-x86_64 from PATH */
+};
+
+struct qemu_guest {
+	pid_t pid;		 /* QEMU; 0 when not running */
+	pid_t owner;		 /* the process that started it */
+	int exit_status;	 /* waitpid status once it ended, else -1 */
+	char name[64];
+	char dir[64];		 /* mkdtemp directory, removed by stop */
+	char serial[128];	 /* DIR/serial.log: the guest's ttyS0 */
+	char qmp[128];		 /* DIR/qmp.sock */
+	char qemu_log[128];	 /* DIR/qemu.log: QEMU's stdout and stderr */
+	long start_ms;		 /* CLOCK_MONOTONIC at spawn */
+	long cursor;		 /* serial log offset for wait_line */
+	int cleaner_fd;		 /* -1 if none */
+	char error[2048];
+};
+
+/* The checker's latest round line ("pkcheck: round ..."). */
+struct pkcheck_status {
+	long round;		/* 0: no round line yet */
+	long long errors;	/* cumulative */
+	double verified_mib;
+	double rate_mib_s;	/* verification throughput */
+	long mem_total_mib;	/* the guest's MemTotal, -1 unknown */
+	long mem_free_mib;
+	int exited;		/* 1 if /init printed the checker's exit */
+	int exit_status;
+};
+
+/* Spawn QEMU; returns as soon as it runs (the guest boots meanwhile). */
+int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o);
+
+/*
+ * Wait up to timeout_ms for a serial line containing prefix, after the
+ * last line matched before (g->cursor).  The line (without newline) goes
+ * to line if not NULL.  Prints progress to stderr every 10 s.  Fails
+ * early if QEMU exits.
+ */
+int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
+			 int timeout_ms, char *line, size_t len);
+
+/* The checker's latest status from the whole serial log. */
+int qemu_guest_checker_status(struct qemu_guest *g, struct pkcheck_status *st);
+
+/* Wait until the checker completed `rounds` rounds (st: latest status). */
+int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
+			   struct pkcheck_status *st);
+
+/* 1 while QEMU runs; 0 once it exited (reaped, g->error says how). */
+int qemu_guest_alive(struct qemu_guest *g);
+
+/* Milliseconds since the spawn. */
+long qemu_guest_elapsed_ms(const struct qemu_guest *g);
+
+/* Print the last `lines` lines of the serial log to stderr. */
+void qemu_guest_dump_serial(const struct qemu_guest *g, int lines);
+
+/* Kill QEMU (SIGTERM, SIGKILL after 3 s), reap, remove DIR.  Idempotent. */
+void qemu_guest_stop(struct qemu_guest *g);
+
+/* Stop every guest this process started and did not stop. */
+void qemu_guest_stop_all(void);
+
+#endif

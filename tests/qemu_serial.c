@@ -1,0 +1,183 @@
+/*
+ * qemu_serial.c - read the QEMU test guest's serial console: wait for a
+ * line, and the checker's (pk-guestcheck's) latest status (see
+ * qemu_guest.h).  The console goes to a file; we poll it.
+ */
+#include "tests/qemu_guest.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROGRESS_MS 10000
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static void set_error(struct qemu_guest *g, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g->error, sizeof(g->error), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Scan complete serial lines after g->cursor for prefix; 1 if found (the
+ * cursor moves past it).  *last gets the last complete line seen.
+ */
+static int scan_lines(struct qemu_guest *g, const char *prefix, char *out,
+		      size_t len, char *last, size_t last_len)
+{
+	FILE *f = fopen(g->serial, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	fseek(f, g->cursor, SEEK_SET);
+	while (!found && (n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n')
+			break; /* a partial line: next time */
+		g->cursor += n;
+		line[n - 1] = '\0';
+		if (n > 1 && line[n - 2] == '\r')
+			line[n - 2] = '\0';
+		if (strstr(line, prefix)) {
+			found = 1;
+			if (out)
+				snprintf(out, len, "%s", line);
+		}
+		snprintf(last, last_len, "%s", line);
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
+			 int timeout_ms, char *line, size_t len)
+{
+	long deadline = now_ms() + timeout_ms, start = now_ms();
+	long progress = start + PROGRESS_MS;
+	char last[256] = "";
+
+	for (;;) {
+		int alive = qemu_guest_alive(g);
+		if (scan_lines(g, prefix, line, len, last, sizeof(last)))
+			return 0;
+		if (!alive) {
+			char why[256];
+			snprintf(why, sizeof(why), "%.200s", g->error);
+			set_error(g, "%s before a line with '%s' (last serial "
+				  "line: '%s')", why, prefix, last);
+			return -ESRCH;
+		}
+		if (now_ms() >= deadline) {
+			set_error(g, "no serial line with '%s' in %d ms (last "
+				  "serial line: '%s')", prefix, timeout_ms,
+				  last);
+			return -ETIMEDOUT;
+		}
+		if (now_ms() >= progress) {
+			fprintf(stderr, "qemu_guest %s: waiting for '%s': %ld s "
+				"of %d s; last serial line: '%s'\n", g->name,
+				prefix, (now_ms() - start) / 1000,
+				timeout_ms / 1000, last);
+			progress += PROGRESS_MS;
+		}
+		usleep(50000);
+	}
+}
+
+static void parse_round(const char *s, struct pkcheck_status *st)
+{
+	struct pkcheck_status t = *st;
+
+	if (sscanf(s, "pkcheck: round %ld verified_mib %lf errors %lld "
+		   "rewritten_pages %*d rate %lf MiB/s mem_total_mib %ld "
+		   "mem_free_mib %ld", &t.round, &t.verified_mib, &t.errors,
+		   &t.rate_mib_s, &t.mem_total_mib, &t.mem_free_mib) == 6)
+		*st = t;
+}
+
+int qemu_guest_checker_status(struct qemu_guest *g, struct pkcheck_status *st)
+{
+	FILE *f = fopen(g->serial, "r");
+	char *line = NULL, *p;
+	size_t cap = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->mem_total_mib = st->mem_free_mib = -1;
+	if (!f) {
+		set_error(g, "no serial log %s: %s", g->serial,
+			  strerror(errno));
+		return -errno;
+	}
+	while (getline(&line, &cap, f) > 0) {
+		if (!strchr(line, '\n'))
+			break;
+		if ((p = strstr(line, "pkcheck: round ")))
+			parse_round(p, st);
+		else if ((p = strstr(line, "pkguest: checker exited status ")) &&
+			 sscanf(p, "pkguest: checker exited status %d",
+				&st->exit_status) == 1)
+			st->exited = 1;
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
+			   struct pkcheck_status *st)
+{
+	long start = now_ms(), deadline = start + timeout_ms;
+	long progress = start + PROGRESS_MS;
+
+	for (;;) {
+		int alive = qemu_guest_alive(g);
+		int rc = qemu_guest_checker_status(g, st);
+		if (rc)
+			return rc;
+		if (st->round >= rounds)
+			return 0;
+		if (st->exited) {
+			set_error(g, "the checker exited with status %d after "
+				  "round %ld (of %ld wanted)", st->exit_status,
+				  st->round, rounds);
+			return -ESRCH;
+		}
+		if (!alive) {
+			char why[256];
+			snprintf(why, sizeof(why), "%.200s", g->error);
+			set_error(g, "%s after checker round %ld (of %ld "
+				  "wanted)", why, st->round, rounds);
+			return -ESRCH;
+		}
+		if (now_ms() >= deadline) {
+			set_error(g, "checker round %ld of %ld after %d ms",
+				  st->round, rounds, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (now_ms() >= progress) {
+			fprintf(stderr, "qemu_guest %s: checker round %ld of "
+				"%ld, %lld errors, %ld s\n", g->name, st->round,
+				rounds, st->errors, (now_ms() - start) / 1000);
+			progress += PROGRESS_MS;
+		}
+		usleep(100000);
+	}
+}
