@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,38 +92,12 @@ static void remove_files(const struct qemu_guest *g)
 	rmdir(g->dir);
 }
 
-/* The last `lines` lines of path to stderr, each prefixed with tag. */
-static void dump_tail(const char *path, int lines, const char *tag)
-{
-	FILE *f = fopen(path, "r");
-	long *starts, n = 0;
-	char *line = NULL;
-	size_t cap = 0;
-
-	if (!f)
-		return;
-	starts = calloc((size_t)lines, sizeof(*starts));
-	if (!starts) {
-		fclose(f);
-		return;
-	}
-	for (long off = 0; getline(&line, &cap, f) > 0; off = ftell(f))
-		starts[n++ % lines] = off;
-	if (n) {
-		fseek(f, starts[n > lines ? n % lines : 0], SEEK_SET);
-		while (getline(&line, &cap, f) > 0)
-			fprintf(stderr, "%s%s", tag, line);
-	}
-	free(line);
-	free(starts);
-	fclose(f);
-}
 
 void qemu_guest_dump_serial(const struct qemu_guest *g, int lines)
 {
 	fprintf(stderr, "qemu_guest %s: last serial lines (%s):\n", g->name,
 		g->serial);
-	dump_tail(g->serial, lines, "  | ");
+	qemu_log_dump_tail(g->serial, lines, "  | ");
 }
 
 /* ---- the cleaner ------------------------------------------------------- */
@@ -202,7 +177,7 @@ static void run_cleaner(int rfd, const struct qemu_guest *g)
 		qemu_guest_dump_serial(g, 40);
 		fprintf(stderr, "qemu_guest %s: QEMU's output (%s):\n",
 			g->name, g->qemu_log);
-		dump_tail(g->qemu_log, 20, "  | ");
+		qemu_log_dump_tail(g->qemu_log, 20, "  | ");
 		for (int i = 0; i < 300 && pid_running(g->pid); i++)
 			usleep(10000);
 		remove_files(g);
@@ -467,4 +442,80 @@ void qemu_guest_stop(struct qemu_guest *g)
 		g->cleaner_fd = -1;
 	}
 	unregister_guest(g);
+}
+
+int qemu_guest_build_image(char *err, size_t len)
+{
+	const char *script = getenv("PK_BUILD_IMAGE");
+	const char *checker = getenv("PK_GUESTCHECK");
+	const char *dir = getenv("PK_GUEST_IMAGE");
+	long t0 = now_ms();
+	int status;
+	pid_t pid;
+
+	if (len)
+		err[0] = '\0';
+	if (!script || !*script)
+		return 0; /* an image made by hand: qemu_guest_start checks it */
+	if (!checker || !*checker || !dir || !*dir) {
+		snprintf(err, len, "PK_BUILD_IMAGE is set but PK_GUESTCHECK or "
+			 "PK_GUEST_IMAGE is not");
+		return -EINVAL;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		dup2(2, 1);
+		execl(script, script, "--checker", checker, dir, (char *)NULL);
+		perror(script);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(err, len, "the guest image could not be built: %s "
+			 "failed (its output is above in the test log)", script);
+		return -EIO;
+	}
+	fprintf(stderr, "qemu_guest: guest image in %s ready after %ld ms\n",
+		dir, now_ms() - t0);
+	return 0;
+}
+
+struct preload_acc {
+	char *out;
+	size_t len;
+	int overflow;
+};
+
+static int add_sanitizer(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct preload_acc *a = arg;
+	size_t used = strlen(a->out), n = strlen(info->dlpi_name);
+
+	(void)size;
+	if (!strstr(info->dlpi_name, "/libasan.so") &&
+	    !strstr(info->dlpi_name, "/libubsan.so"))
+		return 0;
+	if (used + n + 2 > a->len) {
+		a->overflow = 1;
+		return 0;
+	}
+	memcpy(a->out + used, info->dlpi_name, n);
+	a->out[used + n] = ':';
+	a->out[used + n + 1] = '\0';
+	return 0;
+}
+
+int qemu_guest_preload_value(const char *shim, char *out, size_t len)
+{
+	struct preload_acc a = { .out = out, .len = len };
+
+	if (!len)
+		return -ENAMETOOLONG;
+	out[0] = '\0';
+	dl_iterate_phdr(add_sanitizer, &a);
+	if (a.overflow || strlen(out) + strlen(shim) + 1 > len)
+		return -ENAMETOOLONG;
+	strcat(out, shim);
+	return 0;
 }

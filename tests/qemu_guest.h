@@ -97,10 +97,30 @@ long qemu_guest_elapsed_ms(const struct qemu_guest *g);
 /* Print the last `lines` lines of the serial log to stderr. */
 void qemu_guest_dump_serial(const struct qemu_guest *g, int lines);
 
+/* The last `lines` lines of any log file to stderr, each prefixed by tag. */
+void qemu_log_dump_tail(const char *path, int lines, const char *tag);
+
 /* Kill QEMU (SIGTERM, SIGKILL after 3 s), reap, remove DIR.  Idempotent. */
 void qemu_guest_stop(struct qemu_guest *g);
 
 /* Stop every guest this process started and did not stop. */
 void qemu_guest_stop_all(void);
+
+/*
+ * Make the guest image as the qemu tests do before their first guest:
+ * run $PK_BUILD_IMAGE --checker $PK_GUESTCHECK $PK_GUEST_IMAGE (its output
+ * goes to stderr; it does nothing when the image is up to date).  Without
+ * PK_BUILD_IMAGE the image in $PK_GUEST_IMAGE is used as it is: 0.  On
+ * failure a negative errno and the reason in err.
+ */
+int qemu_guest_build_image(char *err, size_t len);
+
+/*
+ * The LD_PRELOAD value that runs an (uninstrumented) QEMU with the
+ * preload shim: the sanitizer runtimes this process runs with first
+ * (ASan/UBSan builds: the instrumented shim needs them loaded before it),
+ * then shim.  0, or -ENAMETOOLONG.
+ */
+int qemu_guest_preload_value(const char *shim, char *out, size_t len);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * qemu_serial.c - read the QEMU test guest's serial console: wait for a
  * line, and the checker's (pk-guestcheck's) latest status (see
- * qemu_guest.h).  The console goes to a file; we poll it.
+ * qemu_guest.h).  The console goes to a file; we poll it.  Also the tail
+ * of any such log file, for failure reports.
  */
 #include "tests/qemu_guest.h"
 
@@ -180,4 +181,30 @@ int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
 		}
 		usleep(100000);
 	}
+}
+
+void qemu_log_dump_tail(const char *path, int lines, const char *tag)
+{
+	FILE *f = fopen(path, "r");
+	long *starts, n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return;
+	starts = calloc((size_t)lines, sizeof(*starts));
+	if (!starts) {
+		fclose(f);
+		return;
+	}
+	for (long off = 0; getline(&line, &cap, f) > 0; off = ftell(f))
+		starts[n++ % lines] = off;
+	if (n) {
+		fseek(f, starts[n > lines ? n % lines : 0], SEEK_SET);
+		while (getline(&line, &cap, f) > 0)
+			fprintf(stderr, "%s%s", tag, line);
+	}
+	free(line);
+	free(starts);
+	fclose(f);
 }

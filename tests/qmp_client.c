@@ -220,3 +220,64 @@ void qmp_close(struct qmp_client *q)
 	q->buf = NULL;
 	q->len = q->cap = 0;
 }
+
+int qmp_command(struct qmp_client *q, const char *command,
+		const char *args_json, int timeout_ms)
+{
+	json_object *args = NULL, *ret;
+
+	if (args_json) {
+		args = json_tokener_parse(args_json);
+		if (!args || !json_object_is_type(args, json_type_object)) {
+			set_error(q, "QMP %s: arguments are not a JSON object: "
+				  "%s", command, args_json);
+			json_object_put(args);
+			return -EINVAL;
+		}
+	}
+	ret = qmp_return(q, command, args, timeout_ms);
+	json_object_put(args);
+	if (!ret && q->fd >= 0 && strstr(q->error, " failed: "))
+		return -EPROTO;
+	if (!ret)
+		return -EIO;
+	json_object_put(ret);
+	return 0;
+}
+
+int qmp_query_string(struct qmp_client *q, const char *command,
+		     const char *key, char *out, size_t len, int timeout_ms)
+{
+	json_object *ret = qmp_return(q, command, NULL, timeout_ms), *v;
+
+	if (len)
+		out[0] = '\0';
+	if (!ret)
+		return -EIO;
+	if (!json_object_object_get_ex(ret, key, &v)) {
+		set_error(q, "QMP %s: no \"%s\" in %s", command, key,
+			  json_object_to_json_string(ret));
+		json_object_put(ret);
+		return -ENOENT;
+	}
+	snprintf(out, len, "%s", json_object_get_string(v));
+	json_object_put(ret);
+	return 0;
+}
+
+int qmp_balloon_actual(struct qmp_client *q, long long *bytes, int timeout_ms)
+{
+	json_object *ret = qmp_return(q, "query-balloon", NULL, timeout_ms), *v;
+
+	if (!ret)
+		return -EIO;
+	if (!json_object_object_get_ex(ret, "actual", &v)) {
+		set_error(q, "query-balloon without \"actual\": %s",
+			  json_object_to_json_string(ret));
+		json_object_put(ret);
+		return -ENOENT;
+	}
+	*bytes = json_object_get_int64(v);
+	json_object_put(ret);
+	return 0;
+}

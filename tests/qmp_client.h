@@ -45,4 +45,23 @@ json_object *qmp_return(struct qmp_client *q, const char *command,
 
 void qmp_close(struct qmp_client *q);
 
+/*
+ * Run command with arguments given as JSON text (args_json may be NULL)
+ * and drop its result: 0, or a negative errno (-EPROTO for a QMP error,
+ * -EINVAL for arguments that are not a JSON object) with q->error set.
+ */
+int qmp_command(struct qmp_client *q, const char *command,
+		const char *args_json, int timeout_ms);
+
+/*
+ * The string member key of command's "return" object into out (e.g.
+ * query-status "status", query-migrate "status").  -ENOENT, with out "",
+ * when the reply has no such member (query-migrate before a migration).
+ */
+int qmp_query_string(struct qmp_client *q, const char *command,
+		     const char *key, char *out, size_t len, int timeout_ms);
+
+/* query-balloon's "actual" (the guest's size now) in bytes. */
+int qmp_balloon_actual(struct qmp_client *q, long long *bytes, int timeout_ms);
+
 #endif

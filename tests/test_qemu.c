@@ -40,44 +40,6 @@
 /* Why the image could not be built ("" when it was). */
 static char image_error[1024];
 
-/* Run build-image before any test (its output goes to stderr). */
-static void build_image(void)
-{
-	const char *script = getenv("PK_BUILD_IMAGE");
-	const char *checker = getenv("PK_GUESTCHECK");
-	const char *dir = getenv("PK_GUEST_IMAGE");
-	struct timespec t0, t1;
-	int status;
-	pid_t pid;
-
-	if (!script || !*script)
-		return; /* an image made by hand: qemu_guest checks its files */
-	if (!checker || !*checker || !dir || !*dir) {
-		snprintf(image_error, sizeof(image_error), "PK_BUILD_IMAGE is "
-			 "set but PK_GUESTCHECK or PK_GUEST_IMAGE is not");
-		return;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		dup2(2, 1);
-		execl(script, script, "--checker", checker, dir, (char *)NULL);
-		perror(script);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
-	    !WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(image_error, sizeof(image_error), "the guest image "
-			 "could not be built: %s failed (its output is above in "
-			 "the test log)", script);
-		return;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	fprintf(stderr, "test_qemu: guest image in %s ready after %ld ms\n",
-		dir, (t1.tv_sec - t0.tv_sec) * 1000 +
-		(t1.tv_nsec - t0.tv_nsec) / 1000000);
-}
 
 static void start_guest(struct qemu_guest *g, const char *name,
 			unsigned mib, const char *append)
@@ -245,7 +207,7 @@ int main(void)
 	suite_add_tcase(s, boot);
 	suite_add_tcase(s, corrupt);
 	suite_add_tcase(s, balloon);
-	build_image();
+	qemu_guest_build_image(image_error, sizeof(image_error));
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

@@ -47,6 +47,15 @@
  * flips one bit of one page right before round N+1 verifies, behind the
  * checker's back, exactly like a lost write would look.
  *
+ * --release-mib N (default 0) first fills N MiB of other anonymous memory
+ * with unique non-zero page patterns and gives it back to the guest
+ * kernel (munmap) before the checker starts: the guest then has N MiB of
+ * free pages that still hold data in host RAM, which the host can evict
+ * and the balloon can take (the managed balloon test needs such pages).
+ * It prints
+ *   pkcheck: released mib 176
+ * and changes nothing else.
+ *
  * It is linked statically so the test guest's initramfs needs no libc.
  */
 #include <errno.h>
@@ -72,6 +81,7 @@ struct opts {
 	uint64_t seed;
 	unsigned long interval_ms;
 	unsigned long inject_after; /* 0: never */
+	unsigned long release_mib; /* filled, then unmapped; 0: none */
 };
 
 struct checker {
@@ -213,6 +223,28 @@ static void run_round(struct checker *c, unsigned long round)
 	fflush(stdout);
 }
 
+/*
+ * --release-mib: fill mib MiB with patterns no checked page has (page
+ * indexes after the checker's own) and unmap it again.
+ */
+static int release_memory(struct checker *c, unsigned long mib)
+{
+	size_t pages = mib * (1024 * 1024 / PAGE_SIZE);
+	uint64_t *m = mmap(NULL, pages * PAGE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return -1;
+	for (size_t p = 0; p < pages; p++) {
+		uint64_t base = page_base(c, c->pages + p, 0);
+		for (size_t i = 0; i < PAGE_WORDS; i++)
+			m[p * PAGE_WORDS + i] = base + i * GOLDEN;
+	}
+	munmap(m, pages * PAGE_SIZE);
+	printf("pkcheck: released mib %lu\n", mib);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -223,7 +255,10 @@ static void usage(FILE *f)
 		"                     (default 0.1)\n"
 		"  --rounds N         verification rounds, 0 = for ever (default 0)\n"
 		"  --seed N           pattern and page choice seed (default 1)\n"
-		"  --interval-ms N    pause between rounds (default 0)\n");
+		"  --interval-ms N    pause between rounds (default 0)\n"
+		"  --release-mib N    first fill N MiB more and free it again, so\n"
+		"                     the guest has free pages holding data\n"
+		"                     (default 0)\n");
 }
 
 static int parse_ulong(const char *s, unsigned long *v)
@@ -244,6 +279,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, 's' },
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "inject-error-after-round", required_argument, NULL, 'X' },
+		{ "release-mib", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -260,6 +296,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'i': bad = parse_ulong(optarg, &o->interval_ms); break;
 		case 'X': bad = parse_ulong(optarg, &o->inject_after) ||
 				!o->inject_after; break;
+		case 'R': bad = parse_ulong(optarg, &o->release_mib); break;
 		case 's':
 			bad = parse_ulong(optarg, &seed);
 			o->seed = seed;
@@ -311,6 +348,11 @@ int main(int argc, char **argv)
 	}
 	printf("pkcheck: start mib %lu pages %zu rewrite %.3f seed %" PRIu64
 	       " rounds %lu\n", o.mib, c.pages, o.rewrite, o.seed, o.rounds);
+	if (o.release_mib && release_memory(&c, o.release_mib) < 0) {
+		printf("pkcheck: cannot allocate %lu MiB to release: %s\n",
+		       o.release_mib, strerror(errno));
+		return 3;
+	}
 	t0 = now_s();
 	for (size_t p = 0; p < c.pages; p++)
 		write_page(&c, p);

@@ -1,0 +1,1123 @@
+/*
+ * test_qemu_managed.c - real QEMU guests managed by pagekeeperd (issue 5).
+ * Suite 'qemu' (slow), meson test 'qemu_managed'.
+ *
+ * Every test starts its own pagekeeperd (daemon_fixture.c: scratch
+ * socket, state dir and swap file) and one or more unmodified
+ * qemu-system-x86_64 (TCG) with LD_PRELOAD of libpagekeeper-preload.so,
+ * memfd share=on RAM, a virtio balloon and a QMP socket (qemu_guest.c),
+ * booted from the test image: a Debian kernel and a busybox initramfs
+ * whose /init runs pk-guestcheck, which fills its memory with per-page
+ * patterns and verifies every word of it, round after round.  Every test
+ * ends by checking that each checker reports 0 errors and that each QEMU
+ * still runs (QMP query-status "running").
+ *
+ *  - eviction: two 256 MiB guests; RECLAIM 85% of each one's resident
+ *    memory (one guest paused by QMP `stop`, so what the status shows is
+ *    exactly what was evicted, the other running); swapped_mib is large;
+ *    after three more checker rounds every page came back (swap-ins) intact.
+ *  - sharing: three guests from the same image with the same checker seed
+ *    (their checked pages are identical between guests, unique within
+ *    one); two in one sharing domain (PAGEKEEPER_SHARE_DOMAIN), the third
+ *    alone.  After the checkers' first round the guests are paused (a
+ *    read of a merged page un-merges it, so running checkers make the
+ *    figures flicker) and the scanner (default rate) must merge the
+ *    checker's pages between the two, and only between them: each domain
+ *    guest shares at least 75% of the checker's MiB more than the lone
+ *    guest, for 2 s in a row.  Then they resume and a checker round
+ *    reads every merged page back (0 errors, refaults counted).
+ *  - balloon: a 384 MiB guest whose checker first releases 176 MiB of
+ *    written memory (--release-mib: free guest pages holding data);
+ *    RECLAIM 95% of it, then QMP `balloon` 384 -> 256 MiB: the daemon sees
+ *    REMOVE events for 128 MiB, the swap slots of evicted pages the
+ *    balloon took are freed by the REMOVE (slots_used drops by more than
+ *    the swap-ins account for), MemTotal follows; deflate back to 384.
+ *    The guest boots with init_on_alloc=0: Debian's default (1) makes the
+ *    guest zero every page it hands to the balloon, which swaps it in
+ *    first and would hide the REMOVE path.
+ *  - postcopy: a guest with most of its memory swapped migrates by
+ *    postcopy to a second QEMU (-incoming tcp:127.0.0.1:PORT, same -name,
+ *    also under the shim); the destination attaches only once the
+ *    migration is over and the source has quit (the name is the source's
+ *    until then); its checker goes on with 0 errors in the destination's
+ *    serial log, and the daemon evicts and swaps in its pages.
+ *  - qemu_killed: SIGKILL of a QEMU whose pages are swapped: the daemon
+ *    drops the VM, frees all its swap slots (slots_used 0), stays up, and
+ *    another guest goes on (evicted and faulted back after the kill).
+ *  - daemon_restart: SIGTERM of the daemon under a running guest, then a
+ *    new daemon on the same socket: the client library re-registers, the
+ *    checker goes on with 0 errors and the new daemon manages the guest.
+ *    What the contract promises (pagekeeper-client.h, README): faults
+ *    block until a daemon is back, never read zeros.  It does not promise
+ *    that pages the dead daemon held (swapped out, or merged by the
+ *    scanner) survive: there is no crash-restart journal yet.  So this
+ *    case runs with the scanner off and nothing swapped.
+ *  - measurements (printed with units, "MEASURE" lines): boot time to the
+ *    ready line with and without the shim and daemon (3 runs each,
+ *    median), and the checker's verification rate with 0%, 50% and 80% of
+ *    the guest's resident memory evicted just before a round (random
+ *    victims: about that part of the checker's pages, as the MiB swapped
+ *    in during the round shows; 3 rounds each, median; the guest is
+ *    paused while the daemon evicts).
+ *
+ * Needs root, qemu-system-x86_64 and the image (main() runs build-image
+ * first, as test_qemu.c does).  A missing QEMU or image is a failure with
+ * the reason, never a skip.  CK_RUN_CASE picks one test.
+ */
+#include "tests/daemon_fixture.h"
+#include "tests/guest_proc.h"
+#include "tests/qemu_guest.h"
+#include "tests/qmp_client.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1024.0 * 1024.0)
+#define PAGE_MIB (4096.0 / MIB)
+#define BOOT_MS 180000	 /* three TCG guests on two loaded cores, ASan */
+#define ROUNDS_MS 180000
+#define QMP_MS 30000
+#define ATTACH_MS 30000
+
+static char image_error[1024];
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static void vm_name(char *out, size_t len, const char *what)
+{
+	snprintf(out, len, "pkm-%s-%d", what, (int)getpid());
+}
+
+static void start_daemon(struct pk_test_daemon *d, const char *extra)
+{
+	ck_assert_msg(pk_test_daemon_start(d, extra) == 0,
+		      "cannot start pagekeeperd: %s", d->error);
+}
+
+/*
+ * Start QEMU (mib MiB of memfd RAM, the image's kernel and initramfs,
+ * append on the kernel command line) under the preload shim, attached to
+ * the daemon at sock; domain: a sharing domain or NULL; args: more QEMU
+ * arguments or NULL.
+ */
+static void start_managed(struct qemu_guest *g, const char *name,
+			  unsigned mib, const char *append, const char *sock,
+			  const char *domain, const char *const *args)
+{
+	const char *shim = getenv("PK_PRELOAD");
+	char preload[2048], e_preload[2100], e_sock[300], e_domain[128];
+	const char *env[6];
+	int n = 0;
+
+	ck_assert_msg(!image_error[0], "%s", image_error);
+	ck_assert_msg(shim && *shim, "PK_PRELOAD is not set: run the test "
+		      "through meson");
+	ck_assert_int_eq(qemu_guest_preload_value(shim, preload,
+						  sizeof(preload)), 0);
+	snprintf(e_preload, sizeof(e_preload), "LD_PRELOAD=%s", preload);
+	snprintf(e_sock, sizeof(e_sock), "PAGEKEEPER_SOCKET=%s", sock);
+	env[n++] = e_preload;
+	env[n++] = e_sock;
+	/* QEMU is not instrumented: its leaks are not ours. */
+	env[n++] = "ASAN_OPTIONS=detect_leaks=0";
+	if (domain) {
+		snprintf(e_domain, sizeof(e_domain),
+			 "PAGEKEEPER_SHARE_DOMAIN=%s", domain);
+		env[n++] = e_domain;
+	}
+	env[n] = NULL;
+	struct qemu_guest_opts o = { .name = name, .mem_mib = mib,
+				     .append = append, .args = args,
+				     .env = env };
+	ck_assert_msg(qemu_guest_start(g, &o) == 0, "%s: %s", name, g->error);
+}
+
+/* The same without the shim (measurements). */
+static void start_unmanaged(struct qemu_guest *g, const char *name,
+			    unsigned mib, const char *append)
+{
+	struct qemu_guest_opts o = { .name = name, .mem_mib = mib,
+				     .append = append };
+
+	ck_assert_msg(!image_error[0], "%s", image_error);
+	ck_assert_msg(qemu_guest_start(g, &o) == 0, "%s: %s", name, g->error);
+}
+
+/* Wait for the ready line; returns the boot time in ms. */
+static long wait_ready(struct qemu_guest *g)
+{
+	char line[512];
+	long ms;
+
+	ck_assert_msg(qemu_guest_wait_line(g, "pkguest: ready", BOOT_MS, line,
+					   sizeof(line)) == 0,
+		      "%s: %s", g->name, g->error);
+	ms = qemu_guest_elapsed_ms(g);
+	fprintf(stderr, "%s: ready after %ld ms: %s\n", g->name, ms,
+		strstr(line, "pkguest:"));
+	return ms;
+}
+
+static void wait_rounds(struct qemu_guest *g, long rounds,
+			struct pkcheck_status *st)
+{
+	ck_assert_msg(qemu_guest_wait_rounds(g, rounds, ROUNDS_MS, st) == 0,
+		      "%s: %s", g->name, g->error);
+}
+
+/* Wait n more checker rounds than now; asserts 0 errors. */
+static void more_rounds(struct qemu_guest *g, long n, struct pkcheck_status *st)
+{
+	struct pkcheck_status now;
+
+	ck_assert_int_eq(qemu_guest_checker_status(g, &now), 0);
+	wait_rounds(g, now.round + n, st);
+	ck_assert_msg(st->errors == 0, "%s: the checker found %lld errors by "
+		      "round %ld", g->name, st->errors, st->round);
+}
+
+/* n more rounds in each of k guests, waited for side by side. */
+static void more_rounds_all(struct qemu_guest *g, int k, long n,
+			    struct pkcheck_status *st)
+{
+	long target[8];
+
+	ck_assert_int_le(k, 8);
+	for (int i = 0; i < k; i++) {
+		ck_assert_int_eq(qemu_guest_checker_status(&g[i], &st[i]), 0);
+		target[i] = st[i].round + n;
+	}
+	for (int i = 0; i < k; i++) {
+		wait_rounds(&g[i], target[i], &st[i]);
+		ck_assert_msg(st[i].errors == 0, "%s: the checker found %lld "
+			      "errors by round %ld", g[i].name, st[i].errors,
+			      st[i].round);
+	}
+}
+
+/* The checker has 0 errors and QEMU runs (QMP too, if q is given). */
+static void assert_guest_ok(struct qemu_guest *g, struct qmp_client *q)
+{
+	struct pkcheck_status st;
+	char status[64];
+
+	ck_assert_int_eq(qemu_guest_checker_status(g, &st), 0);
+	ck_assert_msg(st.round > 0, "%s: no checker round yet", g->name);
+	ck_assert_msg(st.errors == 0, "%s: the checker found %lld errors "
+		      "(round %ld)", g->name, st.errors, st.round);
+	ck_assert_msg(!st.exited, "%s: the checker exited with status %d",
+		      g->name, st.exit_status);
+	ck_assert_msg(qemu_guest_alive(g), "%s: %s", g->name, g->error);
+	if (q) {
+		ck_assert_msg(qmp_query_string(q, "query-status", "status",
+					       status, sizeof(status),
+					       QMP_MS) == 0, "%s", q->error);
+		ck_assert_msg(strcmp(status, "running") == 0,
+			      "%s: QMP query-status says '%s'", g->name,
+			      status);
+	}
+}
+
+static void qmp_open(struct qmp_client *q, struct qemu_guest *g)
+{
+	ck_assert_msg(qmp_connect(q, g->qmp, QMP_MS) == 0, "%s: %s", g->name,
+		      q->error);
+}
+
+static void qmp_do(struct qmp_client *q, const char *cmd, const char *args)
+{
+	ck_assert_msg(qmp_command(q, cmd, args, QMP_MS) == 0, "%s", q->error);
+}
+
+/* Wait until d lists VM name (present 1) or not (0); 1 if it did. */
+static int wait_vm(struct pk_test_daemon *d, const char *name, int present,
+		   int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		if ((vm_field(d, name, "configured_mib") >= 0) == present)
+			return 1;
+		if (now_ms() > deadline)
+			return 0;
+		sleep_ms(50);
+	}
+}
+
+static void assert_attached(struct pk_test_daemon *d, struct qemu_guest *g,
+			    const char *name, unsigned mib)
+{
+	ck_assert_msg(wait_vm(d, name, 1, ATTACH_MS), "VM %s never attached "
+		      "to the daemon (QEMU's output is in %s)", name,
+		      g->qemu_log);
+	ck_assert_double_eq(vm_field(d, name, "configured_mib"), mib);
+	ck_assert_int_eq((int)vm_field(d, name, "pid"), (int)g->pid);
+}
+
+/* A member of the status's top-level "swap" object. */
+static double swap_field(struct pk_test_daemon *d, const char *key)
+{
+	json_object *root = status_root(d), *sw;
+	double v;
+
+	ck_assert_msg(json_object_object_get_ex(root, "swap", &sw),
+		      "status has no \"swap\": the daemon runs without a "
+		      "swap file");
+	v = jnum(sw, key);
+	json_object_put(root);
+	return v;
+}
+
+/* RECLAIM mib MiB (rounded down to pages) of vm; asserts success. */
+static void reclaim(struct pk_test_daemon *d, const char *vm, double mib,
+		    struct pk_reclaim_reply *r)
+{
+	uint64_t bytes = (uint64_t)(mib * MIB) / 4096 * 4096;
+	int rc = pk_test_reclaim(d->sock, vm, bytes, r);
+
+	ck_assert_msg(rc == 0, "RECLAIM %.1f MiB of %s: %s (%d)", mib, vm,
+		      r->reason, rc);
+	fprintf(stderr, "%s: RECLAIM %.1f MiB: %.1f MiB swapped, %.1f MiB "
+		"zero, %.1f MiB kept (written meanwhile) in %.0f ms\n", vm, mib,
+		r->pages_swapped * PAGE_MIB, r->pages_zero * PAGE_MIB,
+		r->pages_aborted * PAGE_MIB, r->elapsed_us / 1000.0);
+}
+
+static void print_vm(struct pk_test_daemon *d, const char *tag,
+		     const char *name)
+{
+	fprintf(stderr, "%s: %s resident %.1f MiB, swapped %.1f MiB, zero "
+		"%.1f MiB, shared %.1f MiB, ballooned %.1f MiB, untouched %.1f "
+		"MiB, swapins %.0f, remove_events %.0f\n", tag, name,
+		vm_field(d, name, "resident_mib"),
+		vm_field(d, name, "swapped_mib"), vm_field(d, name, "zero_mib"),
+		vm_field(d, name, "shared_mib"),
+		vm_field(d, name, "ballooned_mib"),
+		vm_field(d, name, "untouched_mib"), vm_field(d, name, "swapins"),
+		vm_field(d, name, "remove_events"));
+}
+
+/* A string member of one VM's status ("" when absent). */
+static void vm_string(struct pk_test_daemon *d, const char *name,
+		      const char *key, char *out, size_t len)
+{
+	json_object *root = status_root(d), *vms, *v;
+
+	out[0] = '\0';
+	json_object_object_get_ex(root, "vms", &vms);
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		if (json_object_object_get_ex(vm, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name) &&
+		    json_object_object_get_ex(vm, key, &v))
+			snprintf(out, len, "%s", json_object_get_string(v));
+	}
+	json_object_put(root);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	ck_assert_int_ge(fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- 1. eviction ---------------------------------------------------------- */
+
+START_TEST(eviction)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest a, b;
+	struct qmp_client qa, qb;
+	struct pkcheck_status sa, sb;
+	struct pk_reclaim_reply ra, rb;
+	char na[48], nb[48];
+	const char *append = "pkcheck.mib=128 pkcheck.rewrite=0.1";
+	double want_a, want_b, swapped_a, swapped_b;
+
+	vm_name(na, sizeof(na), "evict-a");
+	vm_name(nb, sizeof(nb), "evict-b");
+	start_daemon(&d, "--swap-size 1G");
+	start_managed(&a, na, 256, append, d.sock, NULL, NULL);
+	start_managed(&b, nb, 256, append, d.sock, NULL, NULL);
+	assert_attached(&d, &a, na, 256);
+	assert_attached(&d, &b, nb, 256);
+	wait_ready(&a);
+	wait_ready(&b);
+	more_rounds(&a, 2, &sa);
+	more_rounds(&b, 2, &sb);
+	qmp_open(&qa, &a);
+	qmp_open(&qb, &b);
+	print_vm(&d, "eviction: before", na);
+	print_vm(&d, "eviction: before", nb);
+
+	/* a: paused, so its status shows exactly what was evicted. */
+	qmp_do(&qa, "stop", NULL);
+	want_a = 0.85 * vm_field(&d, na, "resident_mib");
+	reclaim(&d, na, want_a, &ra);
+	swapped_a = vm_field(&d, na, "swapped_mib");
+	/* b: running, its checker faulting pages back meanwhile. */
+	want_b = 0.85 * vm_field(&d, nb, "resident_mib");
+	reclaim(&d, nb, want_b, &rb);
+	swapped_b = vm_field(&d, nb, "swapped_mib");
+	fprintf(stderr, "eviction: swapped_mib %s %.1f (paused), %s %.1f "
+		"(running); swap slots used %.0f\n", na, swapped_a, nb,
+		swapped_b, swap_field(&d, "slots_used"));
+	ck_assert_msg(ra.pages_swapped * PAGE_MIB >= 0.8 * want_a,
+		      "paused %s: %.1f of %.1f MiB swapped", na,
+		      ra.pages_swapped * PAGE_MIB, want_a);
+	ck_assert_msg(swapped_a >= 0.95 * ra.pages_swapped * PAGE_MIB &&
+		      swapped_a >= 100, "paused %s: status swapped_mib %.1f "
+		      "after %.1f MiB were evicted", na, swapped_a,
+		      ra.pages_swapped * PAGE_MIB);
+	ck_assert_msg(rb.pages_swapped * PAGE_MIB >= 0.5 * want_b,
+		      "running %s: %.1f of %.1f MiB swapped", nb,
+		      rb.pages_swapped * PAGE_MIB, want_b);
+	ck_assert_msg(swapped_b > 0, "running %s: nothing swapped", nb);
+	ck_assert_double_ge(swap_field(&d, "slots_used"),
+			    (swapped_a + swapped_b) / PAGE_MIB * 0.5);
+	qmp_do(&qa, "cont", NULL);
+
+	/* Three full rounds read every checked page back from swap. */
+	more_rounds(&a, 3, &sa);
+	more_rounds(&b, 3, &sb);
+	print_vm(&d, "eviction: after 3 rounds", na);
+	print_vm(&d, "eviction: after 3 rounds", nb);
+	fprintf(stderr, "eviction: %s round %ld rate %.1f MiB/s, %s round %ld "
+		"rate %.1f MiB/s, 0 errors\n", na, sa.round, sa.rate_mib_s, nb,
+		sb.round, sb.rate_mib_s);
+	/* The checker's 128 MiB were ~85% evicted: most came back. */
+	ck_assert_msg(vm_field(&d, na, "swapins") * PAGE_MIB >= 64,
+		      "%s: only %.0f swap-ins", na,
+		      vm_field(&d, na, "swapins"));
+	ck_assert_msg(vm_field(&d, nb, "swapins") > 0, "%s: no swap-in", nb);
+	ck_assert_double_eq(vm_field(&d, na, "pages_poisoned"), 0);
+	ck_assert_double_eq(vm_field(&d, nb, "pages_poisoned"), 0);
+	assert_guest_ok(&a, &qa);
+	assert_guest_ok(&b, &qb);
+	ck_assert(pk_test_daemon_alive(&d));
+	qmp_close(&qa);
+	qmp_close(&qb);
+	qemu_guest_stop(&a);
+	qemu_guest_stop(&b);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* ---- 2. sharing ----------------------------------------------------------- */
+
+/* One VM's sharing figures. */
+struct share_fig {
+	double shared, zero, frames, saved, merged, refaults;
+};
+
+static void share_fig(struct pk_test_daemon *d, const char *name,
+		      struct share_fig *f)
+{
+	f->shared = vm_field(d, name, "shared_mib");
+	f->zero = vm_field(d, name, "zero_mib");
+	f->frames = vm_field(d, name, "canonical_frames");
+	f->saved = vm_field(d, name, "saved_mib");
+	f->merged = vm_field(d, name, "share_merged");
+	f->refaults = vm_field(d, name, "share_refaults");
+}
+
+static void print_sharing(struct pk_test_daemon *d, const char *tag)
+{
+	json_object *root = status_root(d), *sh, *doms;
+
+	ck_assert(json_object_object_get_ex(root, "sharing", &sh));
+	fprintf(stderr, "%s: total shared_mib %.1f zero_mib %.1f "
+		"canonical_frames %.0f store_mib %.1f saved_mib %.1f\n", tag,
+		jnum(sh, "shared_mib"), jnum(sh, "zero_mib"),
+		jnum(sh, "canonical_frames"), jnum(sh, "store_mib"),
+		jnum(sh, "saved_mib"));
+	ck_assert(json_object_object_get_ex(sh, "domains", &doms));
+	for (size_t i = 0; i < json_object_array_length(doms); i++) {
+		json_object *dj = json_object_array_get_idx(doms, i), *nm;
+		json_object_object_get_ex(dj, "name", &nm);
+		fprintf(stderr, "%s: domain '%s': vms %.0f shared_mib %.1f "
+			"canonical_frames %.0f store_mib %.1f saved_mib %.1f\n",
+			tag, json_object_get_string(nm), jnum(dj, "vms"),
+			jnum(dj, "shared_mib"), jnum(dj, "canonical_frames"),
+			jnum(dj, "store_mib"), jnum(dj, "saved_mib"));
+	}
+	json_object_put(root);
+}
+
+#define SHARE_CHECK_MIB 64
+
+START_TEST(sharing)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest g[3];
+	struct qmp_client q[3];
+	struct pkcheck_status st[3];
+	struct share_fig f[3], before[3];
+	char n[3][48], dom[48], got[80];
+	/* Same seed: the checked pages are the same bytes in every guest,
+	 * and unique within one.  No rewrites; 5 s between rounds. */
+	const char *append = "pkcheck.mib=64 pkcheck.seed=42 "
+			     "pkcheck.rewrite=0 pkcheck.interval-ms=5000";
+	double need = 0.75 * SHARE_CHECK_MIB;
+	long t0, deadline, progress;
+	int ok = 0; /* samples in a row that showed the merge */
+
+	vm_name(n[0], sizeof(n[0]), "share-a");
+	vm_name(n[1], sizeof(n[1]), "share-b");
+	vm_name(n[2], sizeof(n[2]), "share-alone");
+	vm_name(dom, sizeof(dom), "dom");
+	start_daemon(&d, "--swap-size 64M"); /* default --scan-rate */
+	for (int i = 0; i < 3; i++)
+		start_managed(&g[i], n[i], 256, append, d.sock,
+			      i < 2 ? dom : NULL, NULL);
+	for (int i = 0; i < 3; i++) {
+		assert_attached(&d, &g[i], n[i], 256);
+		vm_string(&d, n[i], "share_domain", got, sizeof(got));
+		ck_assert_str_eq(got, i < 2 ? dom : "");
+	}
+	for (int i = 0; i < 3; i++)
+		wait_ready(&g[i]);
+	for (int i = 0; i < 3; i++)
+		wait_rounds(&g[i], 1, &st[i]);
+	fprintf(stderr, "sharing: first checker rounds (merging meanwhile): "
+		"%.1f %.1f MiB/s, lone guest %.1f MiB/s\n", st[0].rate_mib_s,
+		st[1].rate_mib_s, st[2].rate_mib_s);
+
+	/* Pause all three: a checker round reads every checked page, and a
+	 * read of a merged page faults it back as a private copy, so
+	 * running checkers make the figures flicker (and a moment when the
+	 * lone guest is mid-round could pass for a real difference).  The
+	 * scanner goes on over paused guests' memory. */
+	for (int i = 0; i < 3; i++) {
+		qmp_open(&q[i], &g[i]);
+		qmp_do(&q[i], "stop", NULL);
+	}
+
+	/* Wait until the scanner merged the checked pages between a and b:
+	 * each shares at least 75% of the checker's MiB more than the lone
+	 * guest (whose only duplicates are within itself), in 8 samples in
+	 * a row (2 s).  A lone guest that shared with the domain would
+	 * close that gap. */
+	t0 = now_ms();
+	deadline = t0 + 120000;
+	progress = t0 + 10000;
+	while (ok < 8 && now_ms() < deadline) {
+		for (int i = 0; i < 3; i++)
+			share_fig(&d, n[i], &f[i]);
+		if (f[0].shared - f[2].shared >= need &&
+		    f[1].shared - f[2].shared >= need)
+			ok++;
+		else
+			ok = 0;
+		if (!ok && now_ms() >= progress) {
+			fprintf(stderr, "sharing: after %ld s shared_mib %.1f "
+				"%.1f (alone %.1f)\n", (now_ms() - t0) / 1000,
+				f[0].shared, f[1].shared, f[2].shared);
+			progress += 10000;
+		}
+		sleep_ms(250);
+	}
+	fprintf(stderr, "sharing: %s after %ld ms\n", ok == 8 ? "merged" :
+		"NOT merged", now_ms() - t0);
+	ck_assert_msg(ok == 8, "the checked pages were not merged between "
+		      "the two guests of domain %s in 120 s: shared_mib %.1f "
+		      "and %.1f, lone guest %.1f (want %.0f MiB more each, "
+		      "for 2 s)", dom, f[0].shared, f[1].shared, f[2].shared,
+		      need);
+	/* A few more seconds for what else is stable (the report). */
+	sleep_ms(3000);
+	for (int i = 0; i < 3; i++) {
+		share_fig(&d, n[i], &before[i]);
+		fprintf(stderr, "sharing: %s (domain '%s') shared_mib %.1f "
+			"zero_mib %.1f canonical_frames %.0f saved_mib %.1f "
+			"share_merged %.0f share_refaults %.0f\n", n[i],
+			i < 2 ? dom : "", before[i].shared, before[i].zero,
+			before[i].frames, before[i].saved, before[i].merged,
+			before[i].refaults);
+	}
+	print_sharing(&d, "sharing");
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(before[i].shared - before[2].shared >= need,
+			      "%s: shared_mib %.1f, lone guest %.1f", n[i],
+			      before[i].shared, before[2].shared);
+	ck_assert_double_gt(before[0].frames, 0);
+
+	/* The next round reads every merged page back: intact. */
+	for (int i = 0; i < 3; i++)
+		qmp_do(&q[i], "cont", NULL);
+	more_rounds_all(g, 3, 1, st);
+	for (int i = 0; i < 2; i++) {
+		share_fig(&d, n[i], &f[i]);
+		fprintf(stderr, "sharing: %s after a round: share_refaults "
+			"%.0f, shared_mib %.1f, round %ld rate %.1f MiB/s\n",
+			n[i], f[i].refaults, f[i].shared, st[i].round,
+			st[i].rate_mib_s);
+		ck_assert_msg(f[i].refaults > before[i].refaults,
+			      "%s: no merged page faulted back in a round that "
+			      "read them all", n[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_guest_ok(&g[i], &q[i]);
+		qmp_close(&q[i]);
+	}
+	ck_assert(pk_test_daemon_alive(&d));
+	for (int i = 0; i < 3; i++)
+		qemu_guest_stop(&g[i]);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* ---- 3. balloon over QMP ---------------------------------------------------- */
+
+/* QMP balloon to target_mib; waits until query-balloon reports it. */
+static void balloon_to(struct qmp_client *q, long long target_mib)
+{
+	char args[64];
+	long long actual = 0;
+	long t0 = now_ms();
+
+	snprintf(args, sizeof(args), "{\"value\":%lld}", target_mib << 20);
+	qmp_do(q, "balloon", args);
+	while (now_ms() - t0 < 90000) {
+		ck_assert_msg(qmp_balloon_actual(q, &actual, QMP_MS) == 0, "%s",
+			      q->error);
+		if (actual == target_mib << 20)
+			break;
+		sleep_ms(100);
+	}
+	fprintf(stderr, "balloon: to %lld MiB: query-balloon actual %lld MiB "
+		"after %ld ms\n", target_mib, actual >> 20, now_ms() - t0);
+	ck_assert_msg(actual == target_mib << 20, "query-balloon actual %lld "
+		      "MiB, target %lld MiB after 90 s", actual >> 20,
+		      target_mib);
+}
+
+START_TEST(balloon)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest g;
+	struct qmp_client q;
+	struct pkcheck_status before, inflated, after;
+	struct pk_reclaim_reply r;
+	char name[48], line[256];
+	/* 176 MiB of written, then freed guest pages: more than the balloon
+	 * can take from never-touched memory (about 75 MiB of 344), so it
+	 * must take evicted ones too. */
+	const char *append = "init_on_alloc=0 pkcheck.mib=64 "
+			     "pkcheck.release-mib=176 pkcheck.rewrite=0.05";
+	double slots0, slots1, swapins0, swapins1, removes0, removes1;
+	double swapped0, ballooned = 0, by_remove;
+	long drop;
+
+	vm_name(name, sizeof(name), "balloon");
+	start_daemon(&d, "--swap-size 1G");
+	start_managed(&g, name, 384, append, d.sock, NULL, NULL);
+	assert_attached(&d, &g, name, 384);
+	wait_ready(&g);
+	ck_assert_msg(qemu_guest_wait_line(&g, "pkcheck: released mib 176",
+					   ROUNDS_MS, line, sizeof(line)) == 0,
+		      "%s", g.error);
+	more_rounds(&g, 2, &before);
+	qmp_open(&q, &g);
+	{
+		long long actual;
+		ck_assert_int_eq(qmp_balloon_actual(&q, &actual, QMP_MS), 0);
+		ck_assert_int_eq(actual, 384LL << 20);
+	}
+	print_vm(&d, "balloon: booted", name);
+
+	/* Evict nearly everything, let the checker take its pages back:
+	 * what stays swapped is mostly the released (free) pages. */
+	reclaim(&d, name, 0.95 * vm_field(&d, name, "resident_mib"), &r);
+	more_rounds(&g, 2, &before);
+	print_vm(&d, "balloon: evicted, 2 rounds later", name);
+	slots0 = swap_field(&d, "slots_used");
+	swapins0 = vm_field(&d, name, "swapins");
+	removes0 = vm_field(&d, name, "remove_events");
+	swapped0 = vm_field(&d, name, "swapped_mib");
+	ck_assert_msg(swapped0 >= 100, "only %.1f MiB still swapped: the "
+		      "released pages should be", swapped0);
+
+	balloon_to(&q, 256);
+	for (long t0 = now_ms(); now_ms() - t0 < 20000; sleep_ms(100))
+		if ((ballooned = vm_field(&d, name, "ballooned_mib")) >= 127)
+			break;
+	slots1 = swap_field(&d, "slots_used");
+	swapins1 = vm_field(&d, name, "swapins");
+	removes1 = vm_field(&d, name, "remove_events");
+	by_remove = (slots0 - slots1) - (swapins1 - swapins0);
+	print_vm(&d, "balloon: inflated to 256 MiB", name);
+	fprintf(stderr, "balloon: swap slots used %.0f -> %.0f (%.1f MiB "
+		"freed), swap-ins meanwhile %.0f, so %.1f MiB freed by REMOVE; "
+		"remove_events %.0f -> %.0f, ballooned_mib %.1f\n", slots0,
+		slots1, (slots0 - slots1) * PAGE_MIB, swapins1 - swapins0,
+		by_remove * PAGE_MIB, removes0, removes1, ballooned);
+	ck_assert_msg(removes1 > removes0, "the daemon saw no REMOVE event");
+	ck_assert_msg(ballooned >= 120 && ballooned <= 129, "ballooned_mib "
+		      "%.1f after the balloon took 128 MiB", ballooned);
+	ck_assert_msg(by_remove * PAGE_MIB >= 32, "the balloon took evicted "
+		      "pages but their slots were not freed: slots_used "
+		      "%.0f -> %.0f with %.0f swap-ins", slots0, slots1,
+		      swapins1 - swapins0);
+
+	/* Rounds after the inflation finished show the smaller guest. */
+	more_rounds(&g, 2, &inflated);
+	drop = before.mem_total_mib - inflated.mem_total_mib;
+	fprintf(stderr, "balloon: guest MemTotal %ld -> %ld MiB\n",
+		before.mem_total_mib, inflated.mem_total_mib);
+	ck_assert_msg(drop >= 118 && drop <= 138, "MemTotal %ld -> %ld MiB: "
+		      "want about 128 MiB less", before.mem_total_mib,
+		      inflated.mem_total_mib);
+
+	balloon_to(&q, 384);
+	more_rounds(&g, 2, &after);
+	fprintf(stderr, "balloon: deflated: guest MemTotal %ld MiB, round "
+		"%ld, %lld errors\n", after.mem_total_mib, after.round,
+		after.errors);
+	ck_assert_int_eq(after.mem_total_mib, before.mem_total_mib);
+	print_vm(&d, "balloon: deflated", name);
+	assert_guest_ok(&g, &q);
+	ck_assert(pk_test_daemon_alive(&d));
+	qmp_close(&q);
+	qemu_guest_stop(&g);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* ---- 4. postcopy migration -------------------------------------------------- */
+
+START_TEST(postcopy)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest src, dst;
+	struct qmp_client qs, qd;
+	struct pkcheck_status st, dst_st, src_last;
+	struct pk_reclaim_reply r;
+	char name[48], incoming[64], uri[128], status[64];
+	const char *dst_args[] = { "-incoming", incoming, NULL };
+	const char *append = "pkcheck.mib=96 pkcheck.rewrite=0.1";
+	const char *cap = "{\"capabilities\":[{\"capability\":\"postcopy-ram\","
+			  "\"state\":true}]}";
+	int saw_postcopy = 0;
+	long t0;
+	double swapped;
+
+	vm_name(name, sizeof(name), "mig");
+	snprintf(incoming, sizeof(incoming), "tcp:127.0.0.1:%d", free_port());
+	snprintf(uri, sizeof(uri), "{\"uri\":\"%s\"}", incoming);
+	start_daemon(&d, "--swap-size 1G");
+	start_managed(&src, name, 256, append, d.sock, NULL, NULL);
+	assert_attached(&d, &src, name, 256);
+	wait_ready(&src);
+	more_rounds(&src, 2, &st);
+
+	/* Same -name: the destination is the same VM. */
+	start_managed(&dst, name, 256, append, d.sock, NULL, dst_args);
+	qmp_open(&qs, &src);
+	qmp_open(&qd, &dst);
+	ck_assert_int_eq(qmp_query_string(&qd, "query-status", "status",
+					  status, sizeof(status), QMP_MS), 0);
+	ck_assert_str_eq(status, "inmigrate");
+
+	/* Most of the source's memory in swap, just before it is sent. */
+	reclaim(&d, name, 0.8 * vm_field(&d, name, "resident_mib"), &r);
+	swapped = vm_field(&d, name, "swapped_mib");
+	fprintf(stderr, "postcopy: source swapped_mib %.1f before migrate\n",
+		swapped);
+	ck_assert_double_ge(swapped, 64);
+
+	qmp_do(&qs, "migrate-set-capabilities", cap);
+	qmp_do(&qd, "migrate-set-capabilities", cap);
+	/* Slow precopy down, so that postcopy really takes over. */
+	qmp_do(&qs, "migrate-set-parameters", "{\"max-bandwidth\":33554432}");
+	t0 = now_ms();
+	qmp_do(&qs, "migrate", uri);
+	sleep_ms(1000);
+	qmp_do(&qs, "migrate-start-postcopy", NULL);
+	for (;;) {
+		int rc = qmp_query_string(&qs, "query-migrate", "status",
+					  status, sizeof(status), QMP_MS);
+		ck_assert_msg(rc == 0 || rc == -ENOENT, "%s", qs.error);
+		if (!strcmp(status, "completed"))
+			break;
+		ck_assert_msg(strcmp(status, "failed") != 0, "the migration "
+			      "failed (QEMU output in %s and %s)", src.qemu_log,
+			      dst.qemu_log);
+		ck_assert_msg(now_ms() - t0 < 180000, "migration still '%s' "
+			      "after 180 s", status);
+		saw_postcopy |= !strcmp(status, "postcopy-active");
+		/* The daemon's VM of that name is the source's meanwhile. */
+		ck_assert_int_eq((int)vm_field(&d, name, "pid"), (int)src.pid);
+		sleep_ms(100);
+	}
+	fprintf(stderr, "postcopy: migration completed in %ld ms (postcopy "
+		"seen: %d); source swapins %.0f\n", now_ms() - t0, saw_postcopy,
+		vm_field(&d, name, "swapins"));
+	ck_assert_msg(saw_postcopy, "postcopy never started");
+	for (t0 = now_ms(); now_ms() - t0 < 20000; sleep_ms(100)) {
+		ck_assert_int_eq(qmp_query_string(&qd, "query-status", "status",
+						  status, sizeof(status),
+						  QMP_MS), 0);
+		if (!strcmp(status, "running"))
+			break;
+	}
+	ck_assert_str_eq(status, "running");
+	ck_assert_int_eq(qmp_query_string(&qs, "query-status", "status",
+					  status, sizeof(status), QMP_MS), 0);
+	ck_assert_str_eq(status, "postmigrate");
+
+	ck_assert_int_eq(qemu_guest_checker_status(&src, &src_last), 0);
+	ck_assert_int_eq(src_last.errors, 0);
+
+	/* The name is the source's until it exits. */
+	sleep_ms(1500);
+	ck_assert_int_eq((int)vm_field(&d, name, "pid"), (int)src.pid);
+	if (qmp_command(&qs, "quit", NULL, QMP_MS) != 0) {
+		int alive = qemu_guest_alive(&src);
+		ck_abort_msg("QMP quit of the source failed: %s; source QEMU "
+			     "%s", qs.error, alive ? "still runs" : src.error);
+	}
+	qmp_close(&qs);
+	for (t0 = now_ms(); qemu_guest_alive(&src) && now_ms() - t0 < 30000;)
+		sleep_ms(50);
+	ck_assert_msg(!qemu_guest_alive(&src), "the source did not quit");
+	ck_assert_msg(WIFEXITED(src.exit_status) &&
+		      WEXITSTATUS(src.exit_status) == 0,
+		      "source QEMU: %s", src.error);
+	qemu_guest_stop(&src);
+	t0 = now_ms();
+	while ((int)vm_field(&d, name, "pid") != (int)dst.pid &&
+	       now_ms() - t0 < ATTACH_MS)
+		sleep_ms(100);
+	ck_assert_msg((int)vm_field(&d, name, "pid") == (int)dst.pid,
+		      "the destination (pid %d) never attached as %s (QEMU "
+		      "output in %s)", (int)dst.pid, name, dst.qemu_log);
+	fprintf(stderr, "postcopy: destination attached %ld ms after the "
+		"source quit\n", now_ms() - t0);
+	ck_assert_double_eq(vm_field(&d, name, "configured_mib"), 256);
+
+	/* The checker goes on in the destination's serial log. */
+	more_rounds(&dst, 3, &dst_st);
+	fprintf(stderr, "postcopy: the source's serial log ends at checker "
+		"round %ld; the destination's is at round %ld, %lld errors, "
+		"rate %.1f MiB/s\n", src_last.round, dst_st.round,
+		dst_st.errors, dst_st.rate_mib_s);
+	ck_assert_int_gt(dst_st.round, src_last.round);
+
+	/* And the daemon manages the destination: evict, fault back. */
+	reclaim(&d, name, 0.6 * vm_field(&d, name, "resident_mib"), &r);
+	ck_assert_uint_gt(r.pages_swapped, 0);
+	more_rounds(&dst, 2, &dst_st);
+	ck_assert_double_gt(vm_field(&d, name, "swapins"), 0);
+	print_vm(&d, "postcopy: destination", name);
+	assert_guest_ok(&dst, &qd);
+	ck_assert(pk_test_daemon_alive(&d));
+	qmp_close(&qd);
+	qemu_guest_stop(&dst);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* ---- 5a. QEMU killed while pages are swapped ---------------------------------- */
+
+START_TEST(qemu_killed)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest k, s;
+	struct qmp_client qs;
+	struct pkcheck_status st;
+	struct pk_reclaim_reply r;
+	char nk[48], ns[48];
+	const char *append = "pkcheck.mib=96";
+	double slots = -1;
+	long t0;
+
+	vm_name(nk, sizeof(nk), "killed");
+	vm_name(ns, sizeof(ns), "survivor");
+	start_daemon(&d, "--swap-size 1G");
+	start_managed(&k, nk, 256, append, d.sock, NULL, NULL);
+	start_managed(&s, ns, 256, append, d.sock, NULL, NULL);
+	assert_attached(&d, &k, nk, 256);
+	assert_attached(&d, &s, ns, 256);
+	wait_ready(&k);
+	wait_ready(&s);
+	more_rounds(&k, 2, &st);
+	more_rounds(&s, 2, &st);
+
+	reclaim(&d, nk, 0.8 * vm_field(&d, nk, "resident_mib"), &r);
+	print_vm(&d, "qemu_killed: before SIGKILL", nk);
+	ck_assert_double_gt(vm_field(&d, nk, "swapped_mib"), 0);
+	ck_assert_double_gt(swap_field(&d, "slots_used"), 0);
+	ck_assert_int_eq(qemu_guest_checker_status(&k, &st), 0);
+	ck_assert_int_eq(st.errors, 0);
+
+	ck_assert_int_eq(kill(k.pid, SIGKILL), 0);
+	qemu_guest_stop(&k); /* reaps it */
+	t0 = now_ms();
+	ck_assert_msg(wait_vm(&d, nk, 0, 10000), "VM %s still listed 10 s "
+		      "after its QEMU was killed", nk);
+	while (now_ms() - t0 < 10000 &&
+	       (slots = swap_field(&d, "slots_used")) != 0)
+		sleep_ms(50);
+	fprintf(stderr, "qemu_killed: VM gone and slots_used %.0f after "
+		"%ld ms\n", slots, now_ms() - t0);
+	ck_assert_msg(slots == 0, "%.0f swap slots still used after the "
+		      "only VM with swapped pages was killed", slots);
+	ck_assert(pk_test_daemon_alive(&d));
+	ck_assert_int_eq(pk_test_vm_count(d.sock), 1);
+
+	/* The daemon goes on serving the other guest: evict, fault back. */
+	reclaim(&d, ns, 0.5 * vm_field(&d, ns, "resident_mib"), &r);
+	ck_assert_uint_gt(r.pages_swapped, 0);
+	more_rounds(&s, 2, &st);
+	ck_assert_double_gt(vm_field(&d, ns, "swapins"), 0);
+	qmp_open(&qs, &s);
+	assert_guest_ok(&s, &qs);
+	qmp_close(&qs);
+	qemu_guest_stop(&s);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* ---- 5b. the daemon stopped and started again ---------------------------------- */
+
+START_TEST(daemon_restart)
+{
+	struct pk_test_daemon holder, d1, d2;
+	struct qemu_guest g;
+	struct qmp_client q;
+	struct pkcheck_status st, gone0, gone1;
+	struct pk_reclaim_reply r;
+	char name[48], sock[160], extra[256];
+	long t0;
+
+	/* The socket lives in a directory that outlasts both daemons (the
+	 * fixture removes a daemon's own directory when it stops it). */
+	start_daemon(&holder, "--swap-size 0 --scan-rate 0");
+	snprintf(sock, sizeof(sock), "%s/restart.sock", holder.dir);
+	/* Nothing the daemon holds alone (swapped or merged pages) when it
+	 * dies: the contract does not keep those across a restart. */
+	snprintf(extra, sizeof(extra), "--socket %s --scan-rate 0 "
+		 "--swap-size 256M", sock);
+	start_daemon(&d1, extra);
+	vm_name(name, sizeof(name), "restart");
+	start_managed(&g, name, 256, "pkcheck.mib=96", sock, NULL, NULL);
+	assert_attached(&d1, &g, name, 256);
+	wait_ready(&g);
+	more_rounds(&g, 2, &st);
+	ck_assert_double_eq(vm_field(&d1, name, "swapped_mib"), 0);
+	ck_assert_double_eq(vm_field(&d1, name, "shared_mib"), 0);
+	qmp_open(&q, &g);
+
+	pk_test_daemon_stop(&d1); /* SIGTERM */
+	ck_assert_int_eq(qemu_guest_checker_status(&g, &gone0), 0);
+	sleep_ms(3000);
+	ck_assert_int_eq(qemu_guest_checker_status(&g, &gone1), 0);
+	fprintf(stderr, "daemon_restart: without a daemon for 3 s the "
+		"checker went from round %ld to %ld (its pages are resident; "
+		"faults on others wait)\n", gone0.round, gone1.round);
+	ck_assert_msg(qemu_guest_alive(&g), "%s", g.error);
+
+	t0 = now_ms();
+	start_daemon(&d2, extra);
+	assert_attached(&d2, &g, name, 256);
+	fprintf(stderr, "daemon_restart: re-registered %ld ms after the new "
+		"daemon started\n", now_ms() - t0);
+	more_rounds(&g, 3, &st);
+
+	/* The new daemon manages the guest: evict, fault back. */
+	reclaim(&d2, name, 0.5 * vm_field(&d2, name, "resident_mib"), &r);
+	ck_assert_uint_gt(r.pages_swapped, 0);
+	more_rounds(&g, 2, &st);
+	ck_assert_double_gt(vm_field(&d2, name, "swapins"), 0);
+	print_vm(&d2, "daemon_restart: new daemon", name);
+	assert_guest_ok(&g, &q);
+	qmp_close(&q);
+	qemu_guest_stop(&g);
+	pk_test_daemon_stop(&d2);
+	pk_test_daemon_stop(&holder);
+}
+END_TEST
+
+/* ---- 6. measurements ---------------------------------------------------------- */
+
+#define BOOT_RUNS 3
+#define RATE_RUNS 3
+
+START_TEST(measurements)
+{
+	static const double fractions[] = { 0, 0.5, 0.8 };
+	struct pk_test_daemon d;
+	struct qemu_guest g;
+	struct qmp_client q;
+	struct pkcheck_status st;
+	struct pk_reclaim_reply r;
+	double boot_u[BOOT_RUNS], boot_m[BOOT_RUNS];
+	double rates[3][RATE_RUNS], mu, mm;
+	char name[48];
+
+	start_daemon(&d, "--swap-size 1G");
+
+	/* Boot time to the ready line, unmanaged and managed in turn. */
+	for (int i = 0; i < BOOT_RUNS; i++) {
+		for (int managed = 0; managed < 2; managed++) {
+			char what[32];
+			snprintf(what, sizeof(what), "boot%c%d",
+				 managed ? 'm' : 'u', i);
+			vm_name(name, sizeof(name), what);
+			if (managed)
+				start_managed(&g, name, 256, "pkcheck.mib=16",
+					      d.sock, NULL, NULL);
+			else
+				start_unmanaged(&g, name, 256,
+						"pkcheck.mib=16");
+			(managed ? boot_m : boot_u)[i] = (double)wait_ready(&g);
+			wait_rounds(&g, 1, &st);
+			ck_assert_int_eq(st.errors, 0);
+			ck_assert_msg(qemu_guest_alive(&g), "%s", g.error);
+			if (managed)
+				ck_assert_int_eq((int)vm_field(&d, name, "pid"),
+						 (int)g.pid);
+			qemu_guest_stop(&g);
+		}
+	}
+	mu = median(boot_u, BOOT_RUNS);
+	mm = median(boot_m, BOOT_RUNS);
+	fprintf(stderr, "MEASURE boot to ready line, 256 MiB guest: "
+		"unmanaged median %.0f ms (runs %.0f %.0f %.0f), under the "
+		"shim + pagekeeperd median %.0f ms (runs %.0f %.0f %.0f), "
+		"ratio %.2f\n", mu, boot_u[0], boot_u[1], boot_u[2], mm,
+		boot_m[0], boot_m[1], boot_m[2], mm / mu);
+
+	/* Verification rate with a fraction of the guest evicted. */
+	vm_name(name, sizeof(name), "rate");
+	start_managed(&g, name, 256, "pkcheck.mib=160 pkcheck.rewrite=0 "
+		      "pkcheck.interval-ms=2000", d.sock, NULL, NULL);
+	assert_attached(&d, &g, name, 256);
+	wait_ready(&g);
+	more_rounds(&g, 2, &st);
+	qmp_open(&q, &g);
+	for (int f = 0; f < 3; f++) {
+		for (int i = 0; i < RATE_RUNS; i++) {
+			double res, swapped = 0, sw0, sw1, ra0, ra1;
+			/* A round just ended; the checker sleeps 2 s (guest
+			 * time, which stops with the guest). */
+			more_rounds(&g, 1, &st);
+			qmp_do(&q, "stop", NULL);
+			res = vm_field(&d, name, "resident_mib");
+			if (fractions[f] > 0) {
+				reclaim(&d, name, fractions[f] * res, &r);
+				swapped = vm_field(&d, name, "swapped_mib");
+			}
+			sw0 = vm_field(&d, name, "swapins");
+			ra0 = vm_field(&d, name, "swapins_readahead");
+			qmp_do(&q, "cont", NULL);
+			more_rounds(&g, 1, &st);
+			sw1 = vm_field(&d, name, "swapins");
+			ra1 = vm_field(&d, name, "swapins_readahead");
+			rates[f][i] = st.rate_mib_s;
+			fprintf(stderr, "measurements: %.0f%% of %.1f MiB "
+				"resident evicted (swapped_mib %.1f): round "
+				"%ld rate %.1f MiB/s, %.1f MiB swapped in, "
+				"%.1f MiB of it read ahead\n",
+				fractions[f] * 100, res, swapped, st.round,
+				st.rate_mib_s, (sw1 - sw0) * PAGE_MIB,
+				(ra1 - ra0) * PAGE_MIB);
+			if (fractions[f] >= 0.8)
+				/* The measured round really read its
+				 * pages back from swap. */
+				ck_assert_msg((sw1 - sw0) * PAGE_MIB >= 64,
+					      "only %.1f MiB swapped in "
+					      "during the measured round",
+					      (sw1 - sw0) * PAGE_MIB);
+		}
+	}
+	for (int f = 0; f < 3; f++)
+		fprintf(stderr, "MEASURE checker verification rate, 160 MiB "
+			"checked in a 256 MiB guest, %.0f%% evicted before the "
+			"round: median %.1f MiB/s (runs %.1f %.1f %.1f)\n",
+			fractions[f] * 100, median(rates[f], RATE_RUNS),
+			rates[f][0], rates[f][1], rates[f][2]);
+	assert_guest_ok(&g, &q);
+	qmp_close(&q);
+	qemu_guest_stop(&g);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+int main(void)
+{
+	struct {
+		const char *name;
+		const TTest *test;
+	} cases[] = {
+		{ "eviction", eviction },
+		{ "sharing", sharing },
+		{ "balloon", balloon },
+		{ "postcopy", postcopy },
+		{ "qemu_killed", qemu_killed },
+		{ "daemon_restart", daemon_restart },
+		{ "measurements", measurements },
+	};
+	Suite *s = suite_create("qemu_managed");
+	SRunner *sr;
+	int failed;
+
+	/* One case each, so that CK_RUN_CASE picks one. */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *t = tcase_create(cases[i].name);
+		tcase_add_test(t, cases[i].test);
+		tcase_set_timeout(t, 600);
+		suite_add_tcase(s, t);
+	}
+	/* A peer that went away is an error with a message, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (qemu_guest_build_image(image_error, sizeof(image_error)) < 0)
+		fprintf(stderr, "test_qemu_managed: %s\n", image_error);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
