@@ -91,6 +91,13 @@ void pk_watch_del(struct pk_event_loop *loop, struct pk_watch *w)
 	loop->graveyard = w;
 }
 
+int pk_event_loop_pending(struct pk_event_loop *loop)
+{
+	struct epoll_event ev;
+
+	return epoll_wait(loop->epfd, &ev, 1, 0) > 0;
+}
+
 int pk_event_loop_run_once(struct pk_event_loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[PK_EVENT_BATCH];

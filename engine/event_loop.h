@@ -26,6 +26,13 @@ struct pk_watch *pk_watch_add(struct pk_event_loop *loop, int fd,
 /* Stop watching; the fd is not closed.  NULL is accepted. */
 void pk_watch_del(struct pk_event_loop *loop, struct pk_watch *w);
 
+/*
+ * Is any watched fd ready now?  Dispatches nothing: every watch is
+ * level-triggered, so the event is still there for the next batch.  Long
+ * handlers (the sharing scanner) use it to give way.
+ */
+int pk_event_loop_pending(struct pk_event_loop *loop);
+
 /* Wait up to timeout_ms (-1: forever) and dispatch one batch. */
 int pk_event_loop_run_once(struct pk_event_loop *loop, int timeout_ms);
 

@@ -5,7 +5,9 @@
  * Every 10 ms the scan timer takes its share of the configured rate
  * (--scan-rate, bytes per second, a token bucket) and spends it on the
  * VMs in turn, within its CPU share of the period (--scan-cpu, percent
- * of one core; unspent bytes are refunded), each through its own cursor
+ * of one core; unspent bytes are refunded, and after its first
+ * millisecond it gives way to any fault or other event waiting in the
+ * loop), each through its own cursor
  * over the RAM file (hashing/scan_cursor.h: the cursor reads only the
  * runs of pages the page table says are RESIDENT, with pread, so the
  * scan never faults in or allocates a page, and holes cost no syscall).
@@ -169,20 +171,38 @@ static int on_page(void *arg, uint64_t off, const void *page, uint64_t hash,
 	return 0;
 }
 
-/* The scan tick's limits: its CPU share, and one period of wall time. */
+/*
+ * The scan tick's limits: its CPU share, one period of wall time, and
+ * the loop's other work.  After the tick's first PK_SCAN_YIELD_NS the
+ * scanner gives way as soon as any other event is ready (a guest's
+ * fault, a swap-in completion, a client), checked once per
+ * PK_SCAN_YIELD_NS: guests must not wait for a scan step, and a fault
+ * storm still leaves the scanner that first slice of every period.
+ */
+#define PK_SCAN_YIELD_NS (1000 * 1000)
+
 struct scan_deadline {
 	uint64_t cpu_ns, wall_ns;
+	uint64_t check_ns; /* when to look at the loop next */
+	struct pk_event_loop *loop;
 };
 
-static int past_deadline(const struct scan_deadline *dl)
+static int past_deadline(struct scan_deadline *dl)
 {
-	return clock_ns(CLOCK_THREAD_CPUTIME_ID) >= dl->cpu_ns ||
-	       clock_ns(CLOCK_MONOTONIC) >= dl->wall_ns;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (clock_ns(CLOCK_THREAD_CPUTIME_ID) >= dl->cpu_ns ||
+	    now >= dl->wall_ns)
+		return 1;
+	if (now < dl->check_ns)
+		return 0;
+	dl->check_ns = now + PK_SCAN_YIELD_NS;
+	return pk_event_loop_pending(dl->loop);
 }
 
 /* Scan up to max_pages of vm, stopping early at dl; returns pages visited. */
 static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
-			const struct scan_deadline *dl)
+			struct scan_deadline *dl)
 {
 	uint64_t done = 0, cpu0;
 	int n;
@@ -229,7 +249,7 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	uint64_t expirations, now = clock_ns(CLOCK_MONOTONIC), budget, pages;
 	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	struct scan_deadline dl;
-	(void)loop, (void)w, (void)events;
+	(void)w, (void)events;
 
 	if (read(e->scan_timer_fd, &expirations, sizeof(expirations)) < 0 ||
 	    !e->vms)
@@ -240,6 +260,8 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	 * for long. */
 	dl.cpu_ns = cpu0 + PK_SCAN_PERIOD_NS / 100 * e->cfg.scan_cpu_percent;
 	dl.wall_ns = now + PK_SCAN_PERIOD_NS;
+	dl.check_ns = now + PK_SCAN_YIELD_NS;
+	dl.loop = loop;
 	budget = pk_rate_limit_take(&e->scan_rate, e->cfg.scan_bytes_per_s,
 				    PK_PAGE_SIZE, now);
 	pages = budget / PK_PAGE_SIZE;
