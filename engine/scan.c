@@ -7,10 +7,10 @@
  * VMs in turn, within its CPU share of the period (--scan-cpu, percent
  * of one core; unspent bytes are refunded, and after its first
  * millisecond it gives way to any fault or other event waiting in the
- * loop), each through its own cursor
- * over the RAM file (hashing/scan_cursor.h: the cursor reads only the
- * runs of pages the page table says are RESIDENT, with pread, so the
- * scan never faults in or allocates a page, and holes cost no syscall).
+ * loop), each through its own cursor over the RAM file
+ * (hashing/scan_cursor.h: the cursor reads only the runs of pages the
+ * page table says are RESIDENT, with pread, so the scan never faults in
+ * or allocates a page, and holes cost no syscall).
  *
  * A page is acted on only when it is stable: its hash was the same in
  * --share-stable-scans + 1 consecutive passes (default 2), and a VM's
