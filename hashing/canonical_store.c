@@ -4,27 +4,36 @@
  * What: the one copy of each shared page content that merged guest
  * pages refer to, with a reference count per copy, found by content.
  *
- * How: copies sit in chunks of CHUNK_PAGES pages, each an anonymous
- * private mmap (page-aligned, so UFFDIO_COPY can take a copy straight
- * from it) with transparent huge pages turned off (a huge page would make
- * one copy cost 2 MiB and the byte count a lie).  A copy's id is
- * chunk * CHUNK_PAGES + slot; beside each chunk, a metadata array holds
- * each copy's hash (to find its index entry again when it is freed), its
- * reference count and, while free, the next free id.  Freed ids form a
- * LIFO list, so a freed id is the next one handed out and ids stay dense.
- * A content index maps hash -> ids; every candidate is compared with
- * memcmp before it is used.  When a copy's last reference goes, its id
- * is freed at once but its page is given back later, in bulk, by
- * pk_canon_release_freed() (MADV_DONTNEED over runs of adjacent freed
- * pages): the last put usually happens on a guest's fault path, and each
- * MADV_DONTNEED is a TLB shootdown that held the next fault up (a third
- * more refault latency).  Freed pages not yet given back are counted in
- * page_bytes, so the byte count stays the store's real footprint.
+ * How: copies sit in chunks of CHUNK_PAGES pages (2 MiB), each an
+ * anonymous private mmap backed by one transparent huge page where the
+ * kernel has one (page-aligned either way, so UFFDIO_COPY can take a copy
+ * straight from it).  A copy's id is chunk * CHUNK_PAGES + slot; beside
+ * each chunk, a metadata array holds each copy's hash (to find its index
+ * entry again when it is freed), its reference count and, while free,
+ * the next free id.  Freed ids form a LIFO list, so a freed id is the
+ * next one handed out and ids stay dense.  A content index maps hash ->
+ * ids; every candidate is compared with memcmp before it is used.
  *
- * Why: ids must be small (56-bit page-table payloads, dense for later
- * per-id arrays) and lookups by id O(1): a two-level array does both.
- * Never trusting the hash is the sharing issue's first rule: a collision
- * must cost a memcmp, never a guest's data.
+ * Memory is given back a whole chunk at a time: pk_canon_release_freed()
+ * (from the daemon's 1 s tick, off the fault path: each MADV_DONTNEED is
+ * a TLB shootdown) drops every backed chunk that holds no live copy, and
+ * the chunk is backed again when one of its ids is handed out.  So the
+ * footprint is exactly the backed chunks, and that is what page_bytes
+ * counts: every figure that claims savings subtracts it.
+ *
+ * Why huge pages: a shared page's refault is a UFFDIO_COPY from its
+ * copy, and with 4 KiB pages most of those copies missed the TLB.  On
+ * this platform (paravirtualised, 2 vCPUs) that cost 6-7 us per refault,
+ * 1.20x the bare round trip; with 2 MiB pages the refault is 1.03x.  The
+ * price is granularity: a freed copy's page stays held until its whole
+ * chunk is free (ids are reused first in the chunks freed last).  Giving
+ * back 4 KiB out of a huge page would only split its mapping; the kernel
+ * keeps the huge page until memory pressure, and the count would lie.
+ *
+ * Why ids: they must be small (56-bit page-table payloads, dense for
+ * later per-id arrays) and lookups by id O(1): a two-level array does
+ * both.  Never trusting the hash is the sharing issue's first rule: a
+ * collision must cost a memcmp, never a guest's data.
  */
 #include "hashing/canonical_store.h"
 
@@ -37,18 +46,19 @@
 #include <sys/mman.h>
 
 #define PAGE PK_HASH_PAGE_SIZE
-#define CHUNK_PAGES 512u
+#define CHUNK_PAGES PK_CANON_CHUNK_PAGES
 #define NO_ID UINT32_MAX
 
 struct frame_meta {
 	uint64_t hash;
 	uint32_t refs;	    /* 0: free */
 	uint32_t next_free; /* while free: next id on the free list */
-	bool held;	    /* free, but its page not yet given back */
 };
 
 struct chunk {
 	unsigned char *pages; /* CHUNK_PAGES * PAGE bytes, mmap'd */
+	uint32_t live;	      /* copies in it */
+	bool backed;	      /* its memory is there (not given back) */
 	struct frame_meta meta[CHUNK_PAGES];
 };
 
@@ -56,12 +66,10 @@ struct pk_canon_store {
 	struct pk_content_index *index;
 	struct chunk **chunks;
 	size_t n_chunks, chunks_cap;
+	size_t n_backed;    /* chunks whose memory is there */
 	uint64_t n_ids;	    /* ids ever handed out: the next fresh id */
 	uint32_t free_head; /* most recently freed id, or NO_ID */
 	uint64_t frames, refs;
-	uint32_t *to_release; /* freed ids whose pages are still held */
-	size_t n_to_release, to_release_cap;
-	uint64_t held;	      /* free ids with their page still held */
 };
 
 static struct frame_meta *meta_of(const struct pk_canon_store *s, uint64_t id)
@@ -111,7 +119,6 @@ void pk_canon_store_destroy(struct pk_canon_store *s)
 		free(s->chunks[i]);
 	}
 	free(s->chunks);
-	free(s->to_release);
 	pk_index_destroy(s->index);
 	free(s);
 }
@@ -129,7 +136,7 @@ static int add_chunk(struct pk_canon_store *s)
 		s->chunks = v;
 		s->chunks_cap = cap;
 	}
-	c = malloc(sizeof(*c));
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->pages = mmap(NULL, (size_t)CHUNK_PAGES * PAGE, PROT_READ | PROT_WRITE,
@@ -138,12 +145,13 @@ static int add_chunk(struct pk_canon_store *s)
 		free(c);
 		return -ENOMEM;
 	}
-	/* Best effort: without it THP could back a chunk with 2 MiB at once. */
-	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_NOHUGEPAGE);
-	/* New ids fill a new chunk in order, so populate it in one call
-	 * rather than one page fault per copy (5% of the scanner's CPU
-	 * while merging).  Best effort, like the THP hint. */
+	/* Best effort, both: a huge page where the kernel has one (the
+	 * refault's TLB misses), populated in one call rather than one fault
+	 * per copy (5% of the scanner's CPU while merging, with 4 KiB). */
+	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_HUGEPAGE);
 	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_POPULATE_WRITE);
+	c->backed = true;
+	s->n_backed++;
 	s->chunks[s->n_chunks++] = c;
 	return 0;
 }
@@ -152,12 +160,12 @@ static int add_chunk(struct pk_canon_store *s)
 static int alloc_id(struct pk_canon_store *s, uint64_t *id)
 {
 	if (s->free_head != NO_ID) {
-		struct frame_meta *m = meta_of(s, s->free_head);
+		struct chunk *c = s->chunks[s->free_head / CHUNK_PAGES];
 		*id = s->free_head;
-		s->free_head = m->next_free;
-		if (m->held) { /* reused before its page was given back */
-			m->held = false;
-			s->held--;
+		s->free_head = meta_of(s, *id)->next_free;
+		if (!c->backed) { /* the copy's memcpy brings it back */
+			c->backed = true;
+			s->n_backed++;
 		}
 		return 0;
 	}
@@ -171,24 +179,6 @@ static int alloc_id(struct pk_canon_store *s, uint64_t *id)
 	}
 	*id = s->n_ids++;
 	return 0;
-}
-
-/* The page of freed id stays held until pk_canon_release_freed(). */
-static void hold_page(struct pk_canon_store *s, uint64_t id)
-{
-	if (s->n_to_release == s->to_release_cap) {
-		size_t cap = s->to_release_cap ? s->to_release_cap * 2 : 256;
-		uint32_t *v = realloc(s->to_release, cap * sizeof(*v));
-		if (!v) { /* no list: give it back now */
-			(void)madvise(page_of(s, id), PAGE, MADV_DONTNEED);
-			return;
-		}
-		s->to_release = v;
-		s->to_release_cap = cap;
-	}
-	s->to_release[s->n_to_release++] = (uint32_t)id;
-	meta_of(s, id)->held = true;
-	s->held++;
 }
 
 static void free_id(struct pk_canon_store *s, uint64_t id)
@@ -254,6 +244,7 @@ int pk_canon_get_or_add(struct pk_canon_store *s, const void *page,
 		return rc;
 	}
 	memcpy(page_of(s, nid), page, PAGE);
+	s->chunks[nid / CHUNK_PAGES]->live++;
 	m = meta_of(s, nid);
 	m->hash = hash;
 	m->refs = 1;
@@ -290,46 +281,27 @@ int64_t pk_canon_put(struct pk_canon_store *s, uint64_t id)
 	/* The entry is there: it was inserted with the copy. */
 	(void)pk_index_remove(s->index, m->hash, id);
 	free_id(s, id);
+	s->chunks[id / CHUNK_PAGES]->live--;
 	s->frames--;
-	hold_page(s, id);
 	return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 size_t pk_canon_release_freed(struct pk_canon_store *s)
 {
-	size_t released = 0, i = 0;
+	size_t released = 0;
 
-	if (!s->n_to_release)
-		return 0;
-	qsort(s->to_release, s->n_to_release, sizeof(*s->to_release), cmp_u32);
-	while (i < s->n_to_release) {
-		uint32_t first = s->to_release[i], last = first;
-		size_t j = i + 1;
-		if (!meta_of(s, first)->held) { /* reused, or listed twice */
-			i++;
+	if (s->n_backed * CHUNK_PAGES == s->frames)
+		return 0; /* every backed page holds a copy */
+	for (size_t i = 0; i < s->n_chunks; i++) {
+		struct chunk *c = s->chunks[i];
+		if (!c->backed || c->live)
 			continue;
-		}
-		/* A run of held pages in one chunk is one range of memory. */
-		while (j < s->n_to_release &&
-		       s->to_release[j] == last + 1 &&
-		       (last + 1) % CHUNK_PAGES != 0 &&
-		       meta_of(s, last + 1)->held)
-			last = s->to_release[j++];
-		(void)madvise(page_of(s, first), (size_t)(last - first + 1) * PAGE,
+		(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE,
 			      MADV_DONTNEED);
-		for (uint32_t id = first; id <= last; id++)
-			meta_of(s, id)->held = false;
-		released += last - first + 1;
-		s->held -= last - first + 1;
-		i = j;
+		c->backed = false;
+		s->n_backed--;
+		released += CHUNK_PAGES;
 	}
-	s->n_to_release = 0;
 	return released;
 }
 
@@ -349,11 +321,10 @@ void pk_canon_stats(const struct pk_canon_store *s, struct pk_canon_stats *st)
 {
 	st->frames = s->frames;
 	st->refs = s->refs;
-	st->held = s->held;
-	st->page_bytes = (s->frames + s->held) * PAGE;
+	st->held = s->n_backed * CHUNK_PAGES - s->frames;
+	st->page_bytes = s->n_backed * CHUNK_PAGES * PAGE;
 	st->meta_bytes = sizeof(*s) + s->chunks_cap * sizeof(*s->chunks) +
 			 s->n_chunks * sizeof(struct chunk) +
-			 s->to_release_cap * sizeof(*s->to_release) +
 			 pk_index_bytes(s->index);
 	st->bytes = st->page_bytes + st->meta_bytes;
 }

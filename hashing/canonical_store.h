@@ -16,12 +16,12 @@
  * Ids are small integers below PK_CANON_ID_LIMIT (they fit in the page
  * table's 56-bit payload); the id of a freed copy is handed out again,
  * most recently freed first.  Copies live in page-aligned, mmap'd chunks
- * of 512 pages; the page of a copy whose last reference goes is given
- * back to the kernel by the next pk_canon_release_freed() (in bulk: each
- * MADV_DONTNEED is a TLB shootdown, too slow for a fault path), and until
- * then counts in pk_canon_stats().page_bytes, so bytes is always the
- * store's real footprint, which every figure that claims savings must
- * subtract.
+ * of 512 pages (2 MiB, a huge page where the kernel has one); a chunk
+ * that holds no live copy is given back to the kernel by the next
+ * pk_canon_release_freed() (each MADV_DONTNEED is a TLB shootdown, too
+ * slow for a fault path), and every chunk not given back counts whole in
+ * pk_canon_stats().page_bytes, so bytes is always the store's real
+ * footprint, which every figure that claims savings must subtract.
  *
  * Not thread-safe.  Errors are negative errno values.
  */
@@ -34,6 +34,9 @@
 
 struct pk_canon_store;
 
+/* Pages per chunk: the unit in which memory is given back. */
+#define PK_CANON_CHUNK_PAGES 512u
+
 /* Ids are < PK_CANON_ID_LIMIT. */
 #define PK_CANON_ID_LIMIT UINT64_C(0xffffffff)
 
@@ -42,7 +45,7 @@ struct pk_canon_store;
 
 struct pk_canon_stats {
 	uint64_t frames;     /* canonical copies held */
-	uint64_t held;	     /* freed copies whose page is not given back yet */
+	uint64_t held;	     /* pages of the store's memory with no copy */
 	uint64_t refs;	     /* references held on them, in total */
 	uint64_t page_bytes; /* (frames + held) * PK_HASH_PAGE_SIZE */
 	uint64_t meta_bytes; /* per-copy metadata, chunk table, content index */
@@ -90,9 +93,9 @@ int pk_canon_ref(struct pk_canon_store *store, uint64_t id);
 int64_t pk_canon_put(struct pk_canon_store *store, uint64_t id);
 
 /*
- * Gives the pages of the copies freed since the last call back to the
- * kernel (MADV_DONTNEED, one call per run of adjacent pages); returns how
- * many.  Call it off the fault path, e.g. once a second.
+ * Gives every chunk that holds no live copy back to the kernel
+ * (MADV_DONTNEED of the whole chunk); returns how many pages.  Call it
+ * off the fault path, e.g. once a second.
  */
 size_t pk_canon_release_freed(struct pk_canon_store *store);
 

@@ -497,17 +497,13 @@ START_TEST(test_canon_put_frees_and_reuses)
 	EQ(pk_canon_ref(s, ids[1]), -ENOENT);
 	EQ(pk_canon_ref(s, 12345), -ENOENT);
 	ck_assert_ptr_null(pk_canon_data(s, 12345));
-	/* The freed copy's page is held, and counted, until the release. */
+	/* Memory goes back a whole chunk at a time: the freed copy's page
+	 * stays, and is counted, while its chunk holds other copies. */
 	pk_canon_stats(s, &st);
-	EQ(st.held, 1);
-	EQ(st.page_bytes, 3 * PAGE);
-	EQ(pk_canon_release_freed(s), 1);
+	EQ(st.held, PK_CANON_CHUNK_PAGES - 2);
+	EQ(st.page_bytes, PK_CANON_CHUNK_PAGES * PAGE);
 	EQ(pk_canon_release_freed(s), 0);
-	pk_canon_stats(s, &st);
-	EQ(st.held, 0);
-	EQ(st.page_bytes, 2 * PAGE);
-	/* The freed copy's memory went back to the kernel. */
-	OK(!resident(old));
+	OK(resident(old));
 	/* Its content is no longer found; the others are. */
 	EQ(pk_canon_get(s, p + PAGE, pk_page_hash(p + PAGE), &id), -ENOENT);
 	EQ(pk_canon_get(s, p, pk_page_hash(p), &id), 0);
@@ -533,7 +529,24 @@ START_TEST(test_canon_put_frees_and_reuses)
 		if (i != 1)
 			EQ(pk_canon_put(s, ids[i]), 0);
 	check_stats(s, 0, 0);
-	EQ(pk_canon_release_freed(s), 3);
+	/* The chunk holds no copy now: all of it goes back, once. */
+	EQ(pk_canon_release_freed(s), PK_CANON_CHUNK_PAGES);
+	EQ(pk_canon_release_freed(s), 0);
+	OK(!resident(old));
+	pk_canon_stats(s, &st);
+	EQ(st.page_bytes, 0);
+	EQ(st.held, 0);
+	/* Its ids are handed out again, and the chunk is backed again. */
+	fill(p + 3 * PAGE, 302);
+	EQ(pk_canon_get_or_add(s, p + 3 * PAGE, pk_page_hash(p + 3 * PAGE),
+					     &id, &is_new), 0);
+	OK(is_new);
+	EQ(id, ids[3]); /* the most recently freed */
+	EQ(memcmp(pk_canon_data(s, id), p + 3 * PAGE, PAGE), 0);
+	check_stats(s, 1, 1);
+	pk_canon_stats(s, &st);
+	EQ(st.page_bytes, PK_CANON_CHUNK_PAGES * PAGE);
+	EQ(pk_canon_put(s, id), 0);
 	pk_canon_store_destroy(s);
 	free(p);
 }
