@@ -159,25 +159,27 @@ static int add_chunk(struct pk_canon_store *s)
 /* A free id, its metadata zeroed; the store's chunk list grows as needed. */
 static int alloc_id(struct pk_canon_store *s, uint64_t *id)
 {
+	struct chunk *c;
+
 	if (s->free_head != NO_ID) {
-		struct chunk *c = s->chunks[s->free_head / CHUNK_PAGES];
 		*id = s->free_head;
 		s->free_head = meta_of(s, *id)->next_free;
-		if (!c->backed) { /* the copy's memcpy brings it back */
-			c->backed = true;
-			s->n_backed++;
-		}
-		return 0;
-	}
-	if (s->n_ids >= PK_CANON_ID_LIMIT)
-		return -ENOSPC;
-	if (s->n_ids == (uint64_t)s->n_chunks * CHUNK_PAGES) {
-		int rc = add_chunk(s);
+	} else {
+		if (s->n_ids >= PK_CANON_ID_LIMIT)
+			return -ENOSPC;
+		if (s->n_ids == (uint64_t)s->n_chunks * CHUNK_PAGES) {
+			int rc = add_chunk(s);
 
-		if (rc < 0)
-			return rc;
+			if (rc < 0)
+				return rc;
+		}
+		*id = s->n_ids++;
 	}
-	*id = s->n_ids++;
+	c = s->chunks[*id / CHUNK_PAGES];
+	if (!c->backed) { /* given back: the copy's memcpy brings it back */
+		c->backed = true;
+		s->n_backed++;
+	}
 	return 0;
 }
 
