@@ -195,8 +195,7 @@ static void exec_daemon(const struct pk_test_daemon *d, char *const argv[],
 	_exit(127); /* the log stays empty; start() reports exit status 127 */
 }
 
-/* Is pid running (not gone, not a zombie nobody reaps yet)? */
-static int pid_running(pid_t pid)
+int pk_test_pid_running(pid_t pid)
 {
 	char path[64], buf[256], *p;
 	int fd;
@@ -239,9 +238,9 @@ static void run_cleaner(int rfd, pid_t daemon, const char *dir,
 	while (read(0, &c, 1) < 0 && errno == EINTR)
 		;
 	/* The starter stopped the daemon or is gone: wait for the daemon. */
-	for (int i = 0; i < 500 && pid_running(daemon); i++)
+	for (int i = 0; i < 500 && pk_test_pid_running(daemon); i++)
 		sleep_ms(10);
-	if (pid_running(daemon))
+	if (pk_test_pid_running(daemon))
 		kill(daemon, SIGKILL); /* PDEATHSIG failed: never leak it */
 	if (stat(dir, &st) == 0) {
 		fprintf(stderr, "daemon_fixture: the test ended without stopping "

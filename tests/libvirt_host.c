@@ -3,6 +3,7 @@
  * and the cleaner for test_libvirt_embed.c (see libvirt_host.h).
  */
 #include "tests/libvirt_host.h"
+#include "tests/daemon_fixture.h"
 #include "tests/qemu_guest.h"
 
 #include <dirent.h>
@@ -288,28 +289,10 @@ static int proc_file_mentions(pid_t pid, const char *what, const char *needle)
 	return hit;
 }
 
-int lv_pid_running(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
 
 static int uses(pid_t pid, const char *needle)
 {
-	return lv_pid_running(pid) && (proc_file_mentions(pid, "cmdline", needle) ||
+	return pk_test_pid_running(pid) && (proc_file_mentions(pid, "cmdline", needle) ||
 				    proc_file_mentions(pid, "environ", needle));
 }
 

@@ -58,9 +58,6 @@ int lv_uffd_acl_restore(struct lv_uffd_acl *a, char *err, size_t err_len);
  */
 int lv_procs_using(const char *needle, pid_t *out, int max);
 
-/* 1 if pid runs (exists and is not a zombie). */
-int lv_pid_running(pid_t pid);
-
 /* SIGKILL them (by pid, re-checked) until none is left or timeout_ms. */
 int lv_kill_procs_using(const char *needle, int timeout_ms);
 

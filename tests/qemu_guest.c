@@ -4,6 +4,7 @@
  * test (see qemu_guest.h).  Reading its serial console: qemu_serial.c.
  */
 #include "tests/qemu_guest.h"
+#include "tests/daemon_fixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,24 +103,6 @@ void qemu_guest_dump_serial(const struct qemu_guest *g, int lines)
 
 /* ---- the cleaner ------------------------------------------------------- */
 
-static int pid_running(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
 
 /* 1 if pid is still our QEMU (its command line has "guest=NAME"). */
 static int is_our_qemu(pid_t pid, const char *name)
@@ -166,9 +149,9 @@ static void run_cleaner(int rfd, const struct qemu_guest *g)
 			close(i);
 	while (read(0, &c, 1) < 0 && errno == EINTR)
 		;
-	for (int i = 0; i < 500 && pid_running(g->pid); i++)
+	for (int i = 0; i < 500 && pk_test_pid_running(g->pid); i++)
 		usleep(10000);
-	if (pid_running(g->pid) && is_our_qemu(g->pid, g->name))
+	if (pk_test_pid_running(g->pid) && is_our_qemu(g->pid, g->name))
 		kill(g->pid, SIGKILL); /* PDEATHSIG failed: never leak it */
 	if (stat(g->dir, &st) == 0) {
 		fprintf(stderr, "qemu_guest: the test ended without stopping "
@@ -178,7 +161,7 @@ static void run_cleaner(int rfd, const struct qemu_guest *g)
 		fprintf(stderr, "qemu_guest %s: QEMU's output (%s):\n",
 			g->name, g->qemu_log);
 		qemu_log_dump_tail(g->qemu_log, 20, "  | ");
-		for (int i = 0; i < 300 && pid_running(g->pid); i++)
+		for (int i = 0; i < 300 && pk_test_pid_running(g->pid); i++)
 			usleep(10000);
 		remove_files(g);
 	}

@@ -374,10 +374,10 @@ static void assert_running(struct run *r)
 
 	REQUIRE(virDomainGetState(r->dom, &state, &reason, 0) == 0,
 		"virDomainGetState %s: %s", r->name, lv_error());
-	REQUIRE(state == VIR_DOMAIN_RUNNING && lv_pid_running(r->pid),
+	REQUIRE(state == VIR_DOMAIN_RUNNING && pk_test_pid_running(r->pid),
 		"%s is not running (libvirt state %d reason %d, QEMU pid %d "
 		"%s)", r->name, state, reason, (int)r->pid,
-		lv_pid_running(r->pid) ? "runs" : "is gone");
+		pk_test_pid_running(r->pid) ? "runs" : "is gone");
 }
 
 /* 1 if a complete serial line after r->cursor contains prefix. */
@@ -419,7 +419,7 @@ static long wait_line(struct run *r, const char *prefix, char *out,
 	for (;;) {
 		if (scan_serial(r, prefix, out, len))
 			return now_ms() - r->t0;
-		REQUIRE(lv_pid_running(r->pid), "%s: QEMU exited before a "
+		REQUIRE(pk_test_pid_running(r->pid), "%s: QEMU exited before a "
 			"serial line with '%s'", r->name, prefix);
 		REQUIRE(now_ms() < deadline, "%s: no serial line with '%s' in "
 			"%d ms", r->name, prefix, BOOT_TIMEOUT_MS);
@@ -513,7 +513,7 @@ static void dom_destroy(struct run *r)
 	REQUIRE(virDomainDestroy(r->dom) == 0, "virDomainDestroy %s: %s",
 		r->name, lv_error());
 	deadline = now_ms() + 10000;
-	while (lv_pid_running(r->pid)) {
+	while (pk_test_pid_running(r->pid)) {
 		REQUIRE(now_ms() < deadline, "%s: QEMU pid %d still runs 10 s "
 			"after virDomainDestroy", r->name, (int)r->pid);
 		sleep_ms(20);
@@ -965,7 +965,7 @@ START_TEST(libvirt_embed)
 	if (n_left)
 		lv_kill_procs_using(scratch, 10000);
 	for (int i = 0; i < R.n_pids && i < MAX_PIDS; i++)
-		pids_alive += R.pids[i] > 0 && lv_pid_running(R.pids[i]);
+		pids_alive += R.pids[i] > 0 && pk_test_pid_running(R.pids[i]);
 	acl_rc = lv_uffd_acl_restore(&acl, acl_err, sizeof(acl_err));
 	rm_rc = lv_rmtree(scratch);
 	lv_cleaner_done(&cleaner);
