@@ -739,7 +739,7 @@ START_TEST(postcopy)
 	const char *append = "pkcheck.mib=96 pkcheck.rewrite=0.1";
 	const char *cap = "{\"capabilities\":[{\"capability\":\"postcopy-ram\","
 			  "\"state\":true}]}";
-	int saw_postcopy = 0;
+	int saw_postcopy = 0, rc;
 	long t0;
 	double swapped;
 
@@ -776,7 +776,7 @@ START_TEST(postcopy)
 	sleep_ms(1000);
 	qmp_do(&qs, "migrate-start-postcopy", NULL);
 	for (;;) {
-		int rc = qmp_query_string(&qs, "query-migrate", "status",
+		rc = qmp_query_string(&qs, "query-migrate", "status",
 					  status, sizeof(status), QMP_MS);
 		ck_assert_msg(rc == 0 || rc == -ENOENT, "%s", qs.error);
 		if (!strcmp(status, "completed"))
@@ -813,7 +813,18 @@ START_TEST(postcopy)
 	/* The name is the source's until it exits. */
 	sleep_ms(1500);
 	ck_assert_int_eq((int)vm_field(&d, name, "pid"), (int)src.pid);
-	if (qmp_command(&qs, "quit", NULL, QMP_MS) != 0) {
+	/* QEMU 7.2 was seen (1 run in 9) to close the source's QMP
+	 * connection after postcopy completed, with the monitor itself
+	 * still serving: quit goes over a new connection then. */
+	rc = qmp_command(&qs, "quit", NULL, QMP_MS);
+	if (rc != 0 && strstr(qs.error, strerror(EPIPE))) {
+		fprintf(stderr, "postcopy: the source closed its QMP "
+			"connection (%s); quit over a new one\n", qs.error);
+		qmp_close(&qs);
+		qmp_open(&qs, &src);
+		rc = qmp_command(&qs, "quit", NULL, QMP_MS);
+	}
+	if (rc != 0) {
 		int alive = qemu_guest_alive(&src);
 		ck_abort_msg("QMP quit of the source failed: %s; source QEMU "
 			     "%s", qs.error, alive ? "still runs" : src.error);
