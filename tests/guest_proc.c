@@ -126,6 +126,23 @@ double vm_field(struct pk_test_daemon *d, const char *name,
 	return f;
 }
 
+void vm_string(struct pk_test_daemon *d, const char *name, const char *key,
+	       char *out, size_t len)
+{
+	json_object *root = status_root(d), *vms, *v;
+
+	out[0] = '\0';
+	json_object_object_get_ex(root, "vms", &vms);
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		if (json_object_object_get_ex(vm, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name) &&
+		    json_object_object_get_ex(vm, key, &v))
+			snprintf(out, len, "%s", json_object_get_string(v));
+	}
+	json_object_put(root);
+}
+
 void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };

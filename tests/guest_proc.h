@@ -37,6 +37,9 @@ double jnum(json_object *o, const char *key);
 json_object *status_root(struct pk_test_daemon *d);
 /* One status figure of one VM; -1 when the VM is not registered. */
 double vm_field(struct pk_test_daemon *d, const char *name, const char *key);
+/* One string status field of one VM into out ("" when absent). */
+void vm_string(struct pk_test_daemon *d, const char *name, const char *key,
+	       char *out, size_t len);
 void sleep_ms(int ms);
 /*
  * RECLAIM bytes of vm; waits up to 60 s for the reply.  Returns its

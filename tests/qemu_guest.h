@@ -97,6 +97,14 @@ long qemu_guest_elapsed_ms(const struct qemu_guest *g);
 /* Print the last `lines` lines of the serial log to stderr. */
 void qemu_guest_dump_serial(const struct qemu_guest *g, int lines);
 
+/*
+ * Scan the complete lines of the serial log at path after *cursor for
+ * one containing prefix: 1 if found (*cursor moves past it, the line goes
+ * to out), else 0.  last (may be NULL) gets the last complete line seen.
+ */
+int qemu_serial_scan(const char *path, long *cursor, const char *prefix,
+		     char *out, size_t len, char *last, size_t last_len);
+
 /* The last `lines` lines of any log file to stderr, each prefixed by tag. */
 void qemu_log_dump_tail(const char *path, int lines, const char *tag);
 

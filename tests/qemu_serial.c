@@ -33,14 +33,10 @@ static void set_error(struct qemu_guest *g, const char *fmt, ...)
 	va_end(ap);
 }
 
-/*
- * Scan complete serial lines after g->cursor for prefix; 1 if found (the
- * cursor moves past it).  *last gets the last complete line seen.
- */
-static int scan_lines(struct qemu_guest *g, const char *prefix, char *out,
-		      size_t len, char *last, size_t last_len)
+int qemu_serial_scan(const char *path, long *cursor, const char *prefix,
+		     char *out, size_t len, char *last, size_t last_len)
 {
-	FILE *f = fopen(g->serial, "r");
+	FILE *f = fopen(path, "r");
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -48,11 +44,11 @@ static int scan_lines(struct qemu_guest *g, const char *prefix, char *out,
 
 	if (!f)
 		return 0;
-	fseek(f, g->cursor, SEEK_SET);
+	fseek(f, *cursor, SEEK_SET);
 	while (!found && (n = getline(&line, &cap, f)) > 0) {
 		if (line[n - 1] != '\n')
 			break; /* a partial line: next time */
-		g->cursor += n;
+		*cursor += n;
 		line[n - 1] = '\0';
 		if (n > 1 && line[n - 2] == '\r')
 			line[n - 2] = '\0';
@@ -61,7 +57,8 @@ static int scan_lines(struct qemu_guest *g, const char *prefix, char *out,
 			if (out)
 				snprintf(out, len, "%s", line);
 		}
-		snprintf(last, last_len, "%s", line);
+		if (last)
+			snprintf(last, last_len, "%s", line);
 	}
 	free(line);
 	fclose(f);
@@ -77,7 +74,8 @@ int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
 
 	for (;;) {
 		int alive = qemu_guest_alive(g);
-		if (scan_lines(g, prefix, line, len, last, sizeof(last)))
+		if (qemu_serial_scan(g->serial, &g->cursor, prefix, line, len,
+				     last, sizeof(last)))
 			return 0;
 		if (!alive) {
 			char why[256];

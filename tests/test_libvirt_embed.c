@@ -380,34 +380,18 @@ static void assert_running(struct run *r)
 		pk_test_pid_running(r->pid) ? "runs" : "is gone");
 }
 
-/* 1 if a complete serial line after r->cursor contains prefix. */
+/* 1 if a complete serial line after r->cursor contains prefix; out gets
+ * the line from prefix on. */
 static int scan_serial(struct run *r, const char *prefix, char *out,
 		       size_t len)
 {
-	FILE *f = fopen(r->serial, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int found = 0;
+	char line[512];
 
-	if (!f)
+	if (!qemu_serial_scan(r->serial, &r->cursor, prefix, line,
+			      sizeof(line), NULL, 0))
 		return 0;
-	fseek(f, r->cursor, SEEK_SET);
-	while (!found && (n = getline(&line, &cap, f)) > 0) {
-		if (line[n - 1] != '\n')
-			break;
-		r->cursor += n;
-		line[n - 1] = '\0';
-		if (n > 1 && line[n - 2] == '\r')
-			line[n - 2] = '\0';
-		if (strstr(line, prefix)) {
-			found = 1;
-			snprintf(out, len, "%s", strstr(line, prefix));
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	snprintf(out, len, "%s", strstr(line, prefix));
+	return 1;
 }
 
 /* Wait for a serial line with prefix; ms since virDomainCreateXML. */

@@ -773,27 +773,6 @@ static int wait_vm(struct pk_test_daemon *d, const char *name, int present,
 	}
 }
 
-/* A string field of one VM in d's status ("" when absent; static). */
-static const char *vm_string(struct pk_test_daemon *d, const char *name,
-			     const char *key)
-{
-	static char out[128];
-	json_object *root = status_root(d), *vms, *v;
-
-	out[0] = '\0';
-	json_object_object_get_ex(root, "vms", &vms);
-	for (size_t i = 0; i < json_object_array_length(vms); i++) {
-		json_object *vm = json_object_array_get_idx(vms, i);
-		if (json_object_object_get_ex(vm, "name", &v) &&
-		    !strcmp(json_object_get_string(v), name) &&
-		    json_object_object_get_ex(vm, key, &v))
-			snprintf(out, sizeof(out), "%s",
-				 json_object_get_string(v));
-	}
-	json_object_put(root);
-	return out;
-}
-
 static void vm_name(char *out, size_t len, const char *what)
 {
 	snprintf(out, len, "pk-%s-%d", what, (int)getpid());
@@ -802,7 +781,7 @@ static void vm_name(char *out, size_t len, const char *what)
 /* Attached with the right name, size, pid and balloon; QMP quit detaches. */
 START_TEST(qemu_attach_status)
 {
-	char name[48], line[128];
+	char name[48], line[128], got[64];
 	struct qmp m;
 	int st;
 
@@ -813,8 +792,10 @@ START_TEST(qemu_attach_status)
 		      read_file(Q[0].err));
 	ck_assert_double_eq(vm_field(&D, name, "configured_mib"), QEMU_RAM_MIB);
 	ck_assert_int_eq((int)vm_field(&D, name, "pid"), Q[0].pid);
-	ck_assert_str_eq(vm_string(&D, name, "balloon"), "qmp");
-	ck_assert_str_eq(vm_string(&D, name, "ram"), "shared");
+	vm_string(&D, name, "balloon", got, sizeof(got));
+	ck_assert_str_eq(got, "qmp");
+	vm_string(&D, name, "ram", got, sizeof(got));
+	ck_assert_str_eq(got, "shared");
 	snprintf(line, sizeof(line), "pagekeeper-preload: VM '%s' attached", name);
 	ck_assert(err_has(&Q[0], line));
 	qmp_connect(&m, &Q[0]);
