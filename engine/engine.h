@@ -45,7 +45,8 @@ struct pk_engine_config {
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
 	unsigned swap_readahead_max; /* pages read per sequential swap-in; 1: off */
 	uint64_t scan_bytes_per_s;   /* sharing scanner rate; 0: no scanning */
-	unsigned scan_cpu_percent;   /* most of each scan period it may use */
+	uint64_t scan_bytes_per_s_max; /* while it finds new pages; 0: = rate */
+	unsigned scan_cpu_percent;   /* its CPU share, on average */
 	unsigned share_stable_scans; /* scans a page must keep its hash */
 	const struct pk_share_override *share_overrides;
 	unsigned n_share_overrides;
@@ -60,9 +61,13 @@ struct pk_engine_config {
 #define PK_SWAP_QUEUE_DEPTH 256
 /*
  * 8 GiB of guest RAM per pass in about 14 s (the sharing issue: <= 30 s);
- * merging 8 GiB of guests at this rate used 46% of a core (pk-bench-share).
+ * scanning idle guests already merged at this rate takes about 10% of a
+ * core here.  While passes find pages new to the scanner (just faulted
+ * in, or just turned stable) the rate doubles each second up to the
+ * maximum, which the CPU share bounds in practice (scan.c).
  */
 #define PK_SCAN_DEFAULT_BYTES_PER_S (600ULL << 20)
+#define PK_SCAN_DEFAULT_MAX_BYTES_PER_S (4ULL << 30)
 /* The issue's limit: half a core on average. */
 #define PK_SCAN_CPU_DEFAULT 50u
 /* Merged or zero-reclaimed only after one scan (>= 1 s) unchanged. */
@@ -98,6 +103,10 @@ struct pk_engine {
 	uint32_t scan_last_vm_id;
 	uint64_t scan_bytes, scan_bytes_last;
 	uint64_t scan_cpu_ns, scan_cpu_ns_last;
+	uint64_t scan_rate_now;		/* bytes/s, between the two limits */
+	uint64_t scan_found, scan_found_last; /* pages new to the scanner */
+	int64_t scan_cpu_credit_ns;	/* CPU the scanner may still use */
+	uint64_t scan_last_tick_ns;
 	double scan_mib_per_s, scan_cpu_percent;
 	FILE *log;
 };

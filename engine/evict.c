@@ -558,12 +558,12 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 }
 
 /*
- * The scanner's reclaim of idx[0..n): pages it found stable over its
- * passes, either all zeros or (with share) duplicates of other pages in
- * the VM's sharing domain.  The same protocol as a swap batch, minus the
- * writes: protect, copy out, drop the pages the guest wrote, then look at
- * the bytes really there.  All zeros: the page becomes ZERO, served back
- * by UFFDIO_ZEROPAGE.  Otherwise, with share, the page takes a reference
+ * The scanner's reclaim of entries[0..n): pages it found stable over
+ * its passes, either all zeros or (tagged may_share) duplicates of other
+ * pages in the VM's sharing domain.  The same protocol as a swap batch,
+ * minus the writes: protect, copy out, drop the pages the guest wrote,
+ * then look at the bytes really there.  All zeros: the page becomes ZERO,
+ * served back by UFFDIO_ZEROPAGE.  Otherwise, if may_share, it takes a reference
  * on the domain's canonical copy of exactly those bytes (found by hash,
  * proved by memcmp, made from this copy if none exists) and becomes
  * SHARED, served back by UFFDIO_COPY from the copy.  Any other page is
@@ -572,21 +572,22 @@ static int batch_start(struct pk_vm *vm, unsigned want)
  * Returns the number of pages reclaimed, or -EAGAIN (a REMOVE is in
  * flight: the scanner tries again next pass).
  */
-int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
-			void *scratch, int share)
+int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *entries,
+			unsigned n, void *scratch)
 {
 	struct pk_evict_batch *b;
 	uint64_t sorted[PK_EVICT_BATCH];
 	uint64_t before = vm->stats.zero_reclaimed + vm->stats.share_merged;
+	bool may_share[PK_EVICT_BATCH];
 
 	if (n == 0 || vm->anon)
 		return 0;
 	if (n > PK_EVICT_BATCH)
 		n = PK_EVICT_BATCH;
-	/* Runs and batch_page() want the pages in table order. */
-	memcpy(sorted, idx, n * sizeof(*idx));
+	/* Runs and batch_page() want the pages in table order (the tag is
+	 * the low bit, so the entries sort as their pages do). */
+	memcpy(sorted, entries, n * sizeof(*entries));
 	qsort(sorted, n, sizeof(*sorted), cmp_u64);
-	idx = sorted;
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -595,13 +596,15 @@ int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
 	b->scan = 1;
 	for (unsigned i = 0; i < n; i++) {
 		struct pk_evict_page *p = &b->pages[b->n];
-		if (pk_page_state(&vm->pages, idx[i]) != PK_PAGE_RESIDENT ||
-		    pk_page_busy(&vm->pages, idx[i]))
+		uint64_t idx = sorted[i] >> 1;
+		if (pk_page_state(&vm->pages, idx) != PK_PAGE_RESIDENT ||
+		    pk_page_busy(&vm->pages, idx))
 			continue; /* changed since it was queued, or a repeat */
 		p->batch = b;
-		p->idx = idx[i];
+		p->idx = idx;
 		p->buf = (char *)scratch + (size_t)b->n * PK_PAGE_SIZE;
-		pk_page_set_busy(&vm->pages, idx[i], 1);
+		may_share[b->n] = sorted[i] & 1;
+		pk_page_set_busy(&vm->pages, idx, 1);
 		b->n++;
 	}
 	if (b->n == 0) {
@@ -628,7 +631,7 @@ int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
 			continue;
 		if (pk_page_is_zero(p->buf, PK_PAGE_SIZE)) {
 			p->flags |= EV_ZERO;
-		} else if (share && vm->domain &&
+		} else if (may_share[i] && vm->domain &&
 			   pk_canon_get_or_add(vm->domain->store, p->buf,
 					       pk_page_hash(p->buf),
 					       &p->canon_id, &is_new) == 0) {

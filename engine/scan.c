@@ -61,6 +61,8 @@
  */
 #define PK_SCAN_MIN_PASS_NS (1000ULL * 1000 * 1000)
 #define PK_SCAN_BATCH 64
+/* Non-resident pages a read may span to join two resident runs. */
+#define PK_SCAN_GAP_PAGES 4
 /* Pages per scan step: the deadline is checked between steps. */
 #define PK_SCAN_STEP 256u
 
@@ -84,8 +86,10 @@ static uint64_t page_at_offset(const struct pk_vm *vm, uint64_t off)
 
 /*
  * The scan cursor's extents (scan_cursor.h): runs of RESIDENT pages in
- * the page table, in file order.  Other pages are not the scanner's
- * business (on_page ignores them), so they are skipped without a syscall.
+ * the page table, in file order, joined across gaps of up to
+ * PK_SCAN_GAP_PAGES other pages.  Other pages are not the scanner's
+ * business (on_page ignores them), so longer gaps are skipped without a
+ * syscall.
  */
 static int resident_extent(void *arg, uint64_t from, uint64_t *start,
 			   uint64_t *end)
@@ -111,9 +115,18 @@ static int resident_extent(void *arg, uint64_t from, uint64_t *start,
 		while (i < last && pk_page_state(pt, i) != PK_PAGE_RESIDENT)
 			i++;
 		if (i < last) {
-			uint64_t j = i + 1;
-			while (j < last && pk_page_state(pt, j) == PK_PAGE_RESIDENT)
+			uint64_t j = i + 1, run_end = j;
+			/* Through short gaps too: reading a few holes (zeros,
+			 * nothing allocated; on_page skips them) costs less
+			 * than a pread more, and once merging has left the
+			 * resident pages scattered, most runs are one or two
+			 * pages long. */
+			while (j < last && j - run_end < PK_SCAN_GAP_PAGES) {
+				if (pk_page_state(pt, j) == PK_PAGE_RESIDENT)
+					run_end = j + 1;
 				j++;
+			}
+			j = run_end;
 			*start = next->file_offset +
 				 (i - next->first_page) * PK_PAGE_SIZE;
 			*end = next->file_offset + (j - next->first_page) * PK_PAGE_SIZE;
@@ -123,18 +136,6 @@ static int resident_extent(void *arg, uint64_t from, uint64_t *start,
 	}
 }
 
-static void flush_zero_pages(struct pk_vm *vm)
-{
-	uint64_t before = vm->stats.zero_reclaimed;
-
-	if (!vm->n_scan_zero)
-		return;
-	pk_evict_scan_pages(vm, vm->scan_zero, vm->n_scan_zero,
-			    vm->engine->scan_scratch, 0);
-	vm->stats.scan_zero_reclaimed += vm->stats.zero_reclaimed - before;
-	vm->n_scan_zero = 0;
-}
-
 static int on_page(void *arg, uint64_t off, const void *page, uint64_t hash,
 		   bool is_zero)
 {
@@ -142,31 +143,39 @@ static int on_page(void *arg, uint64_t off, const void *page, uint64_t hash,
 	struct pk_page_table *pt = &vm->pages;
 	uint64_t idx = page_at_offset(vm, off), old, now;
 	unsigned cur = pk_scan_stamp(vm->scan_pass), stable = 0;
+	bool same, read_last_pass;
 
 	vm->stats.scan_pages++;
 	if (idx == UINT64_MAX || pk_page_state(pt, idx) != PK_PAGE_RESIDENT ||
 	    pk_page_busy(pt, idx))
 		return 0;
 	old = pk_page_payload(pt, idx);
-	now = pk_scan_payload(hash, 0, cur);
 	if (pk_scan_payload_stamp(old) == cur)
 		return 0; /* read already in this pass */
-	if (pk_scan_payload_stamp(old) == pk_scan_stamp(vm->scan_pass + 254) &&
-	    pk_scan_payload_hash(old) == pk_scan_payload_hash(now)) {
+	same = pk_scan_payload_stamp(old) &&
+	       pk_scan_payload_hash(old) == pk_scan_key(hash);
+	read_last_pass = pk_scan_payload_stamp(old) ==
+			 pk_scan_stamp(vm->scan_pass + 254);
+	if (same && read_last_pass) {
 		stable = pk_scan_payload_stable(old) + 1;
 		if (stable > PK_SCAN_STABLE_MAX)
 			stable = PK_SCAN_STABLE_MAX;
 	}
-	pk_page_set(pt, idx, PK_PAGE_RESIDENT,
-		    pk_scan_payload(hash, stable, cur));
+	/* A candidate stays one while its hash does (share.c). */
+	now = pk_scan_payload(hash, stable, cur) |
+	      (same ? old & PK_SCAN_CANDIDATE : 0);
+	pk_page_set(pt, idx, PK_PAGE_RESIDENT, now);
+	/* New to the scanner: read for the first time since it became
+	 * resident, or stable for the first time.  What sets the rate. */
+	if (!pk_scan_payload_stamp(old) ||
+	    (stable && stable == vm->engine->cfg.share_stable_scans))
+		vm->engine->scan_found++;
 	if (stable < vm->engine->cfg.share_stable_scans)
 		return 0;
 	if (is_zero) {
-		vm->scan_zero[vm->n_scan_zero++] = idx;
-		if (vm->n_scan_zero == PK_SCAN_BATCH)
-			flush_zero_pages(vm);
+		pk_share_queue_zero(vm, idx);
 	} else {
-		pk_share_consider(vm, idx, page, hash);
+		pk_share_consider(vm, idx, page, hash, read_last_pass);
 	}
 	return 0;
 }
@@ -215,8 +224,10 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
 			return 0;
 		pk_scan_cursor_set_extents(vm->scan, resident_extent, vm);
 	}
-	if (!vm->scan_pass_start_ns)
+	if (!vm->scan_pass_start_ns) {
 		vm->scan_pass_start_ns = clock_ns(CLOCK_MONOTONIC);
+		pk_share_pass_start(vm);
+	}
 	while (done < max_pages && !past_deadline(dl)) {
 		uint64_t want = max_pages - done;
 		n = pk_scan_step(vm->scan,
@@ -232,12 +243,15 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
 			vm->scan_next_pass_ns =
 				vm->scan_pass_start_ns + PK_SCAN_MIN_PASS_NS;
 			vm->scan_pass_start_ns = 0;
-			pk_share_pass_done(vm);
 			break;
 		}
 		done += (uint64_t)n;
 	}
-	flush_zero_pages(vm);
+	/* An index slot per page read: the index has about 1.2-1.7 slots
+	 * per candidate, and candidates are a part of the domain's pages,
+	 * so it is swept about once per pass over the domain's RAM. */
+	if (vm->domain && done)
+		pk_share_sweep(vm->domain, done);
 	vm->stats.scan_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	return done;
 }
@@ -247,22 +261,32 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 {
 	struct pk_engine *e = data;
 	uint64_t expirations, now = clock_ns(CLOCK_MONOTONIC), budget, pages;
-	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), used;
+	int64_t share = PK_SCAN_PERIOD_NS / 100 * e->cfg.scan_cpu_percent;
 	struct scan_deadline dl;
 	(void)w, (void)events;
 
-	if (read(e->scan_timer_fd, &expirations, sizeof(expirations)) < 0 ||
-	    !e->vms)
+	if (read(e->scan_timer_fd, &expirations, sizeof(expirations)) < 0)
 		return;
-	/* The CPU share: at most that part of each period in CPU time, and
-	 * never more than a period in wall time, so neither a high rate nor
-	 * costly pages (many hash collisions) can hold up the loop's faults
-	 * for long. */
-	dl.cpu_ns = cpu0 + PK_SCAN_PERIOD_NS / 100 * e->cfg.scan_cpu_percent;
+	/* The CPU share, kept on average: the credit grows by the share of
+	 * the time passed (at most two periods' worth banked) and pays for
+	 * everything a tick does, merges included, so a tick that
+	 * overspends makes the next ones wait. */
+	e->scan_cpu_credit_ns += (int64_t)((now - e->scan_last_tick_ns) / 100 *
+					   e->cfg.scan_cpu_percent);
+	if (e->scan_cpu_credit_ns > 2 * share)
+		e->scan_cpu_credit_ns = 2 * share;
+	e->scan_last_tick_ns = now;
+	if (!e->vms || e->scan_cpu_credit_ns <= 0)
+		return;
+	/* Never more than a period in wall time either, so neither a high
+	 * rate nor costly pages (many hash collisions) can hold up the
+	 * loop's faults for long. */
+	dl.cpu_ns = cpu0 + (uint64_t)e->scan_cpu_credit_ns;
 	dl.wall_ns = now + PK_SCAN_PERIOD_NS;
 	dl.check_ns = now + PK_SCAN_YIELD_NS;
 	dl.loop = loop;
-	budget = pk_rate_limit_take(&e->scan_rate, e->cfg.scan_bytes_per_s,
+	budget = pk_rate_limit_take(&e->scan_rate, e->scan_rate_now,
 				    PK_PAGE_SIZE, now);
 	pages = budget / PK_PAGE_SIZE;
 	/* Round robin: start after the VM served last.  A VM counts as
@@ -279,7 +303,9 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	pk_share_flush_all(e);
 	pk_rate_limit_refund(&e->scan_rate, pages * PK_PAGE_SIZE);
 	e->scan_bytes += budget - pages * PK_PAGE_SIZE;
-	e->scan_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	used = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	e->scan_cpu_credit_ns -= (int64_t)used;
+	e->scan_cpu_ns += used;
 }
 
 int pk_scan_init(struct pk_engine *e)
@@ -302,8 +328,11 @@ int pk_scan_init(struct pk_engine *e)
 	}
 	e->share_tmp = (char *)e->scan_scratch + PK_SCAN_BATCH * PK_PAGE_SIZE;
 	/* A burst of two periods: a late tick catches up, no more. */
-	pk_rate_limit_init(&e->scan_rate, e->cfg.scan_bytes_per_s,
-			   e->cfg.scan_bytes_per_s / 50 + PK_PAGE_SIZE, now);
+	e->scan_rate_now = e->cfg.scan_bytes_per_s;
+	pk_rate_limit_init(&e->scan_rate, e->scan_rate_now,
+			   e->scan_rate_now / 50 + PK_PAGE_SIZE, now);
+	e->scan_cpu_credit_ns = 0;
+	e->scan_last_tick_ns = now;
 	e->scan_timer_fd = timerfd_create(CLOCK_MONOTONIC,
 					  TFD_CLOEXEC | TFD_NONBLOCK);
 	if (e->scan_timer_fd < 0 ||
@@ -324,11 +353,44 @@ void pk_scan_fini(struct pk_engine *e)
 	e->share_tmp = NULL;
 }
 
+/*
+ * The rate for the next second.  ESX scans faster while sharing finds
+ * work; so does this: while at least 1 page in PK_SCAN_BOOST_YIELD read
+ * in the last second was new to the scanner (faulted in since, or just
+ * stable: pages a pass must look at twice before it can reclaim them),
+ * the rate doubles, up to --scan-rate-max; otherwise it halves, down to
+ * --scan-rate.  Pages rewritten again and again never turn stable, so a
+ * guest that churns its memory does not speed the scanner up.  The CPU
+ * share bounds the fast phase: on average the scanner never uses more.
+ */
+#define PK_SCAN_BOOST_YIELD 32
+
+static void scan_rate_adapt(struct pk_engine *e, uint64_t read_pages)
+{
+	uint64_t found = e->scan_found - e->scan_found_last;
+	uint64_t lo = e->cfg.scan_bytes_per_s, hi = e->cfg.scan_bytes_per_s_max;
+	uint64_t rate = e->scan_rate_now;
+
+	e->scan_found_last = e->scan_found;
+	if (hi <= lo)
+		return;
+	if (read_pages && found * PK_SCAN_BOOST_YIELD >= read_pages)
+		rate = rate > hi / 2 ? hi : rate * 2;
+	else
+		rate = rate / 2 < lo ? lo : rate / 2;
+	if (rate == e->scan_rate_now)
+		return;
+	e->scan_rate_now = rate;
+	pk_rate_limit_set(&e->scan_rate, rate, rate / 50 + PK_PAGE_SIZE,
+			  clock_ns(CLOCK_MONOTONIC));
+}
+
 /* The 1 s tick: rate and CPU share over the last second. */
 void pk_scan_tick(struct pk_engine *e, uint64_t seconds)
 {
 	if (!seconds)
 		return;
+	scan_rate_adapt(e, (e->scan_bytes - e->scan_bytes_last) / PK_PAGE_SIZE);
 	e->scan_mib_per_s = (double)(e->scan_bytes - e->scan_bytes_last) /
 			    (1 << 20) / (double)seconds;
 	e->scan_cpu_percent = (double)(e->scan_cpu_ns - e->scan_cpu_ns_last) /

@@ -59,8 +59,7 @@ static const char *domain_for(const struct pk_engine *e, const char *vm_name,
 static void domain_free(struct pk_share_domain *d)
 {
 	pk_canon_store_destroy(d->store);
-	pk_index_destroy(d->candidates[0]);
-	pk_index_destroy(d->candidates[1]);
+	pk_index_destroy(d->candidates);
 	free(d);
 }
 
@@ -93,9 +92,9 @@ int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
 			return -ENOMEM;
 		snprintf(d->name, sizeof(d->name), "%s", name);
 		d->id = domain_id_new(e);
+		d->engine = e;
 		if (pk_canon_store_create(&d->store) < 0 ||
-		    pk_index_create(&d->candidates[0]) < 0 ||
-		    pk_index_create(&d->candidates[1]) < 0) {
+		    pk_index_create(&d->candidates) < 0) {
 			domain_free(d);
 			return -ENOMEM;
 		}
@@ -134,21 +133,33 @@ void pk_share_detach(struct pk_vm *vm)
 
 static void queue_flush(struct pk_vm *vm)
 {
+	uint64_t zero_before = vm->stats.zero_reclaimed;
 	int r;
 
 	if (!vm->n_share_queue)
 		return;
 	r = pk_evict_scan_pages(vm, vm->share_queue, vm->n_share_queue,
-				vm->engine->scan_scratch, 1);
+				vm->engine->scan_scratch);
 	(void)r; /* -EAGAIN: a REMOVE is in flight; the next pass retries */
+	vm->stats.scan_zero_reclaimed += vm->stats.zero_reclaimed - zero_before;
 	vm->n_share_queue = 0;
+}
+
+static void queue_entry(struct pk_vm *vm, uint64_t entry)
+{
+	vm->share_queue[vm->n_share_queue++] = entry;
+	if (vm->n_share_queue == PK_SHARE_QUEUE)
+		queue_flush(vm);
 }
 
 static void queue_page(struct pk_vm *vm, uint64_t idx)
 {
-	vm->share_queue[vm->n_share_queue++] = idx;
-	if (vm->n_share_queue == PK_SHARE_QUEUE)
-		queue_flush(vm);
+	queue_entry(vm, PK_SCAN_ENTRY(idx, 1));
+}
+
+void pk_share_queue_zero(struct pk_vm *vm, uint64_t idx)
+{
+	queue_entry(vm, PK_SCAN_ENTRY(idx, 0));
 }
 
 void pk_share_flush_all(struct pk_engine *e)
@@ -157,25 +168,39 @@ void pk_share_flush_all(struct pk_engine *e)
 		queue_flush(vm);
 }
 
-/* The VM and page a candidate reference names, if it is still one. */
+/*
+ * The VM and page a candidate reference names, if that page is still
+ * the candidate the entry says: resident, flagged as a candidate, with
+ * the key for its hash.  NULL otherwise.
+ */
 static struct pk_vm *candidate_page(struct pk_engine *e,
 				    const struct pk_share_domain *d,
 				    uint64_t ref, uint64_t key, uint64_t *idx)
 {
 	struct pk_vm *vm = pk_vm_find_by_id(e, (uint32_t)(ref >> REF_IDX_BITS));
 	const struct pk_page_table *pt;
+	uint64_t payload;
 
 	if (!vm || vm->domain != d)
 		return NULL;
 	pt = &vm->pages;
 	*idx = ref & REF_IDX_MASK;
-	if (*idx >= pt->n_pages || pk_page_state(pt, *idx) != PK_PAGE_RESIDENT ||
-	    pk_page_busy(pt, *idx) ||
-	    pk_scan_payload_hash(pk_page_payload(pt, *idx)) != key ||
-	    pk_scan_payload_stable(pk_page_payload(pt, *idx)) <
-		    e->cfg.share_stable_scans)
+	if (*idx >= pt->n_pages || pk_page_state(pt, *idx) != PK_PAGE_RESIDENT)
+		return NULL;
+	payload = pk_page_payload(pt, *idx);
+	if (!pk_scan_payload_candidate(payload) ||
+	    pk_scan_payload_hash(payload) != key)
 		return NULL;
 	return vm;
+}
+
+/* Page idx of vm is no candidate any more (its entry is gone). */
+static void candidate_flag_clear(struct pk_vm *vm, uint64_t idx)
+{
+	struct pk_page_table *pt = &vm->pages;
+
+	pk_page_set(pt, idx, PK_PAGE_RESIDENT,
+		    pk_page_payload(pt, idx) & ~PK_SCAN_CANDIDATE);
 }
 
 /* Does page idx of vm hold exactly the bytes of page? */
@@ -191,91 +216,115 @@ static int same_bytes(struct pk_vm *vm, uint64_t idx, const void *page)
 	return got == PK_PAGE_SIZE && memcmp(tmp, page, PK_PAGE_SIZE) == 0;
 }
 
-static void index_remove_everywhere(struct pk_share_domain *d, uint64_t key,
-				    uint64_t ref)
+/* Queue idx of vm for merging: it stops being a candidate. */
+static void merge_page(struct pk_share_domain *d, uint64_t key,
+		       struct pk_vm *vm, uint64_t idx)
 {
-	pk_index_remove(d->candidates[0], key, ref);
-	pk_index_remove(d->candidates[1], key, ref);
+	if (pk_scan_payload_candidate(pk_page_payload(&vm->pages, idx))) {
+		pk_index_remove(d->candidates, key, make_ref(vm, idx));
+		candidate_flag_clear(vm, idx);
+	}
+	queue_page(vm, idx);
+}
+
+static uint64_t copies_added(const struct pk_share_domain *d)
+{
+	struct pk_canon_stats st;
+
+	pk_canon_stats(d->store, &st);
+	return st.added;
+}
+
+void pk_share_pass_start(struct pk_vm *vm)
+{
+	if (!vm->domain)
+		return;
+	vm->share_added_prev = vm->share_added_cur;
+	vm->share_added_cur = copies_added(vm->domain);
 }
 
 void pk_share_consider(struct pk_vm *vm, uint64_t idx, const void *page,
-		       uint64_t hash)
+		       uint64_t hash, bool read_last_pass)
 {
 	struct pk_engine *e = vm->engine;
 	struct pk_share_domain *d = vm->domain;
-	uint64_t key = pk_scan_payload_hash(pk_scan_payload(hash, 0, 0));
-	uint64_t ref = make_ref(vm, idx), cref, id, stale[STALE_MAX];
+	uint64_t key = pk_scan_key(hash), ref = make_ref(vm, idx), cref, id;
+	uint64_t stale[STALE_MAX];
 	struct pk_vm *partner = NULL;
 	uint64_t partner_idx = 0;
 	unsigned n_stale = 0;
+	struct pk_index_iter it;
+	int r;
 
 	if (!d)
 		return;
+	if (pk_scan_payload_candidate(pk_page_payload(&vm->pages, idx))) {
+		/* A candidate already: partners that show up find it.  Only
+		 * a canonical copy made since it was last looked at can be
+		 * new to it: when the page was read last pass (and so looked
+		 * for one then) and the store has made none since that pass
+		 * began, there is nothing to look up. */
+		if ((!read_last_pass || copies_added(d) != vm->share_added_prev) &&
+		    pk_canon_find(d->store, page, hash, &id) == 0)
+			merge_page(d, key, vm, idx);
+		return;
+	}
 	if (pk_canon_find(d->store, page, hash, &id) == 0) {
-		index_remove_everywhere(d, key, ref);
 		queue_page(vm, idx);
 		return;
 	}
-	for (unsigned g = 0; g < 2 && !partner; g++) {
-		struct pk_content_index *ci = d->candidates[d->cur ^ g];
-		struct pk_index_iter it;
-		for (bool ok = pk_index_first(ci, key, &it, &cref); ok;
-		     ok = pk_index_next(ci, &it, &cref)) {
-			struct pk_vm *cvm;
-			uint64_t cidx;
-			if (cref == ref)
-				continue;
-			cvm = candidate_page(e, d, cref, key, &cidx);
-			if (!cvm) {
-				if (n_stale < STALE_MAX)
-					stale[n_stale++] = cref;
-				continue;
-			}
-			if (same_bytes(cvm, cidx, page)) {
-				partner = cvm;
-				partner_idx = cidx;
-				break;
-			}
-			/* Same hash, other bytes: a collision, kept. */
+	for (bool ok = pk_index_first(d->candidates, key, &it, &cref); ok;
+	     ok = pk_index_next(d->candidates, &it, &cref)) {
+		struct pk_vm *cvm;
+		uint64_t cidx;
+		if (cref == ref)
+			continue;
+		cvm = candidate_page(e, d, cref, key, &cidx);
+		if (!cvm) {
+			if (n_stale < STALE_MAX)
+				stale[n_stale++] = cref;
+			continue;
 		}
+		if (pk_page_busy(&cvm->pages, cidx))
+			continue; /* being reclaimed: not now, maybe later */
+		if (same_bytes(cvm, cidx, page)) {
+			partner = cvm;
+			partner_idx = cidx;
+			break;
+		}
+		/* Same hash, other bytes: a collision, kept. */
 	}
 	for (unsigned i = 0; i < n_stale; i++)
-		index_remove_everywhere(d, key, stale[i]);
+		pk_index_remove(d->candidates, key, stale[i]);
 	if (!partner) {
-		int r = pk_index_insert(d->candidates[d->cur], key, ref);
-		if (r < 0 && r != -EEXIST)
+		r = pk_index_insert(d->candidates, key, ref);
+		if (r == 0 || r == -EEXIST)
+			pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT,
+				    pk_page_payload(&vm->pages, idx) |
+					    PK_SCAN_CANDIDATE);
+		else
 			pk_log(e, "vm %s: candidate index: %s", vm->name,
 			       strerror(-r));
 		return;
 	}
-	index_remove_everywhere(d, key, make_ref(partner, partner_idx));
-	index_remove_everywhere(d, key, ref);
 	vm->stats.share_matches++;
 	/* The partner first: its merge makes the copy this page then joins. */
-	queue_page(partner, partner_idx);
+	merge_page(d, key, partner, partner_idx);
 	queue_page(vm, idx);
 }
 
-void pk_share_pass_done(struct pk_vm *vm)
+static bool candidate_keep(void *arg, uint64_t key, uint64_t ref)
 {
-	struct pk_share_domain *d = vm->domain;
-	struct pk_content_index *fresh;
+	struct pk_share_domain *d = arg;
+	uint64_t idx;
 
-	if (!d)
-		return;
-	for (struct pk_vm *v = vm->engine->vms; v; v = v->next)
-		if (v->domain == d && !v->anon &&
-		    v->scan_pass <= v->share_round_pass)
-			return; /* some VM has not finished this round */
-	if (pk_index_create(&fresh) < 0)
-		return; /* try again at the next pass */
-	d->cur ^= 1;
-	pk_index_destroy(d->candidates[d->cur]);
-	d->candidates[d->cur] = fresh;
-	d->rounds++;
-	for (struct pk_vm *v = vm->engine->vms; v; v = v->next)
-		if (v->domain == d)
-			v->share_round_pass = v->scan_pass;
+	return candidate_page(d->engine, d, ref, key, &idx) != NULL;
+}
+
+void pk_share_sweep(struct pk_share_domain *d, uint64_t slots)
+{
+	d->stale_dropped += pk_index_sweep(d->candidates, &d->sweep_cursor,
+					   (size_t)slots, candidate_keep, d);
 }
 
 void pk_share_tick(struct pk_engine *e)
@@ -290,8 +339,7 @@ uint64_t pk_share_domain_bytes(const struct pk_share_domain *d)
 	struct pk_canon_stats st;
 
 	pk_canon_stats(d->store, &st);
-	return st.bytes + pk_index_bytes(d->candidates[0]) +
-	       pk_index_bytes(d->candidates[1]) + sizeof(*d);
+	return st.bytes + pk_index_bytes(d->candidates) + sizeof(*d);
 }
 
 uint64_t pk_share_domain_frames(const struct pk_share_domain *d)

@@ -20,19 +20,22 @@
  *    SHARED page's page-table payload is its copy's id in the domain's
  *    store, and the page holds one reference until it is faulted back
  *    (fault.c), discarded, or its VM goes away.
- *  - Candidates live in two generations of index: the current one takes
- *    inserts, both are searched, and the older is dropped when every VM
- *    of the domain has finished a pass since the last switch.  So a
- *    candidate survives at least one full round, and stale entries
- *    (pages written, evicted or gone since) cost memory for two rounds
- *    at most; lookups check each entry against the page table and drop
- *    the stale ones they meet.
+ *  - A page enters the candidate index once, when it first turns out
+ *    stable and unmatched, and its page-table entry says so (scan.h's
+ *    candidate bit); later passes only look for a canonical copy of its
+ *    bytes, since a partner that shows up finds the candidate itself.
+ *    An entry is valid while its page is resident, flagged and keeps the
+ *    hash: writing, evicting, merging or dropping the page makes it
+ *    stale.  Lookups drop the stale entries they meet, and the scanner
+ *    sweeps the index a little per tick (pk_share_sweep), so stale
+ *    entries cost memory for about one sweep of the index.
  *
  * Not thread-safe: the engine's one loop thread.  Errors: negative errno.
  */
 #ifndef PK_SHARE_H
 #define PK_SHARE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine/protocol.h"
@@ -47,16 +50,17 @@ struct pk_share_domain {
 	char name[PK_PROTO_NAME_MAX]; /* "" for a VM alone */
 	uint32_t id; /* unique among live domains, < PK_SHARE_DOMAIN_ID_LIMIT */
 	unsigned n_vms;
+	struct pk_engine *engine;
 	struct pk_canon_store *store;
-	struct pk_content_index *candidates[2]; /* [cur], [cur ^ 1] older */
-	unsigned cur;
-	uint64_t rounds;
+	struct pk_content_index *candidates; /* key -> VM id and page */
+	size_t sweep_cursor;    /* where pk_share_sweep goes on */
+	uint64_t stale_dropped; /* stale candidates the sweeps removed */
 };
 
 /* Domain ids fit the 24 bits swap dedup keeps beside a slot. */
 #define PK_SHARE_DOMAIN_ID_LIMIT (1u << 24)
 
-/* Pages a VM queues before the queue is merged as one batch. */
+/* Pages a VM queues before the queue is reclaimed as one batch. */
 #define PK_SHARE_QUEUE 64
 
 /*
@@ -71,14 +75,30 @@ int pk_share_attach(struct pk_vm *vm, const char *registered_domain);
  */
 void pk_share_detach(struct pk_vm *vm);
 
-/* A stable, non-zero resident page idx of vm, as the scanner read it. */
+/* vm's scanner starts a pass (pk_share_consider's read_last_pass). */
+void pk_share_pass_start(struct pk_vm *vm);
+
+/*
+ * A stable, non-zero resident page idx of vm, as the scanner read it;
+ * read_last_pass: the scanner read it in vm's previous pass too.
+ */
 void pk_share_consider(struct pk_vm *vm, uint64_t idx, const void *page,
-		       uint64_t hash);
+		       uint64_t hash, bool read_last_pass);
 
-/* vm finished a scan pass: maybe switch its domain's generations. */
-void pk_share_pass_done(struct pk_vm *vm);
+/*
+ * Look at up to slots more slots of d's candidate index and drop the
+ * stale entries there.  The scanner calls it in proportion to the pages
+ * it reads, so the index is swept about as often as RAM is scanned.
+ */
+void pk_share_sweep(struct pk_share_domain *d, uint64_t slots);
 
-/* Merge every VM's queued pages now. */
+/*
+ * A stable zero page of vm: queued with the duplicates, in scan order,
+ * and reclaimed only if still all zeros (in every domain).
+ */
+void pk_share_queue_zero(struct pk_vm *vm, uint64_t idx);
+
+/* Reclaim every VM's queued pages now. */
 void pk_share_flush_all(struct pk_engine *e);
 
 /* The 1 s tick: give the pages of freed canonical copies back. */

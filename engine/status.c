@@ -181,9 +181,8 @@ static json_object *sharing_json(const struct pk_engine *e)
 				       json_object_new_double(bytes_mib(dbytes)));
 		json_object_object_add(dj, "saved_mib", json_object_new_double(
 			pages_mib(dzero + dshared) - bytes_mib(dbytes)));
-		put_int(dj, "rounds", d->rounds);
-		put_int(dj, "candidates", pk_index_entries(d->candidates[0]) +
-					  pk_index_entries(d->candidates[1]));
+		put_int(dj, "candidates", pk_index_entries(d->candidates));
+		put_int(dj, "stale_candidates_dropped", d->stale_dropped);
 		json_object_array_add(doms, dj);
 	}
 	put_mib(o, "shared_mib", shared);
@@ -216,6 +215,12 @@ char *pk_engine_status_json(struct pk_engine *e)
 	if (e->cfg.scan_bytes_per_s) {
 		json_object *sc = json_object_new_object();
 		put_int(sc, "rate_limit_mib_per_s", e->cfg.scan_bytes_per_s >> 20);
+		put_int(sc, "rate_max_mib_per_s",
+			(e->cfg.scan_bytes_per_s_max > e->cfg.scan_bytes_per_s
+				 ? e->cfg.scan_bytes_per_s_max
+				 : e->cfg.scan_bytes_per_s) >> 20);
+		put_int(sc, "rate_now_mib_per_s", e->scan_rate_now >> 20);
+		put_int(sc, "cpu_limit_percent", e->cfg.scan_cpu_percent);
 		json_object_object_add(sc, "mib_per_s",
 				       json_object_new_double(e->scan_mib_per_s));
 		json_object_object_add(sc, "cpu_percent",

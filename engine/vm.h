@@ -147,14 +147,16 @@ struct pk_vm {
 	struct pk_scan_cursor *scan;
 	uint64_t scan_pass;	   /* passes completed over this VM's RAM */
 	uint64_t scan_pass_start_ns, scan_next_pass_ns;
-	uint64_t scan_zero[64];	   /* stable zero pages waiting for a batch */
-	unsigned n_scan_zero;
 
 	/* Sharing (share.c). */
 	struct pk_share_domain *domain;
-	uint64_t share_queue[PK_SHARE_QUEUE]; /* pages waiting to be merged */
+	/* Stable pages waiting to be reclaimed, zero and duplicate ones
+	 * together, in scan order (pk_evict_scan_pages' tagged entries). */
+	uint64_t share_queue[PK_SHARE_QUEUE];
+	/* The domain's canonical copies made by the start of this pass and
+	 * of the one before (share.c: what a candidate need not look up). */
+	uint64_t share_added_cur, share_added_prev;
 	unsigned n_share_queue;
-	uint64_t share_round_pass; /* scan_pass at the domain's last round */
 	uint64_t reclaim_left;		 /* pages a reclaim request still wants */
 	int reclaim_fd;			 /* connection awaiting the reply, or -1 */
 	int reclaim_status;		 /* 0, or why the reclaim stopped */
@@ -219,12 +221,16 @@ void pk_evict_vm_gone(struct pk_vm *vm);
 /* The VM is going away: drop its scan cursor (scan.c). */
 void pk_scan_vm_gone(struct pk_vm *vm);
 /*
- * The scanner's reclaim of idx[0..n) (n <= 64; scratch: 64 pages): pages
- * still all zeros become ZERO; with share, the others are merged into
- * canonical copies of the domain (SHARED).  Returns pages reclaimed.
+ * The scanner's reclaim of the pages in entries[0..n) (n <= 64; scratch:
+ * 64 pages).  An entry is PK_SCAN_ENTRY(page index, may_share).  Pages
+ * still all zeros become ZERO; the others, where may_share, are merged
+ * into canonical copies of the domain (SHARED).  Zero and duplicate
+ * pages go in one batch so that its runs, and its syscalls, are fewer.
+ * Returns pages reclaimed, or -EAGAIN.
  */
-int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *idx, unsigned n,
-			void *scratch, int share);
+#define PK_SCAN_ENTRY(idx, may_share) ((idx) << 1 | ((may_share) ? 1u : 0u))
+int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *entries,
+			unsigned n, void *scratch);
 /* Continue a reclaim whose batch was put off by EAGAIN. */
 void pk_evict_resume(struct pk_vm *vm);
 void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result);

@@ -69,7 +69,7 @@ struct pk_canon_store {
 	size_t n_backed;    /* chunks whose memory is there */
 	uint64_t n_ids;	    /* ids ever handed out: the next fresh id */
 	uint32_t free_head; /* most recently freed id, or NO_ID */
-	uint64_t frames, refs;
+	uint64_t frames, refs, added;
 };
 
 static struct frame_meta *meta_of(const struct pk_canon_store *s, uint64_t id)
@@ -252,6 +252,7 @@ int pk_canon_get_or_add(struct pk_canon_store *s, const void *page,
 	m->refs = 1;
 	m->next_free = NO_ID;
 	s->frames++;
+	s->added++;
 	s->refs++;
 	*id = nid;
 	*is_new = true;
@@ -322,6 +323,7 @@ uint32_t pk_canon_refs(const struct pk_canon_store *s, uint64_t id)
 void pk_canon_stats(const struct pk_canon_store *s, struct pk_canon_stats *st)
 {
 	st->frames = s->frames;
+	st->added = s->added;
 	st->refs = s->refs;
 	st->held = s->n_backed * CHUNK_PAGES - s->frames;
 	st->page_bytes = s->n_backed * CHUNK_PAGES * PAGE;

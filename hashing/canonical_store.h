@@ -45,6 +45,8 @@ struct pk_canon_store;
 
 struct pk_canon_stats {
 	uint64_t frames;     /* canonical copies held */
+	uint64_t added;      /* copies ever made (a new one: a page may
+				match that matched nothing before) */
 	uint64_t held;	     /* pages of the store's memory with no copy */
 	uint64_t refs;	     /* references held on them, in total */
 	uint64_t page_bytes; /* (frames + held) * PK_HASH_PAGE_SIZE */

@@ -29,8 +29,14 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #define MIN_SLOTS 16
+/* Tables this big get their own mapping, on huge pages where the kernel
+ * has them: lookups land on random slots, and with 4 KiB pages nearly
+ * every one of them also missed the TLB (a 1M-entry table spans 6000+
+ * pages). */
+#define HUGE_TABLE_BYTES (2u << 20)
 
 struct slot {
 	uint64_t hash;
@@ -95,16 +101,41 @@ static void place(struct slot *slots, size_t n_slots, struct slot cur)
 	}
 }
 
+static struct slot *slots_alloc(size_t n_slots)
+{
+	size_t bytes = n_slots * sizeof(struct slot);
+	void *p;
+
+	if (bytes < HUGE_TABLE_BYTES)
+		return calloc(n_slots, sizeof(struct slot));
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine without */
+	return p;
+}
+
+static void slots_free(struct slot *slots, size_t n_slots)
+{
+	size_t bytes = n_slots * sizeof(struct slot);
+
+	if (bytes < HUGE_TABLE_BYTES)
+		free(slots);
+	else if (slots)
+		munmap(slots, bytes);
+}
+
 static int rehash(struct pk_content_index *idx, size_t n_slots)
 {
-	struct slot *slots = calloc(n_slots, sizeof(*slots));
+	struct slot *slots = slots_alloc(n_slots);
 
 	if (!slots)
 		return -ENOMEM;
 	for (size_t i = 0; i < idx->n_slots; i++)
 		if (idx->slots[i].ref1)
 			place(slots, n_slots, idx->slots[i]);
-	free(idx->slots);
+	slots_free(idx->slots, idx->n_slots);
 	idx->slots = slots;
 	idx->n_slots = n_slots;
 	return 0;
@@ -130,7 +161,7 @@ void pk_index_destroy(struct pk_content_index *idx)
 {
 	if (!idx)
 		return;
-	free(idx->slots);
+	slots_free(idx->slots, idx->n_slots);
 	free(idx);
 }
 
@@ -167,16 +198,11 @@ int pk_index_insert(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
 	return 0;
 }
 
-int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
+/* Empties slot i: pulls the rest of its cluster one slot closer home. */
+static void remove_at(struct pk_content_index *idx, size_t i)
 {
-	size_t n = idx->n_slots, i, j;
+	size_t n = idx->n_slots, j;
 
-	if (ref == PK_INDEX_REF_INVALID)
-		return -ENOENT;
-	i = find(idx, hash, ref + 1);
-	if (i == n)
-		return -ENOENT;
-	/* Backward shift: pull the rest of the cluster one slot closer home. */
 	for (j = next_slot(i, n); idx->slots[j].ref1 && dist_of(&idx->slots[j], j, n);
 	     j = next_slot(j, n)) {
 		idx->slots[i] = idx->slots[j];
@@ -184,10 +210,53 @@ int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
 	}
 	idx->slots[i] = (struct slot){ 0, 0 };
 	idx->n_entries--;
-	/* Shrinking is best effort: on failure the bigger table stays. */
+}
+
+/* Shrinking is best effort: on failure the bigger table stays. */
+static void maybe_shrink(struct pk_content_index *idx)
+{
+	size_t n = idx->n_slots;
+
 	if (n > MIN_SLOTS && idx->n_entries * 4 < n)
 		(void)rehash(idx, n / 2 > MIN_SLOTS ? n / 2 : MIN_SLOTS);
+}
+
+int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref)
+{
+	size_t i;
+
+	if (ref == PK_INDEX_REF_INVALID)
+		return -ENOENT;
+	i = find(idx, hash, ref + 1);
+	if (i == idx->n_slots)
+		return -ENOENT;
+	remove_at(idx, i);
+	maybe_shrink(idx);
 	return 0;
+}
+
+size_t pk_index_sweep(struct pk_content_index *idx, size_t *cursor,
+		      size_t max_slots, pk_index_keep_fn keep, void *arg)
+{
+	size_t n = idx->n_slots, i = *cursor < n ? *cursor : 0, removed = 0;
+
+	for (size_t k = 0; k < max_slots && k < n;) {
+		const struct slot *s = &idx->slots[i];
+		if (s->ref1 && !keep(arg, s->hash, s->ref1 - 1)) {
+			/* The cluster shifts back: slot i holds the next
+			 * entry now, not yet looked at. */
+			remove_at(idx, i);
+			removed++;
+			continue;
+		}
+		i = next_slot(i, n);
+		k++;
+	}
+	*cursor = i;
+	maybe_shrink(idx);
+	if (idx->n_slots != n) /* same place, relative to the table */
+		*cursor = (size_t)((unsigned __int128)i * idx->n_slots / n);
+	return removed;
 }
 
 int pk_index_contains(const struct pk_content_index *idx, uint64_t hash,

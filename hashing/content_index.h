@@ -49,6 +49,18 @@ int pk_index_insert(struct pk_content_index *idx, uint64_t hash, uint64_t ref);
 /* Removes (hash, ref).  -ENOENT if absent. */
 int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref);
 
+/*
+ * Expiry a little at a time: looks at up to max_slots slots from
+ * *cursor on, in table order (wrapping at the end), and removes every
+ * entry for which keep(arg, hash, ref) returns false; *cursor is left
+ * where the next call goes on.  Calls that add up to pk_index_slots()
+ * look at every entry once.  keep must not change the index.  Returns
+ * the entries removed.
+ */
+typedef bool (*pk_index_keep_fn)(void *arg, uint64_t hash, uint64_t ref);
+size_t pk_index_sweep(struct pk_content_index *idx, size_t *cursor,
+		      size_t max_slots, pk_index_keep_fn keep, void *arg);
+
 /* 1 if (hash, ref) is present, else 0. */
 int pk_index_contains(const struct pk_content_index *idx, uint64_t hash,
 		      uint64_t ref);

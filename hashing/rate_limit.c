@@ -51,6 +51,23 @@ int pk_rate_limit_init(struct pk_rate_limit *rl, uint64_t bytes_per_sec,
 	return 0;
 }
 
+int pk_rate_limit_set(struct pk_rate_limit *rl, uint64_t bytes_per_sec,
+		      uint64_t burst, uint64_t now_ns)
+{
+	if (bytes_per_sec && !burst)
+		return -EINVAL;
+	if (rl->bytes_per_sec)
+		refill(rl, now_ns);
+	else
+		rl->tokens = 0; /* unlimited had no tokens to keep */
+	rl->last_ns = now_ns;
+	rl->bytes_per_sec = bytes_per_sec;
+	rl->burst = burst;
+	if (rl->tokens > cap_of(rl))
+		rl->tokens = cap_of(rl);
+	return 0;
+}
+
 uint64_t pk_rate_limit_available(struct pk_rate_limit *rl, uint64_t now_ns)
 {
 	if (!rl->bytes_per_sec)

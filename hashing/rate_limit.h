@@ -27,6 +27,13 @@ struct pk_rate_limit {
 int pk_rate_limit_init(struct pk_rate_limit *rl, uint64_t bytes_per_sec,
 		       uint64_t burst, uint64_t now_ns);
 
+/*
+ * Changes the rate and burst from now_ns on: the tokens earned until
+ * then at the old rate stay (up to the new burst).  -EINVAL as for init.
+ */
+int pk_rate_limit_set(struct pk_rate_limit *rl, uint64_t bytes_per_sec,
+		      uint64_t burst, uint64_t now_ns);
+
 /* Whole bytes available at now_ns (UINT64_MAX when unlimited). */
 uint64_t pk_rate_limit_available(struct pk_rate_limit *rl, uint64_t now_ns);
 

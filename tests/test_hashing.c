@@ -372,6 +372,68 @@ START_TEST(test_index_growth)
 }
 END_TEST
 
+static bool sweep_keep_alive(void *arg, uint64_t hash, uint64_t ref)
+{
+	const unsigned char *dead = arg;
+	(void)hash;
+	return !dead[ref];
+}
+
+/*
+ * Sweeping expires entries a few slots at a time: chunks of odd sizes
+ * that add up to the table's slots remove every dead entry and no live
+ * one, also in the clusters a hot hash makes; when most entries die the
+ * table shrinks between calls, and further calls still converge.
+ */
+START_TEST(test_index_sweep)
+{
+	enum { N = 120000 };
+	static unsigned char dead[N];
+	static uint64_t hash[N];
+	struct pk_content_index *idx;
+	uint64_t st = 4242, alive = 0;
+	size_t cursor = 12345, slots, visited = 0, removed = 0;
+
+	EQ(pk_index_create(&idx), 0);
+	for (uint64_t i = 0; i < N; i++) { /* every 8th on one hot hash */
+		hash[i] = i % 8 ? xorshift(&st) : 7;
+		EQ(pk_index_insert(idx, hash[i], i), 0);
+	}
+	for (uint64_t i = 0; i < N; i++) {
+		dead[i] = xorshift(&st) % 10 < 3;
+		alive += !dead[i];
+	}
+	slots = pk_index_slots(idx);
+	while (visited < slots) {
+		size_t chunk = 1 + xorshift(&st) % 5000;
+		if (chunk > slots - visited)
+			chunk = slots - visited;
+		removed += pk_index_sweep(idx, &cursor, chunk, sweep_keep_alive, dead);
+		visited += chunk;
+		LT(cursor, pk_index_slots(idx));
+	}
+	EQ(pk_index_slots(idx), slots); /* 70% alive: no shrink */
+	EQ(removed, N - alive);
+	EQ(pk_index_entries(idx), alive);
+	for (uint64_t i = 0; i < N; i++)
+		EQ(pk_index_contains(idx, hash[i], i), !dead[i]);
+	/* Now nine in ten of the rest die: the table shrinks as it goes. */
+	for (uint64_t i = 0; i < N; i++)
+		if (!dead[i] && xorshift(&st) % 10) {
+			dead[i] = 1;
+			alive--;
+		}
+	for (int calls = 0; pk_index_entries(idx) != alive; calls++) {
+		LT(calls, 1000);
+		pk_index_sweep(idx, &cursor, 1000, sweep_keep_alive, dead);
+	}
+	LT(pk_index_slots(idx), slots / 4);
+	for (uint64_t i = 0; i < N; i++)
+		EQ(pk_index_contains(idx, hash[i], i), !dead[i]);
+	pk_index_destroy(idx);
+}
+END_TEST
+
 /* ---- canonical store ----------------------------------------------------- */
 
 static void check_stats(struct pk_canon_store *s, uint64_t frames, uint64_t refs)
@@ -1154,6 +1216,36 @@ START_TEST(test_rate_unlimited)
 }
 END_TEST
 
+/*
+ * Changing the rate keeps what was earned at the old one (up to the new
+ * burst) and earns at the new one from then on.
+ */
+START_TEST(test_rate_change)
+{
+	struct pk_rate_limit rl;
+	const uint64_t S = 1000000000ULL;
+
+	EQ(pk_rate_limit_init(&rl, 1000, 500, 0), 0);
+	EQ(pk_rate_limit_take(&rl, 500, 1, 0), 500);
+	/* 0.2 s at 1000 B/s: 200 earned, then 8000 B/s. */
+	EQ(pk_rate_limit_set(&rl, 8000, 4000, S / 5), 0);
+	EQ(pk_rate_limit_available(&rl, S / 5), 200);
+	EQ(pk_rate_limit_available(&rl, S / 5 + S / 4), 2200);
+	EQ(pk_rate_limit_available(&rl, 2 * S), 4000); /* the new burst */
+	/* Down again: the bucket shrinks to the new burst at once. */
+	EQ(pk_rate_limit_set(&rl, 100, 50, 2 * S), 0);
+	EQ(pk_rate_limit_available(&rl, 2 * S), 50);
+	EQ(pk_rate_limit_take(&rl, 50, 1, 2 * S), 50);
+	EQ(pk_rate_limit_available(&rl, 2 * S + S / 10), 10);
+	EQ(pk_rate_limit_set(&rl, 100, 0, 3 * S), -EINVAL);
+	/* From unlimited to limited: starts empty, earns from now. */
+	EQ(pk_rate_limit_init(&rl, 0, 0, 0), 0);
+	EQ(pk_rate_limit_set(&rl, 1000, 1000, 5 * S), 0);
+	EQ(pk_rate_limit_available(&rl, 5 * S), 0);
+	EQ(pk_rate_limit_available(&rl, 5 * S + S / 2), 500);
+}
+END_TEST
+
 static Suite *hashing_suite(void)
 {
 	Suite *s = suite_create("hashing");
@@ -1169,6 +1261,7 @@ static Suite *hashing_suite(void)
 	tcase_add_test(tc, test_index_basics);
 	tcase_add_test(tc, test_index_random_model);
 	tcase_add_test(tc, test_index_growth);
+	tcase_add_test(tc, test_index_sweep);
 	tcase_add_test(tc, test_canon_identical_content_shares);
 	tcase_add_test(tc, test_canon_collision_never_merged);
 	tcase_add_test(tc, test_canon_put_frees_and_reuses);
@@ -1184,6 +1277,7 @@ static Suite *hashing_suite(void)
 	tcase_add_test(tc, test_rate_exact);
 	tcase_add_test(tc, test_rate_long_run);
 	tcase_add_test(tc, test_rate_unlimited);
+	tcase_add_test(tc, test_rate_change);
 	suite_add_tcase(s, tc);
 	return s;
 }

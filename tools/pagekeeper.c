@@ -162,9 +162,12 @@ static void print_table(json_object *root)
 			       ? "O_DIRECT"
 			       : "buffered");
 	if (json_object_object_get_ex(root, "scan", &o))
-		printf("sharing scanner: %.1f MiB/s (limit %.0f MiB/s), %.1f %% "
-		       "of one CPU\n", num(o, "mib_per_s"),
-		       num(o, "rate_limit_mib_per_s"), num(o, "cpu_percent"));
+		printf("sharing scanner: %.1f MiB/s (limit now %.0f MiB/s, "
+		       "%.0f-%.0f MiB/s), %.1f %% of one CPU (limit %.0f %%)\n",
+		       num(o, "mib_per_s"), num(o, "rate_now_mib_per_s"),
+		       num(o, "rate_limit_mib_per_s"),
+		       num(o, "rate_max_mib_per_s"), num(o, "cpu_percent"),
+		       num(o, "cpu_limit_percent"));
 	if (json_object_object_get_ex(root, "sharing", &o))
 		print_sharing(vms, o);
 }

@@ -3,7 +3,8 @@
  *
  *   pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]
  *               [--swap-size SIZE] [--swap-readahead PAGES] [--scan-rate SIZE]
- *               [--scan-cpu PERCENT] [--share-stable-scans N]
+ *               [--scan-rate-max SIZE] [--scan-cpu PERCENT]
+ *               [--share-stable-scans N]
  *               [--share-domain VM=DOMAIN ...]
  *               [--fault-around PAGES] [--foreground] [--quiet]
  *
@@ -33,8 +34,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
 		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
-		"                   [--scan-rate SIZE] [--scan-cpu PERCENT]\n"
-		"                   [--share-stable-scans N]\n"
+		"                   [--scan-rate SIZE] [--scan-rate-max SIZE]\n"
+		"                   [--scan-cpu PERCENT] [--share-stable-scans N]\n"
 		"                   [--share-domain VM=DOMAIN ...]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
@@ -47,8 +48,12 @@ static void usage(FILE *f)
 		"                        (default %u; 1: no readahead)\n"
 		"  --scan-rate SIZE      sharing scanner: bytes of guest RAM read\n"
 		"                        per second, K/M/G (default %lluM; 0: off)\n"
-		"  --scan-cpu PERCENT    most of one core the scanner may use,\n"
-		"                        1..100 (default %u)\n"
+		"  --scan-rate-max SIZE  its rate while it finds pages it has not\n"
+		"                        seen yet (new or just stable), reached\n"
+		"                        by doubling each second (default %lluM;\n"
+		"                        at least --scan-rate)\n"
+		"  --scan-cpu PERCENT    the scanner's share of one core, on\n"
+		"                        average, 1..100 (default %u)\n"
 		"  --share-stable-scans N  scans (>= 1 s apart) a page must keep\n"
 		"                        its content before it is merged or\n"
 		"                        zero-reclaimed, 0..%u (default %u)\n"
@@ -63,6 +68,7 @@ static void usage(FILE *f)
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_SWAP_READAHEAD_LIMIT,
 		PK_SWAP_READAHEAD_DEFAULT,
 		(unsigned long long)(PK_SCAN_DEFAULT_BYTES_PER_S >> 20),
+		(unsigned long long)(PK_SCAN_DEFAULT_MAX_BYTES_PER_S >> 20),
 		PK_SCAN_CPU_DEFAULT,
 		PK_SHARE_STABLE_LIMIT, PK_SHARE_STABLE_DEFAULT,
 		PK_FAULT_AROUND_LIMIT,
@@ -152,6 +158,7 @@ int main(int argc, char **argv)
 		{ "swap-size", required_argument, NULL, 'w' },
 		{ "swap-readahead", required_argument, NULL, 'r' },
 		{ "scan-rate", required_argument, NULL, 'S' },
+		{ "scan-rate-max", required_argument, NULL, 'M' },
 		{ "share-stable-scans", required_argument, NULL, 'T' },
 		{ "scan-cpu", required_argument, NULL, 'C' },
 		{ "share-domain", required_argument, NULL, 'D' },
@@ -167,12 +174,14 @@ int main(int argc, char **argv)
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
 		.scan_bytes_per_s = PK_SCAN_DEFAULT_BYTES_PER_S,
+		.scan_bytes_per_s_max = PK_SCAN_DEFAULT_MAX_BYTES_PER_S,
 		.share_stable_scans = PK_SHARE_STABLE_DEFAULT,
 		.scan_cpu_percent = PK_SCAN_CPU_DEFAULT,
 	};
 	static struct pk_share_override overrides[PK_SHARE_OVERRIDES_MAX];
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
+	int max_rate_set = 0;
 	char *sock_dir;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -228,6 +237,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'M':
+			if (pk_size_parse(optarg, &cfg.scan_bytes_per_s_max) ||
+			    !cfg.scan_bytes_per_s_max) {
+				fprintf(stderr, "pagekeeperd: bad --scan-rate-max "
+					"'%s': want bytes per second like 2G\n",
+					optarg);
+				return 2;
+			}
+			max_rate_set = 1;
+			break;
 		case 'C': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -268,6 +287,16 @@ int main(int argc, char **argv)
 			argv[optind]);
 		usage(stderr);
 		return 2;
+	}
+	if (cfg.scan_bytes_per_s_max < cfg.scan_bytes_per_s) {
+		if (max_rate_set) {
+			fprintf(stderr, "pagekeeperd: --scan-rate-max (%llu MiB/s) "
+				"is below --scan-rate (%llu MiB/s)\n",
+				(unsigned long long)(cfg.scan_bytes_per_s_max >> 20),
+				(unsigned long long)(cfg.scan_bytes_per_s >> 20));
+			return 2;
+		}
+		cfg.scan_bytes_per_s_max = cfg.scan_bytes_per_s;
 	}
 	sock_dir = dir_of(cfg.socket_path);
 	if (!sock_dir || (err = make_dirs(sock_dir, 0755)) < 0 ||
