@@ -70,6 +70,9 @@ struct pk_canon_store {
 	uint64_t n_ids;	    /* ids ever handed out: the next fresh id */
 	uint32_t free_head; /* most recently freed id, or NO_ID */
 	uint64_t frames, refs, added;
+	uint64_t *filter;	   /* 1 << filter_log2 bits; NULL: none yet */
+	unsigned filter_log2;
+	uint64_t filter_adds;	   /* copies added since it was built */
 };
 
 static struct frame_meta *meta_of(const struct pk_canon_store *s, uint64_t id)
@@ -91,6 +94,69 @@ static struct frame_meta *live(const struct pk_canon_store *s, uint64_t id)
 		return NULL;
 	m = meta_of(s, id);
 	return m->refs ? m : NULL;
+}
+
+/*
+ * The filter in front of the index.  Most lookups are for bytes the
+ * store does not hold (each candidate page of the scanner asks again
+ * while copies are being made), and a miss in the index costs a cache
+ * miss in a table of megabytes; the filter answers most of them from a
+ * bitmap of 16-32 bits per copy, one bit per copy set.  Bits are set
+ * when a copy is added and left set when it is freed; once more copies
+ * were added since the last build than the store holds, it is built
+ * again, sized for twice the copies held.  A set bit only means "look
+ * in the index": the filter can make a lookup cheaper, never wrong.
+ */
+#define FILTER_MIN_LOG2 16
+
+static uint64_t filter_bit(unsigned log2, uint64_t hash)
+{
+	return (hash * 0x9e3779b97f4a7c15ULL) >> (64 - log2);
+}
+
+static bool filter_may_hold(const struct pk_canon_store *s, uint64_t hash)
+{
+	uint64_t b;
+
+	if (!s->filter)
+		return true;
+	b = filter_bit(s->filter_log2, hash);
+	return s->filter[b / 64] >> (b % 64) & 1;
+}
+
+static void filter_set(struct pk_canon_store *s, uint64_t hash)
+{
+	uint64_t b;
+
+	if (!s->filter)
+		return;
+	b = filter_bit(s->filter_log2, hash);
+	s->filter[b / 64] |= UINT64_C(1) << (b % 64);
+}
+
+static size_t filter_bytes(unsigned log2)
+{
+	return ((size_t)1 << log2) / 8;
+}
+
+/* Builds the filter anew from the live copies; on ENOMEM, none. */
+static void filter_build(struct pk_canon_store *s)
+{
+	unsigned log2 = FILTER_MIN_LOG2;
+
+	while (((uint64_t)1 << log2) < 32 * s->frames && log2 < 34)
+		log2++;
+	free(s->filter);
+	s->filter = calloc(filter_bytes(log2) / 8, sizeof(uint64_t));
+	s->filter_log2 = log2;
+	s->filter_adds = 0;
+	if (!s->filter)
+		return;
+	for (uint64_t id = 0; id < s->n_ids; id++) {
+		const struct frame_meta *m = meta_of(s, id);
+		if (m->refs)
+			filter_set(s, m->hash);
+	}
 }
 
 int pk_canon_store_create(struct pk_canon_store **out)
@@ -120,6 +186,7 @@ void pk_canon_store_destroy(struct pk_canon_store *s)
 	}
 	free(s->chunks);
 	pk_index_destroy(s->index);
+	free(s->filter);
 	free(s);
 }
 
@@ -198,6 +265,8 @@ int pk_canon_find(const struct pk_canon_store *s, const void *page,
 	struct pk_index_iter it;
 	uint64_t cand;
 
+	if (!filter_may_hold(s, hash))
+		return -ENOENT;
 	for (bool ok = pk_index_first(s->index, hash, &it, &cand); ok;
 	     ok = pk_index_next(s->index, &it, &cand)) {
 		if (memcmp(page_of(s, cand), page, PAGE) != 0)
@@ -254,6 +323,10 @@ int pk_canon_get_or_add(struct pk_canon_store *s, const void *page,
 	s->frames++;
 	s->added++;
 	s->refs++;
+	if (!s->filter || ++s->filter_adds > s->frames)
+		filter_build(s);
+	else
+		filter_set(s, hash);
 	*id = nid;
 	*is_new = true;
 	return 0;
@@ -329,6 +402,7 @@ void pk_canon_stats(const struct pk_canon_store *s, struct pk_canon_stats *st)
 	st->page_bytes = s->n_backed * CHUNK_PAGES * PAGE;
 	st->meta_bytes = sizeof(*s) + s->chunks_cap * sizeof(*s->chunks) +
 			 s->n_chunks * sizeof(struct chunk) +
-			 pk_index_bytes(s->index);
+			 pk_index_bytes(s->index) +
+			 (s->filter ? filter_bytes(s->filter_log2) : 0);
 	st->bytes = st->page_bytes + st->meta_bytes;
 }

@@ -664,12 +664,21 @@ START_TEST(test_canon_random_model)
 			peak = frames;
 		check_stats(s, frames, total);
 		if (op % 1000 == 0)
-			for (int k = 0; k < NC; k++)
+			for (int k = 0; k < NC; k++) {
+				uint64_t id;
+				/* Found exactly while held (the store's filter
+				 * must never hide a copy). */
+				if (k % 10 != 1)
+					EQ(pk_canon_find(s, pages + (size_t)k * PAGE,
+							 hashes[k], &id),
+					   refs[k] ? 0 : -ENOENT);
 				if (refs[k]) {
+					EQ(id, ids[k]);
 					EQ(pk_canon_refs(s, ids[k]), refs[k]);
 					EQ(memcmp(pk_canon_data(s, ids[k]),
 								pages + (size_t)k * PAGE, PAGE), 0);
 				}
+			}
 	}
 	/* Ids stay dense: never above the most copies ever held at once. */
 	LT(max_id, peak);
