@@ -98,6 +98,7 @@ struct pk_engine {
 	struct pk_rate_limit scan_rate;
 	void *scan_scratch;	 /* 64 pages: copies for zero verification */
 	void *share_tmp;	 /* one page: a candidate's bytes */
+	void *scan_junk;	 /* one page: gap pages a copy-out reads */
 	struct pk_share_domain *domains;
 	uint32_t next_domain_id;
 	uint32_t scan_last_vm_id;

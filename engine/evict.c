@@ -116,9 +116,10 @@ static int cmp_u64(const void *a, const void *b)
 
 /*
  * May a run of write-protection or punching span pages [from, to) that
- * are not in the batch?  Only if each is already evicted and idle: such a
- * page is a hole in the RAM file that carries the uffd-wp marker of its
- * own eviction, so protecting or punching it again changes nothing.  On a
+ * are not in the batch?  Only if each is already reclaimed (swapped, zero
+ * or shared) and idle: such a page is a hole in the RAM file that carries
+ * the uffd-wp marker of its own reclaim, so protecting or punching it
+ * again changes nothing.  On a
  * guest whose resident pages are scattered among evicted ones this turns
  * a batch's 64 single-page ioctls and punches (each a TLB shootdown at
  * 40-60 us, FACTS.md) into a few.
@@ -130,7 +131,8 @@ static int gap_bridgeable(const struct pk_page_table *pt, uint64_t from,
 		return 0;
 	for (uint64_t i = from; i < to; i++) {
 		enum pk_page_state st = pk_page_state(pt, i);
-		if ((st != PK_PAGE_SWAPPED && st != PK_PAGE_ZERO) ||
+		if ((st != PK_PAGE_SWAPPED && st != PK_PAGE_ZERO &&
+		     st != PK_PAGE_SHARED) ||
 		    pk_page_busy(pt, i))
 			return 0;
 	}
@@ -140,14 +142,42 @@ static int gap_bridgeable(const struct pk_page_table *pt, uint64_t from,
 typedef int run_fn(struct pk_evict_batch *b, unsigned i, unsigned j,
 		   uint64_t addr, uint64_t off, uint64_t pages, int arg);
 
+/* How a run may span pages that are not in the batch. */
+enum bridge {
+	BRIDGE_NONE,
+	BRIDGE_RECLAIMED, /* gaps gap_bridgeable() allows: protect, punch */
+	BRIDGE_READ,	  /* any gap up to PK_EVICT_READ_GAP_MAX: reads */
+};
+
+/*
+ * A copy-out reads gaps of up to this many pages into a junk page rather
+ * than start another preadv: a syscall costs more here than copying a
+ * few pages (reading a hole allocates nothing), and the scanner's zero
+ * and duplicate pages sit among unique ones.
+ */
+#define PK_EVICT_READ_GAP_MAX 4
+
+static int gap_ok(const struct pk_vm *vm, enum bridge bridge, uint64_t from,
+		  uint64_t to)
+{
+	switch (bridge) {
+	case BRIDGE_RECLAIMED:
+		return gap_bridgeable(&vm->pages, from, to);
+	case BRIDGE_READ:
+		return to - from <= PK_EVICT_READ_GAP_MAX;
+	default:
+		return 0;
+	}
+}
+
 /*
  * Apply fn to each maximal run of the batch pages whose flags match none
  * of skip: pages [i, j) of the batch, spanning `pages` pages from guest
- * address addr and file offset off, contiguous in both.  With bridge, a
- * run may also span gaps that gap_bridgeable() allows.
+ * address addr and file offset off, contiguous in both.  A run may also
+ * span the gaps that bridge allows.
  */
-static int for_each_run(struct pk_evict_batch *b, unsigned skip, int bridge,
-			run_fn *fn, int arg)
+static int for_each_run(struct pk_evict_batch *b, unsigned skip,
+			enum bridge bridge, run_fn *fn, int arg)
 {
 	struct pk_vm *vm = b->vm;
 	unsigned i = 0;
@@ -166,8 +196,7 @@ static int for_each_run(struct pk_evict_batch *b, unsigned skip, int bridge,
 			uint64_t q = b->pages[j].idx;
 			if (b->pages[j].flags & skip)
 				break;
-			if (q != last + 1 &&
-			    (!bridge || !gap_bridgeable(&vm->pages, last + 1, q)))
+			if (q != last + 1 && !gap_ok(vm, bridge, last + 1, q))
 				break;
 			pk_vm_page_where(vm, q, &a2, &o2);
 			if (a2 != addr + (q - first) * PK_PAGE_SIZE ||
@@ -200,21 +229,30 @@ static int run_punch(struct pk_evict_batch *b, unsigned i, unsigned j,
 		       : 0;
 }
 
-/* Step 2 for one run of contiguous pages: one preadv into their buffers. */
+/*
+ * Step 2 for one run: one preadv into the buffers of its pages, and of
+ * the gap pages between them into the junk page (when there is one).
+ */
 static int run_copy_out(struct pk_evict_batch *b, unsigned i, unsigned j,
 			uint64_t addr, uint64_t off, uint64_t pages, int unused)
 {
-	struct iovec iov[PK_EVICT_BATCH];
+	struct iovec iov[PK_EVICT_BATCH * (PK_EVICT_READ_GAP_MAX + 1)];
+	uint64_t first = b->pages[i].idx;
+	unsigned k = i, n = 0;
 	ssize_t got;
 
-	(void)addr, (void)unused, (void)pages;
-	for (unsigned k = i; k < j; k++)
-		iov[k - i] = (struct iovec){ b->pages[k].buf, PK_PAGE_SIZE };
+	(void)addr, (void)unused;
+	for (uint64_t q = first; q < first + pages; q++) {
+		if (k < j && b->pages[k].idx == q)
+			iov[n++] = (struct iovec){ b->pages[k++].buf, PK_PAGE_SIZE };
+		else
+			iov[n++] = (struct iovec){ b->engine->scan_junk, PK_PAGE_SIZE };
+	}
 	do
-		got = preadv(b->vm->ram_fd, iov, (int)(j - i), (off_t)off);
+		got = preadv(b->vm->ram_fd, iov, (int)n, (off_t)off);
 	while (got < 0 && errno == EINTR);
-	for (unsigned k = i; k < j; k++)
-		if (got < (ssize_t)((k - i + 1) * PK_PAGE_SIZE))
+	for (k = i; k < j; k++)
+		if (got < (ssize_t)((b->pages[k].idx - first + 1) * PK_PAGE_SIZE))
 			b->pages[k].flags |= EV_FAILED;
 	return 0;
 }
@@ -307,7 +345,8 @@ static void batch_finish(struct pk_evict_batch *b)
 			wp_range(vm, addr, 1, 0);
 		}
 	}
-	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, 1, run_punch, 0);
+	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, BRIDGE_RECLAIMED,
+		     run_punch, 0);
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
@@ -510,11 +549,11 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 	vm->n_evicting++;
 
 	/* 1. Protect. */
-	err = for_each_run(b, 0, 1, run_wp, 1);
+	err = for_each_run(b, 0, BRIDGE_RECLAIMED, run_wp, 1);
 	if (err) {
 		/* EAGAIN: a REMOVE is in flight.  Undo and let the caller
 		 * retry after the events are read. */
-		for_each_run(b, 0, 0, run_wp, 0);
+		for_each_run(b, 0, BRIDGE_NONE, run_wp, 0);
 		for (unsigned i = 0; i < n; i++)
 			pk_page_set_busy(&vm->pages, idx[i], 0);
 		batch_unlink(vm, b);
@@ -530,7 +569,7 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 			p->flags |= EV_FAILED;
 		}
 	}
-	for_each_run(b, EV_FAILED, 0, run_copy_out, 0);
+	for_each_run(b, EV_FAILED, BRIDGE_NONE, run_copy_out, 0);
 
 	/* 3. Any write so far shows up as a WP fault now. */
 	pk_fault_handle_events(vm);
@@ -614,15 +653,15 @@ int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *entries,
 	b->next = vm->evicting;
 	vm->evicting = b;
 	vm->n_evicting++;
-	if (for_each_run(b, 0, 1, run_wp, 1) < 0) {
-		for_each_run(b, 0, 0, run_wp, 0);
+	if (for_each_run(b, 0, BRIDGE_RECLAIMED, run_wp, 1) < 0) {
+		for_each_run(b, 0, BRIDGE_NONE, run_wp, 0);
 		for (unsigned i = 0; i < b->n; i++)
 			pk_page_set_busy(&vm->pages, b->pages[i].idx, 0);
 		batch_unlink(vm, b);
 		free(b);
 		return -EAGAIN;
 	}
-	for_each_run(b, 0, 0, run_copy_out, 0);
+	for_each_run(b, 0, BRIDGE_READ, run_copy_out, 0);
 	pk_fault_handle_events(vm);
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];

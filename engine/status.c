@@ -221,6 +221,8 @@ char *pk_engine_status_json(struct pk_engine *e)
 				 : e->cfg.scan_bytes_per_s) >> 20);
 		put_int(sc, "rate_now_mib_per_s", e->scan_rate_now >> 20);
 		put_int(sc, "cpu_limit_percent", e->cfg.scan_cpu_percent);
+		json_object_object_add(sc, "cpu_seconds_total", json_object_new_double(
+			(double)e->scan_cpu_ns / 1e9));
 		json_object_object_add(sc, "mib_per_s",
 				       json_object_new_double(e->scan_mib_per_s));
 		json_object_object_add(sc, "cpu_percent",

@@ -19,6 +19,12 @@
  * do not decay under churn.  Entries with the same hash share a home slot
  * and therefore sit together.
  *
+ * pk_index_sweep() walks the slots in order with a caller's cursor and
+ * removes the entries the caller no longer wants, re-reading a slot after
+ * each removal (the cluster shifted into it); it is how the sharing
+ * scanner expires stale candidates without rebuilding the table.  Tables
+ * of 2 MiB and more are mapped on their own, with MADV_HUGEPAGE.
+ *
  * Why: at 7/8 maximum load Robin Hood probes stay short (a few slots),
  * and growing by 1.5x (not 2x) keeps the table between 7/12 and 7/8 full:
  * 18-27 bytes per entry, against 32+ for chained nodes.  The index holds

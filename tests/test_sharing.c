@@ -13,6 +13,11 @@
  *    reclaimed, many are written again afterwards (refaults), a few
  *    while their reclaim runs (aborts), and every page verifies: a write
  *    racing a reclaim is never lost.
+ *  - scan_rate_follows_work: while a guest fills its RAM and its pages
+ *    turn stable, the scanner's rate doubles each second from --scan-rate
+ *    to --scan-rate-max, the CPU share (5%) holds the reads below that
+ *    rate and is never exceeded, and with nothing new left the rate
+ *    comes back down to --scan-rate.
  * Tcase "merge" (also run against pagekeeperd-collide, whose page hashes
  * are 8 bits, so pages collide on the hash all the time: every merge
  * must be proved by content):
@@ -59,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024.0 * 1024.0)
@@ -106,6 +112,80 @@ START_TEST(zero_pages_idle)
 	ck_assert_double_eq(vm_field(&d, "idle", "scan_zero_reclaimed") * 4096,
 			    zero * (1 << 20));
 	finish_and_verify(&g, 64 * 256);
+	pk_test_daemon_stop(&d);
+}
+END_TEST
+
+/* The scanner's figures from the status: its rate now, measured MiB/s
+ * over the last second and CPU seconds in all. */
+static void scan_status(struct pk_test_daemon *d, double *rate_now,
+			double *mib_per_s, double *cpu_s)
+{
+	json_object *root = status_root(d), *sc;
+
+	ck_assert_msg(json_object_object_get_ex(root, "scan", &sc),
+		      "status has no scan object");
+	*rate_now = jnum(sc, "rate_now_mib_per_s");
+	*mib_per_s = jnum(sc, "mib_per_s");
+	*cpu_s = jnum(sc, "cpu_seconds_total");
+	json_object_put(root);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(scan_rate_follows_work)
+{
+	struct pk_test_daemon d;
+	struct guest g;
+	const char *extra[] = { "--size", "512M", "--content", "zero=0.3,shared=0",
+				"--workload", "idle", "--duration", "3600",
+				"--verify", "--json", NULL };
+	double rate = 0, mib = 0, cpu0 = 0, cpu = 0, max_rate = 0, t0, t1;
+	int t, limited = 0;
+
+	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 100M --scan-rate-max "
+					   "1600M --scan-cpu 5") == 0,
+		      "%s", d.error);
+	scan_status(&d, &rate, &mib, &cpu0);
+	ck_assert_double_eq(rate, 100);
+	t0 = now_s();
+	guest_start(&g, d.sock, "rate", extra);
+	/* New pages (faulted in, then stable): the rate doubles each second
+	 * up to the maximum, and the CPU share, 5%, holds it back. */
+	for (t = 0; t < 300 && (max_rate < 1600 || !limited); t++) {
+		sleep_ms(100);
+		scan_status(&d, &rate, &mib, &cpu);
+		max_rate = rate > max_rate ? rate : max_rate;
+		limited |= rate >= 800 && mib < rate / 2;
+	}
+	fprintf(stderr, "scan_rate_follows_work: rate up to %.0f MiB/s; %.0f "
+		"MiB/s read at %.0f MiB/s allowed\n", max_rate, mib, rate);
+	ck_assert_msg(max_rate == 1600, "rate reached only %.0f MiB/s", max_rate);
+	ck_assert_msg(limited, "the CPU share never held the scanner back");
+	/* Nothing new once every page is reclaimed or a candidate: back to
+	 * --scan-rate.  And the share held on average: 5% of the time
+	 * since the guest started, plus the two periods' worth a tick may
+	 * bank and the last step it may overspend (1 ms). */
+	for (t = 0; t < 300 && rate > 100; t++) {
+		sleep_ms(100);
+		scan_status(&d, &rate, &mib, &cpu);
+	}
+	t1 = now_s();
+	fprintf(stderr, "scan_rate_follows_work: back to %.0f MiB/s after %.1f s; "
+		"scanner CPU %.3f s in %.1f s: %.2f%% of a core\n", rate,
+		t / 10.0, cpu - cpu0, t1 - t0, 100 * (cpu - cpu0) / (t1 - t0));
+	ck_assert_double_eq(rate, 100);
+	ck_assert_msg(cpu - cpu0 <= 0.05 * (t1 - t0) + 0.002,
+		      "scanner used %.3f s of CPU in %.1f s, share 5%%",
+		      cpu - cpu0, t1 - t0);
+	ck_assert_msg(vm_field(&d, "rate", "zero_mib") > 0.25 * 512,
+		      "zero pages not reclaimed");
+	finish_and_verify(&g, 512 * 256);
 	pk_test_daemon_stop(&d);
 }
 END_TEST
@@ -630,6 +710,7 @@ int main(void)
 	tcase_set_timeout(zero, 120);
 	tcase_add_test(zero, zero_pages_idle);
 	tcase_add_test(zero, zero_pages_racing_writers);
+	tcase_add_test(zero, scan_rate_follows_work);
 	suite_add_tcase(s, zero);
 	tcase_set_timeout(merge, 180);
 	tcase_add_test(merge, identical_guests_savings);
