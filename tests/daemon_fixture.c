@@ -36,7 +36,7 @@
 static struct pk_test_daemon *live[MAX_LIVE];
 static int guard_installed;
 
-static long now_ms(void)
+long pk_test_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -338,7 +338,7 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 	track(d, 1);
 	start_cleaner(d);
 
-	deadline = now_ms() + PK_TEST_SOCKET_WAIT_MS;
+	deadline = pk_test_now_ms() + PK_TEST_SOCKET_WAIT_MS;
 	for (;;) {
 		if (reap_if_exited(d)) {
 			char why[sizeof(d->error)];
@@ -356,7 +356,7 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 		}
 		if (try_connect(d->sock) == 0)
 			return 0;
-		if (now_ms() > deadline)
+		if (pk_test_now_ms() > deadline)
 			break;
 		sleep_ms(10);
 	}
@@ -375,11 +375,11 @@ void pk_test_daemon_stop(struct pk_test_daemon *d)
 		return; /* a forked copy: not ours to stop */
 	if (d->pid > 0) {
 		int status;
-		long deadline = now_ms() + 2000;
+		long deadline = pk_test_now_ms() + 2000;
 
 		kill(d->pid, SIGTERM);
 		while (waitpid(d->pid, &status, WNOHANG) == 0) {
-			if (now_ms() > deadline) {
+			if (pk_test_now_ms() > deadline) {
 				kill(d->pid, SIGKILL);
 				waitpid(d->pid, &status, 0);
 				break;
@@ -428,16 +428,16 @@ int pk_test_daemon_fd_count(const struct pk_test_daemon *d)
 
 int pk_test_daemon_settled_fd_count(const struct pk_test_daemon *d)
 {
-	long deadline = now_ms() + 3000, since = now_ms();
+	long deadline = pk_test_now_ms() + 3000, since = pk_test_now_ms();
 	int n = pk_test_daemon_fd_count(d);
 
-	while (now_ms() - since < 200 && now_ms() < deadline) {
+	while (pk_test_now_ms() - since < 200 && pk_test_now_ms() < deadline) {
 		int m;
 		sleep_ms(10);
 		m = pk_test_daemon_fd_count(d);
 		if (m != n) {
 			n = m;
-			since = now_ms();
+			since = pk_test_now_ms();
 		}
 	}
 	return n;
@@ -446,10 +446,10 @@ int pk_test_daemon_settled_fd_count(const struct pk_test_daemon *d)
 int pk_test_daemon_wait_fd_count(const struct pk_test_daemon *d, int want,
 				 int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = pk_test_now_ms() + timeout_ms;
 	int n;
 
-	while ((n = pk_test_daemon_fd_count(d)) != want && now_ms() < deadline)
+	while ((n = pk_test_daemon_fd_count(d)) != want && pk_test_now_ms() < deadline)
 		sleep_ms(5);
 	return n;
 }
@@ -626,10 +626,10 @@ int pk_test_vm_count(const char *sock)
 
 int pk_test_wait_vm_count(const char *sock, int want, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = pk_test_now_ms() + timeout_ms;
 	int n;
 
-	while ((n = pk_test_vm_count(sock)) != want && now_ms() < deadline)
+	while ((n = pk_test_vm_count(sock)) != want && pk_test_now_ms() < deadline)
 		sleep_ms(10);
 	return n;
 }

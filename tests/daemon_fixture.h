@@ -63,6 +63,9 @@ void pk_test_daemon_stop(struct pk_test_daemon *d);
 /* 1 if the daemon still runs; 0 if it exited (d->error says how). */
 int pk_test_daemon_alive(struct pk_test_daemon *d);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+long pk_test_now_ms(void);
+
 /* Is pid running (not gone, not a zombie nobody reaps yet)?  1 or 0. */
 int pk_test_pid_running(pid_t pid);
 

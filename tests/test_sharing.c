@@ -64,7 +64,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024.0 * 1024.0)
@@ -131,12 +130,6 @@ static void scan_status(struct pk_test_daemon *d, double *rate_now,
 	json_object_put(root);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 START_TEST(scan_rate_follows_work)
 {
@@ -153,7 +146,7 @@ START_TEST(scan_rate_follows_work)
 		      "%s", d.error);
 	scan_status(&d, &rate, &mib, &cpu0);
 	ck_assert_double_eq(rate, 100);
-	t0 = now_s();
+	t0 = pk_test_now_ms() / 1e3;
 	guest_start(&g, d.sock, "rate", extra);
 	/* New pages (faulted in, then stable): the rate doubles each second
 	 * up to the maximum, and the CPU share, 5%, holds it back. */
@@ -175,7 +168,7 @@ START_TEST(scan_rate_follows_work)
 		sleep_ms(100);
 		scan_status(&d, &rate, &mib, &cpu);
 	}
-	t1 = now_s();
+	t1 = pk_test_now_ms() / 1e3;
 	fprintf(stderr, "scan_rate_follows_work: back to %.0f MiB/s after %.1f s; "
 		"scanner CPU %.3f s in %.1f s: %.2f%% of a core\n", rate,
 		t / 10.0, cpu - cpu0, t1 - t0, 100 * (cpu - cpu0) / (t1 - t0));
