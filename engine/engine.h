@@ -96,7 +96,7 @@ struct pk_engine {
 	/* Sharing scanner (scan.c). */
 	int scan_timer_fd;
 	struct pk_rate_limit scan_rate;
-	void *scan_scratch;	 /* 64 pages: copies for zero verification */
+	void *scan_scratch;	 /* a reclaim batch's copies (PK_SHARE_QUEUE) */
 	void *share_tmp;	 /* one page: a candidate's bytes */
 	void *scan_junk;	 /* one page: gap pages a copy-out reads */
 	struct pk_share_domain *domains;

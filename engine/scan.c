@@ -68,7 +68,8 @@
  * is about to write them.
  */
 #define PK_SCAN_MIN_PASS_NS (1000ULL * 1000 * 1000)
-#define PK_SCAN_BATCH 64
+/* The queue's batch copies (pk_evict_scan_pages), share_tmp, scan_junk. */
+#define PK_SCAN_SCRATCH_PAGES (PK_SHARE_QUEUE + 2)
 /* Non-resident pages a read may span to join two resident runs. */
 #define PK_SCAN_GAP_PAGES 4
 /* Pages per scan step: the deadline is checked between steps. */
@@ -327,14 +328,14 @@ int pk_scan_init(struct pk_engine *e)
 	e->scan_timer_fd = -1;
 	if (!e->cfg.scan_bytes_per_s)
 		return 0;
-	e->scan_scratch = mmap(NULL, (PK_SCAN_BATCH + 2) * PK_PAGE_SIZE,
+	e->scan_scratch = mmap(NULL, PK_SCAN_SCRATCH_PAGES * PK_PAGE_SIZE,
 			       PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e->scan_scratch == MAP_FAILED) {
 		e->scan_scratch = NULL;
 		return -errno;
 	}
-	e->share_tmp = (char *)e->scan_scratch + PK_SCAN_BATCH * PK_PAGE_SIZE;
+	e->share_tmp = (char *)e->scan_scratch + PK_SHARE_QUEUE * PK_PAGE_SIZE;
 	e->scan_junk = (char *)e->share_tmp + PK_PAGE_SIZE;
 	/* A burst of two periods: a late tick catches up, no more. */
 	e->scan_rate_now = e->cfg.scan_bytes_per_s;
@@ -357,7 +358,7 @@ void pk_scan_fini(struct pk_engine *e)
 		close(e->scan_timer_fd);
 	e->scan_timer_fd = -1;
 	if (e->scan_scratch)
-		munmap(e->scan_scratch, (PK_SCAN_BATCH + 2) * PK_PAGE_SIZE);
+		munmap(e->scan_scratch, PK_SCAN_SCRATCH_PAGES * PK_PAGE_SIZE);
 	e->scan_scratch = NULL;
 	e->share_tmp = NULL;
 	e->scan_junk = NULL;

@@ -181,11 +181,11 @@ void pk_share_flush_all(struct pk_engine *e)
  * the candidate the entry says: resident, flagged as a candidate, with
  * the key for its hash.  NULL otherwise.
  */
-static struct pk_vm *candidate_page(struct pk_engine *e,
-				    const struct pk_share_domain *d,
+static struct pk_vm *candidate_page(const struct pk_share_domain *d,
 				    uint64_t ref, uint64_t key, uint64_t *idx)
 {
-	struct pk_vm *vm = pk_vm_find_by_id(e, (uint32_t)(ref >> REF_IDX_BITS));
+	struct pk_vm *vm = pk_vm_find_by_id(d->engine,
+					    (uint32_t)(ref >> REF_IDX_BITS));
 	const struct pk_page_table *pt;
 	uint64_t payload;
 
@@ -287,7 +287,7 @@ void pk_share_consider(struct pk_vm *vm, uint64_t idx, const void *page,
 		uint64_t cidx;
 		if (cref == ref)
 			continue;
-		cvm = candidate_page(e, d, cref, key, &cidx);
+		cvm = candidate_page(d, cref, key, &cidx);
 		if (!cvm) {
 			if (n_stale < STALE_MAX)
 				stale[n_stale++] = cref;
@@ -326,7 +326,7 @@ static bool candidate_keep(void *arg, uint64_t key, uint64_t ref)
 	struct pk_share_domain *d = arg;
 	uint64_t idx;
 
-	return candidate_page(d->engine, d, ref, key, &idx) != NULL;
+	return candidate_page(d, ref, key, &idx) != NULL;
 }
 
 void pk_share_sweep(struct pk_share_domain *d, uint64_t slots)

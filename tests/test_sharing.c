@@ -130,7 +130,6 @@ static void scan_status(struct pk_test_daemon *d, double *rate_now,
 	json_object_put(root);
 }
 
-
 START_TEST(scan_rate_follows_work)
 {
 	struct pk_test_daemon d;
