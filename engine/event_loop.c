@@ -5,7 +5,9 @@
  * A handler early in the batch may tear down a VM whose watches appear
  * later in the same batch, so pk_watch_del only unhooks the fd and parks
  * the watch on a graveyard list; dispatch skips dead watches and the
- * graveyard is freed when the batch is done.
+ * graveyard is freed when the batch is done.  The loop owns every watch:
+ * live ones hang on a list, so pk_event_loop_destroy frees those their
+ * owners never deleted (the engine's own, at shutdown).
  */
 #include "engine/event_loop.h"
 
@@ -21,11 +23,13 @@ struct pk_watch {
 	pk_watch_fn *fn;
 	void *data;
 	struct pk_watch *next_dead;
+	struct pk_watch *prev, *next; /* the live list */
 };
 
 struct pk_event_loop {
 	int epfd;
 	struct pk_watch *graveyard;
+	struct pk_watch *live;
 };
 
 struct pk_event_loop *pk_event_loop_create(void)
@@ -56,6 +60,11 @@ void pk_event_loop_destroy(struct pk_event_loop *loop)
 	if (!loop)
 		return;
 	free_graveyard(loop);
+	while (loop->live) {
+		struct pk_watch *w = loop->live;
+		loop->live = w->next;
+		free(w);
+	}
 	close(loop->epfd);
 	free(loop);
 }
@@ -78,6 +87,10 @@ struct pk_watch *pk_watch_add(struct pk_event_loop *loop, int fd,
 		errno = err;
 		return NULL;
 	}
+	w->next = loop->live;
+	if (loop->live)
+		loop->live->prev = w;
+	loop->live = w;
 	return w;
 }
 
@@ -87,6 +100,12 @@ void pk_watch_del(struct pk_event_loop *loop, struct pk_watch *w)
 		return;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	w->fd = -1;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		loop->live = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
 	w->next_dead = loop->graveyard;
 	loop->graveyard = w;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <check.h>
 #include <dirent.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,13 +165,43 @@ static int reap_if_exited(struct pk_test_daemon *d)
 			 (int)d->pid, WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
 	append_log_tail(d->log, d->error, sizeof(d->error));
+	d->exited = d->pid;
 	d->pid = 0;
 	return 1;
 }
 
-/* Runs in the forked child: only async-signal-safe calls until execv. */
+/*
+ * The daemon's environment: the test's, with detect_leaks=1 appended to
+ * ASAN_OPTIONS, so that every daemon of the ASan build runs LeakSanitizer
+ * at exit whoever started the test (options later in the string win).
+ * Built before fork: the child may only make async-signal-safe calls.
+ */
+static char **daemon_environ(char *asan_opts, size_t len)
+{
+	extern char **environ;
+	const char *old = getenv("ASAN_OPTIONS");
+	size_t n = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	snprintf(asan_opts, len, "ASAN_OPTIONS=%s%sdetect_leaks=1",
+		 old ? old : "", old && *old ? ":" : "");
+	n = 0;
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "ASAN_OPTIONS=", 13) != 0)
+			env[n++] = *e;
+	env[n++] = asan_opts;
+	env[n] = NULL;
+	return env;
+}
+
+/* Runs in the forked child: only async-signal-safe calls until execve. */
 static void exec_daemon(const struct pk_test_daemon *d, char *const argv[],
-			pid_t parent)
+			char *const envp[], pid_t parent)
 {
 	sigset_t none;
 	int fd;
@@ -191,7 +223,10 @@ static void exec_daemon(const struct pk_test_daemon *d, char *const argv[],
 	if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
 		for (int i = 3; i < 1024; i++)
 			close(i);
-	execv(argv[0], argv);
+	if (envp)
+		execve(argv[0], argv, envp);
+	else
+		execv(argv[0], argv);
 	_exit(127); /* the log stays empty; start() reports exit status 127 */
 }
 
@@ -276,7 +311,7 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 {
 	const char *bin = getenv("PK_DAEMON");
 	pid_t self = getpid();
-	char *argv[64], *copy = NULL;
+	char *argv[64], *copy = NULL, **envp, asan_opts[512];
 	int argc = 0;
 	long deadline;
 
@@ -323,11 +358,13 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 	}
 	argv[argc] = NULL;
 
+	envp = daemon_environ(asan_opts, sizeof(asan_opts));
 	fflush(NULL); /* no duplicated stdio buffers in the child */
 	d->pid = fork();
 	if (d->pid == 0)
-		exec_daemon(d, argv, self);
+		exec_daemon(d, argv, envp, self);
 	free(copy);
+	free(envp);
 	if (d->pid < 0) {
 		int e = errno;
 		snprintf(d->error, sizeof(d->error), "fork: %s", strerror(e));
@@ -369,24 +406,160 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 	return -ETIMEDOUT;
 }
 
-void pk_test_daemon_stop(struct pk_test_daemon *d)
+/*
+ * A sanitizer report in the daemon's log: ASan, LeakSanitizer, UBSan or
+ * TSan.  Copies the report's first line to why.  1 if there is one.
+ */
+static int log_has_report(const char *log, char *why, size_t len)
 {
-	if (d->owner != getpid())
-		return; /* a forked copy: not ours to stop */
-	if (d->pid > 0) {
-		int status;
-		long deadline = pk_test_now_ms() + 2000;
+	static const char *const marks[] = {
+		"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+		"runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+		"WARNING: ThreadSanitizer",
+	};
+	FILE *f = fopen(log, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
 
-		kill(d->pid, SIGTERM);
-		while (waitpid(d->pid, &status, WNOHANG) == 0) {
-			if (pk_test_now_ms() > deadline) {
-				kill(d->pid, SIGKILL);
-				waitpid(d->pid, &status, 0);
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) > 0)
+		for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+			if (strstr(line, marks[i])) {
+				line[strcspn(line, "\n")] = '\0';
+				snprintf(why, len, "%s", line);
+				found = 1;
 				break;
 			}
-			sleep_ms(5);
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/*
+ * Keep the log of a failed daemon where meson's log points: its tail goes
+ * to stderr (meson's test log holds the test's stderr) and the whole file
+ * to $PK_TEST_LOGDIR (default: meson-logs/ of the test's working
+ * directory, else the working directory).  Appends the path to d->error.
+ */
+static void keep_log(struct pk_test_daemon *d, pid_t pid)
+{
+	const char *dir = getenv("PK_TEST_LOGDIR");
+	char path[PATH_MAX + 32], abs[PATH_MAX], buf[8192];
+	struct stat st;
+	int in, out;
+	ssize_t n;
+	size_t used;
+
+	if (!dir || !*dir)
+		dir = stat("meson-logs", &st) == 0 ? "meson-logs" : ".";
+	snprintf(path, sizeof(path), "%s/daemon-%d.log",
+		 realpath(dir, abs) ? abs : dir, (int)pid);
+	in = open(d->log, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return;
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out >= 0) {
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				break;
+		close(out);
+		used = strlen(d->error);
+		snprintf(d->error + used, sizeof(d->error) - used,
+			 " (whole daemon log kept in %s)", path);
+	}
+	close(in);
+	fprintf(stderr, "daemon_fixture: %s\n", d->error);
+	dump_log(d->log);
+}
+
+/*
+ * Judge how the daemon ended: status from waitpid, expected_sig 0 for
+ * "exit status 0".  0 if that is how it ended and its log is clean.
+ */
+static int judge(struct pk_test_daemon *d, pid_t pid, int status,
+		 int expected_sig)
+{
+	char report[512];
+
+	if (expected_sig == 0 && !(WIFEXITED(status) &&
+				   WEXITSTATUS(status) == 0)) {
+		if (WIFEXITED(status))
+			snprintf(d->error, sizeof(d->error),
+				 "pagekeeperd pid %d exited with status %d on "
+				 "SIGTERM, not 0", (int)pid,
+				 WEXITSTATUS(status));
+		else
+			snprintf(d->error, sizeof(d->error),
+				 "pagekeeperd pid %d died of signal %d (%s) "
+				 "instead of exiting 0 on SIGTERM", (int)pid,
+				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+	} else if (expected_sig != 0 && !(WIFSIGNALED(status) &&
+					  WTERMSIG(status) == expected_sig)) {
+		snprintf(d->error, sizeof(d->error),
+			 "pagekeeperd pid %d did not die of signal %d as "
+			 "meant (wait status 0x%x)", (int)pid, expected_sig,
+			 status);
+	} else if (log_has_report(d->log, report, sizeof(report))) {
+		snprintf(d->error, sizeof(d->error),
+			 "pagekeeperd pid %d: sanitizer report in its log: %s",
+			 (int)pid, report);
+	} else {
+		return 0;
+	}
+	keep_log(d, pid);
+	return -1;
+}
+
+/* SIGTERM, wait up to the scaled deadline; SIGKILL if still there. */
+static int terminate(struct pk_test_daemon *d, int *status)
+{
+	long deadline = pk_test_deadline_ms(PK_TEST_STOP_WAIT_MS);
+	pid_t r;
+
+	kill(d->pid, SIGTERM);
+	while ((r = waitpid(d->pid, status, WNOHANG)) == 0) {
+		if (pk_test_now_ms() > deadline) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, status, 0);
+			snprintf(d->error, sizeof(d->error),
+				 "pagekeeperd pid %d did not exit within "
+				 "%.0f ms of SIGTERM; killed", (int)d->pid,
+				 PK_TEST_STOP_WAIT_MS * pk_test_time_scale());
+			return -1;
+		}
+		sleep_ms(5);
+	}
+	return r < 0 ? -1 : 0;
+}
+
+int pk_test_daemon_stop(struct pk_test_daemon *d)
+{
+	int rc = d->result;
+
+	if (d->owner != getpid())
+		return 0; /* a forked copy: not ours to stop */
+	if (d->pid > 0) {
+		int status = 0;
+		pid_t pid = d->pid;
+
+		if (terminate(d, &status) < 0) {
+			if (!d->error[0])
+				snprintf(d->error, sizeof(d->error),
+					 "pagekeeperd pid %d: waitpid: %s",
+					 (int)pid, strerror(errno));
+			keep_log(d, pid);
+			rc = -1;
+		} else if (judge(d, pid, status, 0) < 0) {
+			rc = -1;
 		}
 		d->pid = 0;
+	} else if (d->exited && rc == 0) {
+		/* It exited on its own, unasked: reap_if_exited() said how. */
+		keep_log(d, d->exited);
+		d->exited = 0;
+		rc = -1;
 	}
 	rm_rf(d->dir);
 	d->dir[0] = '\0';
@@ -395,6 +568,60 @@ void pk_test_daemon_stop(struct pk_test_daemon *d)
 		d->cleaner_fd = -1;
 	}
 	track(d, 0);
+	d->result = rc;
+	return rc;
+}
+
+void pk_test_daemon_stop_ok(struct pk_test_daemon *d)
+{
+	int rc = pk_test_daemon_stop(d);
+	ck_assert_msg(rc == 0, "%s", d->error);
+}
+
+int pk_test_daemon_kill(struct pk_test_daemon *d, int sig)
+{
+	int status;
+	pid_t pid = d->pid;
+
+	if (pid <= 0) {
+		snprintf(d->error, sizeof(d->error),
+			 "pk_test_daemon_kill: pagekeeperd is not running");
+		return -1;
+	}
+	if (kill(pid, sig) < 0 || waitpid(pid, &status, 0) < 0) {
+		snprintf(d->error, sizeof(d->error), "kill/waitpid %d: %s",
+			 (int)pid, strerror(errno));
+		return -1;
+	}
+	d->pid = 0;
+	d->exited = 0;
+	if (judge(d, pid, status, sig == SIGTERM ? 0 : sig) < 0) {
+		d->result = -1;
+		return -1;
+	}
+	return 0;
+}
+
+double pk_test_time_scale(void)
+{
+	const char *env = getenv("PK_TEST_TIME_SCALE");
+	double s;
+
+	if (env && *env && (s = strtod(env, NULL)) > 0)
+		return s;
+#if defined(__SANITIZE_ADDRESS__)
+	return 3.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return 3.0;
+#endif
+#endif
+	return 1.0;
+}
+
+long pk_test_deadline_ms(long work_ms)
+{
+	return pk_test_now_ms() + (long)((double)work_ms * pk_test_time_scale());
 }
 
 int pk_test_daemon_alive(struct pk_test_daemon *d)

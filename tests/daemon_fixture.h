@@ -37,6 +37,7 @@
 
 #define PK_TEST_SOCKET_WAIT_MS 5000
 #define PK_TEST_REPLY_WAIT_MS 5000
+#define PK_TEST_STOP_WAIT_MS 10000
 
 struct pk_test_daemon {
 	pid_t pid;	    /* 0 when not running */
@@ -47,6 +48,8 @@ struct pk_test_daemon {
 	char log[128];	    /* DIR/daemon.log: the daemon's stderr */
 	char error[1024];   /* why start (or alive) failed */
 	int cleaner_fd;	    /* write end of the cleaner's pipe, -1 if none */
+	pid_t exited;	    /* pid that exited unasked (reaped), else 0 */
+	int result;	    /* -1 once a kill or stop was judged a failure */
 };
 
 /*
@@ -57,8 +60,38 @@ struct pk_test_daemon {
  */
 int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args);
 
-/* Stop (SIGTERM, SIGKILL after 2 s), reap, remove DIR.  Idempotent. */
-void pk_test_daemon_stop(struct pk_test_daemon *d);
+/*
+ * Stop and judge the daemon: SIGTERM, wait (PK_TEST_STOP_WAIT_MS scaled by
+ * pk_test_time_scale()), SIGKILL if it is still there, reap, remove DIR.
+ * Returns 0 when the daemon exited with status 0 on SIGTERM (or had been
+ * stopped already through pk_test_daemon_kill()) and its log holds no
+ * AddressSanitizer, LeakSanitizer or UBSan report; otherwise -1 with
+ * d->error saying why, the log's tail printed to stderr (meson's test log)
+ * and the whole log kept as $PK_TEST_LOGDIR/daemon-PID.log.  Idempotent.
+ */
+int pk_test_daemon_stop(struct pk_test_daemon *d);
+
+/* pk_test_daemon_stop() as a Check assertion: every test ends with it. */
+void pk_test_daemon_stop_ok(struct pk_test_daemon *d);
+
+/*
+ * Kill the daemon on purpose with sig (SIGKILL for a crash test), reap it
+ * and check its log for sanitizer reports.  Returns 0 when it died of sig
+ * (or, for SIGTERM, exited 0) with a clean log; -1 and d->error otherwise.
+ * DIR stays (a restart may reuse the state directory) until
+ * pk_test_daemon_stop(), which then only cleans up.
+ */
+int pk_test_daemon_kill(struct pk_test_daemon *d, int sig);
+
+/*
+ * How much slower this build runs than a plain optimised one: 1, or 3 in
+ * an ASan/UBSan build, or $PK_TEST_TIME_SCALE.  Every deadline a test
+ * derives from its work is multiplied by it.
+ */
+double pk_test_time_scale(void);
+
+/* now + work_ms * pk_test_time_scale(), in pk_test_now_ms() time. */
+long pk_test_deadline_ms(long work_ms);
 
 /* 1 if the daemon still runs; 0 if it exited (d->error says how). */
 int pk_test_daemon_alive(struct pk_test_daemon *d);
