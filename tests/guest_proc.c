@@ -1,15 +1,22 @@
 /*
- * guest_proc.c - lab guests and status helpers for Check tests (see
- * guest_proc.h).
+ * guest_proc.c - lab guests, status figures, waits and RECLAIM requests
+ * for Check tests (what, how and why: guest_proc.h).
  */
 #include "tests/guest_proc.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,7 +30,7 @@ static const char *guestsim_path(void)
 }
 
 void guest_start(struct guest *g, const char *sock, const char *name,
-			const char *const extra[])
+		 const char *const extra[])
 {
 	const char *argv[40];
 	int in[2], out[2], n = 0;
@@ -57,33 +64,77 @@ void guest_start(struct guest *g, const char *sock, const char *name,
 	g->out = fdopen(out[0], "r");
 }
 
-/* Read the guest's stdout until HOLDING; keep its JSON result line. */
-void guest_wait_holding(struct guest *g, json_object **result)
+void guest_expect(struct guest *g, const char *want, json_object **result,
+		  long deadline, const char *what)
 {
-	char line[4096];
+	char line[8192];
+	size_t len = 0;
+	int fd = fileno(g->out);
+	long t0 = pk_test_now_ms();
 
-	*result = NULL;
-	while (fgets(line, sizeof(line), g->out)) {
-		if (strncmp(line, "HOLDING", 7) == 0)
+	if (result)
+		*result = NULL;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left = deadline - pk_test_now_ms();
+		ssize_t n;
+		char c;
+
+		ck_assert_msg(left > 0, "guest %s: timed out after %ld ms "
+			      "waiting for %s (its %s)", g->name,
+			      pk_test_now_ms() - t0, want ? want : "exit",
+			      what);
+		if (poll(&p, 1, (int)left) <= 0)
+			continue; /* timeout or EINTR: the check above */
+		n = read(fd, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_msg(n >= 0, "guest %s: read stdout: %s", g->name,
+			      strerror(errno));
+		if (n == 0) {
+			ck_assert_msg(!want, "guest %s ended before %s "
+				      "(its %s)", g->name, want, what);
 			return;
-		if (line[0] == '{') {
+		}
+		if (c != '\n') {
+			if (len < sizeof(line) - 1)
+				line[len++] = c;
+			continue;
+		}
+		line[len] = '\0';
+		len = 0;
+		if (result && line[0] == '{') {
 			if (*result)
 				json_object_put(*result);
 			*result = json_tokener_parse(line);
+			ck_assert_msg(*result, "guest %s: bad JSON: %s",
+				      g->name, line);
 		}
+		if (want && strcmp(line, want) == 0)
+			return;
 	}
-	ck_abort_msg("guest %s ended before HOLDING", g->name);
 }
 
-/* Let the guest go and return its exit status (-1: killed). */
-int guest_finish(struct guest *g)
+int guest_finish(struct guest *g, long work_ms)
 {
+	long deadline = pk_test_deadline_ms(work_ms);
 	int st;
+	pid_t r;
 
 	if (g->in_fd >= 0)
 		close(g->in_fd);
 	g->in_fd = -1;
-	ck_assert_int_eq(waitpid(g->pid, &st, 0), g->pid);
+	while ((r = waitpid(g->pid, &st, WNOHANG)) == 0) {
+		if (pk_test_now_ms() > deadline) {
+			kill(g->pid, SIGKILL);
+			waitpid(g->pid, &st, 0);
+			ck_abort_msg("guest %s did not exit within %d ms "
+				     "of the end of its run (SIGKILLed)",
+				     g->name, scaled_ms(work_ms));
+		}
+		sleep_ms(5);
+	}
+	ck_assert_int_eq(r, g->pid);
 	if (g->out)
 		fclose(g->out);
 	g->out = NULL;
@@ -106,6 +157,19 @@ json_object *status_root(struct pk_test_daemon *d)
 	ck_assert_msg(root, "status is not JSON: %s", text);
 	free(text);
 	return root;
+}
+
+double status_field(struct pk_test_daemon *d, const char *object,
+		    const char *key)
+{
+	json_object *root = status_root(d), *o;
+	double v;
+
+	ck_assert_msg(json_object_object_get_ex(root, object, &o),
+		      "status has no \"%s\" object", object);
+	v = jnum(o, key);
+	json_object_put(root);
+	return v;
 }
 
 /* One status figure of one VM; -1 when the VM is not registered. */
@@ -150,45 +214,152 @@ void sleep_ms(int ms)
 }
 
 
-json_object *guest_read_result(struct guest *g)
+int scaled_ms(double work_ms)
 {
-	json_object *result = NULL;
-	char line[4096];
-
-	while (fgets(line, sizeof(line), g->out))
-		if (line[0] == '{') {
-			if (result)
-				json_object_put(result);
-			result = json_tokener_parse(line);
-		}
-	return result;
+	return (int)(work_ms * pk_test_time_scale());
 }
 
-int pk_test_reclaim(const char *sock, const char *vm, uint64_t bytes,
-		   struct pk_reclaim_reply *r)
+int wait_vm_listed(struct pk_test_daemon *d, const char *name, int present,
+		   int timeout_ms)
 {
-	struct pk_reclaim_msg m;
-	char buf[sizeof(*r) + 16];
-	int fd = pk_test_connect(sock);
-	ssize_t n;
+	long deadline = pk_test_now_ms() + timeout_ms;
+
+	for (;;) {
+		if ((vm_field(d, name, "configured_mib") >= 0) == present)
+			return 1;
+		if (pk_test_now_ms() > deadline)
+			return 0;
+		sleep_ms(50);
+	}
+}
+
+int file_has(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int hit = 0;
+
+	if (!f)
+		return 0;
+	while (!hit && getline(&line, &cap, f) > 0)
+		hit = strstr(line, text) != NULL;
+	free(line);
+	fclose(f);
+	return hit;
+}
+
+int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
 
 	ck_assert_int_ge(fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+long pk_test_reclaim_work_ms(uint64_t bytes)
+{
+	return PK_TEST_RECLAIM_BASE_MS +
+	       (long)(bytes / 4096 * 1000 / PK_TEST_EVICT_PAGES_PER_S);
+}
+
+int pk_test_reclaim_send(const char *sock, const char *vm, uint64_t bytes)
+{
+	struct pk_reclaim_msg m;
+	int fd = pk_test_connect(sock);
+
+	ck_assert_msg(fd >= 0, "connect %s: %s", sock, strerror(-fd));
 	memset(&m, 0, sizeof(m));
 	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
 	snprintf(m.vm_name, sizeof(m.vm_name), "%s", vm);
 	m.bytes = bytes;
 	ck_assert_int_eq(pk_test_send(fd, &m, sizeof(m), NULL, 0), 0);
-	n = pk_test_recv(fd, buf, sizeof(buf), 60000);
-	close(fd);
+	return fd;
+}
+
+int pk_test_reclaim_recv(int conn, const char *vm, struct pk_reclaim_reply *r,
+			 long deadline)
+{
+	char buf[sizeof(*r) + 16];
+	long left = deadline - pk_test_now_ms();
+	ssize_t n = pk_test_recv(conn, buf, sizeof(buf),
+				 left > 0 ? (int)left : 0);
+
+	close(conn);
+	ck_assert_msg(n != -ETIMEDOUT, "timed out waiting for the reply to "
+		      "RECLAIM of %s", vm);
+	ck_assert_msg(n > 0, "RECLAIM of %s: no reply (%zd)", vm, n);
 	memset(r, 0, sizeof(*r));
 	if (n == (ssize_t)sizeof(struct pk_reply_msg)) { /* refused */
 		struct pk_reply_msg e;
 		ck_assert_int_eq(pk_reply_decode(buf, (size_t)n, &e), 0);
+		ck_assert_int_eq(e.hdr.type, PK_MSG_ERROR_REPLY);
 		snprintf(r->reason, sizeof(r->reason), "%s", e.reason);
 		return e.status;
 	}
-	ck_assert_msg(n == (ssize_t)sizeof(*r), "reclaim reply of %zd bytes", n);
+	ck_assert_msg(n == (ssize_t)sizeof(*r), "RECLAIM of %s: reply of %zd "
+		      "bytes", vm, n);
 	memcpy(r, buf, sizeof(*r));
 	ck_assert_int_eq(r->hdr.type, PK_MSG_RECLAIM_REPLY);
 	return r->status;
+}
+
+int pk_test_reclaim(const char *sock, const char *vm, uint64_t bytes,
+		    struct pk_reclaim_reply *r)
+{
+	int conn = pk_test_reclaim_send(sock, vm, bytes);
+
+	return pk_test_reclaim_recv(conn, vm, r, pk_test_deadline_ms(
+					    pk_test_reclaim_work_ms(bytes)));
+}
+
+size_t proc_cmdline(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+int proc_fd_find(pid_t pid, const char *needle, char *path, size_t len)
+{
+	char dir[64], link[320], target[PATH_MAX];
+	struct dirent *de;
+	int hit = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while (!hit && (de = readdir(d))) {
+		ssize_t n;
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		hit = strstr(target, needle) != NULL;
+	}
+	closedir(d);
+	if (hit && path)
+		snprintf(path, len, "%s", link);
+	return hit;
 }

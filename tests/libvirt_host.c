@@ -4,6 +4,7 @@
  */
 #include "tests/libvirt_host.h"
 #include "tests/daemon_fixture.h"
+#include "tests/guest_proc.h"
 #include "tests/qemu_guest.h"
 
 #include <dirent.h>
@@ -23,19 +24,10 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ACL_XATTR "system.posix_acl_access"
 #define MAX_ACL_ENTRIES 32
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 static int fail(char *err, size_t len, int rc, const char *fmt, ...)
 {
@@ -116,7 +108,7 @@ int lv_uffd_acl_grant(struct lv_uffd_acl *a, uid_t uid, int wait_ms,
 {
 	struct acl_entry e[MAX_ACL_ENTRIES];
 	char buf[sizeof(a->old_acl)];
-	long deadline = now_ms() + wait_ms;
+	long deadline = pk_test_now_ms() + wait_ms;
 	int n, user = -1, mask = -1, rc;
 	struct stat st;
 	ssize_t len;
@@ -130,7 +122,7 @@ int lv_uffd_acl_grant(struct lv_uffd_acl *a, uid_t uid, int wait_ms,
 			    "userfaultfd device: Linux 6.1 or newer needed)",
 			    LV_UFFD_DEV, strerror(errno));
 	while (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK || now_ms() > deadline) {
+		if (errno != EWOULDBLOCK || pk_test_now_ms() > deadline) {
 			rc = -errno;
 			close(a->lock_fd);
 			a->lock_fd = -1;
@@ -290,10 +282,17 @@ static int proc_file_mentions(pid_t pid, const char *what, const char *needle)
 }
 
 
+/*
+ * QEMU's command line names files under scratch, a helper's environment
+ * has HOME there, and a process libvirt forked that has not exec'd QEMU
+ * yet holds files there open (the domain log, the driver's state).
+ */
 static int uses(pid_t pid, const char *needle)
 {
-	return pk_test_pid_running(pid) && (proc_file_mentions(pid, "cmdline", needle) ||
-				    proc_file_mentions(pid, "environ", needle));
+	return pk_test_pid_running(pid) &&
+	       (proc_file_mentions(pid, "cmdline", needle) ||
+		proc_file_mentions(pid, "environ", needle) ||
+		proc_fd_find(pid, needle, NULL, 0));
 }
 
 int lv_procs_using(const char *needle, pid_t *out, int max)
@@ -321,7 +320,7 @@ int lv_procs_using(const char *needle, pid_t *out, int max)
 
 int lv_kill_procs_using(const char *needle, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = pk_test_now_ms() + timeout_ms;
 	pid_t pids[64];
 	int n;
 
@@ -329,7 +328,7 @@ int lv_kill_procs_using(const char *needle, int timeout_ms)
 		for (int i = 0; i < n && i < 64; i++)
 			if (uses(pids[i], needle)) /* still the same one */
 				kill(pids[i], SIGKILL);
-		if (now_ms() > deadline)
+		if (pk_test_now_ms() > deadline)
 			return -ETIMEDOUT;
 		usleep(50000);
 	}
@@ -403,7 +402,7 @@ static void run_cleaner(int rfd, const char *scratch, struct lv_uffd_acl *acl)
 	fprintf(stderr, "libvirt_host: the test ended without cleaning up; "
 		"killing what uses %s, restoring %s, removing it\n", scratch,
 		LV_UFFD_DEV);
-	usleep(300000); /* a QEMU being spawned right now shows up */
+	/* A QEMU being spawned right now is found by its open files. */
 	if (lv_kill_procs_using(scratch, 10000))
 		fprintf(stderr, "libvirt_host: processes using %s survive\n",
 			scratch);

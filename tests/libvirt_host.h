@@ -51,10 +51,11 @@ int lv_uffd_acl_grant(struct lv_uffd_acl *a, uid_t uid, int wait_ms,
 int lv_uffd_acl_restore(struct lv_uffd_acl *a, char *err, size_t err_len);
 
 /*
- * Processes (other than the caller) whose command line or environment
- * mentions needle, e.g. a unique scratch directory: QEMU started by
- * libvirt for a domain under it, or a helper with HOME there.  Up to max
- * pids in out; returns how many were found (may exceed max).
+ * Processes (other than the caller) whose command line, environment or
+ * open files mention needle, e.g. a unique scratch directory: QEMU
+ * started by libvirt for a domain under it, a helper with HOME there, or
+ * a child libvirt forked that has not exec'd QEMU yet.  Up to max pids in
+ * out; returns how many were found (may exceed max).
  */
 int lv_procs_using(const char *needle, pid_t *out, int max);
 

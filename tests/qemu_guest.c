@@ -5,6 +5,7 @@
  */
 #include "tests/qemu_guest.h"
 #include "tests/daemon_fixture.h"
+#include "tests/guest_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_GUESTS 16
@@ -26,14 +26,6 @@
 
 static struct qemu_guest *registry[MAX_GUESTS];
 static int guard_installed;
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 static void set_error(struct qemu_guest *g, const char *fmt, ...)
 {
@@ -46,7 +38,7 @@ static void set_error(struct qemu_guest *g, const char *fmt, ...)
 
 long qemu_guest_elapsed_ms(const struct qemu_guest *g)
 {
-	return now_ms() - g->start_ms;
+	return pk_test_now_ms() - g->start_ms;
 }
 
 /* ---- registry: stop what this process started ------------------------ */
@@ -107,23 +99,14 @@ void qemu_guest_dump_serial(const struct qemu_guest *g, int lines)
 /* 1 if pid is still our QEMU (its command line has "guest=NAME"). */
 static int is_our_qemu(pid_t pid, const char *name)
 {
-	char path[64], buf[8192], want[80];
-	ssize_t n;
-	int fd;
+	char buf[8192], want[80];
+	size_t n = proc_cmdline(pid, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
 	snprintf(want, sizeof(want), "guest=%s", name);
-	for (ssize_t i = 0; i < n;) {
+	for (size_t i = 0; i < n;) {
 		if (strcmp(buf + i, want) == 0)
 			return 1;
-		i += (ssize_t)strlen(buf + i) + 1;
+		i += strlen(buf + i) + 1;
 	}
 	return 0;
 }
@@ -190,6 +173,21 @@ static void start_cleaner(struct qemu_guest *g)
 }
 
 /* ---- start ------------------------------------------------------------- */
+
+/* The value of the kernel command line word KEY=VALUE in append, or dflt. */
+static unsigned append_uint(const char *append, const char *key,
+			    unsigned dflt)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = append; p && *p;) {
+		p += strspn(p, " ");
+		if (!strncmp(p, key, klen) && p[klen] == '=')
+			return (unsigned)strtoul(p + klen + 1, NULL, 0);
+		p += strcspn(p, " ");
+	}
+	return dflt;
+}
 
 /* Absolute path of an executable: as given if it has a '/', else PATH. */
 static int find_exe(const char *exe, char *out, size_t len)
@@ -285,6 +283,9 @@ int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 		return -EINVAL;
 	}
 	snprintf(g->name, sizeof(g->name), "%s", o->name);
+	g->check_mib = append_uint(o->append, "pkcheck.mib", 64);
+	g->release_mib = append_uint(o->append, "pkcheck.release-mib", 0);
+	g->interval_ms = append_uint(o->append, "pkcheck.interval-ms", 0);
 	if (!qemu_name || !*qemu_name)
 		qemu_name = "qemu-system-x86_64";
 	if (find_exe(qemu_name, qemu, sizeof(qemu)) < 0) {
@@ -346,7 +347,7 @@ int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 		return -e;
 	}
 	g->owner = getpid();
-	g->start_ms = now_ms();
+	g->start_ms = pk_test_now_ms();
 	fflush(NULL);
 	g->pid = fork();
 	if (g->pid < 0) {
@@ -432,7 +433,7 @@ int qemu_guest_build_image(char *err, size_t len)
 	const char *script = getenv("PK_BUILD_IMAGE");
 	const char *checker = getenv("PK_GUESTCHECK");
 	const char *dir = getenv("PK_GUEST_IMAGE");
-	long t0 = now_ms();
+	long t0 = pk_test_now_ms();
 	int status;
 	pid_t pid;
 
@@ -460,7 +461,7 @@ int qemu_guest_build_image(char *err, size_t len)
 		return -EIO;
 	}
 	fprintf(stderr, "qemu_guest: guest image in %s ready after %ld ms\n",
-		dir, now_ms() - t0);
+		dir, pk_test_now_ms() - t0);
 	return 0;
 }
 

@@ -54,8 +54,56 @@ struct qemu_guest {
 	long start_ms;		 /* CLOCK_MONOTONIC at spawn */
 	long cursor;		 /* serial log offset for wait_line */
 	int cleaner_fd;		 /* -1 if none */
+	/* The checker's work, from the pkcheck.* words of opts.append
+	 * (its defaults otherwise): what the round budget derives from. */
+	unsigned check_mib;	 /* pkcheck.mib, default 64 */
+	unsigned release_mib;	 /* pkcheck.release-mib, default 0 */
+	unsigned interval_ms;	 /* pkcheck.interval-ms, default 0 */
 	char error[2048];
 };
+
+/*
+ * Deadlines of waits on a guest derive from its work and these floors,
+ * and are multiplied by pk_test_time_scale() (daemon_fixture.h).  The
+ * floors hold on the 2-core test host with other tests running beside:
+ *  - QEMU_GUEST_BOOT_MS: one TCG guest from spawn to its ready line
+ *    (12.5 s measured alone; each guest booting beside it adds as much);
+ *  - PKCHECK_MIN_MIB_S: the checker's slowest fill or verify rate, a
+ *    round whose pages all come back from the daemon's swap with three
+ *    guests on two cores (unmanaged it verifies about 1500 MiB/s);
+ *  - PKCHECK_ROUND_SLACK_MS: per wait, the serial console's and the
+ *    guest scheduler's latency;
+ *  - QEMU_BALLOON_MIN_MIB_S: the virtio balloon's slowest inflate or
+ *    deflate, with the checker running (inflating by 80 MiB took 15-17 s,
+ *    deflating 1 s), plus QEMU_GUEST_QMP_MS;
+ *  - QEMU_GUEST_QMP_MS: one QMP command or query that moves no guest
+ *    memory (pmemsave does: qemu_guest_mib_budget_ms());
+ *  - QEMU_SWAPIN_MIN_MIB_S: QEMU reading guest RAM that the daemon
+ *    brings back from its swap file, page by page (pmemsave, migration).
+ */
+#define QEMU_GUEST_BOOT_MS 60000
+#define PKCHECK_MIN_MIB_S 4
+#define PKCHECK_ROUND_SLACK_MS 10000
+#define QEMU_BALLOON_MIN_MIB_S 1
+#define QEMU_GUEST_QMP_MS 10000
+#define QEMU_SWAPIN_MIN_MIB_S 4
+
+/* QEMU_GUEST_QMP_MS, scaled. */
+int qemu_guest_qmp_budget_ms(void);
+
+/* The budget for moving mib MiB at rate_mib_s, plus one QMP command. */
+int qemu_guest_mib_budget_ms(double mib, double rate_mib_s);
+
+/* The budget for guests started side by side to reach their ready lines. */
+int qemu_guest_boot_budget_ms(int side_by_side);
+
+/*
+ * The budget for g's checker to get from where it is now to round
+ * `round`: each round verifies check_mib MiB (and rewrites some) at no
+ * less than PKCHECK_MIN_MIB_S and sleeps interval_ms; before its first
+ * round it also fills check_mib and release_mib MiB.
+ */
+int qemu_guest_rounds_budget_ms(struct qemu_guest *g, long round);
 
 /* The checker's latest round line ("pkcheck: round ..."). */
 struct pkcheck_status {
@@ -84,7 +132,10 @@ int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
 /* The checker's latest status from the whole serial log. */
 int qemu_guest_checker_status(struct qemu_guest *g, struct pkcheck_status *st);
 
-/* Wait until the checker completed `rounds` rounds (st: latest status). */
+/*
+ * Wait until the checker completed `rounds` rounds (st: latest status);
+ * timeout_ms is normally qemu_guest_rounds_budget_ms(g, rounds).
+ */
 int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
 			   struct pkcheck_status *st);
 

@@ -2,27 +2,20 @@
  * qemu_serial.c - read the QEMU test guest's serial console: wait for a
  * line, and the checker's (pk-guestcheck's) latest status (see
  * qemu_guest.h).  The console goes to a file; we poll it.  Also the tail
- * of any such log file, for failure reports.
+ * of any such log file, for failure reports, and the budgets (deadlines
+ * derived from a wait's work) of qemu_guest.h.
  */
 #include "tests/qemu_guest.h"
+#include "tests/daemon_fixture.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PROGRESS_MS 10000
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 static void set_error(struct qemu_guest *g, const char *fmt, ...)
 {
@@ -68,7 +61,7 @@ int qemu_serial_scan(const char *path, long *cursor, const char *prefix,
 int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
 			 int timeout_ms, char *line, size_t len)
 {
-	long deadline = now_ms() + timeout_ms, start = now_ms();
+	long deadline = pk_test_now_ms() + timeout_ms, start = pk_test_now_ms();
 	long progress = start + PROGRESS_MS;
 	char last[256] = "";
 
@@ -84,16 +77,16 @@ int qemu_guest_wait_line(struct qemu_guest *g, const char *prefix,
 				  "line: '%s')", why, prefix, last);
 			return -ESRCH;
 		}
-		if (now_ms() >= deadline) {
+		if (pk_test_now_ms() >= deadline) {
 			set_error(g, "no serial line with '%s' in %d ms (last "
 				  "serial line: '%s')", prefix, timeout_ms,
 				  last);
 			return -ETIMEDOUT;
 		}
-		if (now_ms() >= progress) {
+		if (pk_test_now_ms() >= progress) {
 			fprintf(stderr, "qemu_guest %s: waiting for '%s': %ld s "
 				"of %d s; last serial line: '%s'\n", g->name,
-				prefix, (now_ms() - start) / 1000,
+				prefix, (pk_test_now_ms() - start) / 1000,
 				timeout_ms / 1000, last);
 			progress += PROGRESS_MS;
 		}
@@ -143,7 +136,7 @@ int qemu_guest_checker_status(struct qemu_guest *g, struct pkcheck_status *st)
 int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
 			   struct pkcheck_status *st)
 {
-	long start = now_ms(), deadline = start + timeout_ms;
+	long start = pk_test_now_ms(), deadline = start + timeout_ms;
 	long progress = start + PROGRESS_MS;
 
 	for (;;) {
@@ -166,19 +159,57 @@ int qemu_guest_wait_rounds(struct qemu_guest *g, long rounds, int timeout_ms,
 				  "wanted)", why, st->round, rounds);
 			return -ESRCH;
 		}
-		if (now_ms() >= deadline) {
-			set_error(g, "checker round %ld of %ld after %d ms",
-				  st->round, rounds, timeout_ms);
+		if (pk_test_now_ms() >= deadline) {
+			set_error(g, "no checker round %ld within %d ms: the "
+				  "checker is at round %ld", rounds,
+				  timeout_ms, st->round);
 			return -ETIMEDOUT;
 		}
-		if (now_ms() >= progress) {
+		if (pk_test_now_ms() >= progress) {
 			fprintf(stderr, "qemu_guest %s: checker round %ld of "
 				"%ld, %lld errors, %ld s\n", g->name, st->round,
-				rounds, st->errors, (now_ms() - start) / 1000);
+				rounds, st->errors,
+				(pk_test_now_ms() - start) / 1000);
 			progress += PROGRESS_MS;
 		}
 		usleep(100000);
 	}
+}
+
+int qemu_guest_boot_budget_ms(int side_by_side)
+{
+	return (int)(QEMU_GUEST_BOOT_MS * (side_by_side > 1 ? side_by_side : 1) *
+		     pk_test_time_scale());
+}
+
+int qemu_guest_qmp_budget_ms(void)
+{
+	return (int)(QEMU_GUEST_QMP_MS * pk_test_time_scale());
+}
+
+int qemu_guest_mib_budget_ms(double mib, double rate_mib_s)
+{
+	return (int)((mib * 1000.0 / rate_mib_s + QEMU_GUEST_QMP_MS) *
+		     pk_test_time_scale());
+}
+
+int qemu_guest_rounds_budget_ms(struct qemu_guest *g, long round)
+{
+	struct pkcheck_status st;
+	double ms = 0, round_ms;
+	long n;
+
+	if (qemu_guest_checker_status(g, &st) < 0)
+		st.round = 0;
+	n = round - st.round;
+	round_ms = g->check_mib * 1000.0 / PKCHECK_MIN_MIB_S + g->interval_ms;
+	if (n > 0)
+		ms += (double)n * round_ms;
+	if (st.round == 0) /* it fills (and releases) first */
+		ms += (g->check_mib + g->release_mib) * 1000.0 /
+		      PKCHECK_MIN_MIB_S;
+	ms += PKCHECK_ROUND_SLACK_MS;
+	return (int)(ms * pk_test_time_scale());
 }
 
 void qemu_log_dump_tail(const char *path, int lines, const char *tag)

@@ -7,6 +7,7 @@
  * no id, are skipped).
  */
 #include "tests/qmp_client.h"
+#include "tests/daemon_fixture.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -16,16 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 static void set_error(struct qmp_client *q, const char *fmt, ...)
 {
@@ -64,7 +56,7 @@ static json_object *read_object(struct qmp_client *q, long deadline)
 			q->buf = b;
 			q->cap = cap;
 		}
-		long left = deadline - now_ms();
+		long left = deadline - pk_test_now_ms();
 		struct pollfd p = { .fd = q->fd, .events = POLLIN };
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
 			set_error(q, "QMP: no reply in time");
@@ -101,7 +93,7 @@ static int write_all(struct qmp_client *q, const char *s, size_t n)
 json_object *qmp_execute(struct qmp_client *q, const char *command,
 			 json_object *arguments, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = pk_test_now_ms() + timeout_ms;
 	unsigned long id = ++q->next_id;
 	json_object *req = json_object_new_object(), *o;
 	const char *text;
@@ -161,7 +153,7 @@ json_object *qmp_return(struct qmp_client *q, const char *command,
 
 int qmp_connect(struct qmp_client *q, const char *path, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = pk_test_now_ms() + timeout_ms;
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	json_object *o, *ret;
 
@@ -183,7 +175,7 @@ int qmp_connect(struct qmp_client *q, const char *path, int timeout_ms)
 		int e = errno;
 		close(q->fd);
 		q->fd = -1;
-		if (now_ms() >= deadline) {
+		if (pk_test_now_ms() >= deadline) {
 			set_error(q, "QMP: cannot connect to %s in %d ms: %s",
 				  path, timeout_ms, strerror(e));
 			return -e;
@@ -201,8 +193,8 @@ int qmp_connect(struct qmp_client *q, const char *path, int timeout_ms)
 	}
 	json_object_put(o);
 	ret = qmp_return(q, "qmp_capabilities", NULL,
-			 (int)(deadline - now_ms() > 1000 ? deadline - now_ms()
-							  : 1000));
+			 (int)(deadline - pk_test_now_ms() > 1000 ?
+			       deadline - pk_test_now_ms() : 1000));
 	if (!ret) {
 		qmp_close(q);
 		return -EPROTO;

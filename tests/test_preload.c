@@ -14,7 +14,12 @@
  * LD_PRELOAD=libpagekeeper-preload.so, 256 MiB memfd RAM and no kernel:
  * SeaBIOS touches RAM, finds nothing to boot and keeps running.  A
  * 32 MiB random blob loaded into guest RAM (-device loader) is read back
- * with QMP pmemsave wherever data must survive (eviction, migration).
+ * with QMP pmemsave wherever data must survive (eviction, migration,
+ * and a late attach: loaded while no daemon ran, evicted after one came).
+ * The checked teardown judges the daemons (pk_test_daemon_stop_ok: exit
+ * 0 on SIGTERM, no sanitizer report).  Deadlines derive from the work
+ * (QEMU's start, the shim's retry period, MiB at a floor rate) times
+ * pk_test_time_scale().
  * QEMU's stderr goes to a file in the daemon fixture's directory, which
  * the fixture removes; QEMU gets PDEATHSIG and is killed by pid in the
  * teardown.  Under ASan the sanitizer runtimes are preloaded before the
@@ -22,11 +27,11 @@
  */
 #include "engine/preload/backend.h"
 #include "engine/preload/cmdline.h"
+#include "engine/preload/preload.h" /* PK_RETRY_MS */
 #include "engine/protocol.h"
 #include "tests/daemon_fixture.h"
 #include "tests/guest_proc.h"
 
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +45,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -460,7 +464,22 @@ END_TEST
 #define QEMU_RAM_MIB 256
 #define BLOB_ADDR 0x2000000ULL /* 32 MiB */
 #define BLOB_BYTES (32ULL << 20)
-#define WAIT_MS 20000 /* QEMU start + attach; ASan builds are slow */
+/*
+ * Deadlines, each times pk_test_time_scale():
+ *  - WAIT_MS: QEMU's start to its RAM mapped, where the shim attaches
+ *    (a few seconds under TCG on a loaded host);
+ *  - RETRY_MS: a daemon that came late: the shim's next retry (every
+ *    PK_RETRY_MS) and its attach;
+ *  - DROP_MS: the daemon drops a VM whose QEMU quit or died;
+ *  - QMP_IO_MS: one QMP command (pmemsave of BLOB_BYTES included, every
+ *    page of it swapped in at 4 MiB/s or faster).
+ */
+#define WAIT_MS scaled_ms(20000)
+#define RETRY_MS scaled_ms(PK_RETRY_MS + 5000)
+#define DROP_MS scaled_ms(5000)
+#define QMP_IO_MS scaled_ms(10000 + (BLOB_BYTES >> 20) * 1000 / 4)
+/* The slowest migration: precopy held to 4 MiB/s (the postcopy case). */
+#define MIGRATE_MIN_MIB_S 4
 
 struct qemu {
 	pid_t pid;
@@ -477,13 +496,6 @@ struct qmp {
 static struct pk_test_daemon D, D2;
 static struct qemu Q[2];
 static char blob_path[128];
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void qemu_setup(void)
 {
@@ -502,13 +514,19 @@ static void qemu_kill(struct qemu *q)
 	}
 }
 
+/*
+ * A checked teardown runs only after a test body that passed (a failed
+ * assertion _exit()s the test's process first), and its own failed
+ * assertion fails the test: so every test ends by judging its daemons
+ * here, after its QEMUs are gone.
+ */
 static void qemu_teardown(void)
 {
 	qemu_kill(&Q[0]);
 	qemu_kill(&Q[1]);
 	if (D2.pid)
-		pk_test_daemon_stop(&D2);
-	pk_test_daemon_stop(&D);
+		pk_test_daemon_stop_ok(&D2);
+	pk_test_daemon_stop_ok(&D);
 }
 
 /* A reproducible random blob of BLOB_BYTES in the fixture's directory. */
@@ -628,8 +646,8 @@ static int err_has(const struct qemu *q, const char *text)
 static void qmp_open(struct qmp *m, const struct qemu *q)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 60 };
-	long deadline = now_ms() + WAIT_MS;
+	struct timeval tv = { .tv_sec = QMP_IO_MS / 1000 + 1 };
+	long deadline = pk_test_now_ms() + WAIT_MS;
 	char line[4096];
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", q->qmp);
@@ -639,9 +657,11 @@ static void qmp_open(struct qmp *m, const struct qemu *q)
 		if (connect(m->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 			break;
 		close(m->fd);
-		ck_assert_msg(now_ms() < deadline && waitpid(q->pid, NULL, WNOHANG) == 0,
-			      "QEMU %s never opened its QMP socket; stderr: %s",
-			      q->name, read_file(q->err));
+		ck_assert_msg(pk_test_now_ms() < deadline &&
+			      waitpid(q->pid, NULL, WNOHANG) == 0,
+			      "QEMU %s did not open its QMP socket within %d ms "
+			      "(or exited); stderr: %s", q->name, WAIT_MS,
+			      read_file(q->err));
 		sleep_ms(20);
 	}
 	setsockopt(m->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -757,22 +777,6 @@ static const char *const *with_blob(void)
 	return blob_args;
 }
 
-/* Wait until the daemon d lists VM name (1) or not (0). */
-static int wait_vm(struct pk_test_daemon *d, const char *name, int present,
-		   int timeout_ms)
-{
-	long deadline = now_ms() + timeout_ms;
-
-	for (;;) {
-		int there = vm_field(d, name, "configured_mib") >= 0;
-		if (there == present)
-			return 1;
-		if (now_ms() > deadline)
-			return 0;
-		sleep_ms(50);
-	}
-}
-
 static void vm_name(char *out, size_t len, const char *what)
 {
 	snprintf(out, len, "pk-%s-%d", what, (int)getpid());
@@ -787,7 +791,7 @@ START_TEST(qemu_attach_status)
 
 	vm_name(name, sizeof(name), "attach");
 	qemu_start(&Q[0], name, D.sock, NULL, NULL);
-	ck_assert_msg(wait_vm(&D, name, 1, WAIT_MS),
+	ck_assert_msg(wait_vm_listed(&D, name, 1, WAIT_MS),
 		      "VM %s never registered; QEMU stderr: %s", name,
 		      read_file(Q[0].err));
 	ck_assert_double_eq(vm_field(&D, name, "configured_mib"), QEMU_RAM_MIB);
@@ -800,9 +804,17 @@ START_TEST(qemu_attach_status)
 	ck_assert(err_has(&Q[0], line));
 	qmp_connect(&m, &Q[0]);
 	ck_assert_str_eq(qmp_status(&m), "running");
-	sleep_ms(1000); /* SeaBIOS runs, faulting through the daemon */
+	/* SeaBIOS runs, faulting through the daemon. */
+	{
+		long deadline = pk_test_now_ms() + WAIT_MS;
+		while (vm_field(&D, name, "faults_total") <= 0 &&
+		       pk_test_now_ms() < deadline)
+			sleep_ms(20);
+	}
+	ck_assert_msg(vm_field(&D, name, "faults_total") > 0, "%s: no fault "
+		      "through the daemon within %d ms of the guest running",
+		      name, WAIT_MS);
 	ck_assert_str_eq(qmp_status(&m), "running");
-	ck_assert_double_gt(vm_field(&D, name, "faults_total"), 0);
 
 	/* A clean exit unmaps RAM: the shim detaches, the VM goes at once. */
 	json_object_put(qmp_cmd(&m, "{\"execute\":\"quit\"}"));
@@ -811,7 +823,8 @@ START_TEST(qemu_attach_status)
 	Q[0].pid = 0;
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		      "QEMU exit status 0x%x", st);
-	ck_assert(wait_vm(&D, name, 0, 5000));
+	ck_assert_msg(wait_vm_listed(&D, name, 0, DROP_MS), "VM %s still "
+		      "listed %d ms after QEMU quit", name, DROP_MS);
 	ck_assert(pk_test_daemon_alive(&D));
 }
 END_TEST
@@ -825,7 +838,7 @@ START_TEST(qemu_reclaim)
 
 	vm_name(name, sizeof(name), "reclaim");
 	qemu_start(&Q[0], name, D.sock, NULL, with_blob());
-	ck_assert_msg(wait_vm(&D, name, 1, WAIT_MS),
+	ck_assert_msg(wait_vm_listed(&D, name, 1, WAIT_MS),
 		      "VM %s never registered; QEMU stderr: %s", name,
 		      read_file(Q[0].err));
 	qmp_connect(&m, &Q[0]);
@@ -837,7 +850,6 @@ START_TEST(qemu_reclaim)
 		      "reclaim: %s", r.reason);
 	ck_assert_uint_gt(r.pages_swapped, 0);
 	ck_assert_double_gt(vm_field(&D, name, "swapped_mib"), 0);
-	sleep_ms(500);
 	ck_assert_str_eq(qmp_status(&m), "running");
 
 	/* pmemsave reads guest RAM from QEMU's main thread: every evicted
@@ -849,15 +861,20 @@ START_TEST(qemu_reclaim)
 }
 END_TEST
 
-/* No daemon: QEMU runs unmanaged, says so once, attaches when one comes. */
+/*
+ * No daemon: QEMU runs unmanaged, says so once, attaches when one comes,
+ * and what its RAM held before (the blob, loaded at QEMU's start) is
+ * evicted and read back intact: a late attach keeps the guest's data.
+ */
 START_TEST(qemu_daemon_absent)
 {
 	char name[48], sock[128], extra[160], line[512];
+	struct pk_reclaim_reply r;
 	struct qmp m;
 
 	vm_name(name, sizeof(name), "absent");
 	snprintf(sock, sizeof(sock), "%s/later.sock", D.dir);
-	qemu_start(&Q[0], name, sock, NULL, NULL);
+	qemu_start(&Q[0], name, sock, NULL, with_blob());
 	qmp_connect(&m, &Q[0]);
 	ck_assert_str_eq(qmp_status(&m), "running");
 	snprintf(line, sizeof(line),
@@ -866,7 +883,9 @@ START_TEST(qemu_daemon_absent)
 		 name, sock);
 	ck_assert_msg(err_has(&Q[0], line), "stderr lacks \"%s\": %s", line,
 		      read_file(Q[0].err));
-	sleep_ms(2500); /* several retries: still one line */
+	/* Not a wait for anything: the window in which the shim retries
+	 * (every PK_RETRY_MS) twice or more, and must not say so again. */
+	sleep_ms(PK_RETRY_MS * 5 / 2);
 	{
 		char *s = read_file(Q[0].err);
 		ck_assert_ptr_null(strstr(strstr(s, line) + 1, line));
@@ -877,11 +896,24 @@ START_TEST(qemu_daemon_absent)
 	/* A daemon appears on that socket: the background retry attaches. */
 	snprintf(extra, sizeof(extra), "--socket %s", sock);
 	ck_assert_msg(pk_test_daemon_start(&D2, extra) == 0, "%s", D2.error);
-	ck_assert_msg(wait_vm(&D2, name, 1, 5000),
-		      "VM %s not attached after the daemon came; stderr: %s",
-		      name, read_file(Q[0].err));
+	ck_assert_msg(wait_vm_listed(&D2, name, 1, RETRY_MS),
+		      "VM %s not attached %d ms after the daemon came; "
+		      "stderr: %s", name, RETRY_MS, read_file(Q[0].err));
 	ck_assert_double_eq(vm_field(&D2, name, "configured_mib"),
 			    QEMU_RAM_MIB);
+	ck_assert_str_eq(qmp_status(&m), "running");
+
+	/* The blob was in RAM before the attach: the daemon counts it
+	 * resident, evicts it and QEMU reads it back byte for byte. */
+	ck_assert_msg(vm_field(&D2, name, "resident_mib") >=
+		      (double)(BLOB_BYTES >> 20), "%s: %.1f MiB resident after "
+		      "the late attach; the blob alone is %llu MiB", name,
+		      vm_field(&D2, name, "resident_mib"), BLOB_BYTES >> 20);
+	ck_assert_msg(pk_test_reclaim(D2.sock, name, 24ULL << 20, &r) == 0,
+		      "reclaim: %s", r.reason);
+	ck_assert_uint_gt(r.pages_swapped, 0);
+	assert_blob_intact(&m, "absent");
+	ck_assert_double_gt(vm_field(&D2, name, "swapins"), 0);
 	ck_assert_str_eq(qmp_status(&m), "running");
 	qmp_close(&m);
 }
@@ -895,13 +927,14 @@ START_TEST(qemu_killed)
 
 	vm_name(name, sizeof(name), "killed");
 	qemu_start(&Q[0], name, D.sock, NULL, with_blob());
-	ck_assert_msg(wait_vm(&D, name, 1, WAIT_MS),
+	ck_assert_msg(wait_vm_listed(&D, name, 1, WAIT_MS),
 		      "VM %s never registered; QEMU stderr: %s", name,
 		      read_file(Q[0].err));
 	ck_assert_int_eq(pk_test_reclaim(D.sock, name, 8ULL << 20, &r), 0);
 	qemu_kill(&Q[0]);
-	ck_assert_msg(wait_vm(&D, name, 0, 5000),
-		      "VM %s still listed after QEMU was killed", name);
+	ck_assert_msg(wait_vm_listed(&D, name, 0, DROP_MS),
+		      "VM %s still listed %d ms after QEMU was killed", name,
+		      DROP_MS);
 	ck_assert(pk_test_daemon_alive(&D));
 	ck_assert_int_eq(pk_test_vm_count(D.sock), 0);
 }
@@ -918,12 +951,13 @@ START_TEST(qemu_daemon_restart)
 	snprintf(extra, sizeof(extra), "--socket %s", sock);
 	ck_assert_msg(pk_test_daemon_start(&D2, extra) == 0, "%s", D2.error);
 	qemu_start(&Q[0], name, sock, NULL, with_blob());
-	ck_assert_msg(wait_vm(&D2, name, 1, WAIT_MS), "never registered: %s",
-		      read_file(Q[0].err));
-	pk_test_daemon_stop(&D2);
+	ck_assert_msg(wait_vm_listed(&D2, name, 1, WAIT_MS),
+		      "never registered: %s", read_file(Q[0].err));
+	pk_test_daemon_stop_ok(&D2); /* SIGTERM: it must exit 0 */
 	ck_assert_msg(pk_test_daemon_start(&D2, extra) == 0, "%s", D2.error);
-	ck_assert_msg(wait_vm(&D2, name, 1, 5000),
-		      "VM %s did not re-register with the new daemon", name);
+	ck_assert_msg(wait_vm_listed(&D2, name, 1, RETRY_MS), "VM %s did not "
+		      "re-register with the new daemon within %d ms", name,
+		      RETRY_MS);
 	qmp_connect(&m, &Q[0]);
 	ck_assert_str_eq(qmp_status(&m), "running");
 	assert_blob_intact(&m, "restart");
@@ -942,26 +976,17 @@ START_TEST(qemu_disabled)
 	qemu_start(&Q[0], name, D.sock, env, NULL);
 	qmp_connect(&m, &Q[0]);
 	ck_assert_str_eq(qmp_status(&m), "running");
-	sleep_ms(1000);
+	/* QMP answers after the RAM is mapped, where the shim attaches at
+	 * once; a retrying shim would try within PK_RETRY_MS: give it one
+	 * and a half periods, in which nothing may register. */
+	ck_assert_msg(!wait_vm_listed(&D, name, 1,
+				      scaled_ms(PK_RETRY_MS * 3 / 2)),
+		      "%s registered with PAGEKEEPER_DISABLE=1", name);
 	ck_assert_int_eq(pk_test_vm_count(D.sock), 0);
 	ck_assert(!err_has(&Q[0], "pagekeeper-preload"));
 	qmp_close(&m);
 }
 END_TEST
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
 
 /*
  * Migration to a destination started with -incoming (_i: 0 precopy,
@@ -977,6 +1002,8 @@ START_TEST(qemu_incoming)
 	const char *dst_args[] = { "-incoming", incoming, NULL };
 	struct pk_reclaim_reply r;
 	struct qmp a, b;
+	int migrate_ms = scaled_ms(QEMU_RAM_MIB * 1000.0 / MIGRATE_MIN_MIB_S +
+				   20000);
 	int saw_postcopy = 0;
 	long deadline;
 
@@ -988,8 +1015,8 @@ START_TEST(qemu_incoming)
 		 incoming);
 	qemu_start(&Q[0], src, D.sock, NULL, with_blob());
 	qemu_start(&Q[1], dst, D.sock, NULL, dst_args);
-	ck_assert_msg(wait_vm(&D, src, 1, WAIT_MS), "source never registered: %s",
-		      read_file(Q[0].err));
+	ck_assert_msg(wait_vm_listed(&D, src, 1, WAIT_MS),
+		      "source never registered: %s", read_file(Q[0].err));
 	qmp_connect(&a, &Q[0]);
 	qmp_connect(&b, &Q[1]);
 	ck_assert_str_eq(qmp_status(&b), "inmigrate");
@@ -1010,17 +1037,27 @@ START_TEST(qemu_incoming)
 	}
 	json_object_put(qmp_cmd(&a, uri));
 	if (postcopy) {
-		sleep_ms(300);
+		/* Postcopy takes over a precopy that really runs. */
+		deadline = pk_test_now_ms() + WAIT_MS;
+		while (strcmp(qmp_migrate_status(&a), "active") != 0) {
+			ck_assert_msg(pk_test_now_ms() < deadline, "the "
+				      "migration is not active %d ms after "
+				      "migrate (%s)",
+				      WAIT_MS, qmp_migrate_status(&a));
+			sleep_ms(20);
+		}
 		json_object_put(qmp_cmd(&a, "{\"execute\":\"migrate-start-postcopy\"}"));
 	}
-	deadline = now_ms() + 120000;
+	deadline = pk_test_now_ms() + migrate_ms;
 	for (;;) {
 		const char *st = qmp_migrate_status(&a);
 		if (!strcmp(st, "completed"))
 			break;
 		ck_assert_msg(strcmp(st, "failed") != 0, "migration failed: %s",
 			      read_file(Q[1].err));
-		ck_assert_msg(now_ms() < deadline, "migration stuck in %s", st);
+		ck_assert_msg(pk_test_now_ms() < deadline, "migration still "
+			      "in %s after %d ms (%d MiB at %d MiB/s)", st,
+			      migrate_ms, QEMU_RAM_MIB, MIGRATE_MIN_MIB_S);
 		saw_postcopy |= !strcmp(st, "postcopy-active");
 		/* Never attached while QEMU may own the RAM's uffd. */
 		ck_assert_msg(vm_field(&D, dst, "configured_mib") < 0,
@@ -1029,9 +1066,9 @@ START_TEST(qemu_incoming)
 	}
 	if (postcopy)
 		ck_assert_msg(saw_postcopy, "postcopy never started");
-	ck_assert_msg(wait_vm(&D, dst, 1, 5000),
-		      "destination never attached after the migration: %s",
-		      read_file(Q[1].err));
+	ck_assert_msg(wait_vm_listed(&D, dst, 1, WAIT_MS), "the destination "
+		      "did not attach within %d ms of the migration's end: %s",
+		      WAIT_MS, read_file(Q[1].err));
 	ck_assert_str_eq(qmp_status(&b), "running");
 
 	/* The destination's own swap works, and the data came across. */
@@ -1075,7 +1112,7 @@ static Suite *qemu_suite(void)
 	TCase *t = tcase_create("qemu");
 
 	tcase_add_checked_fixture(t, qemu_setup, qemu_teardown);
-	tcase_set_timeout(t, 300);
+	tcase_set_timeout(t, 300 * pk_test_time_scale());
 	tcase_add_test(t, qemu_attach_status);
 	tcase_add_test(t, qemu_reclaim);
 	tcase_add_test(t, qemu_daemon_absent);

@@ -20,7 +20,11 @@
  * them; the script does nothing when the image is up to date).  Without
  * PK_BUILD_IMAGE, the image in $PK_GUEST_IMAGE is used as it is.  A
  * missing QEMU or image is a failure with the reason, never a skip.
+ * Every wait has a deadline derived from its work (qemu_guest.h's
+ * budgets: boot, checker MiB per round, balloon MiB), times
+ * pk_test_time_scale().
  */
+#include "tests/daemon_fixture.h"
 #include "tests/qemu_guest.h"
 #include "tests/qmp_client.h"
 
@@ -33,9 +37,8 @@
 #include <unistd.h>
 
 #define MIB (1024LL * 1024)
-#define BOOT_TIMEOUT_MS 120000
-#define ROUNDS_TIMEOUT_MS 120000
-#define QMP_TIMEOUT_MS 10000
+/* Deadlines: qemu_guest.h's budgets, derived from each wait's work. */
+#define QMP_TIMEOUT_MS qemu_guest_qmp_budget_ms()
 
 /* Why the image could not be built ("" when it was). */
 static char image_error[1024];
@@ -50,8 +53,9 @@ static void start_guest(struct qemu_guest *g, const char *name,
 
 	ck_assert_msg(!image_error[0], "%s", image_error);
 	ck_assert_msg(qemu_guest_start(g, &o) == 0, "%s", g->error);
-	ck_assert_msg(qemu_guest_wait_line(g, "pkguest: ready", BOOT_TIMEOUT_MS,
-					   line, sizeof(line)) == 0,
+	ck_assert_msg(qemu_guest_wait_line(g, "pkguest: ready",
+					   qemu_guest_boot_budget_ms(1), line,
+					   sizeof(line)) == 0,
 		      "%s: %s", name, g->error);
 	fprintf(stderr, "%s: boot to ready line %ld ms: %s\n", name,
 		qemu_guest_elapsed_ms(g), strstr(line, "pkguest:"));
@@ -60,8 +64,9 @@ static void start_guest(struct qemu_guest *g, const char *name,
 static void wait_rounds(struct qemu_guest *g, long rounds,
 			struct pkcheck_status *st)
 {
-	ck_assert_msg(qemu_guest_wait_rounds(g, rounds, ROUNDS_TIMEOUT_MS, st)
-		      == 0, "%s: %s", g->name, g->error);
+	ck_assert_msg(qemu_guest_wait_rounds(g, rounds,
+					     qemu_guest_rounds_budget_ms(g, rounds),
+					     st) == 0, "%s: %s", g->name, g->error);
 }
 
 START_TEST(boots_and_checks)
@@ -91,11 +96,13 @@ START_TEST(checker_detects_corruption)
 	start_guest(&g, "pk-corrupt", 256,
 		    "pkcheck.mib=32 pkcheck.inject-error-after-round=2");
 	ck_assert_msg(qemu_guest_wait_line(&g, "pkcheck: injected corruption",
-					   ROUNDS_TIMEOUT_MS, line,
-					   sizeof(line)) == 0, "%s", g.error);
+					   qemu_guest_rounds_budget_ms(&g, 3),
+					   line, sizeof(line)) == 0, "%s",
+		      g.error);
 	ck_assert_msg(qemu_guest_wait_line(&g, "pkcheck: error round 3",
-					   ROUNDS_TIMEOUT_MS, line,
-					   sizeof(line)) == 0, "%s", g.error);
+					   qemu_guest_rounds_budget_ms(&g, 3),
+					   line, sizeof(line)) == 0, "%s",
+		      g.error);
 	fprintf(stderr, "checker_detects_corruption: %s\n",
 		strstr(line, "pkcheck:"));
 	wait_rounds(&g, 4, &st);
@@ -126,8 +133,8 @@ static long long balloon_actual(struct qmp_client *q)
 static void balloon_to(struct qmp_client *q, long long target_mib)
 {
 	json_object *args = json_object_new_object(), *ret;
-	long long actual = 0;
-	int t;
+	long long actual = balloon_actual(q), moved;
+	long t0 = pk_test_now_ms(), budget;
 
 	json_object_object_add(args, "value",
 			       json_object_new_int64(target_mib * MIB));
@@ -135,18 +142,22 @@ static void balloon_to(struct qmp_client *q, long long target_mib)
 	json_object_put(args);
 	ck_assert_msg(ret, "%s", q->error);
 	json_object_put(ret);
-	for (t = 0; t < 600; t++) {
+	moved = llabs(actual / MIB - target_mib);
+	budget = qemu_guest_mib_budget_ms((double)moved, QEMU_BALLOON_MIN_MIB_S);
+	for (;;) {
 		actual = balloon_actual(q);
-		if (actual == target_mib * MIB)
+		if (actual == target_mib * MIB ||
+		    pk_test_now_ms() - t0 > budget)
 			break;
 		usleep(100000);
 	}
 	fprintf(stderr, "balloon_qmp_unmanaged: balloon to %lld MiB: "
-		"query-balloon actual %lld MiB after %d ms\n", target_mib,
-		actual / MIB, t * 100);
+		"query-balloon actual %lld MiB after %ld ms\n", target_mib,
+		actual / MIB, pk_test_now_ms() - t0);
 	ck_assert_msg(actual == target_mib * MIB,
-		      "query-balloon actual %lld MiB, target %lld MiB after "
-		      "60 s", actual / MIB, target_mib);
+		      "query-balloon actual %lld MiB, waited %ld ms for the "
+		      "balloon to reach %lld MiB (%lld MiB to move)",
+		      actual / MIB, budget, target_mib, moved);
 }
 
 START_TEST(balloon_qmp_unmanaged)
@@ -201,9 +212,9 @@ int main(void)
 	tcase_add_test(boot, boots_and_checks);
 	tcase_add_test(corrupt, checker_detects_corruption);
 	tcase_add_test(balloon, balloon_qmp_unmanaged);
-	tcase_set_timeout(boot, 300);
-	tcase_set_timeout(corrupt, 300);
-	tcase_set_timeout(balloon, 300);
+	tcase_set_timeout(boot, 300 * pk_test_time_scale());
+	tcase_set_timeout(corrupt, 300 * pk_test_time_scale());
+	tcase_set_timeout(balloon, 300 * pk_test_time_scale());
 	suite_add_tcase(s, boot);
 	suite_add_tcase(s, corrupt);
 	suite_add_tcase(s, balloon);

@@ -3,7 +3,9 @@
  *
  * Each test starts a private, real pagekeeperd (checked fixture: the
  * daemon is a child of the forked test process and is stopped by pid in
- * the teardown, or by the fixture's atexit guard when an assertion fails),
+ * the teardown, which also fails the test unless the daemon exits 0 with
+ * no sanitizer report; the fixture's cleaner stops it when an assertion
+ * ends the test first),
  * sends one crafted REGISTER over a fresh SOCK_SEQPACKET connection with
  * real fds (userfaultfd, memfd) as SCM_RIGHTS, and asserts:
  *   - the reply type, the negative errno and a reason substring unique to
@@ -61,10 +63,19 @@ static void setup(void)
 		      strerror(-base_fds));
 }
 
+/* Every test ends here: the daemon must exit 0 on SIGTERM, log clean. */
 static void teardown(void)
 {
-	pk_test_daemon_stop(&D);
+	pk_test_daemon_stop_ok(&D);
 }
+
+/*
+ * Deadlines: closing a connection's fds, or freeing a VM whose client
+ * went, takes the daemon one pass of its event loop (well under 10 ms);
+ * DETACH_MS is 200 times that, and scaled for slow builds.
+ */
+#define DETACH_MS 2000
+#define DETACH_WAIT ((int)(DETACH_MS * pk_test_time_scale()))
 
 /* ---- guests ---- */
 
@@ -165,10 +176,11 @@ static void expect_rejected(const char *what, const void *buf, size_t len,
 		      what, r.reason, substr);
 	ck_assert_uint_eq(r.vm_id, 0);
 	close(conn);
-	n = pk_test_daemon_wait_fd_count(&D, base_fds, 2000);
+	n = pk_test_daemon_wait_fd_count(&D, base_fds, DETACH_WAIT);
 	ck_assert_msg(n == base_fds,
-		      "%s: the daemon holds %d fds, %d before the request: it "
-		      "leaked fds it was sent", what, n, base_fds);
+		      "%s: the daemon holds %d fds %d ms after the request, %d "
+		      "before: it leaked fds it was sent", what, n, DETACH_WAIT,
+		      base_fds);
 	assert_serving(0);
 }
 
@@ -478,13 +490,14 @@ START_TEST(test_duplicate_name)
 
 	/* The same name is free again once the first VM detaches. */
 	pk_client_detach(ca);
-	n = pk_test_wait_vm_count(D.sock, 0, 2000);
-	ck_assert_msg(n == 0, "%d VMs after detach", n);
+	n = pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT);
+	ck_assert_msg(n == 0, "%d VMs %d ms after detach", n, DETACH_WAIT);
 	rc = attach(&b, "dup-vm", &cb, err, sizeof(err));
 	ck_assert_msg(rc == 0, "attach after detach failed: %d %s", rc, err);
 	assert_serving(1);
 	pk_client_detach(cb);
-	ck_assert_int_eq(pk_test_wait_vm_count(D.sock, 0, 2000), 0);
+	n = pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT);
+	ck_assert_msg(n == 0, "%d VMs %d ms after detach", n, DETACH_WAIT);
 	pk_test_guest_destroy(&a);
 	pk_test_guest_destroy(&b);
 }
@@ -609,11 +622,12 @@ START_TEST(test_valid_raw_register)
 	assert_serving(1);
 	/* Closing the connection detaches; the daemon frees every fd. */
 	close(conn);
-	n = pk_test_wait_vm_count(D.sock, 0, 2000);
-	ck_assert_msg(n == 0, "%d VMs 2 s after the connection closed", n);
-	n = pk_test_daemon_wait_fd_count(&D, base_fds, 2000);
-	ck_assert_msg(n == base_fds, "daemon holds %d fds after detach, %d before",
-		      n, base_fds);
+	n = pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT);
+	ck_assert_msg(n == 0, "%d VMs %d ms after the connection closed", n,
+		      DETACH_WAIT);
+	n = pk_test_daemon_wait_fd_count(&D, base_fds, DETACH_WAIT);
+	ck_assert_msg(n == base_fds, "daemon holds %d fds %d ms after detach, "
+		      "%d before", n, DETACH_WAIT, base_fds);
 	pk_test_guest_destroy(&g);
 }
 END_TEST
@@ -643,8 +657,9 @@ START_TEST(test_valid_attach_detach)
 	ck_assert_uint_eq(mem[9 * PG + 1], 0xab);
 
 	pk_client_detach(c);
-	n = pk_test_wait_vm_count(D.sock, 0, 2000);
-	ck_assert_msg(n == 0, "%d VMs 2 s after pk_client_detach", n);
+	n = pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT);
+	ck_assert_msg(n == 0, "%d VMs %d ms after pk_client_detach", n,
+		      DETACH_WAIT);
 	assert_serving(0);
 	/* Unmanaged again: plain memory. */
 	mem[0] = 1;
@@ -659,7 +674,8 @@ static Suite *validation_suite(void)
 	TCase *tc = tcase_create("register");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 15);
+	/* A backstop: each test's own waits are shorter. */
+	tcase_set_timeout(tc, 15 * pk_test_time_scale());
 	tcase_add_test(tc, test_truncated_message);
 	tcase_add_test(tc, test_oversized_message);
 	tcase_add_test(tc, test_unknown_version);

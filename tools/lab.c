@@ -6,11 +6,16 @@
  * second while they run, then checks that every guest verified every page
  * and prints their throughput and latency.  Everything it starts is
  * killed by PID and the temporary directory removed, also on Ctrl-C.
+ * Every argument is checked before anything starts: a bad one is exit 2
+ * with a message naming it (not a failed guest, exit 1, after a daemon
+ * ran for nothing).
  *
  * This is the short version of the lab: the lab runner issue grows it
  * into scenarios whose charts reproduce the case studies.
  */
+#include "engine/protocol.h"
 #include "tools/cli.h"
+#include "tools/common/size_parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +69,9 @@ static void lab_usage(FILE *f)
 		"  --size SIZE         RAM per guest, K/M/G suffix (default 256M)\n"
 		"  --duration SECONDS  workload time after the fill (default 5)\n"
 		"  --workload KIND     idle, seq, random, zipf or phases (default zipf)\n"
-		"  --anon              private anonymous guest RAM instead of memfd\n",
+		"  --anon              private anonymous guest RAM instead of memfd\n"
+		"Exit status: 0 every guest verified every page, 1 a guest failed\n"
+		"or the lab could not start, 2 bad usage, 130 interrupted.\n",
 		LAB_MAX_GUESTS);
 }
 
@@ -254,9 +261,43 @@ int pk_cli_lab(int argc, char **argv)
 			lab.guests = (unsigned)v;
 			break;
 		}
-		case 's': lab.size = optarg; break;
-		case 'd': lab.duration = optarg; break;
-		case 'w': lab.workload = optarg; break;
+		case 's': {
+			uint64_t bytes;
+			const char *why = pk_size_parse(optarg, &bytes);
+			if (!why && (bytes == 0 || bytes % 4096))
+				why = "want a positive multiple of 4096 bytes";
+			if (!why && bytes > PK_PROTO_MAX_REGION_BYTES)
+				why = "too large (limit 4 TiB)";
+			if (why) {
+				fprintf(stderr, "pagekeeper lab: bad --size '%s': "
+					"%s\n", optarg, why);
+				return 2;
+			}
+			lab.size = optarg;
+			break;
+		}
+		case 'd': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (end == optarg || *end || !(v >= 0 && v <= 1e7)) {
+				fprintf(stderr, "pagekeeper lab: bad --duration "
+					"'%s': want seconds, 0..10000000\n", optarg);
+				return 2;
+			}
+			lab.duration = optarg;
+			break;
+		}
+		case 'w':
+			if (strcmp(optarg, "idle") && strcmp(optarg, "seq") &&
+			    strcmp(optarg, "random") && strcmp(optarg, "zipf") &&
+			    strcmp(optarg, "phases")) {
+				fprintf(stderr, "pagekeeper lab: bad --workload "
+					"'%s': want idle, seq, random, zipf or "
+					"phases\n", optarg);
+				return 2;
+			}
+			lab.workload = optarg;
+			break;
 		case 'a': lab.anon = 1; break;
 		case 'h': lab_usage(stdout); return 0;
 		default: lab_usage(stderr); return 2;

@@ -7,6 +7,11 @@
  *
  * Sends one request on a fresh control connection and prints the answer:
  * the daemon's JSON as is with --json, or a table with units otherwise.
+ *
+ * Exit status (also in --help), so scripts can tell why it failed:
+ *   0 done, 1 the daemon refused or failed the request, 2 bad usage,
+ *   3 no pagekeeperd answers at the socket (not running, wrong --socket,
+ *   or it died before it replied).
  */
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
@@ -23,6 +28,13 @@
 
 #define STATUS_REPLY_MAX (1 << 20)
 
+enum {
+	PK_EXIT_OK = 0,
+	PK_EXIT_FAILED = 1,	 /* the daemon refused or failed the request */
+	PK_EXIT_USAGE = 2,
+	PK_EXIT_UNREACHABLE = 3, /* no pagekeeperd answers at the socket */
+};
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -37,45 +49,76 @@ static void usage(FILE *f)
 		"  reclaim      evict N MiB of the VM to the swap file (random\n"
 		"               victims, as ESX); prints what was evicted\n"
 		"  lab          start a private daemon and lab guests, show them\n"
-		"               live, verify every page; `pagekeeper lab --help`\n",
+		"               live, verify every page; `pagekeeper lab --help`\n"
+		"Exit status: 0 done, 1 the daemon refused or failed the request,\n"
+		"2 bad usage, 3 no pagekeeperd answers at the socket (not running,\n"
+		"another --socket, or it died before replying).\n",
 		PK_DEFAULT_SOCKET);
 }
 
-static int request(const char *path, uint16_t type, char **reply, size_t *len,
-		   int quiet)
+/* Connect to the daemon: the fd, or -PK_EXIT_USAGE / -PK_EXIT_UNREACHABLE
+ * with a message (unless quiet). */
+static int connect_daemon(const char *path, int quiet)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct pk_msg_header hdr;
-	struct timeval tv = { .tv_sec = 10 };
-	char *buf;
-	ssize_t n;
 	int fd;
 
+	if (!*path) {
+		fprintf(stderr, "pagekeeper: empty socket path\n");
+		return -PK_EXIT_USAGE;
+	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "pagekeeper: socket path too long: %s\n", path);
-		return -1;
+		fprintf(stderr, "pagekeeper: socket path too long (%zu bytes, at "
+			"most %zu): %s\n", strlen(path), sizeof(sa.sun_path) - 1,
+			path);
+		return -PK_EXIT_USAGE;
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = errno;
 		if (!quiet)
 			fprintf(stderr,
 				"pagekeeper: cannot reach pagekeeperd at %s: %s\n",
-				path, strerror(errno));
+				path, strerror(err));
 		if (fd >= 0)
 			close(fd);
-		return -1;
+		return -PK_EXIT_UNREACHABLE;
 	}
+	return fd;
+}
+
+/* One request; 0 with the reply in *reply, or an exit status. */
+static int request(const char *path, uint16_t type, char **reply, size_t *len,
+		   int quiet)
+{
+	struct pk_msg_header hdr;
+	struct timeval tv = { .tv_sec = 10 };
+	char *buf;
+	ssize_t n = -1;
+	int fd = connect_daemon(path, quiet);
+
+	if (fd < 0)
+		return -fd;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	pk_msg_header_init(&hdr, type, sizeof(hdr));
 	buf = malloc(STATUS_REPLY_MAX);
-	if (!buf || send(fd, &hdr, sizeof(hdr), MSG_NOSIGNAL) != sizeof(hdr) ||
+	if (!buf) {
+		fprintf(stderr, "pagekeeper: out of memory\n");
+		close(fd);
+		return PK_EXIT_FAILED;
+	}
+	errno = 0;
+	if (send(fd, &hdr, sizeof(hdr), MSG_NOSIGNAL) != sizeof(hdr) ||
 	    (n = recv(fd, buf, STATUS_REPLY_MAX, 0)) <= 0) {
-		fprintf(stderr, "pagekeeper: no answer from pagekeeperd: %s\n",
-			strerror(errno ? errno : ECONNRESET));
+		if (!quiet)
+			fprintf(stderr, "pagekeeper: no answer from pagekeeperd at "
+				"%s: %s\n", path,
+				n == 0 || !errno ? "it closed the connection"
+						 : strerror(errno));
 		free(buf);
 		close(fd);
-		return -1;
+		return PK_EXIT_UNREACHABLE;
 	}
 	close(fd);
 	*reply = buf;
@@ -172,16 +215,20 @@ static void print_table(json_object *root)
 		print_sharing(vms, o);
 }
 
-/* Fetch the status; returns the JSON text inside *reply, or NULL. */
-static const char *status_text(const char *sock, char **reply, int quiet)
+/* Fetch the status; returns the JSON text inside *reply, or NULL with the
+ * exit status in *rc. */
+static const char *status_text(const char *sock, char **reply, int quiet,
+			       int *rc)
 {
 	char reason[PK_PROTO_REASON_MAX];
 	size_t len = 0;
 	uint16_t type;
 
 	*reply = NULL;
-	if (request(sock, PK_MSG_STATUS, reply, &len, quiet) < 0)
+	*rc = request(sock, PK_MSG_STATUS, reply, &len, quiet);
+	if (*rc)
 		return NULL;
+	*rc = PK_EXIT_FAILED;
 	if (pk_msg_check_header(*reply, len, &type, reason, sizeof(reason)) < 0 ||
 	    type != PK_MSG_STATUS_REPLY || (*reply)[len - 1] != '\0') {
 		struct pk_reply_msg err;
@@ -196,72 +243,79 @@ static const char *status_text(const char *sock, char **reply, int quiet)
 	return *reply + sizeof(struct pk_msg_header);
 }
 
-json_object *pk_cli_status(const char *sock, int quiet)
+/* The parsed status, or NULL with the exit status in *rc. */
+static json_object *status_root(const char *sock, int quiet, int *rc)
 {
 	char *reply;
-	const char *json = status_text(sock, &reply, quiet);
+	const char *json = status_text(sock, &reply, quiet, rc);
 	json_object *root = json ? json_tokener_parse(json) : NULL;
 
-	if (json && !root)
+	if (json && !root) {
 		fprintf(stderr, "pagekeeper: status reply is not JSON\n");
+		*rc = PK_EXIT_FAILED;
+	}
 	free(reply);
 	return root;
+}
+
+json_object *pk_cli_status(const char *sock, int quiet)
+{
+	int rc;
+	return status_root(sock, quiet, &rc);
 }
 
 static int cmd_status(const char *sock, int as_json)
 {
 	char *reply;
 	json_object *root;
+	int rc;
 
 	if (as_json) {
-		const char *json = status_text(sock, &reply, 0);
+		const char *json = status_text(sock, &reply, 0, &rc);
 		if (json)
 			printf("%s\n", json);
 		free(reply);
-		return json ? 0 : 1;
+		return json ? PK_EXIT_OK : rc;
 	}
-	root = pk_cli_status(sock, 0);
+	root = status_root(sock, 0, &rc);
 	if (!root)
-		return 1;
+		return rc;
 	print_table(root);
 	json_object_put(root);
-	return 0;
+	return PK_EXIT_OK;
 }
 
 static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct pk_reclaim_msg m;
 	char buf[sizeof(struct pk_reclaim_reply) + 16];
 	struct pk_reclaim_reply r;
 	uint16_t type;
-	ssize_t n;
+	ssize_t n = -1;
 	int fd;
 
-	if (strlen(vm) >= sizeof(m.vm_name) || strlen(sock) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "pagekeeper: VM name or socket path too long\n");
-		return 2;
+	if (strlen(vm) >= sizeof(m.vm_name)) {
+		fprintf(stderr, "pagekeeper: reclaim: VM name longer than %zu "
+			"bytes: %s\n", sizeof(m.vm_name) - 1, vm);
+		return PK_EXIT_USAGE;
 	}
 	memset(&m, 0, sizeof(m));
 	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
 	strcpy(m.vm_name, vm);
 	m.bytes = mib << 20;
-	strcpy(sa.sun_path, sock);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "pagekeeper: cannot reach pagekeeperd at %s: %s\n",
-			sock, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return 1;
-	}
+	fd = connect_daemon(sock, 0);
+	if (fd < 0)
+		return -fd;
 	fprintf(stderr, "pagekeeper: evicting %llu MiB of %s ...\n",
 		(unsigned long long)mib, vm);
+	errno = 0;
 	if (send(fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
 	    (n = recv(fd, buf, sizeof(buf), 0)) <= 0) {
-		fprintf(stderr, "pagekeeper: no answer from pagekeeperd\n");
+		fprintf(stderr, "pagekeeper: no answer from pagekeeperd at %s: "
+			"%s\n", sock, n == 0 || !errno ? "it closed the connection"
+						      : strerror(errno));
 		close(fd);
-		return 1;
+		return PK_EXIT_UNREACHABLE;
 	}
 	close(fd);
 	if (pk_msg_check_header(buf, (size_t)n, &type, NULL, 0) == 0 &&
@@ -279,16 +333,28 @@ static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
 		if (r.status) {
 			fprintf(stderr, "pagekeeper: reclaim stopped early: %s\n",
 				r.reason);
-			return 1;
+			return PK_EXIT_FAILED;
 		}
-		return 0;
+		return PK_EXIT_OK;
 	}
 	struct pk_reply_msg err;
 	if (pk_reply_decode(buf, (size_t)n, &err) == 0)
 		fprintf(stderr, "pagekeeper: reclaim refused: %s\n", err.reason);
 	else
 		fprintf(stderr, "pagekeeper: malformed reclaim reply\n");
-	return 1;
+	return PK_EXIT_FAILED;
+}
+
+/* --mib N: a positive whole number of MiB whose bytes fit in 64 bits. */
+static int parse_mib(const char *s, uint64_t *mib)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*mib = strtoull(s, &end, 10);
+	return errno || *end || *mib == 0 || *mib > (UINT64_MAX >> 20) ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -299,22 +365,26 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
 			sock = argv[++i];
+		} else if (strcmp(argv[i], "--socket") == 0) {
+			fprintf(stderr, "pagekeeper: --socket needs a PATH\n");
+			usage(stderr);
+			return PK_EXIT_USAGE;
 		} else if (strncmp(argv[i], "--socket=", 9) == 0) {
 			sock = argv[i] + 9;
 		} else if (strcmp(argv[i], "--help") == 0 ||
 			   strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
-			return 0;
+			return PK_EXIT_OK;
 		} else {
 			fprintf(stderr, "pagekeeper: unknown option '%s'\n", argv[i]);
 			usage(stderr);
-			return 2;
+			return PK_EXIT_USAGE;
 		}
 	}
 	if (i >= argc) {
 		fprintf(stderr, "pagekeeper: missing command\n");
 		usage(stderr);
-		return 2;
+		return PK_EXIT_USAGE;
 	}
 	if (strcmp(argv[i], "status") == 0) {
 		int as_json = 0;
@@ -325,7 +395,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "pagekeeper: status: unknown argument '%s'\n",
 					argv[i]);
 				usage(stderr);
-				return 2;
+				return PK_EXIT_USAGE;
 			}
 		}
 		return cmd_status(sock, as_json);
@@ -335,26 +405,31 @@ int main(int argc, char **argv)
 		const char *vm = NULL;
 		for (i++; i < argc; i++) {
 			if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) {
-				char *end;
-				mib = strtoull(argv[++i], &end, 10);
-				if (*end || mib == 0 || argv[i][0] == '-') {
+				if (parse_mib(argv[++i], &mib)) {
 					fprintf(stderr, "pagekeeper: reclaim: --mib "
-						"wants a positive whole number of MiB\n");
-					return 2;
+						"'%s': want a positive whole number "
+						"of MiB, at most %llu\n", argv[i],
+						(unsigned long long)(UINT64_MAX >> 20));
+					return PK_EXIT_USAGE;
 				}
+			} else if (strcmp(argv[i], "--mib") == 0) {
+				fprintf(stderr, "pagekeeper: reclaim: --mib needs a "
+					"number of MiB\n");
+				usage(stderr);
+				return PK_EXIT_USAGE;
 			} else if (!vm && argv[i][0] != '-') {
 				vm = argv[i];
 			} else {
 				fprintf(stderr, "pagekeeper: reclaim: unexpected "
 					"argument '%s'\n", argv[i]);
 				usage(stderr);
-				return 2;
+				return PK_EXIT_USAGE;
 			}
 		}
 		if (!vm || !mib) {
 			fprintf(stderr, "pagekeeper: reclaim needs VM and --mib N\n");
 			usage(stderr);
-			return 2;
+			return PK_EXIT_USAGE;
 		}
 		return cmd_reclaim(sock, vm, mib);
 	}
@@ -362,5 +437,5 @@ int main(int argc, char **argv)
 		return pk_cli_lab(argc - i, argv + i);
 	fprintf(stderr, "pagekeeper: unknown command '%s'\n", argv[i]);
 	usage(stderr);
-	return 2;
+	return PK_EXIT_USAGE;
 }

@@ -258,6 +258,7 @@ int main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
+	uint64_t t_start = now_ns();
 	if (!o.wait_timeout_s)
 		o.wait_timeout_s = default_wait_s(&o);
 	fill_config(&o, &res);
@@ -302,6 +303,7 @@ int main(int argc, char **argv)
 	watchdog_stop(&wd);
 	daemon_stop(&daemon);
 	floor_stop(&floor);
+	res.run_s = (double)(now_ns() - t_start) / 1e9;
 	if (o.json)
 		refault_report_json(&res, stdout);
 	else

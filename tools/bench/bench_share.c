@@ -33,6 +33,7 @@
 #include "share_results.h"
 #include "share_variant.h"
 #include "sys_guard.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -166,6 +167,7 @@ int main(int argc, char **argv)
 
 	if ((r = share_opts_parse(argc, argv, &o)) != 0)
 		return r > 0 ? 0 : 2;
+	uint64_t t_start = now_ns();
 	if (o.daemon)
 		snprintf(daemon, sizeof(daemon), "%s", o.daemon);
 	else if ((r = daemon_default_path(daemon, sizeof(daemon))) < 0) {
@@ -214,6 +216,7 @@ int main(int argc, char **argv)
 			   ksm_settings_equal(&res.ksm_before, &res.ksm_after, res.ksm_diff,
 					      sizeof(res.ksm_diff));
 	int rf = guard_finish();
+	res.run_s = (double)(now_ns() - t_start) / 1e9;
 	share_report_text(&o, &res, stdout);
 	if (!res.ksm_restored) {
 		fprintf(stderr, "pk-bench-share: KSM settings were NOT restored (%s)\n",

@@ -264,6 +264,7 @@ int main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
+	uint64_t t_start = now_ns();
 	bool lat = !o.only || !strcmp(o.only, "latency");
 	bool bw = !o.only || !strcmp(o.only, "bandwidth");
 	bool seq = !o.only || !strcmp(o.only, "seq");
@@ -354,6 +355,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pk-bench-swap: cleanup failed: %s\n", strerror(-r3));
 		return 1;
 	}
+	res.run_s = (double)(now_ns() - t_start) / 1e9;
 	if (o.json)
 		swap_report_json(&res, stdout);
 	else

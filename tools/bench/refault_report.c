@@ -134,6 +134,7 @@ void refault_report_text(const struct refault_results *r, FILE *out)
 		"reads and writes alternate touch by touch\n");
 	for (int k = 0; k < KIND_COUNT; k++)
 		text_kind(r, (enum page_kind)k, out);
+	fprintf(out, "\nrun time: %.0f s\n", r->run_s);
 }
 
 static void put(json_object *o, const char *key, double v)
@@ -236,6 +237,7 @@ void refault_report_json(const struct refault_results *r, FILE *out)
 	json_object_object_add(o, "daemon_args", json_object_new_string(r->daemon_args));
 	put(o, "min_reclaimed_pct", r->min_pct);
 	put(o, "wait_timeout_s", r->wait_timeout_s);
+	put(o, "run_s", r->run_s);
 	for (int k = 0; k < KIND_COUNT; k++)
 		json_object_object_add(o, kind_name((enum page_kind)k),
 				       kind_json(&r->kind[k], (enum page_kind)k));

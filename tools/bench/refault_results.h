@@ -52,6 +52,7 @@ struct refault_results {
 	bool uffd_via_dev;
 	long cpus;
 	uint64_t timer_overhead_ns;
+	double run_s;			/* the whole run, start to report */
 	struct rf_kind kind[KIND_COUNT];
 };
 

@@ -78,8 +78,10 @@ void report_text(const struct bench_results *r, FILE *out)
 	}
 	double rr = random_ratio(r);
 	if (rr >= 0)
-		fprintf(out, "  pagekeeperd p50 / floor p50 = %.2fx   (goal <= %.2fx)   %s\n",
-			rr, GOAL_RANDOM_RATIO, verdict(rr, GOAL_RANDOM_RATIO));
+		fprintf(out, "  pagekeeperd p50 / floor p50 = %.2fx   (goal <= %.2fx)   %s;  "
+			"pagekeeperd p50 - floor p50 = %+.1f µs\n", rr, GOAL_RANDOM_RATIO,
+			verdict(rr, GOAL_RANDOM_RATIO),
+			r->rnd[V_DAEMON].st.p50_us - r->rnd[V_FLOOR].st.p50_us);
 	else
 		fprintf(out, "  pagekeeperd p50 / floor p50: n/a   (goal <= %.2fx)\n",
 			GOAL_RANDOM_RATIO);
@@ -122,6 +124,7 @@ void report_text(const struct bench_results *r, FILE *out)
 			"%ld threads\n", r->usage.rss_kib, r->usage.rss_shmem_kib,
 			r->usage.fds, r->usage.threads);
 	}
+	fprintf(out, "\nrun time: %.0f s\n", r->run_s);
 }
 
 static void json_str(FILE *out, const char *s)
@@ -175,6 +178,11 @@ void report_json(const struct bench_results *r, FILE *out)
 		fprintf(out, "]},");
 	}
 	json_ratio(out, "ratio_p50_pagekeeperd_to_floor", random_ratio(r), GOAL_RANDOM_RATIO);
+	if (random_ratio(r) >= 0)
+		fprintf(out, ",\"p50_diff_pagekeeperd_minus_floor_us\":%.3f",
+			r->rnd[V_DAEMON].st.p50_us - r->rnd[V_FLOOR].st.p50_us);
+	else
+		fprintf(out, ",\"p50_diff_pagekeeperd_minus_floor_us\":null");
 	fprintf(out, "},");
 
 	fprintf(out, "\"sequential\":");
@@ -216,5 +224,5 @@ void report_json(const struct bench_results *r, FILE *out)
 			r->usage.fds, r->usage.threads, r->usage0.rss_kib,
 			r->usage0.rss_shmem_kib, r->usage0.fds, r->usage0.threads);
 	}
-	fprintf(out, "}\n");
+	fprintf(out, ",\"run_s\":%.3f}\n", r->run_s);
 }

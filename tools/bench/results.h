@@ -51,6 +51,7 @@ struct bench_results {
 	const char *daemon_path;
 	bool uffd_via_dev;
 	uint64_t timer_overhead_ns;
+	double run_s;			/* the whole run, start to report */
 	long cpus;
 
 	struct random_result rnd[V_COUNT];

@@ -57,6 +57,10 @@ static void usage(FILE *out)
 "                           nothing for this long: the mechanism does not\n"
 "                           handle this memory kind (default 30)\n"
 "  --fill-timeout SECONDS   longest wait for the guests' fill (default 900)\n"
+"  --settled-cpu SECONDS    keep a variant that settled running this long\n"
+"                           and report ksmd's or pagekeeperd's CPU share and\n"
+"                           scan rate meanwhile: the cost of scanning merged\n"
+"                           guests that change nothing (default 0: off)\n"
 "  --poll-ms MS             sampling period, 50..1000 (default 200)\n"
 "  --pss-ms MS              period of the anonymous guests' PSS samples, a\n"
 "                           page-table walk of ~18 ms per 2 GiB (default 1000)\n"
@@ -180,7 +184,7 @@ int share_opts_parse(int argc, char **argv, struct share_opts *o)
 	enum { O_TOTAL = 1000, O_GUESTS, O_CONTENT, O_SEED, O_KIND, O_VARIANTS, O_SKIP_PK_FULL,
 	       O_KSM_CAP, O_KSM_COMPLETE, O_KSM_PAGES, O_KSM_SLEEP, O_PK_RATE, O_PK_FULL_RATE,
 	       O_MAX_WAIT, O_IDLE, O_FILL_TIMEOUT, O_POLL, O_PSS, O_PROGRESS, O_DAEMON, O_GUESTSIM,
-	       O_HELP };
+	       O_HELP, O_SETTLED_CPU };
 	static const struct option longopts[] = {
 		{ "total", required_argument, NULL, O_TOTAL },
 		{ "guests", required_argument, NULL, O_GUESTS },
@@ -204,6 +208,7 @@ int share_opts_parse(int argc, char **argv, struct share_opts *o)
 		{ "daemon", required_argument, NULL, O_DAEMON },
 		{ "guestsim", required_argument, NULL, O_GUESTSIM },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "settled-cpu", required_argument, NULL, O_SETTLED_CPU },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool skip_pk_full = false;
@@ -241,6 +246,7 @@ int share_opts_parse(int argc, char **argv, struct share_opts *o)
 		case O_PROGRESS: r = parse_num(optarg, 0.5, 3600, &o->progress_s); break;
 		case O_DAEMON: o->daemon = optarg; break;
 		case O_GUESTSIM: o->guestsim = optarg; break;
+		case O_SETTLED_CPU: r = parse_num(optarg, 1, 3600, &o->settled_cpu_s); break;
 		case O_HELP: case 'h': usage(stdout); return 1;
 		case ':':
 			fprintf(stderr, "pk-bench-share: option %s needs a value (see --help)\n",

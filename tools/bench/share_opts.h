@@ -36,6 +36,7 @@ struct share_opts {
 	const char *pk_full_rate;
 	double max_wait_s, idle_s, fill_timeout_s, poll_ms, progress_s;
 	double pss_ms;			/* anonymous guests' PSS sampling period */
+	double settled_cpu_s;		/* watch settled variants this long; 0: off */
 	const char *daemon, *guestsim;	/* NULL: next to this binary */
 };
 

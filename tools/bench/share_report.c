@@ -235,6 +235,20 @@ static void c_scan(const struct variant_result *r, const struct share_results *r
 		snprintf(b, n, "unknown");
 }
 
+static void c_settled(const struct variant_result *r, const struct share_results *res,
+		      char *b, size_t n)
+{
+	(void)res;
+	if (r->settled_cpu_pct < 0)
+		snprintf(b, n, "n/a%s", r->end_reason[0] && strncmp(r->end_reason, "settled", 7) ?
+			 " (did not settle)" : "");
+	else if (r->settled_scan_mib_s >= 0)
+		snprintf(b, n, "%.1f%% of a core, %.0f MiB/s", r->settled_cpu_pct,
+			 r->settled_scan_mib_s);
+	else
+		snprintf(b, n, "%.1f%% of a core", r->settled_cpu_pct);
+}
+
 static void c_reclaim(const struct variant_result *r, const struct share_results *res,
 		      char *b, size_t n)
 {
@@ -276,6 +290,7 @@ static const struct {
 	{ "KSM general_profit / pk store", c_overhead },
 	{ "full scan passes after t0", c_passes },
 	{ "scan rate after t0", c_scan },
+	{ "CPU and scan rate once settled (g)", c_settled },
 	{ "reclaim rate after t0", c_reclaim },
 	{ "measured for", c_until },
 };
@@ -477,7 +492,11 @@ void share_report_text(const struct share_opts *o, const struct share_results *r
 		"    (pagekeeperd's includes serving the fill's faults, so it is an upper bound of "
 		"its sharing cost), over everything saved at that point including (c).\n"
 		"(b) counter: KSM pages_sharing, or pagekeeperd's own saved figure; a cross-check "
-		"only.\n", res->daemon_path, o->pss_ms);
+		"only.\n"
+		"(g) with --settled-cpu S: ksmd's or pagekeeperd's CPU share and scan rate in the S "
+		"s after the variant settled, when\n"
+		"    the guests are merged and change nothing (n/a without --settled-cpu).\n",
+		res->daemon_path, o->pss_ms);
 	table(res, SHARE_ANON, out);
 	table(res, SHARE_MEMFD, out);
 	const char *ksm_src = NULL, *pk_src = NULL;
@@ -491,4 +510,5 @@ void share_report_text(const struct share_opts *o, const struct share_results *r
 		pk_src ? pk_src : "-");
 	ratios(o, res, out);
 	ksm_settings(res, out);
+	fprintf(out, "\nrun time: %.0f s\n", res->run_s);
 }

@@ -62,6 +62,9 @@ struct variant_result {
 	double scan_mib_per_s;	  /* pages scanned after t0 per second, in MiB/s; < 0 unknown */
 	double reclaim_mib_per_s; /* (saved_proc - head) / elapsed */
 	double scan_cpu_percent;  /* pagekeeperd's own scanner figure, last second */
+	double settled_s;	  /* --settled-cpu: how long it was watched after settling */
+	double settled_cpu_pct;	  /* ksmd's / pagekeeperd's CPU meanwhile, % of a core; < 0 n/a */
+	double settled_scan_mib_s; /* pages scanned meanwhile, MiB/s; < 0 unknown */
 
 	bool extrapolated;	  /* t95 not reached: estimate below */
 	double pass_s;		  /* one full pass at the measured scan rate */
@@ -79,6 +82,7 @@ struct share_results {
 	char daemon_path[4096];
 	long cpus;
 	double mem_total_mib;
+	double run_s;				   /* the whole run, start to report */
 };
 
 #endif

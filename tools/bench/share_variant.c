@@ -228,6 +228,7 @@ int share_variant_run(const struct share_env *env, enum share_kind kind,
 
 	memset(r, 0, sizeof(*r));
 	r->ran = true;
+	r->settled_cpu_pct = r->settled_scan_mib_s = -1;
 	for (unsigned i = 0; i < SHARE_MAX_GUESTS; i++)
 		g[i] = (struct guest){ .pid = -1, .in_fd = -1, .out_fd = -1 };
 	snprintf(label, sizeof(label), "%s %s", share_kind_name(kind), share_mech_name(mech));

@@ -264,6 +264,44 @@ static void progress(const struct share_watch *w, const struct sample *s0,
 		s->cpu_s - s0->cpu_s);
 }
 
+/*
+ * --settled-cpu: after the variant settled, keep it running for that long
+ * and measure the CPU share of ksmd / pagekeeperd and the scan rate
+ * meanwhile: the cost of scanning merged guests that change nothing.
+ */
+static int watch_settled(const struct share_watch *w, struct variant_result *r, char *err,
+			 size_t err_len)
+{
+	struct sample a = { 0 }, b = { 0 };
+	uint64_t t0 = now_ns();
+	int e;
+
+	if ((e = take_counters(w, &a, err, err_len)) < 0)
+		return e;
+	if ((e = proc_cpu_seconds(w->cpu_pid, &a.cpu_s)) < 0)
+		goto no_cpu;
+	fprintf(stderr, "bench: %s: settled; watching its CPU for %.0f s ...\n", w->label,
+		w->o->settled_cpu_s);
+	for (uint64_t t = t0; (double)(t - t0) / 1e9 < w->o->settled_cpu_s; t = now_ns()) {
+		sleep_until(t + (uint64_t)(w->o->poll_ms * 1e6));
+		if ((e = check_alive(w, err, err_len)) < 0)
+			return e;
+	}
+	if ((e = proc_cpu_seconds(w->cpu_pid, &b.cpu_s)) < 0)
+		goto no_cpu;
+	double dt = (double)(now_ns() - t0) / 1e9;
+	if ((e = take_counters(w, &b, err, err_len)) < 0)
+		return e;
+	r->settled_s = dt;
+	r->settled_cpu_pct = 100 * (b.cpu_s - a.cpu_s) / dt;
+	r->settled_scan_mib_s = a.has_scanned && b.has_scanned ?
+		(double)(b.scanned - a.scanned) * PAGE_MIB / dt : -1;
+	return 0;
+no_cpu:
+	snprintf(err, err_len, "CPU time of pid %d: %s", (int)w->cpu_pid, strerror(-e));
+	return e;
+}
+
 int share_watch_run(const struct share_watch *w, struct variant_result *r, char *err,
 		    size_t err_len)
 {
@@ -277,6 +315,7 @@ int share_watch_run(const struct share_watch *w, struct variant_result *r, char 
 	int e;
 
 	r->t95_s = r->t95_avail_s = r->t95_counter_s = r->t95_own_s = -1;
+	r->settled_cpu_pct = r->settled_scan_mib_s = -1;
 	if ((e = take(w, false, &s0, err, err_len)) < 0)
 		return e;
 	s0.proc_mib = w->footprint_t0_mib;
@@ -293,6 +332,7 @@ int share_watch_run(const struct share_watch *w, struct variant_result *r, char 
 	s = s0;
 	int64_t pass_seen = s0.passes;
 	double pass_counter = s0.counter_mib;
+	bool settled = false;
 	double next_note = w->o->progress_s, next_pss = 0;
 	uint64_t tick = t0;
 	for (;;) {
@@ -325,6 +365,7 @@ int share_watch_run(const struct share_watch *w, struct variant_result *r, char 
 				snprintf(r->end_reason, sizeof(r->end_reason),
 					 "settled (%lld passes, the last added %.1f MiB)",
 					 (long long)(s.passes - s0.passes), growth);
+				settled = true;
 				break;
 			}
 		}
@@ -354,6 +395,8 @@ int share_watch_run(const struct share_watch *w, struct variant_result *r, char 
 		r->t95_avail_s = c_avail.t;
 		r->t95_counter_s = c_counter.t;
 		r->t95_own_s = own_t95(&h, w->reachable_mib);
+		if (settled && w->o->settled_cpu_s > 0)
+			e = watch_settled(w, r, err, err_len);
 	}
 	free(h.t);
 	free(h.saved);

@@ -15,7 +15,9 @@
  *   - idle: no page scanned and the counter unchanged for --idle
  *     seconds (the mechanism does not handle this memory kind);
  *   - the variant's time cap.
- * A dead daemon or guest ends it with an error.
+ * A dead daemon or guest ends it with an error.  With --settled-cpu, a
+ * variant that settled is watched that much longer for the CPU share
+ * and scan rate of scanning merged guests that change nothing.
  * How: saved at t = footprint(t0) - footprint(t) + head_mib (what
  * pagekeeperd had already reclaimed during the fill, measured by the
  * caller the same way); machine-wide: MemAvailable(t) - MemAvailable(t0)

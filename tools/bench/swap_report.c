@@ -34,10 +34,16 @@ static double p50_diff(const struct swap_results *r, bool *ok)
 	return r->lat[LV_DAEMON].p50_us - r->lat[LV_FLOOR].p50_us;
 }
 
+/* Variant v's p99 / the kernel's (pagekeeperd: the goal; the floor: no goal). */
+static double p99_ratio_of(const struct swap_results *r, int v, bool *ok)
+{
+	*ok = r->lat[v].ran && r->lat[LV_KERNEL].ran && r->lat[LV_KERNEL].p99_us > 0;
+	return *ok ? r->lat[v].p99_us / r->lat[LV_KERNEL].p99_us : 0;
+}
+
 static double p99_ratio(const struct swap_results *r, bool *ok)
 {
-	*ok = r->lat[LV_DAEMON].ran && r->lat[LV_KERNEL].ran && r->lat[LV_KERNEL].p99_us > 0;
-	return *ok ? r->lat[LV_DAEMON].p99_us / r->lat[LV_KERNEL].p99_us : 0;
+	return p99_ratio_of(r, LV_DAEMON, ok);
 }
 
 static double bw_ratio(const struct swap_results *r, int fio, bool wall, bool *ok)
@@ -102,6 +108,9 @@ static void text_latency(const struct swap_results *r, FILE *out)
 	d = p99_ratio(r, &ok);
 	fprintf(out, "  pagekeeperd p99 / kernel p99 = %.2fx      (goal <= %.2fx)    %s\n", d,
 		GOAL_P99_RATIO, met(ok, d <= GOAL_P99_RATIO));
+	d = p99_ratio_of(r, LV_FLOOR, &ok);
+	if (ok)
+		fprintf(out, "  floor p99 / kernel p99       = %.2fx      (no goal)\n", d);
 }
 
 static void text_bandwidth(const struct swap_results *r, FILE *out)
@@ -154,6 +163,7 @@ void swap_report_text(const struct swap_results *r, FILE *out)
 		text_bandwidth(r, out);
 	if (r->seq)
 		seq_report_text(r, out);
+	fprintf(out, "\nrun time: %.0f s\n", r->run_s);
 }
 
 static json_object *jd(double v)
@@ -220,6 +230,8 @@ static json_object *json_latency(const struct swap_results *r)
 	d = p99_ratio(r, &ok);
 	put(a, "p99_ratio_pagekeeperd_to_kernel", goal(d, ok, GOAL_P99_RATIO, "goal_max",
 						       d <= GOAL_P99_RATIO));
+	d = p99_ratio_of(r, LV_FLOOR, &ok);
+	put(a, "p99_ratio_floor_to_kernel", ok ? jd(d) : NULL);
 	return a;
 }
 
@@ -269,6 +281,7 @@ void swap_report_json(const struct swap_results *r, FILE *out)
 	put(o, "timer_overhead_ns", json_object_new_int64((int64_t)r->timer_overhead_ns));
 	put(o, "seed", json_object_new_int64((int64_t)r->seed));
 	put(o, "interleaved", json_object_new_boolean(1));
+	put(o, "run_s", jd(r->run_s));
 	put(o, "latency", r->latency ? json_latency(r) : NULL);
 	put(o, "bandwidth", r->bandwidth ? json_bandwidth(r) : NULL);
 	put(o, "sequential", r->seq ? seq_report_json(r) : NULL);

@@ -64,6 +64,7 @@ struct swap_results {
 	unsigned other_swaps;
 	long cpus;
 	uint64_t timer_overhead_ns;
+	double run_s;			/* the whole run, start to report */
 	char fio_version[32];
 
 	/* A: swap-in latency */

@@ -10,6 +10,7 @@
 #include "timing.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 
 static uint64_t xorshift64(uint64_t *s)
@@ -80,16 +81,17 @@ uint64_t touch_sequential(char *base, size_t npages,
 }
 
 size_t touch_verify(const char *base, const uint32_t *perm, size_t n,
-		    size_t stride)
+		    struct touch_progress *prog)
 {
+	static const char zeros[BENCH_PAGE];
 	size_t bad = 0;
 
-	if (stride == 0)
-		stride = 1;
-	for (size_t i = 0; i < n; i += stride) {
-		const volatile char *p = base + (size_t)(perm ? perm[i] : i) * BENCH_PAGE;
-		if (p[0] != 1 || p[BENCH_PAGE - 1] != 0)
+	for (size_t i = 0; i < n; i++) {
+		const char *p = base + (size_t)(perm ? perm[i] : i) * BENCH_PAGE;
+		if (p[0] != 1 || memcmp(p + 1, zeros, BENCH_PAGE - 1))
 			bad++;
+		if ((i & 255) == 0)
+			progress(prog, n + i + 1);
 	}
 	return bad;
 }

@@ -36,12 +36,14 @@ uint64_t touch_sequential(char *base, size_t npages,
 			  struct touch_progress *prog);
 
 /*
- * Content check after the timed part: every touched page must read 1 at
- * its first byte and 0 at its last (a fresh zero page, written once).
- * perm NULL: pages 0..n-1, checking every stride-th one.  Returns the
- * number of bad pages.
+ * Content check after the timed part, of every touched page: it must
+ * read 1 at its first byte and 0 at all the others (a fresh zero page,
+ * written once).  perm NULL: pages 0..n-1.  A read may fault again (the
+ * daemon's scanner may have merged the identical pages meanwhile), so
+ * the check counts on in prog (n + pages checked) for the watchdog; prog
+ * may be NULL.  Returns the number of bad pages.
  */
 size_t touch_verify(const char *base, const uint32_t *perm, size_t n,
-		    size_t stride);
+		    struct touch_progress *prog);
 
 #endif

@@ -126,7 +126,7 @@ int run_random(struct bench_env *env, enum variant v, const uint32_t *perm,
 	if (r < 0) {
 		snprintf(err, err_len, "mincore: %s", strerror(-r));
 	} else {
-		size_t bad = touch_verify(s.mem.addr, perm, n, 1);
+		size_t bad = touch_verify(s.mem.addr, perm, n, &env->wd->prog);
 		if (bad) {
 			snprintf(err, err_len, "content check: %zu of %zu touched pages "
 				 "do not read as a zero page with our one write", bad, n);
@@ -150,12 +150,12 @@ int run_sequential(struct bench_env *env, enum variant v, size_t npages,
 			v == V_FLOOR ? "floor sequential touch" :
 			"pagekeeperd sequential touch", server_pid(env, v));
 	*ns = touch_sequential(s.mem.addr, npages, &env->wd->prog);
-	size_t bad = touch_verify(s.mem.addr, NULL, npages, 61);
+	size_t bad = touch_verify(s.mem.addr, NULL, npages, &env->wd->prog);
 	watchdog_leave(env->wd);
 	teardown(env, v, &s);
 	if (bad) {
-		snprintf(err, err_len, "content check: %zu sampled pages do not read "
-			 "as a zero page with our one write", bad);
+		snprintf(err, err_len, "content check: %zu of %zu touched pages do not "
+			 "read as a zero page with our one write", bad, npages);
 		return -EIO;
 	}
 	return 0;

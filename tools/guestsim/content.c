@@ -126,3 +126,13 @@ long gs_content_check(const struct gs_content *c, uint64_t page,
 	 * check sees that; report equality for this pass. */
 	return -1;
 }
+
+long gs_content_check_zero(const void *mem)
+{
+	const unsigned char *a = mem;
+
+	for (long i = 0; i < (long)GS_PAGE_SIZE; i++)
+		if (a[i])
+			return i;
+	return -1;
+}

@@ -43,4 +43,7 @@ void gs_content_generate(const struct gs_content *c, uint64_t page,
 long gs_content_check(const struct gs_content *c, uint64_t page,
 		      uint32_t version, const void *mem, void *scratch);
 
+/* -1 when the page at mem is all zeros, else its first nonzero byte. */
+long gs_content_check_zero(const void *mem);
+
 #endif

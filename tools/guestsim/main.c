@@ -11,13 +11,19 @@
  *      attach it to the daemon (unless --no-daemon), before any touch, so
  *      the daemon serves even the first fault;
  *   2. fill: every page gets its base content (fill.c);
- *   3. workload for --duration seconds (worker.c);
- *   4. PK_GUESTSIM_CORRUPT_PAGE, a testing aid proving verify can fail;
- *   5. --verify: every page against its expected version (verify.c);
- *   6. report (report.c), then --hold: "HOLDING" and wait, so tests can
+ *   3. --idle-before: "IDLE" on stdout, then wait (SIGUSR1 ends it), so a
+ *      test knows the fill is done and can act on quiet RAM;
+ *   4. --discard: madvise a range away (ram.c), "DISCARDED" on stdout;
+ *   5. workload for --duration seconds (worker.c);
+ *   6. PK_GUESTSIM_CORRUPT_PAGE, a testing aid proving verify can fail;
+ *   7. --verify: every page against its expected version (verify.c);
+ *   8. report (report.c), then --hold: "HOLDING" and wait, so tests can
  *      query the daemon while the guest is alive (skipped when a signal
  *      already asked us to stop);
- *   7. detach and exit: 0 clean, 1 mismatch, 2 usage, 3 attach, 4 system.
+ *   9. detach and exit: 0 clean, 1 mismatch, 2 usage, 3 attach, 4 system,
+ *      5 when --verify could not check every page (a signal during the
+ *      fill or the verify): a caller that asked for a verify never takes
+ *      a partial one for a pass.
  *
  * Why this order: a signal during the workload still gets the verify and
  * the report, which is what a test interrupting a long run wants; a signal
@@ -25,6 +31,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,6 +69,14 @@ static unsigned sweep_threads(const struct gs_opts *o)
 	return n;
 }
 
+/* A line for the process driving us (tests): whole, and at once. */
+static void say(const char *line)
+{
+	fputs(line, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
 static int fail(const char *what, int err)
 {
 	fprintf(stderr, "pk-guestsim: %s: %s\n", what, strerror(-err));
@@ -87,6 +102,7 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 		int sig;
 		sigaddset(&set, SIGUSR1);
 		note(ctx, "idle before the workload (SIGUSR1 starts it)");
+		say("IDLE");
 		sig = gs_control_sleep(&set, gs_now_ns() +
 					       (uint64_t)(o->idle_before_s * 1e9));
 		if (sig && sig != SIGUSR1) {
@@ -94,6 +110,18 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 			note(ctx, "stopped by signal while idle: no workload");
 			goto verify;
 		}
+	}
+	if (o->discard) {
+		rc = gs_ram_discard(&ctx->ram, o->discard_first,
+				    o->discard_count);
+		if (rc)
+			return fail("--discard: madvise", rc);
+		/* No worker runs yet: the order of these stores is free. */
+		for (uint64_t p = o->discard_first;
+		     p < o->discard_first + o->discard_count; p++)
+			atomic_store(&ctx->discarded[p], 1);
+		res->discarded = o->discard_count;
+		say("DISCARDED");
 	}
 	res->workload_ran = o->workload != GS_WL_IDLE;
 	rc = gs_workload_run(ctx, &res->wl);
@@ -152,9 +180,12 @@ int main(int argc, char **argv)
 			opts.shared_frac);
 	gs_hotmap_init(&ctx.hot, ctx.n_pages, opts.seed, opts.duration_s);
 	ctx.seq = calloc(ctx.n_pages, sizeof(*ctx.seq));
+	if (opts.discard)
+		ctx.discarded = calloc(ctx.n_pages, sizeof(*ctx.discarded));
 	res = calloc(1, sizeof(*res));
-	if (!ctx.seq || !res) {
+	if (!ctx.seq || !res || (opts.discard && !ctx.discarded)) {
 		free(ctx.seq);
+		free(ctx.discarded);
 		free(res);
 		return fail("allocating page versions", -ENOMEM);
 	}
@@ -162,6 +193,7 @@ int main(int argc, char **argv)
 	rc = gs_ram_map(&ctx.ram, opts.size, opts.anon);
 	if (rc) {
 		free(ctx.seq);
+		free(ctx.discarded);
 		free(res);
 		return fail("mapping guest RAM", rc);
 	}
@@ -174,6 +206,7 @@ int main(int argc, char **argv)
 				"CONFIG_KSM?)" : "");
 			gs_ram_release(&ctx.ram);
 			free(ctx.seq);
+			free(ctx.discarded);
 			free(res);
 			return GS_EXIT_SYSTEM;
 		}
@@ -187,6 +220,7 @@ int main(int argc, char **argv)
 				strerror(-rc), err[0] ? ": " : "", err);
 			gs_ram_release(&ctx.ram);
 			free(ctx.seq);
+			free(ctx.discarded);
 			free(res);
 			return GS_EXIT_ATTACH;
 		}
@@ -203,6 +237,16 @@ int main(int argc, char **argv)
 			gs_report_text(stdout, &ctx, res);
 		status = gs_results_mismatches(res) ? GS_EXIT_MISMATCH
 						    : GS_EXIT_OK;
+		if (status == GS_EXIT_OK && opts.verify &&
+		    res->verify.pages_verified < ctx.n_pages) {
+			fprintf(stderr, "pk-guestsim: --verify checked %" PRIu64
+				" of %" PRIu64 " pages: %s\n",
+				res->verify.pages_verified, ctx.n_pages,
+				res->verify_ran ? "a signal cut the verify short"
+						: "a signal came before the fill "
+						  "ended, so no verify ran");
+			status = GS_EXIT_UNVERIFIED;
+		}
 	}
 	if (opts.hold && !res->signal) {
 		fputs("HOLDING\n", stdout);
@@ -215,6 +259,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	gs_ram_release(&ctx.ram);
 	free(ctx.seq);
+	free(ctx.discarded);
 	free(res);
 	return status;
 }

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,8 +48,16 @@ static const char usage_text[] =
 "  --readers N          reader threads (default 1)\n"
 "  --duration SECONDS   workload time, decimal (default 2; idle: 0)\n"
 "  --idle-before SECONDS  stay idle after the fill for SECONDS, or until\n"
-"                       SIGUSR1, before the workload (default 0)\n"
-"  --verify             check every page at the end; exit 1 on the first mismatch\n"
+"                       SIGUSR1, before the workload (default 0); prints IDLE\n"
+"                       on stdout when the fill is done and the idle starts\n"
+"  --discard FIRST:COUNT  after the fill (and the idle), discard COUNT pages\n"
+"                       from page FIRST: MADV_REMOVE on the memfd, MADV_DONTNEED\n"
+"                       with --anon.  They must read as zeros until written\n"
+"                       again, which readers and --verify check; prints\n"
+"                       DISCARDED on stdout when madvise has returned\n"
+"  --verify             check every page at the end; exit 1 on the first\n"
+"                       mismatch, 5 when fewer pages than the guest owns were\n"
+"                       checked (a signal during the fill or the verify)\n"
 "  --share-domain NAME  share domain of this VM in pagekeeperd (default: none)\n"
 "  --no-daemon          don't attach: plain kernel memory, for baselines\n"
 "  --mergeable          madvise(MADV_MERGEABLE) guest RAM after mapping, so KSM\n"
@@ -69,14 +78,16 @@ static const char usage_text[] =
 "p with p % writers == i.\n"
 "\n"
 "Exit status: 0 ok, 1 content mismatch, 2 bad usage, 3 attach failed,\n"
-"4 system error, 130 second signal while stopping.\n"
+"4 system error, 5 --verify checked only part of RAM, 130 second signal\n"
+"while stopping.\n"
 "Testing aid: PK_GUESTSIM_CORRUPT_PAGE=N in the environment flips byte 100 of\n"
 "page N after the workload, before --verify (which must then exit 1).\n";
 
 enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_ANON, OPT_SEED, OPT_CONTENT,
 	OPT_WORKLOAD, OPT_WRITERS, OPT_READERS, OPT_DURATION, OPT_VERIFY,
-	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_NO_DAEMON, OPT_MERGEABLE, OPT_HOLD,
+	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_DISCARD, OPT_NO_DAEMON,
+	OPT_MERGEABLE, OPT_HOLD,
 	OPT_JSON, OPT_QUIET,
 	OPT_HELP,
 };
@@ -93,6 +104,7 @@ static const struct option long_opts[] = {
 	{ "readers", required_argument, NULL, OPT_READERS },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "idle-before", required_argument, NULL, OPT_IDLE_BEFORE },
+	{ "discard", required_argument, NULL, OPT_DISCARD },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "share-domain", required_argument, NULL, OPT_SHARE_DOMAIN },
 	{ "no-daemon", no_argument, NULL, OPT_NO_DAEMON },
@@ -203,6 +215,26 @@ static int parse_content(struct gs_opts *o, const char *arg)
 	return GS_OPTS_RUN;
 }
 
+/* "FIRST:COUNT" in pages, COUNT >= 1; 0 or -1.  Checked against the
+ * size once every option is read. */
+static int parse_discard(struct gs_opts *o, const char *arg)
+{
+	char buf[64], *colon;
+
+	if (strlen(arg) >= sizeof(buf))
+		return -1;
+	strcpy(buf, arg);
+	colon = strchr(buf, ':');
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	if (parse_u64(buf, 10, &o->discard_first) ||
+	    parse_u64(colon + 1, 10, &o->discard_count) || !o->discard_count)
+		return -1;
+	o->discard = true;
+	return 0;
+}
+
 static int parse_corrupt(struct gs_opts *o)
 {
 	const char *env = getenv("PK_GUESTSIM_CORRUPT_PAGE");
@@ -293,6 +325,11 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 				return bad("--idle-before '%s': not a number of "
 					   "seconds >= 0", arg);
 			break;
+		case OPT_DISCARD:
+			if (parse_discard(o, arg))
+				return bad("--discard '%s': not FIRST:COUNT "
+					   "(pages, COUNT >= 1)", arg);
+			break;
 		case OPT_VERIFY:
 			o->verify = true;
 			break;
@@ -329,6 +366,11 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 		return bad("--size is required");
 	if (o->writers > o->size / 4096)
 		return bad("--writers: more writers than pages");
+	if (o->discard && (o->discard_first >= o->size / 4096 ||
+			   o->discard_count > o->size / 4096 - o->discard_first))
+		return bad("--discard %" PRIu64 ":%" PRIu64 ": beyond the %" PRIu64
+			   " pages of --size", o->discard_first, o->discard_count,
+			   o->size / 4096);
 	if (o->mergeable && !o->no_daemon)
 		return bad("--mergeable needs --no-daemon: KSM must never merge "
 			   "RAM that pagekeeperd write-protects");

@@ -22,6 +22,8 @@ struct gs_opts {
 	double idle_before_s;	   /* idle after the fill; SIGUSR1 ends it */
 	bool anon, verify, no_daemon, hold, json, quiet;
 	bool mergeable;		   /* madvise(MADV_MERGEABLE) the RAM (KSM) */
+	bool discard;		   /* --discard given */
+	uint64_t discard_first, discard_count; /* pages */
 	bool corrupt;		   /* PK_GUESTSIM_CORRUPT_PAGE set */
 	uint64_t corrupt_page;
 	char default_name[32];	   /* storage for the default name */

@@ -95,6 +95,17 @@ int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,
 	return pk_client_attach(&copts, &r->client, err, err_len);
 }
 
+int gs_ram_discard(struct gs_ram *r, uint64_t first, uint64_t count)
+{
+	/* On a shared memfd mapping MADV_DONTNEED only unmaps: the next
+	 * access maps the file's page again, old bytes and all. */
+	int advice = r->fd >= 0 ? MADV_REMOVE : MADV_DONTNEED;
+
+	return madvise(r->base + first * 4096, count * 4096, advice) < 0
+		       ? -errno
+		       : 0;
+}
+
 void gs_ram_release(struct gs_ram *r)
 {
 	if (r->client)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "opts.h"
 
@@ -27,6 +28,13 @@ int gs_ram_mergeable(struct gs_ram *r);
 /* Hand the RAM to pagekeeperd.  0, or -errno with the reason in err. */
 int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,
 		  size_t err_len);
+
+/*
+ * Discard pages [first, first + count) the way a guest's balloon does:
+ * MADV_REMOVE on a memfd (frees the data), MADV_DONTNEED on anonymous
+ * RAM.  They read as zeros afterwards.  0 or -errno.
+ */
+int gs_ram_discard(struct gs_ram *r, uint64_t first, uint64_t count);
 
 /* Detach if attached, unmap, close. */
 void gs_ram_release(struct gs_ram *r);

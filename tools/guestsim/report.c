@@ -8,7 +8,7 @@
  * stable interface for tests and bench scripts: name, size_mib, workload,
  * fill_s, fill_mib_per_s, duration_s, read_ops, write_ops, ops_per_s,
  * read_p50_us, read_p99_us, write_p50_us, write_p99_us, mismatches,
- * pages_verified - plus a few extra keys that may grow.
+ * pages_verified, pages_discarded - plus a few extra keys that may grow.
  *
  * How: plain fprintf; the only string from outside (the VM name) is
  * escaped for JSON.  Rates over a zero duration are reported as 0.
@@ -62,6 +62,9 @@ void gs_report_text(FILE *f, const struct gs_ctx *ctx,
 		fprintf(f, " (interrupted after %.1f MiB)",
 			mib(r->fill.pages * GS_PAGE_SIZE));
 	fputc('\n', f);
+	if (r->discarded)
+		fprintf(f, "discard:  %" PRIu64 " pages from page %" PRIu64 "\n",
+			r->discarded, o->discard_first);
 	if (r->workload_ran) {
 		fprintf(f, "workload: %s, %.3f s, writers %u, readers %u%s\n",
 			gs_workload_name(o->workload), wl->seconds, o->writers,
@@ -141,6 +144,7 @@ void gs_report_json(FILE *f, const struct gs_ctx *ctx,
 		rate((double)ops, wl->seconds), wl->read_skips);
 	json_hist(f, "read", &wl->reads);
 	json_hist(f, "write", &wl->writes);
+	fprintf(f, ",\"pages_discarded\":%" PRIu64, r->discarded);
 	fprintf(f, ",\"mismatches\":%" PRIu64 ",\"verify\":%s"
 		   ",\"pages_verified\":%" PRIu64,
 		gs_results_mismatches(r), r->verify_ran ? "true" : "false",

@@ -15,6 +15,7 @@
 
 struct gs_results {
 	struct gs_fill_result fill;
+	uint64_t discarded;	/* pages --discard dropped */
 	bool workload_ran;
 	struct gs_workload_result wl;
 	bool verify_ran;

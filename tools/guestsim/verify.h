@@ -17,6 +17,7 @@ struct gs_verify_result {
 	uint64_t bad_page;	/* lowest mismatching page, when failed */
 	long bad_offset;	/* its first differing byte */
 	uint32_t bad_version;	/* the version it should have */
+	bool bad_discarded;	/* ... or zeros: it was discarded */
 	double seconds;
 	int signal;		/* signal that cut it short, or 0 */
 };

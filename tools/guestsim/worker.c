@@ -54,8 +54,13 @@ static void write_page(struct gs_ctx *ctx, uint64_t p)
 	uint32_t s = atomic_load_explicit(seq, memory_order_relaxed);
 
 	atomic_store_explicit(seq, s + 1, memory_order_relaxed);
-	/* Odd must be visible before any byte of the new content. */
+	/* Odd must be visible before any byte of the new content (and
+	 * before the discard bit goes: a reader that sees it gone also
+	 * sees the seqlock move). */
 	atomic_thread_fence(memory_order_release);
+	if (ctx->discarded)
+		atomic_store_explicit(&ctx->discarded[p], 0,
+				      memory_order_relaxed);
 	gs_content_generate(&ctx->content, p, (uint32_t)(s + 2) / 2,
 			    gs_page_addr(ctx, p));
 	atomic_store_explicit(seq, s + 2, memory_order_release);
@@ -72,8 +77,7 @@ static bool read_page(struct worker *w, uint64_t p)
 	s1 = atomic_load_explicit(seq, memory_order_acquire);
 	if (s1 & 1)
 		return false;
-	off = gs_content_check(&ctx->content, p, s1 / 2, gs_page_addr(ctx, p),
-			       w->scratch);
+	off = gs_page_check(ctx, p, s1 / 2, w->scratch);
 	/* The bytes compared must be read before the second load. */
 	atomic_thread_fence(memory_order_acquire);
 	s2 = atomic_load_explicit(seq, memory_order_relaxed);
@@ -84,8 +88,10 @@ static bool read_page(struct worker *w, uint64_t p)
 			fprintf(stderr,
 				"pk-guestsim: reader %u: page %" PRIu64
 				" (offset 0x%" PRIx64 ") mismatch at byte %ld: "
-				"expected version %" PRIu32 "\n",
-				w->index, p, p * GS_PAGE_SIZE, off, s1 / 2);
+				"expected version %" PRIu32 "%s\n",
+				w->index, p, p * GS_PAGE_SIZE, off, s1 / 2,
+				gs_page_discarded(ctx, p) ? " (discarded: zeros)"
+							  : "");
 	}
 	return true;
 }
