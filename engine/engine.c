@@ -10,7 +10,11 @@
  *
  * The loop timeout is normally the 1 s statistics tick, and 1 ms while a
  * VM has faults deferred by EAGAIN (a REMOVE in flight), so those are
- * retried promptly without spinning.
+ * retried promptly without spinning.  Faults that back off after an
+ * error (ENOMEM from UFFDIO_COPY under a memory cgroup limit, a failed
+ * slot read: fault.c) wait on a second timerfd, armed for the earliest
+ * retry that is due, so a guest held for a second costs the loop a few
+ * wake-ups, not a thousand.
  */
 #include "engine/engine.h"
 #include "engine/protocol.h"
@@ -62,6 +66,39 @@ static void on_signal(struct pk_event_loop *loop, struct pk_watch *w,
 		pk_log(e, "signal %u: shutting down", si.ssi_signo);
 		e->stop = 1;
 	}
+}
+
+uint64_t pk_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void pk_engine_retry_at(struct pk_engine *e, uint64_t due_ms)
+{
+	struct itimerspec at = { .it_value = {
+		.tv_sec = (time_t)(due_ms / 1000),
+		.tv_nsec = (long)(due_ms % 1000) * 1000000 } };
+
+	if (!due_ms || due_ms == UINT64_MAX ||
+	    (e->retry_due_ms && e->retry_due_ms <= due_ms))
+		return;
+	if (timerfd_settime(e->retry_timer_fd, TFD_TIMER_ABSTIME, &at,
+			    NULL) == 0)
+		e->retry_due_ms = due_ms;
+}
+
+/* The retries themselves run at the top of pk_engine_run's loop. */
+static void on_retry_timer(struct pk_event_loop *loop, struct pk_watch *w,
+			   uint32_t events, void *data)
+{
+	struct pk_engine *e = data;
+	uint64_t expirations;
+	(void)loop, (void)w, (void)events;
+
+	if (read(e->retry_timer_fd, &expirations, sizeof(expirations)) > 0)
+		e->retry_due_ms = 0;
 }
 
 static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
@@ -151,6 +188,7 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	memset(e, 0, sizeof(*e));
 	e->cfg = *cfg;
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
+	e->retry_timer_fd = -1;
 	e->log = stderr;
 	if (!e->cfg.fault_around_max)
 		e->cfg.fault_around_max = PK_FAULT_AROUND_DEFAULT;
@@ -174,10 +212,14 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	e->signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (e->signal_fd < 0 || e->timer_fd < 0 ||
+	e->retry_timer_fd = timerfd_create(CLOCK_MONOTONIC,
+					   TFD_CLOEXEC | TFD_NONBLOCK);
+	if (e->signal_fd < 0 || e->timer_fd < 0 || e->retry_timer_fd < 0 ||
 	    timerfd_settime(e->timer_fd, 0, &tick, NULL) < 0 ||
 	    !pk_watch_add(e->loop, e->signal_fd, EPOLLIN, on_signal, e) ||
-	    !pk_watch_add(e->loop, e->timer_fd, EPOLLIN, on_tick, e))
+	    !pk_watch_add(e->loop, e->timer_fd, EPOLLIN, on_tick, e) ||
+	    !pk_watch_add(e->loop, e->retry_timer_fd, EPOLLIN, on_retry_timer,
+			  e))
 		return -errno;
 	e->victim_policy = pk_victim_random;
 	e->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -196,13 +238,16 @@ int pk_engine_run(struct pk_engine *e)
 	while (!e->stop) {
 		unsigned deferred = 0;
 		int evict_pending = e->evict_pending;
+		uint64_t now_ms = pk_monotonic_ms(), next_due = UINT64_MAX;
 		e->evict_pending = 0;
 		for (struct pk_vm *vm = e->vms; vm; vm = vm->next) {
 			if (vm->n_deferred || vm->swapin_retry)
-				deferred += pk_fault_retry_deferred(vm);
+				deferred += pk_fault_retry_deferred(vm, now_ms,
+								    &next_due);
 			if (evict_pending)
 				pk_evict_resume(vm);
 		}
+		pk_engine_retry_at(e, next_due);
 		deferred += (unsigned)e->evict_pending;
 		int n = pk_event_loop_run_once(e->loop, deferred ? 1 : 1000);
 		if (n < 0) {
@@ -228,6 +273,8 @@ void pk_engine_fini(struct pk_engine *e)
 		close(e->signal_fd);
 	if (e->timer_fd >= 0)
 		close(e->timer_fd);
+	if (e->retry_timer_fd >= 0)
+		close(e->retry_timer_fd);
 	pk_scan_fini(e);
 	if (e->swap) {
 		/* The VMs are gone; completions only free their ops. */
@@ -246,4 +293,5 @@ void pk_engine_fini(struct pk_engine *e)
 		munmap(e->zero_buf, (size_t)e->cfg.fault_around_max * 4096);
 	memset(e, 0, sizeof(*e));
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
+	e->retry_timer_fd = -1;
 }

@@ -80,6 +80,8 @@ struct pk_engine {
 	int listen_fd;
 	int signal_fd;
 	int timer_fd;
+	int retry_timer_fd; /* fault-path back-off retries (fault.c) */
+	uint64_t retry_due_ms; /* when it is armed for; 0: disarmed */
 	int stop;
 	struct pk_vm *vms; /* registry: singly linked, newest first */
 	unsigned n_vms;
@@ -116,6 +118,13 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);
 int pk_engine_run(struct pk_engine *e);
 void pk_engine_stop(struct pk_engine *e);
 void pk_engine_fini(struct pk_engine *e);
+
+/*
+ * Wake the loop at due_ms (CLOCK_MONOTONIC) for the fault path's back-off
+ * retries, unless the retry timer is armed for earlier already.
+ */
+void pk_engine_retry_at(struct pk_engine *e, uint64_t due_ms);
+uint64_t pk_monotonic_ms(void);
 
 /* Sharing scanner (scan.c). */
 int pk_scan_init(struct pk_engine *e);

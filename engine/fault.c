@@ -36,6 +36,24 @@
  * guest's address space is changing (a REMOVE event is in flight): the
  * fault is deferred and retried after the events are read, never spun on.
  * -ESRCH means the guest is gone; its pidfd will tear the VM down.
+ *
+ * Any other error never loses a page and never hangs a fault.  An ioctl
+ * that fails for want of memory (ENOMEM, ENOSPC: the guest's memory
+ * cgroup or a tmpfs is at its limit) leaves the page in its state with
+ * its slot or canonical copy, and the fault waits for a retry with a
+ * back-off that doubles from 1 ms to 1 s: deferred faults carry their
+ * due time (vm->deferred), a swap-in keeps its read buffer and its slot
+ * (vm->swapin_retry), and the engine's retry timer wakes the loop when
+ * the earliest is due, so nothing blocks or spins.  A failed slot read
+ * (I/O error, or a checksum that may be a torn read) is read again, with
+ * the same back-off, PK_SWAPIN_READ_TRIES times in all (checksums:
+ * PK_SWAPIN_CHECKSUM_TRIES) before the page is poisoned: then the guest
+ * gets a memory error for that page alone, logged and counted, never
+ * wrong bytes.  A read-ahead swap-in, which no guest thread asked for,
+ * is never poisoned nor waited on: on any error its page goes back to
+ * SWAPPED with its slot, and the guest's own fault, if it comes, tries
+ * again.  One log line per VM when an episode of retries starts and one
+ * when it ends; the counts are in the VM's status.
  */
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
@@ -110,12 +128,47 @@ static void wake_page(struct pk_vm *vm, uint64_t addr)
 	ioctl(vm->uffd, UFFDIO_WAKE, &r);
 }
 
+/* Is err an error the fault is retried after, with a back-off? */
+static int fault_err_retried(int err)
+{
+	return err != -EAGAIN && err != -EEXIST && err != -ESRCH &&
+	       err != -ENOENT;
+}
+
+static uint32_t next_backoff(uint32_t backoff_ms)
+{
+	if (!backoff_ms)
+		return PK_RETRY_BACKOFF_MIN_MS;
+	return backoff_ms * 2 > PK_RETRY_BACKOFF_MAX_MS
+		       ? PK_RETRY_BACKOFF_MAX_MS
+		       : backoff_ms * 2;
+}
+
+/*
+ * A fault or swap-in backs off after err: counted, and logged once per
+ * episode (the first back-off while nothing else of the VM waited).
+ */
+static void retry_note(struct pk_vm *vm, const char *what, int err)
+{
+	vm->stats.fault_retries++;
+	vm->retry_episode_retries++;
+	if (vm->retry_episode_ms)
+		return;
+	vm->retry_episode_ms = pk_monotonic_ms();
+	vm->retry_episode_retries = 1;
+	pk_log(vm->engine, "vm %s: %s: %s; its faults wait and are retried "
+	       "every %u ms to %u ms until it succeeds (logged once per "
+	       "episode)", vm->name, what, strerror(-err),
+	       PK_RETRY_BACKOFF_MIN_MS, PK_RETRY_BACKOFF_MAX_MS);
+}
+
 /*
  * Swap-in, first half: queue an io_uring read of the page's slot.  The
  * page is marked busy, so further faults on it (other threads) are not
  * queued twice: they are all woken by the UFFDIO_COPY that resolves it.
  */
-static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr)
+static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr,
+			int readahead)
 {
 	struct pk_engine *e = vm->engine;
 	struct pk_swapin *op;
@@ -134,6 +187,7 @@ static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 	op->idx = idx;
 	op->addr = addr;
 	op->slot = pk_page_payload(&vm->pages, idx);
+	op->readahead = (uint8_t)readahead;
 	if (pk_swap_read(e->swap, op->slot, op->buf_idx,
 			 (uint64_t)(uintptr_t)&op->op) < 0) {
 		pk_swap_buf_put(e->swap, op->buf_idx);
@@ -170,13 +224,13 @@ static int swapin_fault(struct pk_vm *vm, const struct pk_vm_region *r,
 		n = vm->engine->cfg.swap_readahead_max;
 	if (n > region_end - idx)
 		n = region_end - idx;
-	err = swapin_start(vm, idx, addr);
+	err = swapin_start(vm, idx, addr, 0);
 	if (err)
 		return err;
 	for (i = 1; i < n; i++) {
 		if (pk_page_state(pt, idx + i) != PK_PAGE_SWAPPED ||
 		    pk_page_busy(pt, idx + i) ||
-		    swapin_start(vm, idx + i, addr + i * PK_PAGE_SIZE) < 0)
+		    swapin_start(vm, idx + i, addr + i * PK_PAGE_SIZE, 1) < 0)
 			break;
 		vm->stats.swapins_readahead++;
 	}
@@ -210,11 +264,53 @@ static int poison_page(struct pk_vm *vm, uint64_t addr)
 	return -errno;
 }
 
-static void swapin_free(struct pk_engine *e, struct pk_swapin *op)
+static void swapin_free(struct pk_engine *e, struct pk_vm *vm,
+			struct pk_swapin *op)
 {
+	if (vm && op->waiting)
+		vm->swapins_waiting--;
 	pk_swap_buf_put(e->swap, op->buf_idx);
-	pk_swap_slot_put(e, op->slot);
+	if (!op->keep_slot)
+		pk_swap_slot_put(e, op->slot);
 	free(op);
+}
+
+static void retry_episode_check(struct pk_vm *vm);
+
+/* What swapin_resolve left the op to. */
+enum swapin_next {
+	SWAPIN_DONE,  /* resolved, poisoned or given back: free the op */
+	SWAPIN_AGAIN, /* EAGAIN: retry as soon as the events are read */
+	SWAPIN_WAIT,  /* back off until op->due_ms (a copy or a re-read) */
+};
+
+/*
+ * A read-ahead swap-in failed: the page goes back to SWAPPED, not busy,
+ * with its slot.  A guest thread that faulted on it meanwhile waits for
+ * this op: the wake makes it fault again, on its own account.
+ */
+static enum swapin_next swapin_give_back(struct pk_vm *vm,
+					 struct pk_swapin *op)
+{
+	pk_page_set_busy(&vm->pages, op->idx, 0);
+	op->keep_slot = 1;
+	vm->stats.readahead_dropped++;
+	wake_page(vm, op->addr);
+	return SWAPIN_DONE;
+}
+
+static enum swapin_next swapin_back_off(struct pk_vm *vm,
+					struct pk_swapin *op, const char *what,
+					int err)
+{
+	op->backoff_ms = next_backoff(op->backoff_ms);
+	op->due_ms = pk_monotonic_ms() + op->backoff_ms;
+	if (!op->waiting) {
+		op->waiting = 1;
+		vm->swapins_waiting++;
+	}
+	retry_note(vm, what, err);
+	return SWAPIN_WAIT;
 }
 
 /*
@@ -222,7 +318,8 @@ static void swapin_free(struct pk_engine *e, struct pk_swapin *op)
  * Copy the page in, or poison it: the guest gets a memory error, never
  * wrong bytes.  Returns -EAGAIN when UFFDIO_COPY must be retried.
  */
-static int swapin_resolve(struct pk_vm *vm, struct pk_swapin *op, int result)
+static enum swapin_next swapin_resolve(struct pk_vm *vm, struct pk_swapin *op,
+				       int result)
 {
 	struct pk_page_table *pt = &vm->pages;
 
@@ -231,31 +328,67 @@ static int swapin_resolve(struct pk_vm *vm, struct pk_swapin *op, int result)
 		pk_page_set_busy(pt, op->idx, 0);
 		struct uffdio_range r = { .start = op->addr, .len = PK_PAGE_SIZE };
 		ioctl(vm->uffd, UFFDIO_WAKE, &r);
-		return 0;
+		return SWAPIN_DONE;
+	}
+	if (result < 0 && op->readahead)
+		return swapin_give_back(vm, op);
+	if (result < 0 &&
+	    op->reads < (result == -EBADMSG ? PK_SWAPIN_CHECKSUM_TRIES
+					    : PK_SWAPIN_READ_TRIES)) {
+		/* Maybe a transient error or a torn read: read it again. */
+		op->reread = 1;
+		vm->stats.swapin_read_retries++;
+		return swapin_back_off(vm, op, result == -EBADMSG
+				       ? "swap slot read failed its checksum"
+				       : "swap slot read", result);
 	}
 	if (result < 0) {
 		int err = poison_page(vm, op->addr);
 		if (err == -EAGAIN)
-			return -EAGAIN;
+			return SWAPIN_AGAIN;
 		pk_log(vm->engine,
-		       "vm %s: PAGE %llu LOST: swap slot %llu %s; the guest gets "
-		       "a memory error instead of wrong data",
+		       "vm %s: PAGE %llu LOST: swap slot %llu %s; the guest "
+		       "gets a memory error instead of wrong data (%u reads)",
 		       vm->name, (unsigned long long)op->idx,
 		       (unsigned long long)op->slot,
 		       result == -EBADMSG ? "failed its checksum"
-					  : strerror(-result));
+					  : strerror(-result),
+		       (unsigned)op->reads);
 		pk_page_set(pt, op->idx, PK_PAGE_POISONED, 0);
 		vm->stats.poisoned++;
-		return 0;
+		return SWAPIN_DONE;
 	}
 	struct uffdio_copy c = { .dst = op->addr,
 				 .src = (uint64_t)(uintptr_t)op->buf,
 				 .len = PK_PAGE_SIZE };
-	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN)
-		return -EAGAIN;
+	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0) {
+		int err = c.copy < 0 ? (int)c.copy : -errno;
+		if (err == -EAGAIN)
+			return SWAPIN_AGAIN;
+		if (fault_err_retried(err)) {
+			/* ENOMEM/ENOSPC: the page keeps its slot and this
+			 * buffer; its waiters stay blocked until it works. */
+			if (op->readahead)
+				return swapin_give_back(vm, op);
+			return swapin_back_off(vm, op, "UFFDIO_COPY of a "
+					       "swapped page", err);
+		}
+		/* -EEXIST: present already (woken by whoever put it
+		 * there); -ESRCH/-ENOENT: the guest is gone. */
+	}
 	pk_page_set(pt, op->idx, PK_PAGE_RESIDENT, 0);
 	vm->stats.swapins++;
-	return 0;
+	return SWAPIN_DONE;
+}
+
+/* Queue op for a retry on vm->swapin_retry. */
+static void swapin_queue_retry(struct pk_vm *vm, struct pk_swapin *op,
+			       enum swapin_next next)
+{
+	if (next == SWAPIN_AGAIN)
+		op->due_ms = 0;
+	op->next_retry = vm->swapin_retry;
+	vm->swapin_retry = op;
 }
 
 void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *o, int result)
@@ -264,12 +397,20 @@ void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *o, int result)
 	struct pk_vm *vm = pk_vm_find_by_id(e, op->vm_id);
 
 	op->result = result;
-	if (vm && swapin_resolve(vm, op, result) == -EAGAIN) {
-		op->next_retry = vm->swapin_retry;
-		vm->swapin_retry = op;
-		return;
+	op->reads++;
+	if (vm) {
+		enum swapin_next next = swapin_resolve(vm, op, result);
+		if (next != SWAPIN_DONE) {
+			swapin_queue_retry(vm, op, next);
+			if (next == SWAPIN_WAIT)
+				pk_engine_retry_at(e, op->due_ms);
+			return;
+		}
 	}
-	swapin_free(e, op);
+	int was_waiting = op->waiting;
+	swapin_free(e, vm, op);
+	if (vm && was_waiting)
+		retry_episode_check(vm); /* a re-read ended the wait */
 }
 
 /*
@@ -299,16 +440,14 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 	if (ioctl(vm->uffd, UFFDIO_COPY, &c) < 0) {
 		if (errno == EAGAIN)
 			return -EAGAIN;
-		if (errno == EEXIST) {
+		int err = c.copy < 0 ? (int)c.copy : -errno;
+		if (err == -EEXIST) {
 			wake_page(vm, addr);
-		} else if (errno != ESRCH && errno != ENOENT) {
-			/* Keep the page shared: its next fault tries again,
-			 * where marking it resident would zero-fill it. */
-			pk_log(vm->engine, "vm %s: UFFDIO_COPY of shared page "
-			       "%llu: %s", vm->name, (unsigned long long)idx,
-			       strerror(errno));
-			wake_page(vm, addr);
-			return 0;
+		} else if (fault_err_retried(err)) {
+			/* Keep the page shared, and the fault waiting: it is
+			 * retried with a back-off (marking the page resident
+			 * would zero-fill it). */
+			return err;
 		}
 	}
 	pk_canon_put(store, id);
@@ -342,7 +481,10 @@ static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 	ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp); /* unprotect and wake */
 }
 
-/* Returns 0, or -EAGAIN when the fault must be deferred. */
+/*
+ * Returns 0; -EAGAIN when the fault must be deferred; another -errno
+ * when it must be retried with a back-off (the page keeps its state).
+ */
 static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 {
 	uint64_t addr = fault_addr & ~(uint64_t)(PK_PAGE_SIZE - 1);
@@ -423,32 +565,42 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		wake_page(vm, addr);
 		return 0;
 	}
-	if (done == -EAGAIN)
-		return -EAGAIN;
-	if (done != -ESRCH && done != -ENOENT)
-		pk_log(vm->engine, "vm %s: resolving fault at 0x%llx: %s",
-		       vm->name, (unsigned long long)fault_addr,
-		       strerror((int)-done));
-	return 0;
+	if (done == -EAGAIN || fault_err_retried((int)done))
+		return (int)done; /* deferred, or backing off */
+	return 0; /* -ESRCH/-ENOENT: the guest is gone */
 }
 
-static void defer_fault(struct pk_vm *vm, uint64_t addr, uint64_t flags)
+/* The back-off that follows backoff_ms, after a failure err of a fault. */
+static struct pk_deferred_fault deferred_entry(struct pk_vm *vm, uint64_t addr,
+					       uint64_t flags, int err,
+					       uint32_t backoff_ms)
 {
+	struct pk_deferred_fault d = { .addr = addr, .flags = flags,
+				       .backoff_ms = backoff_ms };
+
+	if (err != -EAGAIN) {
+		d.backoff_ms = next_backoff(backoff_ms);
+		d.due_ms = pk_monotonic_ms() + d.backoff_ms;
+		retry_note(vm, "resolving a fault", err);
+	}
+	return d;
+}
+
+static void defer_fault(struct pk_vm *vm, uint64_t addr, uint64_t flags,
+			int err)
+{
+	struct pk_deferred_fault d;
+
 	if (vm->n_deferred == PK_DEFERRED_MAX) {
-		/* The guest re-faults after a wake; nothing is lost. */
+		/* The guest re-faults after a wake; nothing is lost (a
+		 * fault backing off then comes round sooner than due). */
 		wake_page(vm, addr & ~(uint64_t)(PK_PAGE_SIZE - 1));
 		return;
 	}
-	vm->deferred[vm->n_deferred].addr = addr;
-	vm->deferred[vm->n_deferred].flags = flags;
-	vm->n_deferred++;
-}
-
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	d = deferred_entry(vm, addr, flags, err, 0);
+	vm->deferred[vm->n_deferred++] = d;
+	if (d.due_ms)
+		pk_engine_retry_at(vm->engine, d.due_ms);
 }
 
 /*
@@ -474,7 +626,7 @@ static void queue_recheck(struct pk_vm *vm, uint64_t start, uint64_t end)
 		rc->start = start;
 		rc->end = end;
 	}
-	rc->due_ms = monotonic_ms() + PK_RECHECK_DELAY_MS;
+	rc->due_ms = pk_monotonic_ms() + PK_RECHECK_DELAY_MS;
 }
 
 void pk_fault_run_rechecks(struct pk_vm *vm, uint64_t now_ms)
@@ -545,12 +697,13 @@ void pk_fault_handle_events(struct pk_vm *vm)
 					break;
 				}
 				vm->stats.faults++;
-				if (resolve_fault(vm, m->arg.pagefault.address,
-						  m->arg.pagefault.flags) ==
-				    -EAGAIN)
+				int err = resolve_fault(
+					vm, m->arg.pagefault.address,
+					m->arg.pagefault.flags);
+				if (err < 0)
 					defer_fault(vm,
 						    m->arg.pagefault.address,
-						    m->arg.pagefault.flags);
+						    m->arg.pagefault.flags, err);
 				break;
 			case UFFD_EVENT_REMOVE:
 				handle_remove(vm, m->arg.remove.start,
@@ -564,7 +717,9 @@ void pk_fault_handle_events(struct pk_vm *vm)
 		if (n < PK_UFFD_READ_BATCH)
 			break;
 	}
-	pk_fault_retry_deferred(vm);
+	uint64_t next_due = UINT64_MAX;
+	pk_fault_retry_deferred(vm, pk_monotonic_ms(), &next_due);
+	pk_engine_retry_at(vm->engine, next_due);
 }
 
 static void submit_swapins(struct pk_vm *vm)
@@ -575,30 +730,92 @@ static void submit_swapins(struct pk_vm *vm)
 		pk_swap_submit(vm->engine->swap);
 }
 
-unsigned pk_fault_retry_deferred(struct pk_vm *vm)
+/* A swap-in due for a retry: read its slot again, or copy it again. */
+static enum swapin_next swapin_retry(struct pk_vm *vm, struct pk_swapin *op)
 {
-	unsigned n = vm->n_deferred, kept = 0;
+	struct pk_engine *e = vm->engine;
+
+	if (!op->reread)
+		return swapin_resolve(vm, op, op->result);
+	if (pk_page_state(&vm->pages, op->idx) != PK_PAGE_SWAPPED)
+		return swapin_resolve(vm, op, 0); /* discarded meanwhile */
+	if (pk_swap_read(e->swap, op->slot, op->buf_idx,
+			 (uint64_t)(uintptr_t)&op->op) < 0) {
+		op->due_ms = 0; /* the ring is full: once it drains */
+		return SWAPIN_AGAIN;
+	}
+	op->reread = 0;
+	return SWAPIN_WAIT; /* in flight: pk_fault_swapin_done has it */
+}
+
+/* Recount what backs off; log the end of an episode once it is over. */
+static void retry_episode_check(struct pk_vm *vm)
+{
+	unsigned deferred_waiting = 0;
+
+	for (unsigned i = 0; i < vm->n_deferred; i++)
+		if (vm->deferred[i].backoff_ms)
+			deferred_waiting++;
+	vm->faults_waiting = deferred_waiting + vm->swapins_waiting;
+	if (!vm->retry_episode_ms || vm->faults_waiting)
+		return;
+	pk_log(vm->engine, "vm %s: faults served again after %llu retries "
+	       "over %llu ms", vm->name,
+	       (unsigned long long)vm->retry_episode_retries,
+	       (unsigned long long)(pk_monotonic_ms() - vm->retry_episode_ms));
+	vm->retry_episode_ms = 0;
+}
+
+unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
+				 uint64_t *next_due_ms)
+{
+	unsigned n = vm->n_deferred, again = 0, kept = 0;
 	struct pk_swapin *retry = vm->swapin_retry;
+	struct pk_deferred_fault *d;
 
 	vm->swapin_retry = NULL;
 	while (retry) {
 		struct pk_swapin *op = retry;
+		enum swapin_next next;
 		retry = op->next_retry;
-		if (swapin_resolve(vm, op, op->result) == -EAGAIN) {
-			op->next_retry = vm->swapin_retry;
-			vm->swapin_retry = op;
-			kept++;
+		if (op->due_ms > now_ms) {
+			next = SWAPIN_WAIT; /* not due yet */
 		} else {
-			swapin_free(vm->engine, op);
+			int in_flight = op->reread;
+			next = swapin_retry(vm, op);
+			if (in_flight && next == SWAPIN_WAIT)
+				continue; /* read again: not on the list */
 		}
+		if (next == SWAPIN_DONE) {
+			swapin_free(vm->engine, vm, op);
+			continue;
+		}
+		swapin_queue_retry(vm, op, next);
+		if (next == SWAPIN_AGAIN)
+			again++;
+		else if (op->due_ms < *next_due_ms)
+			*next_due_ms = op->due_ms;
 	}
 
 	for (unsigned i = 0; i < n; i++) {
-		struct pk_deferred_fault d = vm->deferred[i];
-		if (resolve_fault(vm, d.addr, d.flags) == -EAGAIN)
-			vm->deferred[kept++] = d;
+		d = &vm->deferred[i];
+		if (d->due_ms > now_ms) {
+			vm->deferred[kept++] = *d;
+		} else {
+			int err = resolve_fault(vm, d->addr, d->flags);
+			if (err == 0)
+				continue;
+			vm->deferred[kept++] = deferred_entry(
+				vm, d->addr, d->flags, err, d->backoff_ms);
+		}
+		d = &vm->deferred[kept - 1];
+		if (!d->due_ms)
+			again++;
+		else if (d->due_ms < *next_due_ms)
+			*next_due_ms = d->due_ms;
 	}
 	vm->n_deferred = kept;
+	retry_episode_check(vm);
 	submit_swapins(vm);
-	return kept;
+	return again;
 }

@@ -146,6 +146,10 @@ static json_object *vm_json(const struct pk_vm *vm)
 	json_object_object_add(o, "swapins_per_s",
 			       json_object_new_double(vm->stats.swapins_per_s));
 	put_int(o, "pages_poisoned", vm->stats.poisoned);
+	put_int(o, "fault_retries", vm->stats.fault_retries);
+	put_int(o, "faults_waiting", vm->faults_waiting);
+	put_int(o, "swapin_read_retries", vm->stats.swapin_read_retries);
+	put_int(o, "readahead_dropped", vm->stats.readahead_dropped);
 	put_int(o, "page_table_bytes", (vm->pages.n_pages *
 						 PK_PAGE_TABLE_BYTES_PER_PAGE));
 	return o;

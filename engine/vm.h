@@ -30,12 +30,25 @@ struct pk_fault_stream {
 };
 #define PK_FAULT_STREAMS 4
 
-/* A fault that could not be resolved yet (EAGAIN: a REMOVE in flight). */
+/*
+ * A fault that could not be resolved yet: EAGAIN (a REMOVE in flight),
+ * retried as soon as the events are read (backoff_ms 0), or an ioctl
+ * error such as ENOMEM under a memory cgroup limit, retried at due_ms
+ * with a back-off that doubles from PK_RETRY_BACKOFF_MIN_MS to
+ * PK_RETRY_BACKOFF_MAX_MS (fault.c).
+ */
 struct pk_deferred_fault {
 	uint64_t addr;
 	uint64_t flags;
+	uint64_t due_ms;     /* CLOCK_MONOTONIC; 0: as soon as possible */
+	uint32_t backoff_ms; /* 0: EAGAIN, not backing off */
 };
 #define PK_DEFERRED_MAX 256
+#define PK_RETRY_BACKOFF_MIN_MS 1u
+#define PK_RETRY_BACKOFF_MAX_MS 1000u
+/* Reads of a slot before its page is poisoned: I/O errors, checksums. */
+#define PK_SWAPIN_READ_TRIES 3u
+#define PK_SWAPIN_CHECKSUM_TRIES 2u
 
 /* A shmem REMOVE range to compare with the file later (see fault.c). */
 struct pk_remove_recheck {
@@ -63,7 +76,14 @@ struct pk_swapin {
 	int result; /* the read's: 0, or -EBADMSG / -errno */
 	unsigned buf_idx;
 	void *buf;
-	struct pk_swapin *next_retry; /* UFFDIO_COPY said EAGAIN */
+	struct pk_swapin *next_retry; /* on vm->swapin_retry */
+	uint8_t readahead; /* the guest did not fault on it: never poisoned */
+	uint8_t reads;	   /* reads completed so far (retries after errors) */
+	uint8_t reread;	   /* the retry is a new read, not a UFFDIO_COPY */
+	uint8_t waiting;   /* counted in vm->swapins_waiting */
+	uint8_t keep_slot; /* given back SWAPPED: the page keeps the slot */
+	uint32_t backoff_ms; /* 0: EAGAIN, retried at once */
+	uint64_t due_ms;     /* CLOCK_MONOTONIC time of the retry */
 };
 
 struct pk_evict_batch;
@@ -105,6 +125,11 @@ struct pk_vm_stats {
 	uint64_t swapins_last_tick;
 	double swapins_per_s;
 	uint64_t poisoned;	   /* checksum or I/O failures */
+	uint64_t fault_retries;	   /* back-off retries scheduled after an
+				    * ioctl or read error (fault.c) */
+	uint64_t swapin_read_retries; /* of those, slot reads repeated */
+	uint64_t readahead_dropped; /* read-ahead swap-ins given back on an
+				     * error, page still SWAPPED */
 };
 
 struct pk_vm {
@@ -141,7 +166,11 @@ struct pk_vm {
 	/* Swapping (evict.c, fault.c). */
 	struct pk_evict_batch *evicting; /* batches in flight, a list */
 	unsigned n_evicting;
-	struct pk_swapin *swapin_retry;
+	struct pk_swapin *swapin_retry; /* swap-ins waiting for a retry */
+	unsigned swapins_waiting;  /* of those and re-reads: backing off */
+	unsigned faults_waiting;   /* faults and swap-ins backing off now */
+	uint64_t retry_episode_ms; /* first back-off of this episode, or 0 */
+	uint64_t retry_episode_retries;
 
 	/* Sharing scanner (scan.c). */
 	struct pk_scan_cursor *scan;
@@ -240,7 +269,13 @@ void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *op, int result);
 
 /* Fault path (fault.c): drain and handle the VM's uffd events. */
 void pk_fault_handle_events(struct pk_vm *vm);
-/* Retry faults deferred by EAGAIN; returns how many are still deferred. */
-unsigned pk_fault_retry_deferred(struct pk_vm *vm);
+/*
+ * Retry the deferred faults and swap-ins that are due at now_ms
+ * (CLOCK_MONOTONIC).  Returns how many EAGAIN ones are still deferred
+ * (to be retried as soon as the loop comes round); lowers *next_due_ms
+ * to the earliest back-off retry still waiting, if any.
+ */
+unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
+				 uint64_t *next_due_ms);
 
 #endif
