@@ -184,23 +184,67 @@ reject:
 }
 
 /*
- * RECLAIM: the connection waits for the reply, which comes when the
- * eviction ends, so it is handed to the VM's reclaim (evict.c).
+ * The VM a RECLAIM or DRAIN names, or NULL after an ERROR_REPLY.  A VM of
+ * the previous daemon still waiting for its guest is not there yet.
  */
-static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
+static struct pk_vm *request_vm(struct pk_conn *c, const char *vm_name)
 {
 	char name[PK_PROTO_NAME_MAX], reason[PK_PROTO_REASON_MAX];
 	struct pk_vm *vm;
-	int err, fd;
 
-	memcpy(name, m->vm_name, sizeof(name));
+	memcpy(name, vm_name, sizeof(name));
 	name[sizeof(name) - 1] = '\0';
 	vm = pk_vm_find_by_name(c->engine, name);
 	if (!vm) {
-		snprintf(reason, sizeof(reason), "no VM named '%s'", name);
+		snprintf(reason, sizeof(reason), "no VM named '%s'%s", name,
+			 c->engine->n_waiting
+				 ? " (VMs of the previous daemon are listed "
+				   "once their guests reconnect)"
+				 : "");
 		send_reply(c->fd, PK_MSG_ERROR_REPLY, -ENOENT, 0, reason);
+	}
+	return vm;
+}
+
+typedef int long_request_fn(struct pk_vm *vm, uint64_t arg, int reply_fd,
+			    char *reason, size_t reason_len);
+
+/*
+ * A request whose reply comes when its work ends: a copy of the
+ * connection is handed to the work, which answers on it.
+ */
+static void start_long_request(struct pk_conn *c, struct pk_vm *vm,
+			       long_request_fn *start, uint64_t arg)
+{
+	char reason[PK_PROTO_REASON_MAX];
+	int err, fd = dup(c->fd);
+
+	if (fd < 0) {
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, -errno, 0, "dup failed");
 		return;
 	}
+	err = start(vm, arg, fd, reason, sizeof(reason));
+	if (err) {
+		close(fd);
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, err, 0, reason);
+	}
+}
+
+static int drain_start(struct pk_vm *vm, uint64_t unused, int reply_fd,
+		       char *reason, size_t reason_len)
+{
+	(void)unused;
+	return pk_fault_drain_start(vm, reply_fd, reason, reason_len);
+}
+
+/* RECLAIM: evict.c answers when the eviction ends. */
+static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
+{
+	struct pk_vm *vm = request_vm(c, m->vm_name);
+	char reason[PK_PROTO_REASON_MAX];
+
+	if (!vm)
+		return;
 	if (m->bytes == 0 || m->bytes % PK_PAGE_SIZE) {
 		snprintf(reason, sizeof(reason),
 			 "reclaim size must be a positive multiple of %u bytes",
@@ -208,17 +252,16 @@ static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
 		send_reply(c->fd, PK_MSG_ERROR_REPLY, -EINVAL, 0, reason);
 		return;
 	}
-	fd = dup(c->fd);
-	if (fd < 0) {
-		send_reply(c->fd, PK_MSG_ERROR_REPLY, -errno, 0, "dup failed");
-		return;
-	}
-	err = pk_reclaim_start(vm, m->bytes / PK_PAGE_SIZE, fd, reason,
-			       sizeof(reason));
-	if (err) {
-		close(fd);
-		send_reply(c->fd, PK_MSG_ERROR_REPLY, err, 0, reason);
-	}
+	start_long_request(c, vm, pk_reclaim_start, m->bytes / PK_PAGE_SIZE);
+}
+
+/* DRAIN: fault.c answers when every page is back. */
+static void handle_drain(struct pk_conn *c, const struct pk_drain_msg *m)
+{
+	struct pk_vm *vm = request_vm(c, m->vm_name);
+
+	if (vm)
+		start_long_request(c, vm, drain_start, 0);
 }
 
 static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
@@ -290,6 +333,16 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 			goto reject;
 		}
 		handle_reclaim(c, (const struct pk_reclaim_msg *)(const void *)buf);
+		return;
+	case PK_MSG_DRAIN:
+		if (n_fds || (size_t)n != sizeof(struct pk_drain_msg)) {
+			err = -EBADMSG;
+			snprintf(reason, sizeof(reason),
+				 "drain request must be %zu bytes without fds",
+				 sizeof(struct pk_drain_msg));
+			goto reject;
+		}
+		handle_drain(c, (const struct pk_drain_msg *)(const void *)buf);
 		return;
 	case PK_MSG_STATUS:
 		if (n_fds) {

@@ -18,6 +18,7 @@
  */
 #include "engine/engine.h"
 #include "engine/protocol.h"
+#include "engine/state.h"
 #include "engine/vm.h"
 #include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
@@ -128,6 +129,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	}
 	pk_scan_tick(e, expirations);
 	pk_share_tick(e);
+	pk_state_tick(e);
 	if (e->swap) {
 		int r = pk_swap_store_scrub(e->swap, PK_SCRUB_BUDGET_NS);
 		if (r < 0)
@@ -147,36 +149,9 @@ static void io_done(void *arg, uint64_t user_data, int result)
 		pk_fault_swapin_done(e, op, result);
 }
 
-static void on_swap_io(struct pk_event_loop *loop, struct pk_watch *w,
-		       uint32_t events, void *data)
+void pk_engine_reap_swap(struct pk_engine *e)
 {
-	struct pk_engine *e = data;
-	(void)loop, (void)w, (void)events;
-
 	pk_swap_reap(e->swap, io_done, e);
-}
-
-static int swap_open(struct pk_engine *e)
-{
-	char path[4096];
-	int err;
-
-	snprintf(path, sizeof(path), "%s/swap.pk", e->cfg.state_dir);
-	err = pk_swap_store_open(&e->swap, path, e->cfg.swap_bytes,
-				 PK_SWAP_QUEUE_DEPTH);
-	if (err) {
-		pk_log(e, "cannot create the swap file %s: %s", path,
-		       strerror(-err));
-		return err;
-	}
-	pk_log(e, "swap file %s: %llu MiB, %s I/O", path,
-	       (unsigned long long)(e->cfg.swap_bytes >> 20),
-	       pk_swap_store_is_direct(e->swap) ? "O_DIRECT"
-						: "buffered (no O_DIRECT here)");
-	if (!pk_watch_add(e->loop, pk_swap_store_event_fd(e->swap), EPOLLIN,
-			  on_swap_io, e))
-		return -errno;
-	return pk_swap_dedup_init(e);
 }
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
@@ -189,7 +164,10 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	e->cfg = *cfg;
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 	e->retry_timer_fd = -1;
+	e->state_dirfd = e->run_dirfd = e->state_lock_fd = e->run_lock_fd = -1;
 	e->log = stderr;
+	if (!e->cfg.run_dir)
+		e->cfg.run_dir = e->cfg.state_dir;
 	if (!e->cfg.fault_around_max)
 		e->cfg.fault_around_max = PK_FAULT_AROUND_DEFAULT;
 	if (e->cfg.fault_around_max > PK_FAULT_AROUND_LIMIT)
@@ -223,9 +201,11 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 		return -errno;
 	e->victim_policy = pk_victim_random;
 	e->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	if (e->cfg.swap_bytes && (err = swap_open(e)) != 0)
-		return err;
-	if ((err = pk_scan_init(e)) != 0)
+	/* The locks before anything in the directories is touched. */
+	if ((err = pk_state_open(e)) != 0 ||
+	    (err = pk_state_swap_open(e)) != 0 ||
+	    (err = pk_scan_init(e)) != 0 ||
+	    (err = pk_state_replay(e)) != 0)
 		return err;
 	err = pk_control_listen(e);
 	if (err)
@@ -246,6 +226,10 @@ int pk_engine_run(struct pk_engine *e)
 								    &next_due);
 			if (evict_pending)
 				pk_evict_resume(vm);
+			if (vm->drain_fd >= 0) {
+				pk_fault_drain_step(vm);
+				deferred += vm->drain_fd >= 0;
+			}
 		}
 		pk_engine_retry_at(e, next_due);
 		deferred += (unsigned)e->evict_pending;
@@ -265,8 +249,12 @@ void pk_engine_stop(struct pk_engine *e)
 
 void pk_engine_fini(struct pk_engine *e)
 {
+	/* Stopping is not the guests going away: their state stays. */
+	e->keep_state = 1;
 	while (e->vms)
 		pk_vm_destroy(e->vms);
+	while (e->waiting)
+		pk_vm_destroy(e->waiting);
 	if (e->loop)
 		pk_control_close(e);
 	if (e->signal_fd >= 0)
@@ -287,6 +275,7 @@ void pk_engine_fini(struct pk_engine *e)
 		pk_swap_store_close(e->swap);
 	}
 	pk_swap_dedup_fini(e);
+	pk_state_close(e); /* after the store: it writes the checksums */
 	pk_event_loop_destroy(e->loop);
 	free(e->rx_buf);
 	if (e->zero_buf)
@@ -294,4 +283,5 @@ void pk_engine_fini(struct pk_engine *e)
 	memset(e, 0, sizeof(*e));
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 	e->retry_timer_fd = -1;
+	e->state_dirfd = e->run_dirfd = e->state_lock_fd = e->run_lock_fd = -1;
 }

@@ -10,6 +10,8 @@
  *  - pk_engine_run() returns after SIGTERM/SIGINT or pk_engine_stop().
  *    Stopping closes the daemon's copies of every uffd; clients keep
  *    theirs, so guest faults block until a daemon registers them again.
+ *    The state stays (state.h): every VM's record, slots and copies are
+ *    there for the next daemon, which replays them.
  *  - Functions return 0 or a negative errno.
  */
 #ifndef PK_ENGINE_H
@@ -22,6 +24,7 @@
 #include "engine/event_loop.h"
 #include "engine/page_table.h"
 #include "hashing/rate_limit.h"
+#include "swapper/swap_store.h"
 #include "swapper/victim.h"
 
 struct pk_vm;
@@ -29,6 +32,7 @@ struct pk_conn;
 struct pk_swap_store;
 struct pk_share_domain;
 struct pk_content_index;
+struct pk_sfile;
 
 /* A VM whose sharing domain the configuration sets (--share-domain). */
 struct pk_share_override {
@@ -39,7 +43,11 @@ struct pk_share_override {
 
 struct pk_engine_config {
 	const char *socket_path;
-	const char *state_dir;
+	const char *state_dir;	     /* swap file (disk) */
+	const char *run_dir;	     /* VM records, copies (tmpfs): state.h */
+	unsigned restart_grace_s;    /* a previous daemon's VMs wait this long */
+	int volatile_state;	     /* records in memory: a benchmark anchor */
+	struct pk_swap_inject swap_inject; /* tests: swap I/O errors */
 	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
@@ -94,6 +102,7 @@ struct pk_engine {
 	pk_victim_policy_fn *victim_policy;
 	uint64_t rng;	   /* victim sampling state */
 	int evict_pending; /* a reclaim waits for a retry (EAGAIN) */
+	uint64_t swap_write_errors; /* failed evictions writes (ENOSPC, EIO) */
 
 	/* Sharing scanner (scan.c). */
 	int scan_timer_fd;
@@ -111,6 +120,15 @@ struct pk_engine {
 	int64_t scan_cpu_credit_ns;	/* CPU the scanner may still use */
 	uint64_t scan_last_tick_ns;
 	double scan_mib_per_s, scan_cpu_percent;
+
+	/* Durable state (state.c). */
+	int state_dirfd, run_dirfd;
+	int state_lock_fd, run_lock_fd;
+	struct pk_sfile *swap_sums; /* the swap file's identity and checksums */
+	struct pk_vm *waiting;	    /* a previous daemon's VMs, guests not back */
+	unsigned n_waiting;
+	int swap_lost;	/* the previous daemon's swap file is gone */
+	int keep_state; /* stopping: VMs close, their state stays */
 	FILE *log;
 };
 
@@ -125,6 +143,8 @@ void pk_engine_fini(struct pk_engine *e);
  */
 void pk_engine_retry_at(struct pk_engine *e, uint64_t due_ms);
 uint64_t pk_monotonic_ms(void);
+/* Reap the swap store's completions (its eventfd is readable). */
+void pk_engine_reap_swap(struct pk_engine *e);
 
 /* Sharing scanner (scan.c). */
 int pk_scan_init(struct pk_engine *e);

@@ -20,9 +20,10 @@
  *      instead (swap dedup: a slot is read back and compared first); the
  *      others go to freshly allocated slots through io_uring, all in one
  *      submission;
- *   5. when the writes complete, read the uffd dry again, then punch the
- *      surviving pages out of the RAM file and record each page's slot
- *      (or the zero state) in the page table.
+ *   5. when the writes complete, read the uffd dry again, record each
+ *      surviving page's slot (or copy, or the zero state) in its
+ *      page-table entry, which is its durable record (state.h), and only
+ *      then punch it out of the RAM file.
  *
  * A page the guest wrote at any point after step 1 is kept resident and
  * its slot freed.  A write that races with the punch cannot be lost: the
@@ -32,8 +33,8 @@
  * guest discards meanwhile (REMOVE) stays removed and its slot is freed.
  *
  * The page-to-slot map is the page table's payload: one entry per page,
- * changed only here and in fault.c, so a later journal can log exactly
- * these transitions (slot set on punch, cleared on swap-in or remove).
+ * changed only here and in fault.c, in the VM's record in the run
+ * directory, so it outlives the daemon.
  */
 #include "engine/vm.h"
 #include "engine/swap_dedup.h"
@@ -65,6 +66,7 @@
 #define EV_FAILED 0x8  /* no slot, no buffer, or the write failed */
 #define EV_SHARED 0x10 /* holds a reference on canonical copy canon_id */
 #define EV_SLOTDUP 0x20 /* holds a reference on an existing slot: no write */
+#define EV_UNPUNCHED 0x40 /* its punch failed: the page is still there */
 
 struct pk_evict_page {
 	struct pk_io_op op; /* first: the io_uring user_data points here */
@@ -222,11 +224,14 @@ static int run_wp(struct pk_evict_batch *b, unsigned i, unsigned j,
 static int run_punch(struct pk_evict_batch *b, unsigned i, unsigned j,
 		     uint64_t addr, uint64_t off, uint64_t pages, int unused)
 {
-	(void)i, (void)j, (void)addr, (void)unused;
-	return fallocate(b->vm->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			 (off_t)off, (off_t)(pages * PK_PAGE_SIZE)) < 0
-		       ? -errno
-		       : 0;
+	(void)addr, (void)unused;
+	if (fallocate(b->vm->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)(pages * PK_PAGE_SIZE)) == 0)
+		return 0;
+	int err = -errno;
+	for (unsigned k = i; k < j; k++)
+		b->pages[k].flags |= EV_UNPUNCHED;
+	return err;
 }
 
 /*
@@ -317,14 +322,21 @@ static void batch_release(struct pk_evict_batch *b)
 static void evict_next_batch(struct pk_vm *vm);
 
 /*
- * Step 5: the writes are done; punch and record, or give pages back.
+ * Step 5: the writes are done; record, punch, or give pages back.
  * Does not start the next batch: the callers loop, so no recursion
  * builds up.
+ *
+ * Each surviving page's entry is set (ZERO, SHARED(copy) or
+ * SWAPPED(slot)) before its punch: the entry is its durable record
+ * (state.h), so a daemon killed between the two finds the page still in
+ * the RAM file, which then wins.  A punch that fails (the file refused
+ * it) puts its pages back: resident, unprotected, slot or copy let go.
  */
 static void batch_finish(struct pk_evict_batch *b)
 {
 	struct pk_vm *vm = b->vm;
 	struct pk_page_table *pt;
+	int punch_err;
 
 	if (!vm) { /* the guest went away meanwhile */
 		batch_release(b);
@@ -334,39 +346,55 @@ static void batch_finish(struct pk_evict_batch *b)
 	/* Writes the guest made while the I/O ran show up as WP faults. */
 	pk_fault_handle_events(vm);
 
-	/* Failed pages (no buffer, no slot, I/O error) are still
-	 * protected: give them back.  Dirty ones were unprotected when the
-	 * fault arrived. */
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
 		if ((p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED)) == EV_FAILED) {
+			/* No buffer, no slot, or the write failed: still
+			 * protected, so give it back.  Dirty ones were
+			 * unprotected when the fault arrived. */
 			uint64_t addr, off;
 			pk_vm_page_where(vm, p->idx, &addr, &off);
 			wp_range(vm, addr, 1, 0);
 		}
+		if (p->flags & (EV_REMOVED | EV_FAILED | EV_DIRTY)) {
+			if (p->flags & EV_SHARED) {
+				pk_canon_put(vm->domain->store, p->canon_id);
+				p->flags &= ~EV_SHARED;
+			}
+			continue;
+		}
+		/* The record, before the punch. */
+		if (p->flags & EV_ZERO)
+			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
+		else if (p->flags & EV_SHARED)
+			pk_page_set(pt, p->idx, PK_PAGE_SHARED, p->canon_id);
+		else
+			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
 	}
-	for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, BRIDGE_RECLAIMED,
-		     run_punch, 0);
+	punch_err = for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED,
+				 BRIDGE_RECLAIMED, run_punch, 0);
 
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
-		if (p->flags & (EV_REMOVED | EV_FAILED | EV_DIRTY) &&
-		    p->flags & EV_SHARED) {
-			pk_canon_put(vm->domain->store, p->canon_id);
-			p->flags &= ~EV_SHARED;
-		}
 		if (p->flags & (EV_REMOVED | EV_FAILED)) {
 			/* Removed stays removed; failed stays resident. */
 		} else if (p->flags & EV_DIRTY) {
 			vm->stats.evict_aborts++;
 			vm->reclaim_aborted += !b->scan;
+		} else if (p->flags & EV_UNPUNCHED) {
+			/* Still in the guest: resident again. */
+			uint64_t addr, off;
+			if (p->flags & EV_SHARED)
+				pk_canon_put(vm->domain->store, p->canon_id);
+			pk_page_set(pt, p->idx, PK_PAGE_RESIDENT, 0);
+			pk_vm_page_where(vm, p->idx, &addr, &off);
+			wp_range(vm, addr, 1, 0);
+			vm->stats.punch_failures++;
 		} else if (p->flags & EV_ZERO) {
-			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
 			vm->stats.zero_reclaimed++;
 			vm->reclaim_zero += !b->scan;
 		} else if (p->flags & EV_SHARED) {
 			/* The page table holds the reference now. */
-			pk_page_set(pt, p->idx, PK_PAGE_SHARED, p->canon_id);
 			if (b->scan) {
 				vm->stats.share_merged++;
 			} else {
@@ -374,7 +402,6 @@ static void batch_finish(struct pk_evict_batch *b)
 				vm->reclaim_swapped++;
 			}
 		} else {
-			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
 			p->has_slot = 0; /* the page table owns it now */
 			if (p->flags & EV_SLOTDUP) {
 				vm->stats.swap_dedup++;
@@ -386,6 +413,14 @@ static void batch_finish(struct pk_evict_batch *b)
 			vm->reclaim_swapped++;
 		}
 		pk_page_set_busy(pt, p->idx, 0);
+	}
+	if (punch_err) {
+		if (!vm->punch_error_logged++)
+			pk_log(vm->engine, "vm %s: cannot punch pages out of its "
+			       "RAM file (%s): they stay resident; eviction and "
+			       "merging of this VM stop here", vm->name,
+			       strerror(-punch_err));
+		reclaim_stop(vm, punch_err, "punching the RAM file failed");
 	}
 	if (b->nospace)
 		reclaim_stop(vm, -ENOSPC, "swap file full");
@@ -412,6 +447,47 @@ static int queue_write(struct pk_evict_batch *b, struct pk_evict_page *p)
 	}
 	b->io_pending++;
 	return 0;
+}
+
+/*
+ * Give pages[0..n) fresh slots and queue their writes: the allocator
+ * hands out the lowest free slots, so a batch's slots are mostly
+ * consecutive, and each run of consecutive slots goes out as one write
+ * (pk_swap_write_run).  Pages without a slot or whose write cannot be
+ * queued are EV_FAILED.
+ */
+static void queue_writes(struct pk_evict_batch *b, struct pk_evict_page **pages,
+			 unsigned n)
+{
+	struct pk_engine *e = b->engine;
+	unsigned got = 0;
+
+	for (; got < n; got++) {
+		struct pk_evict_page *p = pages[got];
+		if (pk_swap_slot_alloc(e->swap, &p->slot) < 0) {
+			b->nospace = 1;
+			break;
+		}
+		p->has_slot = 1;
+		p->op.kind = PK_IO_EVICT_WRITE;
+	}
+	for (unsigned k = got; k < n; k++)
+		pages[k]->flags |= EV_FAILED;
+	for (unsigned i = 0; i < got;) {
+		unsigned bufs[PK_EVICT_BATCH], j = i;
+		uint64_t ud[PK_EVICT_BATCH];
+		while (j < got && pages[j]->slot == pages[i]->slot + (j - i)) {
+			bufs[j - i] = pages[j]->buf_idx;
+			ud[j - i] = (uint64_t)(uintptr_t)&pages[j]->op;
+			j++;
+		}
+		if (pk_swap_write_run(e->swap, pages[i]->slot, j - i, bufs, ud) < 0)
+			for (unsigned k = i; k < j; k++)
+				pages[k]->flags |= EV_FAILED;
+		else
+			b->io_pending += j - i;
+		i = j;
+	}
 }
 
 /*
@@ -484,10 +560,20 @@ void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result)
 		if (verify_done(b, p, result))
 			return;
 	} else if (result < 0) {
+		/* The page stays in the guest (its write protection goes in
+		 * batch_finish); eviction of this VM stops, said once. */
 		p->flags |= EV_FAILED;
-		pk_log(e, "vm %s: swap write of page %llu failed: %s",
-		       vm ? vm->name : "(gone)", (unsigned long long)p->idx,
-		       strerror(-result));
+		e->swap_write_errors++;
+		if (vm) {
+			vm->stats.swap_write_errors++;
+			if (!vm->reclaim_status && !vm->reclaim_reason)
+				pk_log(e, "vm %s: writing the swap file failed "
+				       "(%s): eviction stops, the pages stay in "
+				       "the guest", vm->name, strerror(-result));
+			reclaim_stop(vm, result, result == -ENOSPC
+				     ? "the swap file's file system is full"
+				     : "writing the swap file failed");
+		}
 	}
 	if (b->io_pending)
 		return;
@@ -574,7 +660,10 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 	/* 3. Any write so far shows up as a WP fault now. */
 	pk_fault_handle_events(vm);
 
-	/* 4. Zero pages need no I/O; the rest go out in one submission. */
+	/* 4. Zero pages need no I/O; the rest go out in one submission,
+	 * consecutive slots as one write each. */
+	unsigned n_write = 0;
+	struct pk_evict_page *to_write[PK_EVICT_BATCH];
 	for (unsigned i = 0; i < n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
 		if (p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED))
@@ -587,8 +676,9 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 		p->hash = pk_page_hash(p->buf);
 		if (join_canonical(vm, p) || verify_start(b, p))
 			continue;
-		queue_write(b, p);
+		to_write[n_write++] = p;
 	}
+	queue_writes(b, to_write, n_write);
 	if (b->io_pending)
 		pk_swap_submit(e->swap);
 	else
@@ -619,7 +709,7 @@ int pk_evict_scan_pages(struct pk_vm *vm, const uint64_t *entries,
 	uint64_t before = vm->stats.zero_reclaimed + vm->stats.share_merged;
 	bool may_share[PK_EVICT_BATCH];
 
-	if (n == 0 || vm->anon)
+	if (n == 0 || vm->anon || vm->drained)
 		return 0;
 	if (n > PK_EVICT_BATCH)
 		n = PK_EVICT_BATCH;
@@ -742,6 +832,11 @@ int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
 			 "eviction of private anonymous RAM needs the in-guest "
 			 "agent (not built yet)");
 		return -EOPNOTSUPP;
+	}
+	if (vm->drained) {
+		snprintf(reason, reason_len, "vm %s is drained (pagekeeper "
+			 "drain): its pages are not evicted any more", vm->name);
+		return -EPERM;
 	}
 	if (vm->reclaim_fd >= 0 || vm->reclaim_left || vm->n_evicting) {
 		snprintf(reason, reason_len, "a reclaim of vm %s is running",

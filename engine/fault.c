@@ -54,7 +54,12 @@
  * SWAPPED with its slot, and the guest's own fault, if it comes, tries
  * again.  One log line per VM when an episode of retries starts and one
  * when it ends; the counts are in the VM's status.
+ *
+ * A drain (pagekeeper drain VM) resolves swapped and merged pages ahead of
+ * the guest by the same two resolutions, from the engine loop: see
+ * pk_fault_drain_step() at the end.
  */
+#include "engine/state.h"
 #include "engine/vm.h"
 #include "engine/uffd_compat.h"
 #include "hashing/canonical_store.h"
@@ -63,8 +68,10 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -450,8 +457,9 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 			return err;
 		}
 	}
-	pk_canon_put(store, id);
+	/* The entry first: a copy is let go only once nothing names it. */
 	pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT, 0);
+	pk_canon_put(store, id);
 	vm->stats.share_refaults++;
 	return 0;
 }
@@ -818,4 +826,121 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
 	retry_episode_check(vm);
 	submit_swapins(vm);
 	return again;
+}
+
+/*
+ * Drain: resolve every swapped and merged page of the VM before the guest
+ * asks, the way a fault would (a swap-in read, then UFFDIO_COPY; a copy
+ * from the canonical copy), so an admin can detach it or uninstall with
+ * nothing left in the swap file or the copies.  From the start on, the
+ * VM is neither evicted nor merged (vm->drained).  The engine loop calls
+ * the step while the drain runs: each step resolves up to
+ * PK_DRAIN_STEP pages from a cursor, leaving swap buffers for the
+ * guests' own faults; pages busy with a swap-in are passed over, and
+ * another pass starts (at most every PK_DRAIN_PASS_MS) until no page is
+ * swapped or merged.  A page whose slot cannot be read is poisoned, as
+ * for a fault, and counted in the reply.
+ */
+#define PK_DRAIN_STEP 256u
+#define PK_DRAIN_BUF_RESERVE 256u
+#define PK_DRAIN_PASS_MS 10u
+
+static uint64_t drain_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int pk_fault_drain_start(struct pk_vm *vm, int reply_fd, char *reason,
+			 size_t reason_len)
+{
+	if (vm->drain_fd >= 0) {
+		snprintf(reason, reason_len, "vm %s is being drained already",
+			 vm->name);
+		return -EBUSY;
+	}
+	pk_state_vm_drained(vm);
+	vm->drain_fd = reply_fd;
+	vm->drain_cursor = 0;
+	vm->drain_pass_ms = pk_monotonic_ms();
+	vm->drain_start_us = drain_now_us();
+	vm->drain_swapins0 = vm->stats.swapins;
+	vm->drain_unshared = 0;
+	vm->drain_poisoned0 = vm->stats.poisoned;
+	/* A reclaim in flight ends with its batches; the queue is dropped. */
+	vm->reclaim_left = 0;
+	vm->n_share_queue = 0;
+	pk_log(vm->engine, "vm %s: draining %llu swapped and %llu merged pages",
+	       vm->name,
+	       (unsigned long long)vm->pages.count[PK_PAGE_SWAPPED],
+	       (unsigned long long)vm->pages.count[PK_PAGE_SHARED]);
+	return 0;
+}
+
+void pk_fault_drain_end(struct pk_vm *vm, int status, const char *reason)
+{
+	struct pk_drain_reply r;
+
+	if (vm->drain_fd < 0)
+		return;
+	memset(&r, 0, sizeof(r));
+	pk_msg_header_init(&r.hdr, PK_MSG_DRAIN_REPLY, sizeof(r));
+	r.status = status;
+	r.pages_swapped_in = vm->stats.swapins - vm->drain_swapins0;
+	r.pages_unshared = vm->drain_unshared;
+	r.pages_poisoned = vm->stats.poisoned - vm->drain_poisoned0;
+	r.elapsed_us = drain_now_us() - vm->drain_start_us;
+	snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	send(vm->drain_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(vm->drain_fd);
+	vm->drain_fd = -1;
+	pk_log(vm->engine, "vm %s: drain %s: %llu pages swapped in, %llu "
+	       "unshared, %llu poisoned in %llu ms", vm->name,
+	       status ? "stopped" : "done",
+	       (unsigned long long)r.pages_swapped_in,
+	       (unsigned long long)r.pages_unshared,
+	       (unsigned long long)r.pages_poisoned,
+	       (unsigned long long)(r.elapsed_us / 1000));
+}
+
+void pk_fault_drain_step(struct pk_vm *vm)
+{
+	struct pk_page_table *pt = &vm->pages;
+	struct pk_swap_store *swap = vm->engine->swap;
+	unsigned done = 0;
+
+	if (!pt->count[PK_PAGE_SWAPPED] && !pt->count[PK_PAGE_SHARED] &&
+	    !vm->n_evicting) {
+		pk_fault_drain_end(vm, 0, "ok");
+		return;
+	}
+	while (vm->drain_cursor < pt->n_pages && done < PK_DRAIN_STEP) {
+		uint64_t idx = vm->drain_cursor, addr, off;
+		enum pk_page_state st = pk_page_state(pt, idx);
+
+		if ((st != PK_PAGE_SWAPPED && st != PK_PAGE_SHARED) ||
+		    pk_page_busy(pt, idx)) {
+			vm->drain_cursor++;
+			continue;
+		}
+		pk_vm_page_where(vm, idx, &addr, &off);
+		if (st == PK_PAGE_SHARED) {
+			if (share_refault(vm, idx, addr) < 0)
+				break; /* EAGAIN or no memory: next step */
+			vm->drain_unshared++;
+		} else {
+			if (!swap || pk_swap_bufs_free(swap) <= PK_DRAIN_BUF_RESERVE ||
+			    swapin_start(vm, idx, addr, 0) < 0)
+				break; /* buffers busy: their completions wake us */
+		}
+		done++;
+		vm->drain_cursor++;
+	}
+	submit_swapins(vm);
+	if (vm->drain_cursor >= pt->n_pages &&
+	    pk_monotonic_ms() - vm->drain_pass_ms >= PK_DRAIN_PASS_MS) {
+		vm->drain_cursor = 0; /* pages passed over busy: once more */
+		vm->drain_pass_ms = pk_monotonic_ms();
+	}
 }

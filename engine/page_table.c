@@ -4,7 +4,9 @@
  * The array is an anonymous MAP_NORESERVE mapping: entries of pages the
  * guest never touches stay zero (PK_PAGE_UNTOUCHED) and cost no machine
  * memory until written, so a mostly idle 1 TiB guest does not make the
- * daemon allocate 2 GiB up front.
+ * daemon allocate 2 GiB up front.  A VM's table normally lives in its
+ * durable record instead (pk_page_table_attach, engine/state.c), a
+ * MAP_SHARED file mapping with the same property.
  */
 #include "engine/page_table.h"
 
@@ -29,9 +31,23 @@ int pk_page_table_init(struct pk_page_table *pt, uint64_t n_pages)
 	return 0;
 }
 
+void pk_page_table_attach(struct pk_page_table *pt, uint64_t *entries,
+			  uint64_t n_pages)
+{
+	memset(pt, 0, sizeof(*pt));
+	pt->entries = entries;
+	pt->n_pages = n_pages;
+	pt->borrowed = 1;
+	for (uint64_t i = 0; i < n_pages; i++) {
+		if ((entries[i] & PK_PTE_STATE_MASK) >= PK_PAGE_NSTATES)
+			entries[i] = PK_PAGE_POISONED;
+		pt->count[entries[i] & PK_PTE_STATE_MASK]++;
+	}
+}
+
 void pk_page_table_free(struct pk_page_table *pt)
 {
-	if (pt->entries)
+	if (pt->entries && !pt->borrowed)
 		munmap(pt->entries, pt->n_pages * sizeof(uint64_t));
 	memset(pt, 0, sizeof(*pt));
 }

@@ -40,12 +40,20 @@ struct pk_page_table {
 	uint64_t *entries;
 	uint64_t n_pages;
 	uint64_t count[PK_PAGE_NSTATES];
+	int borrowed; /* entries belong to a state file (engine/state.c) */
 };
 
 /* Bytes the table costs per guest page, for reporting. */
 #define PK_PAGE_TABLE_BYTES_PER_PAGE sizeof(uint64_t)
 
 int pk_page_table_init(struct pk_page_table *pt, uint64_t n_pages);
+/*
+ * A table over entries the caller owns (a VM's durable record, mapped):
+ * the counts are taken from what the entries say.  Invalid states count
+ * as poisoned, and pk_page_table_attach() rewrites them so.
+ */
+void pk_page_table_attach(struct pk_page_table *pt, uint64_t *entries,
+			  uint64_t n_pages);
 void pk_page_table_free(struct pk_page_table *pt);
 
 static inline enum pk_page_state pk_page_state(const struct pk_page_table *pt,

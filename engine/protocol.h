@@ -37,6 +37,8 @@ enum pk_msg_type {
 	PK_MSG_ERROR_REPLY = 5,	  /* daemon -> anyone: a request failed */
 	PK_MSG_RECLAIM = 6,	  /* CLI -> daemon: evict N bytes of a VM */
 	PK_MSG_RECLAIM_REPLY = 7, /* daemon -> CLI, when the reclaim ends */
+	PK_MSG_DRAIN = 8,	  /* CLI -> daemon: bring every page of a VM back */
+	PK_MSG_DRAIN_REPLY = 9,	  /* daemon -> CLI, when the drain ends */
 };
 
 enum pk_balloon_kind {
@@ -106,6 +108,27 @@ struct pk_reclaim_reply {
 	uint64_t pages_swapped;	/* written to the swap file and punched */
 	uint64_t pages_zero;	/* found all-zero: punched, nothing written */
 	uint64_t pages_aborted;	/* written by the guest meanwhile: kept */
+	uint64_t elapsed_us;
+	char reason[PK_PROTO_REASON_MAX];
+};
+
+/*
+ * DRAIN: swap every page of the VM back in and unshare its merged pages,
+ * and evict or merge none of its pages from then on (an admin about to
+ * detach it or uninstall pagekeeper).
+ */
+struct pk_drain_msg {
+	struct pk_msg_header hdr;
+	char vm_name[PK_PROTO_NAME_MAX];
+};
+
+struct pk_drain_reply {
+	struct pk_msg_header hdr;
+	int32_t status;		 /* 0, or negative errno (partial work counted) */
+	uint32_t reserved;
+	uint64_t pages_swapped_in; /* read back from the swap file */
+	uint64_t pages_unshared;   /* copied from canonical copies */
+	uint64_t pages_poisoned;   /* lost (unreadable slot): memory errors */
 	uint64_t elapsed_us;
 	char reason[PK_PROTO_REASON_MAX];
 };

@@ -225,7 +225,8 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
 	uint64_t done = 0, cpu0;
 	int n;
 
-	if (vm->anon || clock_ns(CLOCK_MONOTONIC) < vm->scan_next_pass_ns)
+	if (vm->anon || vm->drained ||
+	    clock_ns(CLOCK_MONOTONIC) < vm->scan_next_pass_ns)
 		return 0;
 	cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	if (!vm->scan) {

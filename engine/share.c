@@ -37,6 +37,7 @@
  */
 #include "engine/share.h"
 #include "engine/engine.h"
+#include "engine/state.h"
 #include "engine/vm.h"
 #include "hashing/canonical_store.h"
 #include "hashing/content_index.h"
@@ -64,9 +65,12 @@ static const char *domain_for(const struct pk_engine *e, const char *vm_name,
 	return registered;
 }
 
-static void domain_free(struct pk_share_domain *d)
+/* The last VM left: its copies go for good, or stay for the next daemon. */
+static void domain_free(struct pk_share_domain *d, int keep)
 {
 	pk_canon_store_destroy(d->store);
+	if (!keep && d->store)
+		pk_state_canon_remove(d->engine, d->key);
 	pk_index_destroy(d->candidates);
 	free(d);
 }
@@ -84,11 +88,16 @@ static uint32_t domain_id_new(struct pk_engine *e)
 	}
 }
 
-int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
+/*
+ * Join domain name ("": a domain of the VM's own).  Its canonical copies
+ * are a file in the run directory named after the domain, or after the
+ * VM for a VM alone, so a restarted daemon finds them again.
+ */
+static int share_join(struct pk_vm *vm, const char *name, int replaying)
 {
 	struct pk_engine *e = vm->engine;
-	const char *name = domain_for(e, vm->name, registered_domain);
 	struct pk_share_domain *d = NULL;
+	int err;
 
 	if (name[0])
 		for (d = e->domains; d; d = d->next)
@@ -99,13 +108,21 @@ int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
 		if (!d)
 			return -ENOMEM;
 		snprintf(d->name, sizeof(d->name), "%s", name);
+		snprintf(d->key, sizeof(d->key), "%s:%s", name[0] ? "d" : "v",
+			 name[0] ? name : vm->name);
 		d->id = domain_id_new(e);
 		d->engine = e;
-		if (pk_canon_store_create(&d->store) < 0 ||
-		    pk_index_create(&d->candidates) < 0) {
-			domain_free(d);
-			return -ENOMEM;
+		err = pk_state_canon_open(e, d->key, &d->store);
+		if (err == 0 && pk_index_create(&d->candidates) < 0)
+			err = -ENOMEM;
+		if (err) {
+			domain_free(d, 1);
+			return err;
 		}
+		/* Copies left in the file are named by the replayed records
+		 * (state.c calls restore_done), or by no one. */
+		if (!replaying)
+			pk_canon_restore_done(d->store);
 		d->next = e->domains;
 		e->domains = d;
 	}
@@ -115,14 +132,26 @@ int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
 	return 0;
 }
 
+int pk_share_attach(struct pk_vm *vm, const char *registered_domain)
+{
+	return share_join(vm, domain_for(vm->engine, vm->name,
+					  registered_domain), 0);
+}
+
+int pk_share_rejoin(struct pk_vm *vm, const char *domain)
+{
+	return share_join(vm, domain, 1);
+}
+
 void pk_share_detach(struct pk_vm *vm)
 {
 	struct pk_share_domain *d = vm->domain;
 	struct pk_page_table *pt = &vm->pages;
+	int keep = vm->engine->keep_state;
 
 	if (!d)
 		return;
-	for (uint64_t i = 0; pt->entries && pt->count[PK_PAGE_SHARED] &&
+	for (uint64_t i = 0; !keep && pt->entries && pt->count[PK_PAGE_SHARED] &&
 			     i < pt->n_pages; i++)
 		if (pk_page_state(pt, i) == PK_PAGE_SHARED)
 			pk_canon_put(d->store, pk_page_payload(pt, i));
@@ -136,7 +165,7 @@ void pk_share_detach(struct pk_vm *vm)
 			*p = d->next;
 			break;
 		}
-	domain_free(d);
+	domain_free(d, keep);
 }
 
 static void queue_flush(struct pk_vm *vm)

@@ -48,6 +48,8 @@ struct pk_content_index;
 struct pk_share_domain {
 	struct pk_share_domain *next;
 	char name[PK_PROTO_NAME_MAX]; /* "" for a VM alone */
+	char key[PK_PROTO_NAME_MAX + 2]; /* "d:name", or "v:vm" for a VM alone:
+					    names its copies' file */
 	uint32_t id; /* unique among live domains, < PK_SHARE_DOMAIN_ID_LIMIT */
 	unsigned n_vms;
 	struct pk_engine *engine;
@@ -68,10 +70,13 @@ struct pk_share_domain {
  * name it registered with, else a private domain.  -ENOMEM.
  */
 int pk_share_attach(struct pk_vm *vm, const char *registered_domain);
+/* A restarted daemon's VM rejoins the domain its record names, exactly. */
+int pk_share_rejoin(struct pk_vm *vm, const char *domain);
 
 /*
  * vm is going away: drop the references its SHARED pages hold and leave
- * the domain (freed with its last VM).
+ * the domain (freed with its last VM, its copies' file deleted).  While
+ * the engine stops (keep_state), references and file stay as they are.
  */
 void pk_share_detach(struct pk_vm *vm);
 

@@ -150,6 +150,11 @@ static json_object *vm_json(const struct pk_vm *vm)
 	put_int(o, "faults_waiting", vm->faults_waiting);
 	put_int(o, "swapin_read_retries", vm->stats.swapin_read_retries);
 	put_int(o, "readahead_dropped", vm->stats.readahead_dropped);
+	put_int(o, "punch_failures", vm->stats.punch_failures);
+	put_int(o, "swap_write_errors", vm->stats.swap_write_errors);
+	json_object_object_add(o, "drained", json_object_new_boolean(vm->drained));
+	json_object_object_add(o, "draining",
+			       json_object_new_boolean(vm->drain_fd >= 0));
 	put_int(o, "page_table_bytes", (vm->pages.n_pages *
 						 PK_PAGE_TABLE_BYTES_PER_PAGE));
 	return o;
@@ -241,6 +246,9 @@ char *pk_engine_status_json(struct pk_engine *e)
 		put_int(sw, "slots_used", pk_swap_slots_used(e->swap));
 		pk_swap_store_stats(e->swap, &st);
 		put_int(sw, "slot_extra_refs", st.slot_extra_refs);
+		put_int(sw, "write_errors", e->swap_write_errors);
+		put_int(sw, "io_errors", st.io_errors);
+		put_int(sw, "checksum_errors", st.checksum_errors);
 		put_int(sw, "dedup_index_entries", pk_swap_dedup_entries(e));
 		json_object_object_add(
 			sw, "dedup_index_mib",
@@ -252,6 +260,29 @@ char *pk_engine_status_json(struct pk_engine *e)
 		json_object_object_add(root, "swap", sw);
 	}
 	json_object_object_add(root, "vms", vms);
+	/* A previous daemon's VMs whose guests have not reconnected yet. */
+	json_object *waiting = json_object_new_array();
+	uint64_t now_ms = pk_monotonic_ms();
+	for (const struct pk_vm *vm = e->waiting; vm; vm = vm->next) {
+		json_object *w = json_object_new_object();
+		json_object_object_add(w, "name", json_object_new_string(vm->name));
+		json_object_object_add(w, "pid", json_object_new_int64(vm->pid));
+		put_mib(w, "configured_mib", vm->pages.n_pages);
+		put_mib(w, "swapped_mib", vm->pages.count[PK_PAGE_SWAPPED]);
+		put_mib(w, "shared_mib", vm->pages.count[PK_PAGE_SHARED]);
+		put_mib(w, "lost_mib", vm->pages.count[PK_PAGE_POISONED]);
+		json_object_object_add(w, "expired", json_object_new_boolean(
+			vm->grace_deadline_ms == UINT64_MAX));
+		put_int(w, "grace_left_s",
+			vm->grace_deadline_ms == UINT64_MAX ? 0
+			: vm->grace_deadline_ms > now_ms
+				? (vm->grace_deadline_ms - now_ms + 999) / 1000
+				: 0);
+		json_object_array_add(waiting, w);
+	}
+	json_object_object_add(root, "waiting_vms", waiting);
+	json_object_object_add(root, "run_dir",
+			       json_object_new_string(e->cfg.run_dir));
 	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
 	json_object_put(root);
 	return out;

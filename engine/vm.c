@@ -6,22 +6,26 @@
  *   1. the name is not taken;
  *   2. the uffd is a userfaultfd whose API handshake enabled the features
  *      pagekeeper relies on (read from /proc/self/fdinfo);
- *   3. the RAM fd is a shared-memory file (tmpfs: memfd or /dev/shm) that
- *      covers every region's file range;
+ *   3. the RAM fd is a shared-memory file (tmpfs: memfd or /dev/shm),
+ *      open read-write and not sealed against writes (evicting punches
+ *      it), that covers every region's file range;
  *   4. every region is really mapped in the peer, shared from that very
  *      file (or private anonymous for anon RAM), per /proc/PID/maps;
  *   5. UFFDIO_REGISTER on each region succeeds and offers the ioctls the
  *      fault path needs.  Registering a range the client registered is
  *      idempotent; doing it here proves the ranges to the kernel.
- * Then pages the guest already populated are marked resident (SEEK_DATA
- * on the file, or /proc/PID/pagemap for anon), so a guest that registers
- * late, or re-registers after a daemon restart, keeps its data, and every
- * range is woken: faults read by a previous daemon that died are raised
- * again.
+ * Then either the VM is one a previous daemon kept, whose guest is coming
+ * back (state.h proves it and restores its pages), or a new one gets its
+ * record, and pages the guest already populated are marked resident
+ * (SEEK_DATA on the file, or /proc/PID/pagemap for anon), so a guest that
+ * registers late keeps its data.  Either way every range is woken:
+ * faults read by a previous daemon that died are raised again.
  */
 #include "engine/vm.h"
+#include "engine/state.h"
 #include "engine/uffd_compat.h"
 #include "engine/swap_dedup.h"
+#include "swapper/state_file.h"
 #include "swapper/swap_store.h"
 
 #include <errno.h>
@@ -91,6 +95,15 @@ static int check_ram_fd(int ram_fd, const struct pk_registration *reg,
 		REJECT(-EBADF, "RAM fd: %s", strerror(errno));
 	if (!S_ISREG(st->st_mode) || sfs.f_type != TMPFS_MAGIC)
 		REJECT(-EINVAL, "RAM fd is not a memfd or /dev/shm file");
+	/* Eviction and merging punch pages out of the file: a read-only fd
+	 * or a write seal would make every punch fail. */
+	int fl = fcntl(ram_fd, F_GETFL), seals = fcntl(ram_fd, F_GET_SEALS);
+	if (fl < 0 || (fl & O_ACCMODE) != O_RDWR)
+		REJECT(-EINVAL, "RAM fd is not open read-write: pagekeeper "
+		       "punches evicted pages out of it");
+	if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+		REJECT(-EINVAL, "RAM file is sealed against writes: pagekeeper "
+		       "punches evicted pages out of it");
 	for (uint32_t i = 0; i < reg->n_regions; i++) {
 		const struct pk_region_desc *r = &reg->regions[i];
 		if (r->file_offset + r->length > (uint64_t)st->st_size)
@@ -183,12 +196,9 @@ static int register_ranges(int uffd, const struct pk_registration *reg,
 	return 0;
 }
 
-/*
- * Pages of region r whose file range [lo, hi) holds data become resident:
- * all of them, or with only_removed just those marked removed.
- */
-static void mark_file_data(struct pk_vm *vm, const struct pk_vm_region *r,
-			   uint64_t lo, uint64_t hi, int only_removed)
+/* Call fn for the pages of region r whose file range [lo, hi) holds data. */
+static void file_data_pages(struct pk_vm *vm, const struct pk_vm_region *r,
+			    uint64_t lo, uint64_t hi, pk_vm_page_fn *fn)
 {
 	off_t pos = (off_t)lo, end = (off_t)hi;
 
@@ -203,11 +213,15 @@ static void mark_file_data(struct pk_vm *vm, const struct pk_vm_region *r,
 				 ((uint64_t)data - r->file_offset) / PK_PAGE_SIZE;
 		uint64_t n = (uint64_t)(hole - data) / PK_PAGE_SIZE;
 		for (uint64_t i = first; i < first + n; i++)
-			if (!only_removed ||
-			    pk_page_state(&vm->pages, i) == PK_PAGE_REMOVED)
-				pk_page_set(&vm->pages, i, PK_PAGE_RESIDENT, 0);
+			fn(vm, i);
 		pos = hole;
 	}
+}
+
+static void resident_if_removed(struct pk_vm *vm, uint64_t idx)
+{
+	if (pk_page_state(&vm->pages, idx) == PK_PAGE_REMOVED)
+		pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT, 0);
 }
 
 void pk_vm_recheck_removed(struct pk_vm *vm, uint64_t start, uint64_t end)
@@ -218,13 +232,13 @@ void pk_vm_recheck_removed(struct pk_vm *vm, uint64_t start, uint64_t end)
 		uint64_t hi = end < r->start + r->length ? end
 							 : r->start + r->length;
 		if (lo < hi)
-			mark_file_data(vm, r, r->file_offset + (lo - r->start),
-				       r->file_offset + (hi - r->start), 1);
+			file_data_pages(vm, r, r->file_offset + (lo - r->start),
+					r->file_offset + (hi - r->start),
+					resident_if_removed);
 	}
 }
 
-/* Mark pages that already hold data as resident. */
-static void scan_populated(struct pk_vm *vm)
+void pk_vm_scan_present(struct pk_vm *vm, pk_vm_page_fn *fn)
 {
 	int pagemap = -1;
 
@@ -249,17 +263,20 @@ static void scan_populated(struct pk_vm *vm)
 					break;
 				for (uint64_t j = 0; j < k; j++)
 					if (ents[j] & (3ULL << 62)) /* present|swapped */
-						pk_page_set(&vm->pages,
-							    r->first_page + p + j,
-							    PK_PAGE_RESIDENT, 0);
+						fn(vm, r->first_page + p + j);
 			}
 			continue;
 		}
-		mark_file_data(vm, r, r->file_offset,
-			       r->file_offset + r->length, 0);
+		file_data_pages(vm, r, r->file_offset, r->file_offset + r->length,
+				fn);
 	}
 	if (pagemap >= 0)
 		close(pagemap);
+}
+
+static void mark_resident(struct pk_vm *vm, uint64_t idx)
+{
+	pk_page_set(&vm->pages, idx, PK_PAGE_RESIDENT, 0);
 }
 
 static void wake_all(struct pk_vm *vm)
@@ -319,6 +336,47 @@ static int region_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* The daemon's read-only view of the RAM file (pread and SEEK_DATA use the fd). */
+static int map_ram(struct pk_vm *vm, const struct stat *st, char *reason,
+		   size_t reason_len)
+{
+	vm->ram_map_len = (uint64_t)st->st_size;
+	vm->ram_map = mmap(NULL, vm->ram_map_len, PROT_READ, MAP_SHARED,
+			   vm->ram_fd, 0);
+	if (vm->ram_map == MAP_FAILED) {
+		vm->ram_map = NULL;
+		snprintf(reason, reason_len, "mapping the RAM file: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* A waiting VM of a previous daemon gets its guest back (state.h). */
+static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
+		 const struct stat *st, int uffd, int ram_fd, int conn_fd,
+		 char *reason, size_t reason_len)
+{
+	int err;
+
+	vm->ram_fd = ram_fd;
+	if (!vm->anon && (err = map_ram(vm, st, reason, reason_len)) != 0) {
+		vm->ram_fd = -1; /* the caller still owns the fds */
+		return err;
+	}
+	vm->uffd = uffd;
+	vm->conn_fd = conn_fd;
+	vm->balloon_kind = reg->balloon_kind;
+	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
+		 reg->balloon_channel);
+	pk_state_restore_pages(vm);
+	vm->next = vm->engine->vms;
+	vm->engine->vms = vm;
+	vm->engine->n_vms++;
+	wake_all(vm);
+	return 0;
+}
+
 int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 		 pid_t pid, int uffd, int ram_fd, int conn_fd,
 		 struct pk_vm **out, char *reason, size_t reason_len)
@@ -347,6 +405,19 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	if (err)
 		return err;
 
+	/* The guest of a VM a previous daemon kept, coming back? */
+	err = pk_state_adopt(e, reg, pid, anon ? NULL : &st, &vm, reason,
+			     reason_len);
+	if (err == 0) {
+		err = adopt(vm, reg, &st, uffd, ram_fd, conn_fd, reason,
+			    reason_len);
+		if (err == 0)
+			*out = vm;
+		return err;
+	}
+	if (err != -ENOENT)
+		return err;
+
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		REJECT(-ENOMEM, "out of memory");
@@ -357,7 +428,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->ram_fd = ram_fd;
 	vm->conn_fd = conn_fd;
 	vm->pidfd = -1;
-	vm->reclaim_fd = -1;
+	vm->reclaim_fd = vm->drain_fd = -1;
 	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
@@ -375,23 +446,20 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	}
 	vm->configured_bytes = pages * PK_PAGE_SIZE;
 
-	err = pk_page_table_init(&vm->pages, pages);
+	/* The domain first: the record names it. */
+	err = pk_share_attach(vm, reg->share_domain);
 	if (err) {
-		snprintf(reason, reason_len, "page table: %s", strerror(-err));
+		snprintf(reason, reason_len, "sharing domain: %s", strerror(-err));
 		goto fail;
 	}
-	if (!anon) {
-		vm->ram_map_len = (uint64_t)st.st_size;
-		vm->ram_map = mmap(NULL, vm->ram_map_len, PROT_READ, MAP_SHARED,
-				   ram_fd, 0);
-		if (vm->ram_map == MAP_FAILED) {
-			vm->ram_map = NULL;
-			err = -errno;
-			snprintf(reason, reason_len, "mapping the RAM file: %s",
-				 strerror(errno));
-			goto fail;
-		}
+	err = pk_state_vm_record(vm, anon ? NULL : &st, pages);
+	if (err) {
+		snprintf(reason, reason_len, "the VM's record in %s: %s",
+			 e->cfg.run_dir, strerror(-err));
+		goto fail;
 	}
+	if (!anon && (err = map_ram(vm, &st, reason, reason_len)) != 0)
+		goto fail;
 	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (vm->pidfd < 0) {
 		err = -errno;
@@ -399,12 +467,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 			 strerror(errno));
 		goto fail;
 	}
-	scan_populated(vm);
-	err = pk_share_attach(vm, reg->share_domain);
-	if (err) {
-		snprintf(reason, reason_len, "sharing domain: %s", strerror(-err));
-		goto fail;
-	}
+	pk_vm_scan_present(vm, mark_resident);
 
 	vm->id = ++e->next_vm_id;
 	vm->next = e->vms;
@@ -423,14 +486,20 @@ fail:
 void pk_vm_destroy(struct pk_vm *vm)
 {
 	struct pk_engine *e = vm->engine;
+	struct pk_vm **list = vm->waiting ? &e->waiting : &e->vms;
+	int keep = e->keep_state;
 
-	for (struct pk_vm **p = &e->vms; *p; p = &(*p)->next)
+	for (struct pk_vm **p = list; *p; p = &(*p)->next)
 		if (*p == vm) {
 			*p = vm->next;
-			e->n_vms--;
+			if (vm->waiting)
+				e->n_waiting--;
+			else
+				e->n_vms--;
 			break;
 		}
-	/* Swap state: the batch in flight, retries, and every slot. */
+	/* Swap state: the batch in flight, retries, and (unless the state
+	 * is kept for the next daemon) every slot and copy. */
 	pk_evict_vm_gone(vm);
 	pk_scan_vm_gone(vm);
 	pk_share_detach(vm);
@@ -438,10 +507,11 @@ void pk_vm_destroy(struct pk_vm *vm)
 		struct pk_swapin *op = vm->swapin_retry;
 		vm->swapin_retry = op->next_retry;
 		pk_swap_buf_put(e->swap, op->buf_idx);
-		pk_swap_slot_put(e, op->slot);
+		if (!keep)
+			pk_swap_slot_put(e, op->slot);
 		free(op);
 	}
-	for (uint64_t i = 0; e->swap && vm->pages.entries &&
+	for (uint64_t i = 0; !keep && e->swap && vm->pages.entries &&
 			     vm->pages.count[PK_PAGE_SWAPPED] &&
 			     i < vm->pages.n_pages; i++)
 		if (pk_page_state(&vm->pages, i) == PK_PAGE_SWAPPED &&
@@ -451,6 +521,8 @@ void pk_vm_destroy(struct pk_vm *vm)
 	 * guest exit must not stall every other guest's faults. */
 	if (vm->reclaim_fd >= 0)
 		close(vm->reclaim_fd);
+	pk_fault_drain_end(vm, -ESRCH, keep ? "the daemon is stopping"
+					     : "the VM went away");
 	pk_watch_del(e->loop, vm->uffd_watch);
 	pk_watch_del(e->loop, vm->pidfd_watch);
 	pk_watch_del(e->loop, vm->conn_watch);
@@ -465,5 +537,9 @@ void pk_vm_destroy(struct pk_vm *vm)
 	if (vm->ram_map)
 		munmap(vm->ram_map, vm->ram_map_len);
 	pk_page_table_free(&vm->pages);
+	if (keep)
+		pk_sfile_close(vm->record);
+	else
+		pk_sfile_remove(vm->record);
 	free(vm);
 }

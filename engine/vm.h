@@ -2,10 +2,10 @@
  * vm.h - a registered guest and the VM registry.
  *
  * A VM is created from a validated REGISTER message plus the fds that came
- * with it, and lives until its process exits (pidfd readable) or it
- * detaches (control connection closed).  Whichever comes first frees
- * every fd, mapping and table the VM holds: pk_vm_destroy is the only
- * exit path.
+ * with it, or adopted from a previous daemon's record (state.h), and
+ * lives until its process exits (pidfd readable) or it detaches (control
+ * connection closed).  Whichever comes first frees every fd, mapping and
+ * table the VM holds: pk_vm_destroy is the only exit path.
  *
  * Guest pages are numbered across regions: region i's pages occupy
  * [first_page, first_page + length / page size) of the page table.
@@ -130,6 +130,8 @@ struct pk_vm_stats {
 	uint64_t swapin_read_retries; /* of those, slot reads repeated */
 	uint64_t readahead_dropped; /* read-ahead swap-ins given back on an
 				     * error, page still SWAPPED */
+	uint64_t punch_failures;   /* pages kept: the RAM file refused a punch */
+	uint64_t swap_write_errors; /* eviction writes that failed: pages kept */
 };
 
 struct pk_vm {
@@ -192,6 +194,21 @@ struct pk_vm {
 	const char *reclaim_reason;	 /* static text for the reply */
 	uint64_t reclaim_start_us;
 	uint64_t reclaim_swapped, reclaim_zero, reclaim_aborted;
+	unsigned punch_error_logged;
+
+	/* Drain (fault.c): every page back in; nothing evicted or merged. */
+	int drain_fd;		 /* connection awaiting the reply, or -1 */
+	int drained;		 /* drained or draining: no eviction, no merging */
+	uint64_t drain_cursor;	 /* next page of this pass */
+	uint64_t drain_pass_ms;	 /* when this pass began */
+	uint64_t drain_start_us;
+	uint64_t drain_swapins0, drain_unshared, drain_poisoned0;
+
+	/* Durable state (state.c). */
+	struct pk_sfile *record;    /* identity and page table, in the run dir */
+	uint64_t pid_start;	    /* the process's start time, with pid */
+	int waiting;		    /* a previous daemon's, guest not back yet */
+	uint64_t grace_deadline_ms; /* while waiting: freed after this */
 };
 
 /*
@@ -205,7 +222,18 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 		 pid_t pid, int uffd, int ram_fd, int conn_fd,
 		 struct pk_vm **out, char *reason, size_t reason_len);
 
+/*
+ * The VM is gone for good (its process exited, its client detached, or it
+ * never came back after a restart): free its slots and copies, delete its
+ * record, close everything.  While the engine is stopping
+ * (e->keep_state), only close: its record, slots and copies stay for the
+ * next daemon.
+ */
 void pk_vm_destroy(struct pk_vm *vm);
+
+/* Call fn for each page the guest's RAM holds (file data, or pagemap). */
+typedef void pk_vm_page_fn(struct pk_vm *vm, uint64_t idx);
+void pk_vm_scan_present(struct pk_vm *vm, pk_vm_page_fn *fn);
 
 struct pk_vm *pk_vm_find_by_name(struct pk_engine *e, const char *name);
 struct pk_vm *pk_vm_find_by_id(struct pk_engine *e, uint32_t id);
@@ -266,6 +294,17 @@ void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result);
 
 /* Swap-in completion (fault.c). */
 void pk_fault_swapin_done(struct pk_engine *e, struct pk_io_op *op, int result);
+
+/*
+ * Drain (fault.c): start bringing every page of vm back (reply_fd, taken
+ * over, gets the DRAIN_REPLY when done); the engine loop calls
+ * pk_fault_drain_step() while vm->drain_fd >= 0.  pk_fault_drain_end()
+ * replies early (the VM is going away).
+ */
+int pk_fault_drain_start(struct pk_vm *vm, int reply_fd, char *reason,
+			 size_t reason_len);
+void pk_fault_drain_step(struct pk_vm *vm);
+void pk_fault_drain_end(struct pk_vm *vm, int status, const char *reason);
 
 /* Fault path (fault.c): drain and handle the VM's uffd events. */
 void pk_fault_handle_events(struct pk_vm *vm);

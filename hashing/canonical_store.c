@@ -7,7 +7,10 @@
  * How: copies sit in chunks of CHUNK_PAGES pages (2 MiB), each an
  * anonymous private mmap backed by one transparent huge page where the
  * kernel has one (page-aligned either way, so UFFDIO_COPY can take a copy
- * straight from it).  A copy's id is chunk * CHUNK_PAGES + slot; beside
+ * straight from it) or, for a store made with pk_canon_store_open_file(),
+ * a MAP_SHARED mapping of 2 MiB of the store's file, so the copies
+ * outlive the daemon; on tmpfs each chunk is collapsed into a huge page
+ * with MADV_COLLAPSE, which works there even where shmem THP is off.  A copy's id is chunk * CHUNK_PAGES + slot; beside
  * each chunk, a metadata array holds each copy's hash (to find its index
  * entry again when it is freed), its reference count and, while free,
  * the next free id.  Freed ids form a LIFO list, so a freed id is the
@@ -17,7 +20,8 @@
  * Memory is given back a whole chunk at a time: pk_canon_release_freed()
  * (from the daemon's 1 s tick, off the fault path: each MADV_DONTNEED is
  * a TLB shootdown) drops every backed chunk that holds no live copy, and
- * the chunk is backed again when one of its ids is handed out.  So the
+ * the chunk is backed again when one of its ids is handed out.  A file's
+ * chunk is given back by punching its range out of the file.  So the
  * footprint is exactly the backed chunks, and that is what page_bytes
  * counts: every figure that claims savings subtracts it.
  *
@@ -41,9 +45,19 @@
 #include "hashing/page_hash.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 #define PAGE PK_HASH_PAGE_SIZE
 #define CHUNK_PAGES PK_CANON_CHUNK_PAGES
@@ -70,6 +84,9 @@ struct pk_canon_store {
 	uint64_t n_ids;	    /* ids ever handed out: the next fresh id */
 	uint32_t free_head; /* most recently freed id, or NO_ID */
 	uint64_t frames, refs, added;
+	int fd;		    /* the copies' file, or -1: anonymous memory */
+	bool tmpfs;	    /* fd is on tmpfs: chunks become huge pages */
+	bool restoring;	    /* opened on a file: refs being replayed */
 	uint64_t *filter;	   /* 1 << filter_log2 bits; NULL: none yet */
 	unsigned filter_log2;
 	uint64_t filter_adds;	   /* copies added since it was built */
@@ -166,6 +183,7 @@ int pk_canon_store_create(struct pk_canon_store **out)
 
 	if (!s)
 		return -ENOMEM;
+	s->fd = -1;
 	rc = pk_index_create(&s->index);
 	if (rc < 0) {
 		free(s);
@@ -184,10 +202,46 @@ void pk_canon_store_destroy(struct pk_canon_store *s)
 		munmap(s->chunks[i]->pages, (size_t)CHUNK_PAGES * PAGE);
 		free(s->chunks[i]);
 	}
+	if (s->fd >= 0)
+		close(s->fd);
 	free(s->chunks);
 	pk_index_destroy(s->index);
 	free(s->filter);
 	free(s);
+}
+
+#define CHUNK_BYTES ((size_t)CHUNK_PAGES * PAGE)
+
+/* 2 MiB of the file at a 2 MiB boundary, so it can be a huge page. */
+static unsigned char *map_file_chunk(struct pk_canon_store *s, size_t i)
+{
+	unsigned char *raw, *at;
+
+	raw = mmap(NULL, 2 * CHUNK_BYTES, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	at = (unsigned char *)(((uintptr_t)raw + CHUNK_BYTES - 1) &
+			       ~(uintptr_t)(CHUNK_BYTES - 1));
+	if (mmap(at, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 s->fd, (off_t)(i * CHUNK_BYTES)) == MAP_FAILED) {
+		munmap(raw, 2 * CHUNK_BYTES);
+		return NULL;
+	}
+	if (at > raw)
+		munmap(raw, (size_t)(at - raw));
+	if (at + CHUNK_BYTES < raw + 2 * CHUNK_BYTES)
+		munmap(at + CHUNK_BYTES,
+		       (size_t)(raw + 2 * CHUNK_BYTES - (at + CHUNK_BYTES)));
+	return at;
+}
+
+/* Populate a chunk (and on tmpfs make it one huge page): best effort. */
+static void back_chunk(const struct pk_canon_store *s, struct chunk *c)
+{
+	(void)madvise(c->pages, CHUNK_BYTES, MADV_POPULATE_WRITE);
+	if (s->tmpfs)
+		(void)madvise(c->pages, CHUNK_BYTES, MADV_COLLAPSE);
 }
 
 static int add_chunk(struct pk_canon_store *s)
@@ -206,17 +260,31 @@ static int add_chunk(struct pk_canon_store *s)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->pages = mmap(NULL, (size_t)CHUNK_PAGES * PAGE, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c->pages == MAP_FAILED) {
-		free(c);
-		return -ENOMEM;
+	if (s->fd >= 0) {
+		struct stat st;
+		if (fstat(s->fd, &st) < 0 ||
+		    ((uint64_t)st.st_size < (s->n_chunks + 1) * CHUNK_BYTES &&
+		     ftruncate(s->fd, (off_t)((s->n_chunks + 1) * CHUNK_BYTES)) < 0) ||
+		    !(c->pages = map_file_chunk(s, s->n_chunks))) {
+			int err = errno == ENOSPC ? -ENOSPC : -ENOMEM;
+			free(c);
+			return err;
+		}
+		back_chunk(s, c);
+	} else {
+		c->pages = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->pages == MAP_FAILED) {
+			free(c);
+			return -ENOMEM;
+		}
+		/* Best effort, both: a huge page where the kernel has one
+		 * (the refault's TLB misses), populated in one call rather
+		 * than one fault per copy (5% of the scanner's CPU while
+		 * merging, with 4 KiB). */
+		(void)madvise(c->pages, CHUNK_BYTES, MADV_HUGEPAGE);
+		(void)madvise(c->pages, CHUNK_BYTES, MADV_POPULATE_WRITE);
 	}
-	/* Best effort, both: a huge page where the kernel has one (the
-	 * refault's TLB misses), populated in one call rather than one fault
-	 * per copy (5% of the scanner's CPU while merging, with 4 KiB). */
-	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_HUGEPAGE);
-	(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE, MADV_POPULATE_WRITE);
 	c->backed = true;
 	s->n_backed++;
 	s->chunks[s->n_chunks++] = c;
@@ -246,6 +314,8 @@ static int alloc_id(struct pk_canon_store *s, uint64_t *id)
 	if (!c->backed) { /* given back: the copy's memcpy brings it back */
 		c->backed = true;
 		s->n_backed++;
+		if (s->fd >= 0)
+			back_chunk(s, c); /* as one huge page again */
 	}
 	return 0;
 }
@@ -372,8 +442,13 @@ size_t pk_canon_release_freed(struct pk_canon_store *s)
 		struct chunk *c = s->chunks[i];
 		if (!c->backed || c->live)
 			continue;
-		(void)madvise(c->pages, (size_t)CHUNK_PAGES * PAGE,
-			      MADV_DONTNEED);
+		if (s->fd >= 0)
+			(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE |
+					FALLOC_FL_KEEP_SIZE,
+					(off_t)(i * CHUNK_BYTES),
+					(off_t)CHUNK_BYTES);
+		else
+			(void)madvise(c->pages, CHUNK_BYTES, MADV_DONTNEED);
 		c->backed = false;
 		s->n_backed--;
 		released += CHUNK_PAGES;
@@ -405,4 +480,75 @@ void pk_canon_stats(const struct pk_canon_store *s, struct pk_canon_stats *st)
 			 pk_index_bytes(s->index) +
 			 (s->filter ? filter_bytes(s->filter_log2) : 0);
 	st->bytes = st->page_bytes + st->meta_bytes;
+}
+
+int pk_canon_store_open_file(struct pk_canon_store **out, int fd)
+{
+	struct pk_canon_store *s;
+	struct statfs sfs;
+	struct stat st;
+	size_t chunks;
+	int rc;
+
+	*out = NULL;
+	if (fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0)
+		return -errno;
+	rc = pk_canon_store_create(&s);
+	if (rc < 0)
+		return rc;
+	s->fd = fd;
+	s->tmpfs = sfs.f_type == TMPFS_MAGIC;
+	chunks = (size_t)((uint64_t)st.st_size / CHUNK_BYTES);
+	/* A previous daemon's copies: map them all; which are live comes
+	 * from the page tables that name them (pk_canon_restore_ref). */
+	for (size_t i = 0; i < chunks; i++) {
+		rc = add_chunk(s);
+		if (rc < 0) {
+			s->fd = -1; /* the caller keeps fd on failure */
+			pk_canon_store_destroy(s);
+			return rc;
+		}
+	}
+	s->n_ids = (uint64_t)chunks * CHUNK_PAGES;
+	s->restoring = s->n_ids > 0;
+	*out = s;
+	return 0;
+}
+
+int pk_canon_restore_ref(struct pk_canon_store *s, uint64_t id)
+{
+	struct frame_meta *m;
+
+	if (!s->restoring || id >= s->n_ids)
+		return -ENOENT;
+	m = meta_of(s, id);
+	if (m->refs == PK_CANON_REFS_MAX)
+		return -EOVERFLOW;
+	if (m->refs == 0) {
+		int rc;
+		m->hash = pk_page_hash(page_of(s, id));
+		rc = pk_index_insert(s->index, m->hash, id);
+		if (rc < 0)
+			return rc;
+		m->next_free = NO_ID;
+		s->chunks[id / CHUNK_PAGES]->live++;
+		s->frames++;
+	}
+	m->refs++;
+	s->refs++;
+	return 0;
+}
+
+void pk_canon_restore_done(struct pk_canon_store *s)
+{
+	if (!s->restoring)
+		return;
+	s->restoring = false;
+	/* Highest first, so the lowest free id is handed out first. */
+	for (uint64_t id = s->n_ids; id-- > 0;)
+		if (meta_of(s, id)->refs == 0)
+			free_id(s, id);
+	s->added = s->frames;
+	filter_build(s);
+	pk_canon_release_freed(s);
 }

@@ -2,7 +2,8 @@
  * canonical_store.h - refcounted canonical copies of shared pages.
  *
  * When guest pages with identical content are merged, one copy of the
- * content lives here, in the daemon's memory, and each merged guest page
+ * content lives here, in the daemon's memory or in a file that outlives
+ * it (pk_canon_store_open_file), and each merged guest page
  * holds one reference to it (its page-table payload is the copy's id).
  * A refault of a merged page is served by UFFDIO_COPY from
  * pk_canon_data(); the guest page then drops its reference.
@@ -56,7 +57,22 @@ struct pk_canon_stats {
 
 int pk_canon_store_create(struct pk_canon_store **out);
 
-/* Frees every copy, referenced or not. */
+/*
+ * A store whose copies live in fd (taken over on success), a file in the
+ * run directory, so they outlive the daemon: each chunk is 2 MiB of the
+ * file at chunk * 2 MiB, a huge page on tmpfs.  A file that holds a
+ * previous daemon's copies opens in restore mode: the caller replays
+ * every reference its page tables hold with pk_canon_restore_ref() (the
+ * first one makes the copy live again and rehashes it) and then calls
+ * pk_canon_restore_done(), which frees the copies nobody named; nothing
+ * else may be called on the store until then.  -ENOMEM, -errno.
+ */
+int pk_canon_store_open_file(struct pk_canon_store **out, int fd);
+/* -ENOENT: id is beyond the file (or the store is not restoring). */
+int pk_canon_restore_ref(struct pk_canon_store *store, uint64_t id);
+void pk_canon_restore_done(struct pk_canon_store *store);
+
+/* Frees every copy, referenced or not (a file's copies stay in it). */
 void pk_canon_store_destroy(struct pk_canon_store *store);
 
 /*

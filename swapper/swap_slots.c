@@ -110,6 +110,33 @@ int pk_slots_ref(struct pk_swap_slots *s, uint64_t slot)
 	return 0;
 }
 
+int pk_slots_restore_ref(struct pk_swap_slots *s, uint64_t slot)
+{
+	if (slot >= s->n)
+		return -EINVAL;
+	if (s->state[slot] == PK_SLOT_USED)
+		return pk_slots_ref(s, slot);
+	if (s->state[slot] == PK_SLOT_DIRTY) {
+		s->dirty_new[slot / 64] &= ~BIT(slot);
+		s->dirty_old[slot / 64] &= ~BIT(slot);
+		s->dirty--;
+	}
+	s->taken[slot / 64] |= BIT(slot);
+	s->state[slot] = PK_SLOT_USED;
+	s->refs[slot] = 1;
+	s->used++;
+	return 0;
+}
+
+void pk_slots_restore_dirty(struct pk_swap_slots *s, uint64_t slot)
+{
+	if (slot >= s->n || s->state[slot] != PK_SLOT_FREE)
+		return;
+	s->state[slot] = PK_SLOT_DIRTY;
+	s->dirty++;
+	s->dirty_new[slot / 64] |= BIT(slot);
+}
+
 int pk_slots_free(struct pk_swap_slots *s, uint64_t slot)
 {
 	if (slot >= s->n || s->state[slot] != PK_SLOT_USED)

@@ -115,6 +115,15 @@ static inline unsigned pk_slots_refs(const struct pk_swap_slots *s,
  */
 int pk_slots_scrub(struct pk_swap_slots *s, uint64_t budget_ns);
 
+/*
+ * Restart (the swap file of a previous daemon): one more owner of slot,
+ * as a replayed page-state table names it; a FREE slot becomes USED.
+ * -EINVAL if out of range, -EOVERFLOW at PK_SLOT_REFS_MAX owners.
+ */
+int pk_slots_restore_ref(struct pk_swap_slots *s, uint64_t slot);
+/* Restart: a FREE slot that still holds a page nobody owns: DIRTY. */
+void pk_slots_restore_dirty(struct pk_swap_slots *s, uint64_t slot);
+
 /* Punch every DIRTY slot without I/O in flight now, whatever its age. */
 int pk_slots_flush(struct pk_swap_slots *s);
 

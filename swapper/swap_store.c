@@ -44,6 +44,9 @@ struct buf_op {
 	uint64_t user_data;
 	uint64_t slot;
 	uint64_t csum; /* write: checksum of the data being written */
+	struct iovec *run_iov; /* a run's head: its iovecs (freed at the end) */
+	unsigned next;	       /* in a run: the next page's buffer */
+	unsigned run_len;      /* a run's head: pages in it (0: one page) */
 	uint8_t state; /* enum buf_state */
 	uint8_t kind;  /* enum op_kind while state == BUF_IO */
 };
@@ -55,15 +58,20 @@ struct pk_swap_store {
 	int direct, preallocated;
 	char *path;
 	uint64_t size;
+	unsigned flags;	 /* PK_SWAP_OPEN_* */
+	int reopened;	 /* KEEP found a file of the right size there */
 	struct pk_swap_slots slots;
 	uint64_t *csum; /* per slot: XXH3-64 of the last completed write */
+	int own_csum;	/* csum is ours (else the caller's durable record) */
 	uint8_t *bufmem;
 	unsigned n_bufs;
 	struct buf_op *ops;   /* per buffer */
 	unsigned *free_bufs;  /* stack of free buffer indexes */
 	unsigned n_free;
 	unsigned in_flight;   /* queued or submitted, not reaped */
+	unsigned reqs_in_flight; /* their requests (a run is one) */
 	uint64_t writes, reads, io_errors, checksum_errors, submits;
+	struct pk_swap_inject inject; /* the tests' I/O error hook */
 };
 
 static int punch(void *arg, uint64_t first, uint64_t count)
@@ -74,6 +82,37 @@ static int punch(void *arg, uint64_t first, uint64_t count)
 		      (off_t)(first * PK_SWAP_PAGE_SIZE),
 		      (off_t)(count * PK_SWAP_PAGE_SIZE)) < 0)
 		return -errno;
+	/* A punched slot holds no page: a restart has nothing to scrub. */
+	memset(&s->csum[first], 0, count * sizeof(*s->csum));
+	return 0;
+}
+
+/*
+ * KEEP: open the file a previous daemon left at path, if it has exactly
+ * the size asked for.  0 and s->fd set; 1: there is no such file.
+ */
+static int reopen_file(struct pk_swap_store *s)
+{
+	struct stat st;
+
+	for (;;) {
+		s->fd = open(s->path, O_RDWR | O_CLOEXEC | (s->direct ? O_DIRECT : 0));
+		if (s->fd >= 0)
+			break;
+		if (errno == EINVAL && s->direct) {
+			s->direct = 0;
+			continue;
+		}
+		return errno == ENOENT ? 1 : -errno;
+	}
+	if (fstat(s->fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != s->size) {
+		close(s->fd);
+		s->fd = -1;
+		return -EEXIST; /* the caller decides; never replaced here */
+	}
+	s->reopened = 1;
 	return 0;
 }
 
@@ -83,6 +122,11 @@ static int create_file(struct pk_swap_store *s, unsigned flags)
 	int oflags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
 
 	s->direct = !(flags & PK_SWAP_OPEN_BUFFERED);
+	if (flags & PK_SWAP_OPEN_KEEP) {
+		int r = reopen_file(s);
+		if (r <= 0)
+			return r;
+	}
 	for (;;) {
 		if (unlink(s->path) < 0 && errno != ENOENT)
 			return -errno;
@@ -194,41 +238,50 @@ static void release_all(struct pk_swap_store *s)
 		close(s->efd);
 	if (s->fd >= 0) {
 		close(s->fd);
-		unlink(s->path);
+		if (!(s->flags & PK_SWAP_OPEN_KEEP))
+			unlink(s->path);
 	}
 	if (s->bufmem)
 		munmap(s->bufmem, (size_t)s->n_bufs * PK_SWAP_PAGE_SIZE);
 	pk_slots_destroy(&s->slots);
 	free(s->ops);
 	free(s->free_bufs);
-	free(s->csum);
+	if (s->own_csum)
+		free(s->csum);
 	free(s->path);
 	free(s);
 }
 
-int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
-			     uint64_t size_bytes, unsigned queue_depth,
-			     unsigned flags)
+int pk_swap_store_open_opts(struct pk_swap_store **out,
+			    const struct pk_swap_open_opts *o)
 {
 	struct pk_swap_store *s;
+	unsigned queue_depth = o->queue_depth, flags = o->flags;
 	uint64_t n;
 	int err;
 
 	*out = NULL;
-	if (!path || size_bytes == 0 || size_bytes % PK_SWAP_PAGE_SIZE ||
+	if (!o->path || o->size_bytes == 0 ||
+	    o->size_bytes % PK_SWAP_PAGE_SIZE ||
 	    queue_depth > PK_SWAP_MAX_QUEUE_DEPTH ||
-	    (flags & ~PK_SWAP_OPEN_BUFFERED))
+	    (flags & ~(PK_SWAP_OPEN_BUFFERED | PK_SWAP_OPEN_KEEP)))
 		return -EINVAL;
 	if (queue_depth == 0)
 		queue_depth = PK_SWAP_DEFAULT_QUEUE_DEPTH;
-	n = size_bytes / PK_SWAP_PAGE_SIZE;
+	n = o->size_bytes / PK_SWAP_PAGE_SIZE;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->fd = s->efd = -1;
-	s->size = size_bytes;
-	s->path = strdup(path);
-	s->csum = calloc(n, sizeof(*s->csum));
+	s->size = o->size_bytes;
+	s->flags = flags;
+	s->inject = o->inject;
+	s->path = strdup(o->path);
+	s->csum = o->checksums;
+	if (!s->csum) {
+		s->csum = calloc(n, sizeof(*s->csum));
+		s->own_csum = 1;
+	}
 	if (!s->path || !s->csum) {
 		release_all(s);
 		return -ENOMEM;
@@ -245,13 +298,110 @@ int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
 	return 0;
 }
 
+int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
+			     uint64_t size_bytes, unsigned queue_depth,
+			     unsigned flags)
+{
+	struct pk_swap_open_opts o = { .path = path, .size_bytes = size_bytes,
+				       .queue_depth = queue_depth,
+				       .flags = flags };
+	return pk_swap_store_open_opts(out, &o);
+}
+
 int pk_swap_store_open(struct pk_swap_store **out, const char *path,
 		       uint64_t size_bytes, unsigned queue_depth)
 {
 	return pk_swap_store_open_flags(out, path, size_bytes, queue_depth, 0);
 }
 
-/* Account for one CQE; returns the op's result for the caller. */
+static int complete(struct pk_swap_store *s, unsigned idx, int res);
+
+/*
+ * After a short write: write buffer idx's page to its slot synchronously
+ * (a rare error path, so the loop may wait one I/O).  PK_SWAP_PAGE_SIZE,
+ * or the negative errno the file gives (-EIO if it writes short again).
+ */
+static int rewrite_page(struct pk_swap_store *s, unsigned idx)
+{
+	ssize_t w;
+
+	do
+		w = pwrite(s->fd, s->bufmem + (size_t)idx * PK_SWAP_PAGE_SIZE,
+			   PK_SWAP_PAGE_SIZE,
+			   (off_t)(s->ops[idx].slot * PK_SWAP_PAGE_SIZE));
+	while (w < 0 && errno == EINTR);
+	return w == (ssize_t)PK_SWAP_PAGE_SIZE ? (int)PK_SWAP_PAGE_SIZE
+	       : w < 0 ? -errno : -EIO;
+}
+
+/*
+ * The I/O error hook (pk_swap_open_opts.inject): a test stand-in for a
+ * failing disk, since this kernel has no device-mapper error target.  A
+ * completed I/O of the chosen kind, after the first `after` pages of that
+ * kind, reports -EIO instead of its result, for `count` pages.
+ */
+static int inject(struct pk_swap_store *s, uint8_t kind, unsigned pages,
+		  int res)
+{
+	struct pk_swap_inject *in = &s->inject;
+	int writes = kind == OP_WRITE;
+
+	if (!in->count || res < 0 || (writes ? !in->writes : !in->reads))
+		return res;
+	if (in->after >= pages) {
+		in->after -= pages;
+		return res;
+	}
+	in->after = 0;
+	in->count = in->count > pages ? in->count - pages : 0;
+	return -EIO;
+}
+
+/*
+ * One CQE: one page, or a run of pages written by one WRITEV, each told
+ * to done() with the run's result (a short run fails every page in it:
+ * their slots are not trusted).  Returns the pages completed.
+ */
+static int complete_cqe(struct pk_swap_store *s, unsigned idx, int res,
+			pk_swap_done_fn *done, void *arg)
+{
+	unsigned n;
+	struct iovec *iov;
+	int page_res;
+
+	if (idx >= s->n_bufs || s->ops[idx].state != BUF_IO)
+		return 0; /* not ours: cannot happen */
+	s->reqs_in_flight--;
+	n = s->ops[idx].run_len ? s->ops[idx].run_len : 1;
+	iov = s->ops[idx].run_iov;
+	res = inject(s, s->ops[idx].kind, n, res);
+	s->ops[idx].run_iov = NULL;
+	s->ops[idx].run_len = 0;
+	/* A short write: the pages it covered are written; the rest say
+	 * why the file refused them (ENOSPC when its file system filled on
+	 * the way), learnt by writing them again, one by one. */
+	unsigned whole = res >= 0 ? (unsigned)res / PK_SWAP_PAGE_SIZE : 0;
+	int short_write = s->ops[idx].kind == OP_WRITE && res >= 0 &&
+			  whole < n;
+	page_res = res == (int)(n * PK_SWAP_PAGE_SIZE) ? (int)PK_SWAP_PAGE_SIZE
+		   : res < 0 ? res : -EIO;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned next = s->ops[idx].next;
+		uint64_t user_data = s->ops[idx].user_data;
+		if (short_write)
+			page_res = k < whole ? (int)PK_SWAP_PAGE_SIZE
+				   : page_res < 0 && k > whole ? page_res
+				   : rewrite_page(s, idx);
+		int result = complete(s, idx, page_res);
+		if (done)
+			done(arg, user_data, result);
+		idx = next;
+	}
+	free(iov);
+	return (int)n;
+}
+
+/* Account for one page's I/O; returns its result for the caller. */
 static int complete(struct pk_swap_store *s, unsigned idx, int res)
 {
 	struct buf_op *op = &s->ops[idx];
@@ -295,15 +445,47 @@ void pk_swap_store_close(struct pk_swap_store *s)
 				continue;
 			if (err < 0)
 				break; /* queue_exit cancels the rest */
-			complete(s, (unsigned)io_uring_cqe_get_data64(cqe),
-				 cqe->res);
+			unsigned idx = (unsigned)io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
 			io_uring_cqe_seen(&s->ring, cqe);
+			complete_cqe(s, idx, res, NULL, NULL);
 		}
 		io_uring_unregister_eventfd(&s->ring);
 		io_uring_unregister_buffers(&s->ring);
 		io_uring_unregister_files(&s->ring);
 	}
 	release_all(s);
+}
+
+int pk_swap_store_reopened(const struct pk_swap_store *s)
+{
+	return s->reopened;
+}
+
+void pk_swap_store_use_checksums(struct pk_swap_store *s, uint64_t *sums)
+{
+	memcpy(sums, s->csum, s->slots.n * sizeof(*sums));
+	if (s->own_csum)
+		free(s->csum);
+	s->csum = sums;
+	s->own_csum = 0;
+}
+
+int pk_swap_slot_restore(struct pk_swap_store *s, uint64_t slot)
+{
+	return pk_slots_restore_ref(&s->slots, slot);
+}
+
+uint64_t pk_swap_store_restore_done(struct pk_swap_store *s)
+{
+	uint64_t stale = 0;
+
+	for (uint64_t i = 0; i < s->slots.n; i++)
+		if (s->csum[i] && pk_slots_state(&s->slots, i) == PK_SLOT_FREE) {
+			pk_slots_restore_dirty(&s->slots, i);
+			stale++;
+		}
+	return stale;
 }
 
 int pk_swap_store_is_direct(const struct pk_swap_store *s)
@@ -455,6 +637,7 @@ static int queue_io(struct pk_swap_store *s, enum op_kind kind, uint64_t slot,
 	op->state = BUF_IO;
 	pk_slots_io_begin(&s->slots, slot);
 	s->in_flight++;
+	s->reqs_in_flight++;
 	return 0;
 }
 
@@ -462,6 +645,65 @@ int pk_swap_write(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
 		  uint64_t user_data)
 {
 	return queue_io(s, OP_WRITE, slot, buf_idx, user_data);
+}
+
+int pk_swap_write_run(struct pk_swap_store *s, uint64_t first_slot,
+		      unsigned n, const unsigned *buf_idx,
+		      const uint64_t *user_data)
+{
+	struct io_uring_sqe *sqe;
+	struct iovec *iov;
+
+	if (n == 1)
+		return queue_io(s, OP_WRITE, first_slot, buf_idx[0], user_data[0]);
+	if (n == 0 || n > PK_SWAP_RUN_MAX || first_slot + n > s->slots.n)
+		return -EINVAL;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned idx = buf_idx[k];
+		if (pk_slots_state(&s->slots, first_slot + k) != PK_SLOT_USED ||
+		    idx >= s->n_bufs || s->ops[idx].state == BUF_FREE)
+			return -EINVAL;
+		if (s->ops[idx].state == BUF_IO ||
+		    s->slots.io[first_slot + k] == PK_SLOT_IO_MAX)
+			return -EBUSY;
+		for (unsigned j = 0; j < k; j++)
+			if (buf_idx[j] == idx)
+				return -EBUSY;
+	}
+	iov = malloc(n * sizeof(*iov));
+	if (!iov)
+		return -ENOMEM;
+	sqe = io_uring_get_sqe(&s->ring);
+	if (!sqe) {
+		pk_swap_submit(s);
+		sqe = io_uring_get_sqe(&s->ring);
+		if (!sqe) {
+			free(iov);
+			return -EBUSY;
+		}
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct buf_op *op = &s->ops[buf_idx[k]];
+		void *buf = s->bufmem + (size_t)buf_idx[k] * PK_SWAP_PAGE_SIZE;
+		iov[k] = (struct iovec){ buf, PK_SWAP_PAGE_SIZE };
+		op->csum = XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
+		op->user_data = user_data[k];
+		op->slot = first_slot + k;
+		op->kind = OP_WRITE;
+		op->state = BUF_IO;
+		op->next = k + 1 < n ? buf_idx[k + 1] : 0;
+		op->run_len = 0;
+		pk_slots_io_begin(&s->slots, first_slot + k);
+	}
+	s->ops[buf_idx[0]].run_len = n;
+	s->ops[buf_idx[0]].run_iov = iov;
+	io_uring_prep_writev(sqe, 0, iov, n,
+			     (uint64_t)first_slot * PK_SWAP_PAGE_SIZE);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, buf_idx[0]);
+	s->in_flight += n;
+	s->reqs_in_flight++;
+	return 0;
 }
 
 int pk_swap_read(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
@@ -495,17 +737,10 @@ int pk_swap_reap(struct pk_swap_store *s, pk_swap_done_fn *done, void *arg)
 		return -errno;
 	while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
 		unsigned idx = (unsigned)io_uring_cqe_get_data64(cqe);
-		int res = cqe->res, result;
-		uint64_t user_data;
+		int res = cqe->res;
 
 		io_uring_cqe_seen(&s->ring, cqe);
-		if (idx >= s->n_bufs || s->ops[idx].state != BUF_IO)
-			continue; /* not ours: cannot happen */
-		user_data = s->ops[idx].user_data;
-		result = complete(s, idx, res);
-		n++;
-		if (done)
-			done(arg, user_data, result);
+		n += complete_cqe(s, idx, res, done, arg);
 	}
 	return n;
 }
@@ -518,8 +753,8 @@ int pk_swap_wait(struct pk_swap_store *s, unsigned min_complete)
 	err = pk_swap_submit(s);
 	if (err < 0)
 		return err;
-	if (min_complete > s->in_flight)
-		min_complete = s->in_flight;
+	if (min_complete > s->reqs_in_flight)
+		min_complete = s->reqs_in_flight;
 	if (min_complete == 0)
 		return 0;
 	do

@@ -6,10 +6,12 @@
  * registered page buffers).  Completions signal an eventfd, so the daemon's
  * epoll loop watches pk_swap_store_event_fd() and calls pk_swap_reap().
  *
- * The file.  pk_swap_store_open() replaces whatever is at path (a
- * restarted daemon has no journal yet, so old slots mean nothing: it
- * starts fresh), creates it mode 0600 and preallocates size_bytes with
- * fallocate.  It is opened O_DIRECT so swap traffic does not fill the
+ * The file.  pk_swap_store_open() replaces whatever is at path,
+ * creates it mode 0600 and preallocates size_bytes with fallocate.  With
+ * PK_SWAP_OPEN_KEEP a file already there with the same size is opened as
+ * it is (a restarted daemon's slots hold its guests' pages: the caller
+ * replays which slots are owned with pk_swap_slot_restore()), and close
+ * leaves the file in place.  It is opened O_DIRECT so swap traffic does not fill the
  * host's page cache; a file system that refuses O_DIRECT (EINVAL at open
  * or at the first aligned read) gets buffered I/O instead, reported by
  * pk_swap_store_is_direct().  pk_swap_store_close() unlinks it.
@@ -23,7 +25,9 @@
  * pk_swap_store_flush_frees() punches every freed slot at once
  * (swap_slots.h has the ordering rules).
  *
- * Checksums.  The store keeps one XXH3-64 per slot in memory.  A write's
+ * Checksums.  The store keeps one XXH3-64 per slot, in memory or in an
+ * array the caller gives it (a durable record that outlives the daemon,
+ * engine/state.c).  A write's
  * checksum is computed from the buffer when the write is queued and
  * recorded when the write completes successfully; a read whose data does
  * not match the slot's recorded checksum completes with -EBADMSG.  A slot
@@ -56,6 +60,28 @@
 
 /* pk_swap_store_open_flags() flags. */
 #define PK_SWAP_OPEN_BUFFERED 0x1u /* don't try O_DIRECT */
+#define PK_SWAP_OPEN_KEEP 0x2u	   /* reuse the file at path; never unlink */
+
+/*
+ * An I/O error hook for tests (this kernel has no device-mapper error
+ * target): after `after` good pages of the chosen kinds, the next `count`
+ * pages' I/O completes with -EIO (a run of pages fails whole).  Zero
+ * count: off.
+ */
+struct pk_swap_inject {
+	int writes, reads;
+	uint64_t after, count;
+};
+
+struct pk_swap_open_opts {
+	const char *path;
+	uint64_t size_bytes;
+	unsigned queue_depth;
+	unsigned flags;	     /* PK_SWAP_OPEN_* */
+	uint64_t *checksums; /* one per slot, the caller's (it outlives the
+				store); NULL: the store keeps its own */
+	struct pk_swap_inject inject; /* tests only */
+};
 
 struct pk_swap_store;
 
@@ -90,11 +116,34 @@ int pk_swap_store_open(struct pk_swap_store **out, const char *path,
 int pk_swap_store_open_flags(struct pk_swap_store **out, const char *path,
 			     uint64_t size_bytes, unsigned queue_depth,
 			     unsigned flags);
+/*
+ * Everything above, and the checksum array.  With PK_SWAP_OPEN_KEEP, a
+ * file at path of another size is -EEXIST (never replaced).
+ */
+int pk_swap_store_open_opts(struct pk_swap_store **out,
+			    const struct pk_swap_open_opts *o);
+/*
+ * From now on keep the checksums in sums (one per slot, the caller's;
+ * the current ones are copied there): a record made after the file.
+ */
+void pk_swap_store_use_checksums(struct pk_swap_store *store, uint64_t *sums);
+/* 1 if KEEP found the previous daemon's file (its slots are replayed). */
+int pk_swap_store_reopened(const struct pk_swap_store *store);
+/*
+ * Restart: one more owner of slot, as a replayed page names it (a free
+ * slot becomes used).  -EINVAL: out of range.  Once every owner is
+ * replayed, pk_swap_store_restore_done() makes the slots that hold a page
+ * (a checksum) but no owner dirty, so the scrub punches them; it returns
+ * how many.
+ */
+int pk_swap_slot_restore(struct pk_swap_store *store, uint64_t slot);
+uint64_t pk_swap_store_restore_done(struct pk_swap_store *store);
 
 /*
  * Submit anything queued, wait for all I/O in flight (completions not yet
  * reaped are dropped without calling anyone: reap first if user_data owns
- * memory), unregister, close and unlink the file.  NULL is a no-op.
+ * memory), unregister, close and (unless KEEP) unlink the file.  NULL is
+ * a no-op.
  */
 void pk_swap_store_close(struct pk_swap_store *store);
 
@@ -147,6 +196,22 @@ int pk_swap_write(struct pk_swap_store *store, uint64_t slot,
 		  unsigned buf_idx, uint64_t user_data);
 int pk_swap_read(struct pk_swap_store *store, uint64_t slot, unsigned buf_idx,
 		 uint64_t user_data);
+/*
+ * Queue one write of n pages (n <= PK_SWAP_RUN_MAX) to the consecutive
+ * slots first_slot.. from held buffers buf_idx[0..n): one I/O request
+ * (IORING_OP_WRITEV) instead of n, so eviction runs at the disk's large
+ * write bandwidth rather than its 4 KiB IOPS.  Each page still completes
+ * on its own with its user_data, and each slot's checksum is recorded
+ * when its page is written.  A failed write fails every page of it; after
+ * a short one (a file system that filled on the way), the pages it
+ * covered are written and each other page is written again on its own,
+ * synchronously, so it completes with the file's own error (-ENOSPC).
+ * Errors as pk_swap_write().
+ */
+#define PK_SWAP_RUN_MAX 256u
+int pk_swap_write_run(struct pk_swap_store *store, uint64_t first_slot,
+		      unsigned n, const unsigned *buf_idx,
+		      const uint64_t *user_data);
 /* Submit everything queued; returns the number of entries submitted. */
 int pk_swap_submit(struct pk_swap_store *store);
 

@@ -255,7 +255,7 @@ int pk_test_pid_running(pid_t pid)
  * Check's killpg of a failed test does not take it down.
  */
 static void run_cleaner(int rfd, pid_t daemon, const char *dir,
-			const char *log)
+			const char *run_dir, const char *log)
 {
 	struct stat st;
 	char c;
@@ -283,6 +283,7 @@ static void run_cleaner(int rfd, pid_t daemon, const char *dir,
 		dump_log(log);
 		rm_rf(dir);
 	}
+	rm_rf(run_dir);
 	_exit(0);
 }
 
@@ -297,7 +298,7 @@ static void start_cleaner(struct pk_test_daemon *d)
 	pid = fork();
 	if (pid == 0) {
 		close(p[1]);
-		run_cleaner(p[0], d->pid, d->dir, d->log);
+		run_cleaner(p[0], d->pid, d->dir, d->run_dir, d->log);
 	}
 	close(p[0]);
 	if (pid < 0) {
@@ -307,48 +308,25 @@ static void start_cleaner(struct pk_test_daemon *d)
 	d->cleaner_fd = p[1];
 }
 
-int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
+/* Fork and exec the daemon on d's directories; wait for its socket. */
+static int spawn(struct pk_test_daemon *d, const char *bin)
 {
-	const char *bin = getenv("PK_DAEMON");
 	pid_t self = getpid();
-	char *argv[64], *copy = NULL, **envp, asan_opts[512];
+	char *argv[64], *copy, **envp, asan_opts[512];
 	int argc = 0;
 	long deadline;
 
-	memset(d, 0, sizeof(*d));
-	d->cleaner_fd = -1;
-	if (!bin || !*bin) {
-		snprintf(d->error, sizeof(d->error),
-			 "PK_DAEMON is not set: run this test via `meson test` "
-			 "(or set PK_DAEMON to the pagekeeperd binary)");
-		return -EINVAL;
-	}
-	if (access(bin, X_OK) < 0) {
-		snprintf(d->error, sizeof(d->error), "PK_DAEMON=%s: %s", bin,
-			 strerror(errno));
-		return -ENOENT;
-	}
-	snprintf(d->dir, sizeof(d->dir), "/tmp/pk-test-XXXXXX");
-	if (!mkdtemp(d->dir)) {
-		int e = errno;
-		snprintf(d->error, sizeof(d->error), "mkdtemp %s: %s", d->dir,
-			 strerror(e));
-		d->dir[0] = '\0';
-		return -e;
-	}
 	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->dir);
-	snprintf(d->state_dir, sizeof(d->state_dir), "%s/state", d->dir);
-	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
-	d->owner = self;
-
 	argv[argc++] = (char *)bin;
 	argv[argc++] = "--socket";
 	argv[argc++] = d->sock;
 	argv[argc++] = "--state-dir";
 	argv[argc++] = d->state_dir;
+	argv[argc++] = "--run-dir";
+	argv[argc++] = d->run_dir;
 	argv[argc++] = "--foreground";
 	argv[argc++] = "--quiet";
-	copy = extra_args ? strdup(extra_args) : NULL;
+	copy = strdup(d->extra_args);
 	for (char *save = NULL, *t = copy ? strtok_r(copy, " \t", &save) : NULL;
 	     t && argc < 63; t = strtok_r(NULL, " \t", &save)) {
 		/* A later --socket wins in the daemon: wait on that one. */
@@ -369,11 +347,11 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 		int e = errno;
 		snprintf(d->error, sizeof(d->error), "fork: %s", strerror(e));
 		d->pid = 0;
-		rm_rf(d->dir);
 		return -e;
 	}
 	track(d, 1);
-	start_cleaner(d);
+	if (d->cleaner_fd < 0)
+		start_cleaner(d);
 
 	deadline = pk_test_now_ms() + PK_TEST_SOCKET_WAIT_MS;
 	for (;;) {
@@ -388,7 +366,6 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 				memccpy(d->error + k, why, '\0',
 					sizeof(d->error) - (size_t)k - 1);
 			d->error[sizeof(d->error) - 1] = '\0';
-			pk_test_daemon_stop(d);
 			return -ECHILD;
 		}
 		if (try_connect(d->sock) == 0)
@@ -402,8 +379,83 @@ int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
 		 "within %d ms",
 		 (int)d->pid, bin, d->sock, PK_TEST_SOCKET_WAIT_MS);
 	append_log_tail(d->log, d->error, sizeof(d->error));
-	pk_test_daemon_stop(d);
 	return -ETIMEDOUT;
+}
+
+static const char *daemon_bin(struct pk_test_daemon *d)
+{
+	const char *bin = getenv("PK_DAEMON");
+
+	if (!bin || !*bin) {
+		snprintf(d->error, sizeof(d->error),
+			 "PK_DAEMON is not set: run this test via `meson test` "
+			 "(or set PK_DAEMON to the pagekeeperd binary)");
+		return NULL;
+	}
+	if (access(bin, X_OK) < 0) {
+		snprintf(d->error, sizeof(d->error), "PK_DAEMON=%s: %s", bin,
+			 strerror(errno));
+		return NULL;
+	}
+	return bin;
+}
+
+int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args)
+{
+	const char *bin;
+	int err;
+
+	memset(d, 0, sizeof(*d));
+	d->cleaner_fd = -1;
+	bin = daemon_bin(d);
+	if (!bin)
+		return -EINVAL;
+	snprintf(d->extra_args, sizeof(d->extra_args), "%s",
+		 extra_args ? extra_args : "");
+	snprintf(d->dir, sizeof(d->dir), "/tmp/pk-test-XXXXXX");
+	snprintf(d->run_dir, sizeof(d->run_dir), "/dev/shm/pk-run-XXXXXX");
+	if (!mkdtemp(d->dir) || !mkdtemp(d->run_dir)) {
+		int e = errno;
+		snprintf(d->error, sizeof(d->error), "mkdtemp %s or %s: %s",
+			 d->dir, d->run_dir, strerror(e));
+		rmdir(d->dir);
+		d->dir[0] = d->run_dir[0] = '\0';
+		return -e;
+	}
+	snprintf(d->state_dir, sizeof(d->state_dir), "%s/state", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+	d->owner = getpid();
+	err = spawn(d, bin);
+	if (err) {
+		if (d->pid == 0 && !d->exited) {
+			rm_rf(d->dir);
+			rm_rf(d->run_dir);
+			d->dir[0] = d->run_dir[0] = '\0';
+		} else {
+			char why[sizeof(d->error)];
+			memcpy(why, d->error, sizeof(why));
+			pk_test_daemon_stop(d);
+			memcpy(d->error, why, sizeof(why));
+		}
+	}
+	return err;
+}
+
+int pk_test_daemon_restart(struct pk_test_daemon *d, const char *extra_args)
+{
+	const char *bin = daemon_bin(d);
+
+	if (!bin)
+		return -EINVAL;
+	if (d->pid > 0 || !d->dir[0]) {
+		snprintf(d->error, sizeof(d->error),
+			 "pk_test_daemon_restart: %s", d->pid > 0
+			 ? "pagekeeperd still runs" : "no daemon was started");
+		return -EINVAL;
+	}
+	if (extra_args)
+		snprintf(d->extra_args, sizeof(d->extra_args), "%s", extra_args);
+	return spawn(d, bin);
 }
 
 /*
@@ -562,7 +614,8 @@ int pk_test_daemon_stop(struct pk_test_daemon *d)
 		rc = -1;
 	}
 	rm_rf(d->dir);
-	d->dir[0] = '\0';
+	rm_rf(d->run_dir);
+	d->dir[0] = d->run_dir[0] = '\0';
 	if (d->cleaner_fd >= 0) {
 		close(d->cleaner_fd); /* the cleaner finds nothing left and exits */
 		d->cleaner_fd = -1;

@@ -45,6 +45,8 @@ struct pk_test_daemon {
 	char dir[64];	    /* mkdtemp directory, removed by stop */
 	char sock[128];	    /* DIR/pk.sock */
 	char state_dir[128]; /* DIR/state */
+	char run_dir[64];   /* /dev/shm/pk-run-XXXXXX: --run-dir (tmpfs) */
+	char extra_args[512]; /* the daemon's extra arguments, for restarts */
 	char log[128];	    /* DIR/daemon.log: the daemon's stderr */
 	char error[1024];   /* why start (or alive) failed */
 	int cleaner_fd;	    /* write end of the cleaner's pipe, -1 if none */
@@ -53,12 +55,20 @@ struct pk_test_daemon {
 };
 
 /*
- * Start `$PK_DAEMON --socket DIR/pk.sock --state-dir DIR/state
- * --foreground --quiet [extra_args]` (extra_args: space-separated, may be
+ * Start `$PK_DAEMON --socket DIR/pk.sock --state-dir DIR/state --run-dir
+ * RUN --foreground --quiet [extra_args]` (RUN: a fresh directory on
+ * /dev/shm, removed with DIR) (extra_args: space-separated, may be
  * NULL) and wait up to 5 s for the socket to accept connections.  A
  * --socket in extra_args overrides the default and is the one waited on.
  */
 int pk_test_daemon_start(struct pk_test_daemon *d, const char *extra_args);
+
+/*
+ * Start a daemon again on the same directories after
+ * pk_test_daemon_kill() (a crash, a stop or an upgrade): same arguments,
+ * or extra_args if not NULL.  Waits for its socket like start.
+ */
+int pk_test_daemon_restart(struct pk_test_daemon *d, const char *extra_args);
 
 /*
  * Stop and judge the daemon: SIGTERM, wait (PK_TEST_STOP_WAIT_MS scaled by

@@ -233,20 +233,25 @@ int wait_vm_listed(struct pk_test_daemon *d, const char *name, int present,
 	}
 }
 
-int file_has(const char *path, const char *text)
+int file_count(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "re");
 	char *line = NULL;
 	size_t cap = 0;
-	int hit = 0;
+	int hits = 0;
 
 	if (!f)
 		return 0;
-	while (!hit && getline(&line, &cap, f) > 0)
-		hit = strstr(line, text) != NULL;
+	while (getline(&line, &cap, f) > 0)
+		hits += strstr(line, text) != NULL;
 	free(line);
 	fclose(f);
-	return hit;
+	return hits;
+}
+
+int file_has(const char *path, const char *text)
+{
+	return file_count(path, text) > 0;
 }
 
 int free_port(void)

@@ -82,6 +82,8 @@ void sleep_ms(int ms);
 int scaled_ms(double work_ms);
 /* 1 if a line of the file at path contains text; 0 if none, or no file. */
 int file_has(const char *path, const char *text);
+/* How many lines of the file at path contain text (0 if no file). */
+int file_count(const char *path, const char *text);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int free_port(void);
 /* pid's argv (/proc/PID/cmdline, NUL-separated) into buf, terminated by

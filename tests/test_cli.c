@@ -2,7 +2,7 @@
  * test_cli.c - the `pagekeeper` command line, run as a program.
  *
  * What: every subcommand of build/tools/pagekeeper ($PK_CLI) - status,
- * status --json, reclaim, lab, --help - against a live pagekeeperd, with
+ * status --json, reclaim, drain, lab, --help - against a live pagekeeperd, with
  * no daemon at all, and with bad arguments.
  *  - live_status: this process registers three VMs (two memfd, one
  *    anonymous); the table and the JSON name each with its pid and the
@@ -11,12 +11,19 @@
  *    names (the others keep theirs), the status table then shows it, every
  *    byte reads back; a refused reclaim (unknown VM, anonymous RAM) is
  *    exit 1 with the daemon's reason.
+ *  - live_drain: two lab guests of one sharing domain with merged pages,
+ *    one of them also swapped; `drain` brings back exactly what status
+ *    said it had swapped and merged (MiB, and the time in ms), leaves it
+ *    none (drained true), and from then on the scanner merges none of it
+ *    and `reclaim` is refused (exit 1: drained); the other guest keeps
+ *    its merged pages; both verify every page.  An unknown VM is exit 1
+ *    with the daemon's reason.
  *  - no_daemon: no socket, a socket nobody listens on, and a listener that
  *    hangs up without replying: every command says which socket and exits
  *    3, the status --help documents for "no pagekeeperd answers".
  *  - bad_args: each malformed command line is exit 2 with a message that
  *    names what was wrong, prints nothing on stdout, and reaches no daemon
- *    (the VM's figures do not move).
+ *    (the VM's figures do not move, it is not drained).
  *  - help: --help, -h and lab --help print usage and the exit statuses.
  *  - lab_run: `pagekeeper lab` starts its daemon and guests, shows them
  *    live, every guest verifies every page, and nothing it started is left.
@@ -40,6 +47,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -487,6 +495,169 @@ START_TEST(live_reclaim)
 }
 END_TEST
 
+/* ---- drain ---- */
+
+/*
+ * Drain deadlines: a scanner pass over both guests (32 MiB at >= 200 MiB/s,
+ * passes >= 1 s apart) is at most SCAN_PASS_MS; faults on swapped or
+ * merged pages are served at >= 2000 pages/s; a drain brings pages back
+ * at the eviction floor, EVICT_MS_PER_MIB.
+ */
+#define DRAIN_MIB 16
+#define SCAN_PASS_MS 1100
+#define REFAULT_MS_PER_MIB (1000 * MIB_PAGES / 2000)
+
+/* Has every one of n VMs made `passes` scanner passes (target[i])? */
+static int passes_done(struct pk_test_daemon *d, const char *const *names,
+		       int n, const double *target)
+{
+	for (int i = 0; i < n; i++)
+		if (vm_field(d, names[i], "scan_passes") < target[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * The merged MiB of names[0] once it is above 0 and stayed the same while
+ * both VMs made two whole scanner passes (the first may have begun before
+ * the last change): nothing of theirs is left to merge.
+ */
+static double wait_merged(struct pk_test_daemon *d, const char *const *names)
+{
+	double v = -1, now, target[2] = { 0, 0 };
+	long end = pk_test_deadline_ms(8 * SCAN_PASS_MS + CLI_MS);
+
+	for (;;) {
+		now = vm_field(d, names[0], "shared_mib");
+		if (now != v) {
+			v = now;
+			for (int i = 0; i < 2; i++)
+				target[i] = vm_field(d, names[i],
+						     "scan_passes") + 2;
+		} else if (now > 0 && passes_done(d, names, 2, target)) {
+			return v;
+		}
+		ck_assert_msg(pk_test_now_ms() < end, "timed out after %.1f s "
+			      "waiting for the merged MiB of %s to stay the "
+			      "same for two scanner passes (%.2f MiB)",
+			      (8 * SCAN_PASS_MS + CLI_MS) *
+				      pk_test_time_scale() / 1e3, names[0], now);
+		sleep_ms(100);
+	}
+}
+
+/* SIGUSR1: the lab guest runs 1 s, verifies every page and exits 0. */
+static void guest_verifies(struct guest *g, double refault_mib)
+{
+	json_object *res;
+
+	ck_assert_int_eq(kill(g->pid, SIGUSR1), 0);
+	guest_expect(g, NULL, &res, pk_test_deadline_ms(
+			     1000 + DRAIN_MIB * SWEEP_MS_PER_MIB +
+			     (long)(refault_mib * REFAULT_MS_PER_MIB) + CLI_MS),
+		     "workload of 1 s and verify of every page");
+	ck_assert_msg(res, "guest %s printed no result", g->name);
+	ck_assert_double_eq(jnum(res, "mismatches"), 0);
+	ck_assert_double_eq(jnum(res, "pages_verified"), DRAIN_MIB * MIB_PAGES);
+	json_object_put(res);
+	ck_assert_int_eq(guest_finish(g, DETACH_MS), 0);
+}
+
+START_TEST(live_drain)
+{
+	const char *const names[2] = { "dr-a", "dr-b" };
+	const char *const extra[] = {
+		"--size", "16M", "--seed", "3", "--content", "zero=0,shared=0.6",
+		"--share-domain", "lab", "--idle-before", "3600", "--workload",
+		"random", "--writers", "1", "--readers", "1", "--duration", "1",
+		"--verify", "--json", NULL };
+	struct pk_test_daemon d;
+	struct pk_reclaim_reply rr;
+	struct guest g[2];
+	struct run r;
+	double merged, merged_b, swapped, in, unshared, ms, lost, target;
+
+	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 1G --swap-size 64M")
+		      == 0, "%s", d.error);
+	for (int i = 0; i < 2; i++) {
+		guest_start(&g[i], d.sock, names[i], extra);
+		guest_expect(&g[i], "IDLE", NULL, pk_test_deadline_ms(
+				     CLI_MS + 2 * DRAIN_MIB * SWEEP_MS_PER_MIB),
+			     "attach and fill");
+	}
+	merged = wait_merged(&d, names);
+	ck_assert_double_eq(vm_field(&d, "dr-b", "shared_mib"), merged);
+	/* Merged pages are not resident: this evicts unique ones. */
+	ck_assert_msg(pk_test_reclaim(d.sock, "dr-a", 4 << 20, &rr) == 0,
+		      "reclaim: %s", rr.reason);
+	ck_assert_uint_eq(rr.pages_swapped, 4 * MIB_PAGES);
+	swapped = vm_field(&d, "dr-a", "swapped_mib");
+	ck_assert_double_eq(swapped, 4);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "shared_mib"), merged);
+	merged_b = vm_field(&d, "dr-b", "shared_mib");
+	ck_assert_double_eq(vm_field(&d, "dr-a", "drained"), 0);
+
+	run_expect(&r, CLI_MS + (long)((swapped + merged) * EVICT_MS_PER_MIB),
+		   0, (const char *const[]){ "--socket", d.sock, "drain",
+					     "dr-a", NULL });
+	ck_assert_msg(sscanf(r.out, "dr-a: %lf MiB swapped in and %lf MiB "
+			     "unshared in %lf ms; %lf MiB lost", &in,
+			     &unshared, &ms, &lost) == 4,
+		      "`%s` printed:\n%s", r.cmd, r.out);
+	expect_in(r.out, " MiB lost (unreadable: the guest gets memory errors "
+		  "there)\n", &r, "stdout");
+	expect_in(r.err, "pagekeeper: draining dr-a ...", &r, "stderr");
+	/* Exactly what it had, in MiB with one decimal. */
+	ck_assert_msg(fabs(in - swapped) < 0.051 &&
+		      fabs(unshared - merged) < 0.051 && ms > 0 && lost == 0,
+		      "`%s` printed %s; dr-a had %.2f MiB swapped and %.2f MiB "
+		      "merged", r.cmd, r.out, swapped, merged);
+	run_free(&r);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "swapped_mib"), 0);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "shared_mib"), 0);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "drained"), 1);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "draining"), 0);
+	ck_assert_double_eq(vm_field(&d, "dr-b", "shared_mib"), merged_b);
+
+	/* From then on: no merging (two more scanner passes) ... */
+	target = vm_field(&d, "dr-b", "scan_passes") + 2;
+	WAIT_FOR(vm_field(&d, "dr-b", "scan_passes") >= target,
+		 3 * SCAN_PASS_MS + CLI_MS, 100, "two more scanner passes "
+		 "over dr-b");
+	ck_assert_double_eq(vm_field(&d, "dr-a", "shared_mib"), 0);
+	/* ... and no eviction. */
+	run_expect(&r, CLI_MS, EXIT_FAILED,
+		   (const char *const[]){ "--socket", d.sock, "reclaim",
+					  "dr-a", "--mib", "1", NULL });
+	expect_in(r.err, "pagekeeper: reclaim refused: vm dr-a is drained", &r,
+		  "stderr");
+	ck_assert_msg(r.out[0] == '\0', "`%s` printed: %s", r.cmd, r.out);
+	run_free(&r);
+	ck_assert_double_eq(vm_field(&d, "dr-a", "swapped_mib"), 0);
+
+	/* Draining it again finds nothing left. */
+	run_expect(&r, CLI_MS, 0, (const char *const[]){ "--socket", d.sock,
+		   "drain", "dr-a", NULL });
+	ck_assert_msg(strncmp(r.out, "dr-a: 0.0 MiB swapped in and 0.0 MiB "
+			      "unshared in ", 45) == 0, "`%s` printed:\n%s",
+		      r.cmd, r.out);
+	run_free(&r);
+	/* An unknown VM: the daemon's reason, exit 1. */
+	run_expect(&r, CLI_MS, EXIT_FAILED,
+		   (const char *const[]){ "--socket", d.sock, "drain", "nosuch",
+					  NULL });
+	expect_in(r.err, "pagekeeper: drain refused: no VM named 'nosuch'", &r,
+		  "stderr");
+	ck_assert_msg(r.out[0] == '\0', "`%s` printed: %s", r.cmd, r.out);
+	run_free(&r);
+
+	/* Every page of both, dr-b's merged ones from the copies. */
+	guest_verifies(&g[0], 0);
+	guest_verifies(&g[1], merged_b);
+	stop_daemon(&d);
+}
+END_TEST
+
 /* ---- no daemon ---- */
 
 /* Every command that talks to the daemon, against sock: exit 3, the
@@ -497,6 +668,7 @@ static void expect_unreachable(const char *sock, const char *why)
 		{ "--socket", sock, "status", NULL },
 		{ "--socket", sock, "status", "--json", NULL },
 		{ "--socket", sock, "reclaim", "vm1", "--mib", "1" },
+		{ "--socket", sock, "drain", "vm1", NULL },
 	};
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -637,6 +809,14 @@ START_TEST(bad_args)
 		  "pagekeeper: reclaim: unexpected argument 'cli-b'" },
 		{ { "--socket", "S", "reclaim", long_name, "--mib", "4" },
 		  "pagekeeper: reclaim: VM name longer than 63 bytes" },
+		{ { "--socket", "S", "drain" },
+		  "pagekeeper: drain needs exactly one VM" },
+		{ { "--socket", "S", "drain", "cli-a", "cli-b" },
+		  "pagekeeper: drain needs exactly one VM" },
+		{ { "--socket", "S", "drain", "--mib" },
+		  "pagekeeper: drain needs exactly one VM" },
+		{ { "--socket", "S", "drain", long_name },
+		  "pagekeeper: drain: VM name longer than 63 bytes" },
 		{ { "lab", "--guests", "0" }, "pagekeeper lab: --guests wants 1..32" },
 		{ { "lab", "--guests", "33" }, "pagekeeper lab: --guests wants 1..32" },
 		{ { "lab", "--size", "12Q" }, "pagekeeper lab: bad --size '12Q'" },
@@ -679,6 +859,7 @@ START_TEST(bad_args)
 	/* None of them reached the daemon's VM. */
 	ck_assert_double_eq(vm_field(&d, "cli-a", "swapped_mib"), 0);
 	ck_assert_double_eq(vm_field(&d, "cli-a", "resident_mib"), 4);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "drained"), 0);
 	vm_verify(&a, a.pages);
 	vm_detach(&a);
 	stop_daemon(&d);
@@ -696,6 +877,7 @@ START_TEST(help)
 		expect_in(r.out, "usage: pagekeeper [--socket PATH] status [--json]",
 			  &r, "stdout");
 		expect_in(r.out, "reclaim VM --mib N", &r, "stdout");
+		expect_in(r.out, "drain VM", &r, "stdout");
 		expect_in(r.out, "pagekeeper lab", &r, "stdout");
 		/* The exit statuses this test holds the program to. */
 		expect_in(r.out, "Exit status: 0 done, 1 the daemon refused or "
@@ -921,6 +1103,7 @@ int main(void)
 
 	add(s, "live_status", live_status);
 	add(s, "live_reclaim", live_reclaim);
+	add(s, "live_drain", live_drain);
 	tcase_add_unchecked_fixture(add(s, "no_daemon", no_daemon), nd_setup,
 				    nd_teardown);
 	add(s, "bad_args", bad_args);

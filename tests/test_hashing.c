@@ -14,7 +14,11 @@
  * hundreds of references under one hash, growth and shrinking; the
  * canonical store merges identical content only, never two pages that
  * share a hash but not content, frees at the last put (memory given back)
- * and reuses ids, with exact counters, also under a random model; the
+ * and reuses ids, with exact counters, also under a random model; in a
+ * file (on the scratch dir and on tmpfs) the copies are at id * 4096,
+ * and a file a previous store left opens in restore mode: the ids named
+ * again have their bytes and references and are found by content, the
+ * rest are free and their chunks punched out of the file; the
  * scan cursor visits exactly the data pages of a file with holes, zero
  * pages and punched pages, with the right offsets and content, allocates
  * nothing, resumes across small steps to the same sequence and counts
@@ -78,6 +82,9 @@
 	} while (0)
 
 static char dir[4096], path[4200];
+/* The canonical store's files also go to tmpfs, the run dir's home. */
+static char shm_dir[4096];
+static const char *const canon_files[] = { "canon-empty", "canon-restore" };
 
 static void setup(void)
 {
@@ -87,12 +94,22 @@ static void setup(void)
 		 base && *base ? base : ".");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/ram", dir);
+	snprintf(shm_dir, sizeof(shm_dir), "/dev/shm/hashtest-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(shm_dir));
 }
 
 static void teardown(void)
 {
+	char p[4200];
+
+	for (unsigned i = 0; i < 2 * sizeof(canon_files) / sizeof(*canon_files); i++) {
+		snprintf(p, sizeof(p), "%s/%s", i & 1 ? shm_dir : dir,
+			 canon_files[i / 2]);
+		unlink(p);
+	}
 	unlink(path);
 	rmdir(dir);
+	rmdir(shm_dir);
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -1255,6 +1272,222 @@ START_TEST(test_rate_change)
 }
 END_TEST
 
+/* ---- canonical store in a file (pk_canon_store_open_file) --------------- */
+
+#define CHUNK_BYTES ((off_t)PK_CANON_CHUNK_PAGES * PAGE)
+
+/* canon_files[which] in the scratch dir (i == 0, ext4 here) or on tmpfs. */
+static int canon_file(int i, unsigned which, char *p, size_t len, int flags)
+{
+	int fd;
+
+	snprintf(p, len, "%s/%s", i ? shm_dir : dir, canon_files[which]);
+	fd = open(p, O_RDWR | O_CLOEXEC | flags, 0600);
+	OK(fd >= 0);
+	return fd;
+}
+
+/* The copy of seed in a fresh page (the caller frees it). */
+static unsigned char *page_of_seed(uint64_t seed)
+{
+	unsigned char *pg = page_alloc(1);
+
+	fill(pg, seed);
+	return pg;
+}
+
+static void expect_copy(struct pk_canon_store *s, uint64_t id, uint64_t seed,
+			uint32_t refs)
+{
+	unsigned char *pg = page_of_seed(seed);
+	const void *data = pk_canon_data(s, id);
+
+	if (!data)
+		ck_abort_msg("id %llu: no copy", (unsigned long long)id);
+	if (memcmp(data, pg, PAGE) != 0)
+		ck_abort_msg("id %llu: not the bytes of seed %llu",
+			     (unsigned long long)id, (unsigned long long)seed);
+	EQ(pk_canon_refs(s, id), refs);
+	free(pg);
+}
+
+/*
+ * An empty file: a normal store (ids from 0, duplicates share, puts
+ * free) whose copies are in the file: after destroy (which closes the
+ * fd it took) the file holds each copy at id * 4096.
+ */
+START_TEST(test_canon_file_empty)
+{
+	enum { N = 600 }; /* two chunks */
+	struct pk_canon_store *s;
+	unsigned char *pg = page_alloc(1), *back = page_alloc(1);
+	char p[4200];
+	struct stat sb;
+	uint64_t id;
+	bool is_new;
+	int fd = canon_file(_i, 0, p, sizeof(p), O_CREAT | O_TRUNC);
+
+	EQ(pk_canon_store_open_file(&s, fd), 0);
+	EQ(pk_canon_restore_ref(s, 0), -ENOENT); /* nothing to restore */
+	check_stats(s, 0, 0);
+	for (uint64_t i = 0; i < N; i++) {
+		fill(pg, 7000 + i);
+		EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+		OK(is_new);
+		EQ(id, i);
+	}
+	fill(pg, 7005);
+	EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+	OK(!is_new);
+	EQ(id, 5);
+	EQ(pk_canon_put(s, 5), 1);
+	fill(pg, 7006);
+	EQ(pk_canon_get(s, pg, pk_page_hash(pg), &id), 0);
+	EQ(id, 6);
+	EQ(pk_canon_put(s, 6), 1);
+	check_stats(s, N, N);
+	expect_copy(s, 599, 7599, 1);
+	pk_canon_store_destroy(s);
+	errno = 0;
+	EQ(fcntl(fd, F_GETFD), -1); /* the store's to close */
+	EQ(errno, EBADF);
+
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	OK(fd >= 0);
+	EQ(fstat(fd, &sb), 0);
+	GE(sb.st_size, 2 * CHUNK_BYTES);
+	for (uint64_t i = 0; i < N; i++) {
+		EQ(pread(fd, back, PAGE, (off_t)(i * PAGE)), PAGE);
+		fill(pg, 7000 + i);
+		if (memcmp(back, pg, PAGE) != 0)
+			ck_abort_msg("file offset %llu: not copy %llu's bytes",
+				     (unsigned long long)(i * PAGE),
+				     (unsigned long long)i);
+	}
+	close(fd);
+	EQ(unlink(p), 0);
+	free(pg);
+	free(back);
+}
+END_TEST
+
+/*
+ * A file with a previous daemon's 1100 copies (three chunks; copy 1 was
+ * freed): restore mode.  The page tables name 0, 5 (twice), 1030 and
+ * 1099, nothing in the second chunk; 1536 is beyond the file.  After
+ * restore_done the named copies have their bytes and references and are
+ * found by content; every other id is free (the next adds take 1, 2),
+ * its old bytes never found; the unnamed chunk was punched out of the
+ * file, and a chunk whose last copy goes is punched by release_freed.
+ */
+START_TEST(test_canon_file_restore)
+{
+	enum { N = 1100 };
+	struct pk_canon_store *s;
+	unsigned char *pg = page_alloc(1);
+	char p[4200];
+	blkcnt_t before, after;
+	uint64_t id;
+	bool is_new;
+	int fd = canon_file(_i, 1, p, sizeof(p), O_CREAT | O_TRUNC);
+
+	/* The previous daemon. */
+	EQ(pk_canon_store_open_file(&s, fd), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		fill(pg, 9000 + i);
+		EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+		EQ(id, i);
+	}
+	EQ(pk_canon_put(s, 1), 0);
+	pk_canon_store_destroy(s);
+
+	/* The restarted one. */
+	fd = canon_file(_i, 1, p, sizeof(p), 0);
+	EQ(pk_canon_store_open_file(&s, fd), 0);
+	EQ(pk_canon_restore_ref(s, 0), 0);
+	EQ(pk_canon_restore_ref(s, 5), 0);
+	EQ(pk_canon_restore_ref(s, 1030), 0);
+	EQ(pk_canon_restore_ref(s, 5), 0);
+	EQ(pk_canon_restore_ref(s, 1099), 0);
+	EQ(pk_canon_restore_ref(s, 3 * PK_CANON_CHUNK_PAGES), -ENOENT);
+	EQ(pk_canon_restore_ref(s, UINT32_MAX), -ENOENT);
+	before = blocks_of(fd);
+	pk_canon_restore_done(s);
+	after = blocks_of(fd);
+	/* The second chunk, named by nobody, left the file. */
+	if (before - after < CHUNK_BYTES / 512)
+		ck_abort_msg("restore_done: file blocks %lld -> %lld, want the "
+			     "unnamed chunk (%lld blocks) punched",
+			     (long long)before, (long long)after,
+			     (long long)(CHUNK_BYTES / 512));
+	EQ(lseek(fd, CHUNK_BYTES, SEEK_HOLE), CHUNK_BYTES);
+	EQ(lseek(fd, CHUNK_BYTES, SEEK_DATA), 2 * CHUNK_BYTES);
+
+	expect_copy(s, 0, 9000, 1);
+	expect_copy(s, 5, 9005, 2);
+	expect_copy(s, 1030, 10030, 1);
+	expect_copy(s, 1099, 10099, 1);
+	check_stats(s, 4, 5);
+	for (uint64_t i = 0; i < N; i++)
+		if (i != 0 && i != 5 && i != 1030 && i != 1099) {
+			if (pk_canon_data(s, i) || pk_canon_refs(s, i))
+				ck_abort_msg("id %llu: named by nobody, still a "
+					     "copy", (unsigned long long)i);
+		}
+	EQ(pk_canon_ref(s, 2), -ENOENT);
+	EQ(pk_canon_put(s, 2), -ENOENT);
+	/* Found by content: the restore hashed them again. */
+	fill(pg, 9005);
+	EQ(pk_canon_get(s, pg, pk_page_hash(pg), &id), 0);
+	EQ(id, 5);
+	EQ(pk_canon_put(s, 5), 2);
+	fill(pg, 10099);
+	EQ(pk_canon_find(s, pg, pk_page_hash(pg), &id), 0);
+	EQ(id, 1099);
+	fill(pg, 9000);
+	EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+	OK(!is_new);
+	EQ(id, 0);
+	EQ(pk_canon_put(s, 0), 1);
+	/* Bytes still in the file under unnamed ids are not copies. */
+	fill(pg, 9002);
+	EQ(pk_canon_get(s, pg, pk_page_hash(pg), &id), -ENOENT);
+	fill(pg, 9001);
+	EQ(pk_canon_get(s, pg, pk_page_hash(pg), &id), -ENOENT);
+	fill(pg, 9600);
+	EQ(pk_canon_get(s, pg, pk_page_hash(pg), &id), -ENOENT);
+	/* Unnamed ids are free, lowest first. */
+	fill(pg, 12345);
+	EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+	OK(is_new);
+	EQ(id, 1);
+	fill(pg, 12346);
+	EQ(pk_canon_get_or_add(s, pg, pk_page_hash(pg), &id, &is_new), 0);
+	OK(is_new);
+	EQ(id, 2);
+	expect_copy(s, 1, 12345, 1);
+	check_stats(s, 6, 7);
+	EQ(pk_canon_restore_ref(s, 3), -ENOENT); /* restoring is over */
+
+	/* The third chunk's last copies go: release_freed punches it. */
+	EQ(pk_canon_put(s, 1030), 0);
+	EQ(pk_canon_put(s, 1099), 0);
+	before = blocks_of(fd);
+	EQ(pk_canon_release_freed(s), PK_CANON_CHUNK_PAGES);
+	after = blocks_of(fd);
+	if (before - after < CHUNK_BYTES / 512)
+		ck_abort_msg("release_freed: file blocks %lld -> %lld, want a "
+			     "chunk (%lld blocks) punched", (long long)before,
+			     (long long)after, (long long)(CHUNK_BYTES / 512));
+	EQ(lseek(fd, 2 * CHUNK_BYTES, SEEK_HOLE), 2 * CHUNK_BYTES);
+	expect_copy(s, 5, 9005, 2);
+	check_stats(s, 4, 5);
+	pk_canon_store_destroy(s);
+	EQ(unlink(p), 0);
+	free(pg);
+}
+END_TEST
+
 static Suite *hashing_suite(void)
 {
 	Suite *s = suite_create("hashing");
@@ -1276,6 +1509,9 @@ static Suite *hashing_suite(void)
 	tcase_add_test(tc, test_canon_put_frees_and_reuses);
 	tcase_add_test(tc, test_canon_random_model);
 	tcase_add_test(tc, test_canon_every_page_verifies);
+	/* 0: the scratch dir (ext4 here), 1: /dev/shm (tmpfs). */
+	tcase_add_loop_test(tc, test_canon_file_empty, 0, 2);
+	tcase_add_loop_test(tc, test_canon_file_restore, 0, 2);
 	tcase_add_test(tc, test_scan_memfd_pass);
 	tcase_add_test(tc, test_scan_real_file_pass);
 	tcase_add_test(tc, test_scan_resume_small_steps);

@@ -6,7 +6,11 @@
  * (including the 56-bit payload maximum and that a set clears the flag
  * bits), the per-state counters staying equal to a reference model over
  * long random sequences of pk_page_set and pk_page_set_range (including
- * overwriting a page with its own state), and state names.
+ * overwriting a page with its own state), and state names.  Tables over
+ * a record's entries (pk_page_table_attach, a MAP_SHARED memfd standing
+ * in for the state file): counts taken from the entries, invalid states
+ * (7..15) counted and rewritten as poisoned in the record, valid entries
+ * kept; free leaves borrowed entries mapped and unmaps its own.
  *
  * Why: the status report reads only the counters, and every memory
  * decision later (eviction, budget) trusts them; a counter that drifts
@@ -18,6 +22,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Counts recomputed from the entries must equal the table's counters. */
 static void assert_counts_match_entries(const struct pk_page_table *pt)
@@ -271,6 +277,163 @@ START_TEST(test_zero_fill_states)
 }
 END_TEST
 
+/* ---- tables over a VM record's entries (pk_page_table_attach) ------------ */
+
+/* n entries in a MAP_SHARED memfd mapping, as a state file's payload. */
+static uint64_t *shared_entries(uint64_t n, int *fd)
+{
+	void *p;
+
+	*fd = memfd_create("pk-test-pt", MFD_CLOEXEC);
+	ck_assert_int_ge(*fd, 0);
+	ck_assert_int_eq(ftruncate(*fd, (off_t)(n * sizeof(uint64_t))), 0);
+	p = mmap(NULL, n * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+		 *fd, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+static int mapped(void *p, size_t len)
+{
+	return msync(p, len, MS_ASYNC) == 0;
+}
+
+/*
+ * Entries a previous daemon left: every state value 0..15 with random
+ * payloads and flags.  Attach counts them; the invalid states (7..15)
+ * count as poisoned and are rewritten so, in the record itself; valid
+ * entries keep their state and payload.
+ */
+START_TEST(test_attach_counts_and_poisons)
+{
+	enum { N = 5000 };
+	struct pk_page_table pt;
+	uint64_t want[PK_PAGE_NSTATES] = { 0 }, orig[N], word;
+	unsigned seed = 777, invalid = 0;
+	int fd;
+	uint64_t *e = shared_entries(N, &fd);
+
+	for (uint64_t i = 0; i < N; i++) {
+		uint64_t state = i < 16 ? i : (uint64_t)rand_r(&seed) % 16;
+		uint64_t payload = ((uint64_t)rand_r(&seed) << 31 ^
+				    (uint64_t)rand_r(&seed)) & PK_PTE_PAYLOAD_MAX;
+		uint64_t flags = (uint64_t)rand_r(&seed) &
+				 (PK_PTE_FLAG_BUSY | PK_PTE_FLAG_RSVD);
+
+		e[i] = orig[i] = payload << PK_PTE_PAYLOAD_SHIFT | flags | state;
+		if (state < PK_PAGE_NSTATES) {
+			want[state]++;
+		} else {
+			want[PK_PAGE_POISONED]++;
+			invalid++;
+		}
+	}
+	pk_page_table_attach(&pt, e, N);
+	ck_assert_ptr_eq(pt.entries, e);
+	ck_assert_uint_eq(pt.n_pages, N);
+	for (int st = 0; st < PK_PAGE_NSTATES; st++)
+		ck_assert_msg(pt.count[st] == want[st],
+			      "state %s: %llu pages counted, the entries hold %llu",
+			      pk_page_state_name(st),
+			      (unsigned long long)pt.count[st],
+			      (unsigned long long)want[st]);
+	for (uint64_t i = 0; i < N; i++) {
+		uint64_t state = orig[i] & PK_PTE_STATE_MASK;
+
+		if (state < PK_PAGE_NSTATES) {
+			ck_assert_int_eq(pk_page_state(&pt, i), state);
+			ck_assert_uint_eq(pk_page_payload(&pt, i),
+					  orig[i] >> PK_PTE_PAYLOAD_SHIFT);
+		} else {
+			ck_assert_msg(pk_page_state(&pt, i) == PK_PAGE_POISONED,
+				      "entry %llu: invalid state %llu left as %d",
+				      (unsigned long long)i,
+				      (unsigned long long)state,
+				      (int)pk_page_state(&pt, i));
+		}
+	}
+	/* Rewritten in the record, not in a copy. */
+	ck_assert_int_eq(pread(fd, &word, sizeof(word), 9 * sizeof(word)),
+			 (ssize_t)sizeof(word));
+	ck_assert_uint_eq(word & PK_PTE_STATE_MASK, PK_PAGE_POISONED);
+	ck_assert_uint_ge(invalid, 9);
+	assert_counts_match_entries(&pt);
+
+	/* A table like any other from here on. */
+	pk_page_set(&pt, 3, PK_PAGE_RESIDENT, 0);
+	pk_page_set_range(&pt, 100, 50, PK_PAGE_ZERO);
+	assert_counts_match_entries(&pt);
+	pk_page_table_free(&pt);
+	munmap(e, N * sizeof(uint64_t));
+	close(fd);
+}
+END_TEST
+
+/* An all-zero record (a new VM's) counts as all untouched. */
+START_TEST(test_attach_zeroed)
+{
+	enum { N = 1 << 16 };
+	struct pk_page_table pt;
+	int fd;
+	uint64_t *e = shared_entries(N, &fd);
+
+	pk_page_table_attach(&pt, e, N);
+	ck_assert_uint_eq(pt.count[PK_PAGE_UNTOUCHED], N);
+	pk_page_set(&pt, N - 1, PK_PAGE_SWAPPED, 42);
+	ck_assert_uint_eq(e[N - 1] >> PK_PTE_PAYLOAD_SHIFT, 42);
+	assert_counts_match_entries(&pt);
+	pk_page_table_free(&pt);
+	munmap(e, N * sizeof(uint64_t));
+	close(fd);
+}
+END_TEST
+
+/*
+ * Free leaves borrowed entries mapped and as they were (they are the
+ * record's), and still unmaps a table of its own.
+ */
+START_TEST(test_free_borrowed_and_owned)
+{
+	enum { N = 4096 };
+	struct pk_page_table pt;
+	uint64_t *own;
+	int fd;
+	uint64_t *e = shared_entries(N, &fd);
+
+	e[7] = (5ULL << PK_PTE_PAYLOAD_SHIFT) | PK_PAGE_SWAPPED;
+	pk_page_table_attach(&pt, e, N);
+	pk_page_set(&pt, 8, PK_PAGE_SHARED, 6);
+	pk_page_table_free(&pt);
+	ck_assert_ptr_null(pt.entries);
+	ck_assert_uint_eq(pt.n_pages, 0);
+	ck_assert_uint_eq(pt.count[PK_PAGE_UNTOUCHED], 0);
+	ck_assert_msg(mapped(e, N * sizeof(uint64_t)),
+		      "pk_page_table_free unmapped entries it borrowed");
+	ck_assert_uint_eq(e[7], (5ULL << PK_PTE_PAYLOAD_SHIFT) | PK_PAGE_SWAPPED);
+	ck_assert_uint_eq(e[8], (6ULL << PK_PTE_PAYLOAD_SHIFT) | PK_PAGE_SHARED);
+	pk_page_table_free(&pt); /* twice: harmless */
+	ck_assert(mapped(e, N * sizeof(uint64_t)));
+
+	/* Attached again, the same counts come back. */
+	pk_page_table_attach(&pt, e, N);
+	ck_assert_uint_eq(pt.count[PK_PAGE_SWAPPED], 1);
+	ck_assert_uint_eq(pt.count[PK_PAGE_SHARED], 1);
+	ck_assert_uint_eq(pt.count[PK_PAGE_UNTOUCHED], N - 2);
+	pk_page_table_free(&pt);
+	ck_assert(mapped(e, N * sizeof(uint64_t)));
+	munmap(e, N * sizeof(uint64_t));
+	close(fd);
+
+	ck_assert_int_eq(pk_page_table_init(&pt, N), 0);
+	own = pt.entries;
+	own[0] = 1;
+	ck_assert(mapped(own, N * sizeof(uint64_t)));
+	pk_page_table_free(&pt);
+	ck_assert_msg(!mapped(own, N * sizeof(uint64_t)),
+		      "pk_page_table_free left its own entries mapped");
+}
+END_TEST
+
 static Suite *page_table_suite(void)
 {
 	Suite *s = suite_create("page_table");
@@ -288,6 +451,9 @@ static Suite *page_table_suite(void)
 	tcase_add_loop_test(tc, test_counters_random_model, 0, 3);
 	tcase_add_test(tc, test_state_names);
 	tcase_add_test(tc, test_zero_fill_states);
+	tcase_add_test(tc, test_attach_counts_and_poisons);
+	tcase_add_test(tc, test_attach_zeroed);
+	tcase_add_test(tc, test_free_borrowed_and_owned);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -985,68 +985,126 @@ START_TEST(qemu_killed)
 }
 END_TEST
 
-/* ---- 5b. the daemon stopped and started again ---------------------------------- */
+/* ---- 5b. the daemon stopped, killed and started again ------------------------- */
 
 #define NO_DAEMON_MS 3000
+#define RESTART_KILLS 3
 
+/*
+ * The number after `what` in the daemon log's last line holding
+ * "vm NAME (pid N) is back:", e.g. "swapped"; -1 if there is none.
+ */
+static long back_count(const struct pk_test_daemon *d, const char *name,
+		       const char *what)
+{
+	char line[512], key[96], pat[64];
+	long v = -1, got;
+	FILE *f = fopen(d->log, "re");
+
+	if (!f)
+		return -1;
+	snprintf(key, sizeof(key), "vm %s (pid ", name);
+	snprintf(pat, sizeof(pat), " %s", what);
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, key), *w;
+		if (!p || !strstr(p, ") is back:") || !(w = strstr(p, pat)))
+			continue;
+		/* "..., 1234 swapped, ...": the number before the word. */
+		while (w > p && w[-1] == ' ')
+			w--;
+		while (w > p && w[-1] >= '0' && w[-1] <= '9')
+			w--;
+		if (sscanf(w, "%ld", &got) == 1)
+			v = got;
+	}
+	fclose(f);
+	return v;
+}
+
+/* The daemon is back on the same directories and has QEMU again. */
+static void restarted(struct pk_test_daemon *d, struct qemu_guest *g,
+		      const char *name, long backs)
+{
+	long t0 = pk_test_now_ms();
+
+	ck_assert_msg(pk_test_daemon_restart(d, NULL) == 0, "restart: %s",
+		      d->error);
+	assert_attached(d, g, name, 256);
+	WAIT_FOR(back_count(d, name, "resident") >= 0 &&
+			 file_count(d->log, ") is back:") >= backs,
+		 10000, 20, "the daemon's log to say VM %s is back", name);
+	fprintf(stderr, "daemon_restart: QEMU re-registered %ld ms after the "
+		"new daemon started; it kept %ld swapped and %ld merged pages\n",
+		pk_test_now_ms() - t0, back_count(d, name, "swapped"),
+		back_count(d, name, "merged"));
+}
+
+/*
+ * A real QEMU guest keeps every byte across a clean stop (SIGTERM) and
+ * across SIGKILLs of the daemon in the middle of a reclaim: the new
+ * daemon on the same directories takes it back with its swapped pages,
+ * and the checker in the guest finds no error.
+ */
 START_TEST(daemon_restart)
 {
-	struct pk_test_daemon holder, d1, d2;
+	struct pk_test_daemon d;
 	struct qemu_guest g;
 	struct qmp_client q;
 	struct pkcheck_status st, gone0, gone1;
 	struct pk_reclaim_reply r;
-	char name[48], sock[160], extra[256];
-	long t0;
+	char name[48];
+	long backs = 0;
 
-	/* The socket lives in a directory that outlasts both daemons (the
-	 * fixture removes a daemon's own directory when it stops it). */
-	start_daemon(&holder, "--swap-size 0 --scan-rate 0");
-	snprintf(sock, sizeof(sock), "%s/restart.sock", holder.dir);
-	/* Nothing the daemon holds alone (swapped or merged pages) when it
-	 * dies: the contract does not keep those across a restart. */
-	snprintf(extra, sizeof(extra), "--socket %s --scan-rate 0 "
-		 "--swap-size 256M", sock);
-	start_daemon(&d1, extra);
+	start_daemon(&d, "--scan-rate 0 --swap-size 256M");
 	vm_name(name, sizeof(name), "restart");
-	start_managed(&g, name, 256, "pkcheck.mib=96", sock, NULL, NULL);
-	assert_attached(&d1, &g, name, 256);
+	start_managed(&g, name, 256, "pkcheck.mib=96", d.sock, NULL, NULL);
+	assert_attached(&d, &g, name, 256);
 	wait_ready(&g, 1);
 	more_rounds(&g, 2, &st);
-	ck_assert_double_eq(vm_field(&d1, name, "swapped_mib"), 0);
-	ck_assert_double_eq(vm_field(&d1, name, "shared_mib"), 0);
 	qmp_open(&q, &g);
 
-	pk_test_daemon_stop_ok(&d1); /* SIGTERM: it must exit 0 */
+	/* A clean stop with pages in the swap file. */
+	reclaim(&d, name, 0.5 * vm_field(&d, name, "resident_mib"), &r);
+	ck_assert_uint_gt(r.pages_swapped, 0);
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGTERM) == 0, "%s", d.error);
 	ck_assert_int_eq(qemu_guest_checker_status(&g, &gone0), 0);
 	/* The scenario's daemonless time, not a wait for anything: the
 	 * client library tries to reconnect every 100 ms meanwhile. */
 	sleep_ms(NO_DAEMON_MS);
 	ck_assert_int_eq(qemu_guest_checker_status(&g, &gone1), 0);
 	fprintf(stderr, "daemon_restart: without a daemon for %d ms the "
-		"checker went from round %ld to %ld (its pages are resident; "
+		"checker went from round %ld to %ld (its resident pages go on; "
 		"faults on others wait)\n", NO_DAEMON_MS, gone0.round,
 		gone1.round);
 	ck_assert_msg(qemu_guest_alive(&g), "%s", g.error);
-
-	t0 = pk_test_now_ms();
-	start_daemon(&d2, extra);
-	assert_attached(&d2, &g, name, 256);
-	fprintf(stderr, "daemon_restart: re-registered %ld ms after the new "
-		"daemon started\n", pk_test_now_ms() - t0);
-	more_rounds(&g, 3, &st);
-
-	/* The new daemon manages the guest: evict, fault back. */
-	reclaim(&d2, name, 0.5 * vm_field(&d2, name, "resident_mib"), &r);
-	ck_assert_uint_gt(r.pages_swapped, 0);
+	restarted(&d, &g, name, ++backs);
+	ck_assert_msg(back_count(&d, name, "swapped") > 0, "the new daemon "
+		      "took VM %s back with no swapped page: the stop lost "
+		      "them", name);
 	more_rounds(&g, 2, &st);
-	ck_assert_double_gt(vm_field(&d2, name, "swapins"), 0);
-	print_vm(&d2, "daemon_restart: new daemon", name);
+	ck_assert_double_gt(vm_field(&d, name, "swapins"), 0);
+
+	/* Killed in the middle of reclaims. */
+	for (int k = 0; k < RESTART_KILLS; k++) {
+		uint64_t bytes = (uint64_t)(0.6 * vm_field(&d, name,
+							   "resident_mib") *
+					    MIB) / 4096 * 4096;
+		int conn = pk_test_reclaim_send(d.sock, name, bytes);
+		ck_assert_int_ge(conn, 0);
+		/* The kill's moment is the test's input: 0-40 ms in. */
+		sleep_ms(k * 20);
+		ck_assert_msg(pk_test_daemon_kill(&d, SIGKILL) == 0, "%s",
+			      d.error);
+		close(conn);
+		restarted(&d, &g, name, ++backs);
+		more_rounds(&g, 2, &st);
+		ck_assert_msg(qemu_guest_alive(&g), "%s", g.error);
+	}
+	print_vm(&d, "daemon_restart: after the kills", name);
 	assert_guest_ok(&g, &q);
 	qmp_close(&q);
 	qemu_guest_stop(&g);
-	pk_test_daemon_stop_ok(&d2);
-	pk_test_daemon_stop_ok(&holder);
+	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
 

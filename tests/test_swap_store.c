@@ -4,7 +4,8 @@
  *
  * Real files, real io_uring, no mocks.  Swap files live in a mkdtemp
  * directory under $PK_TEST_SCRATCH (the build dir: ext4 here, where
- * O_DIRECT works; /tmp may be tmpfs), except the tmpfs test.
+ * O_DIRECT works; /tmp may be tmpfs), except the tmpfs test's, under
+ * /dev/shm; both trees are removed at the end even when a case fails.
  *
  * Covers: argument checks; the file is replaced, mode 0600, preallocated
  * and unlinked on close; 10,000 random pages written and read back with
@@ -20,6 +21,20 @@
  * a slot with several owners (swap dedup) stays in use, readable, and
  * unpunched until its last owner frees it.
  *
+ * Runs (pk_swap_write_run): runs of 1, 5, 16 and PK_SWAP_RUN_MAX pages
+ * mixed with single writes, one request each; every page's done() once
+ * with 0, each slot's checksum recorded, every page read back; refused
+ * runs (n 0 or too long, a slot not allocated, past the end, a buffer not
+ * held or in flight, one buffer twice) queue nothing and leave buffers
+ * and slots as they were; a short write (RLIMIT_FSIZE inside the run)
+ * fails every page with -EIO and trusts none of its slots; pk_swap_wait
+ * counts a run's pages.  Restart (PK_SWAP_OPEN_KEEP): close leaves the
+ * file; reopened with the caller's checksum array, the replayed slots
+ * read back their old pages, and restore_done makes the unowned ones
+ * dirty for the flush; a file of another size is -EEXIST and untouched;
+ * pk_swap_store_use_checksums moves the checksums into the caller's
+ * array.
+ *
  * Why: a swap slot that silently returns the wrong page corrupts a guest;
  * the checksum and the punch ordering are what stop that.
  */
@@ -29,29 +44,68 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #define PAGE PK_SWAP_PAGE_SIZE
 
 static char dir[4096], path[4200];
+/* Made once in the parent: [0] under the scratch dir, [1] on /dev/shm.
+ * Each case's dir is made inside one, and both trees go at the end, also
+ * what a failed case (whose checked teardown never runs) left. */
+static char top[2][4096];
 
 static void make_dir(const char *base)
 {
-	snprintf(dir, sizeof(dir), "%s/swaptest-XXXXXX", base);
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/swap.pk", dir);
 }
 
-static void setup(void)
+static void setup_top(void)
 {
 	const char *base = getenv("PK_TEST_SCRATCH");
-	make_dir(base && *base ? base : ".");
+
+	snprintf(top[0], sizeof(top[0]), "%s/swaptest-XXXXXX",
+		 base && *base ? base : ".");
+	snprintf(top[1], sizeof(top[1]), "/dev/shm/swaptest-XXXXXX");
+	for (int i = 0; i < 2; i++)
+		if (!mkdtemp(top[i])) {
+			perror(top[i]);
+			abort();
+		}
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(p);
+	else
+		unlink(p);
+	return 0;
+}
+
+static void teardown_top(void)
+{
+	for (int i = 0; i < 2; i++)
+		nftw(top[i], rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void setup(void)
+{
+	make_dir(top[0]);
 }
 
 static void teardown(void)
@@ -881,7 +935,7 @@ START_TEST(test_tmpfs_and_buffered)
 	int expect;
 
 	teardown();
-	make_dir("/dev/shm");
+	make_dir(top[1]);
 	expect = fs_does_direct(dir);
 	ck_assert_int_eq(pk_swap_store_open(&s, path, 64 * PAGE, 4), 0);
 	ck_assert_int_eq(pk_swap_store_is_direct(s), expect);
@@ -911,11 +965,687 @@ START_TEST(test_buffered_on_scratch)
 }
 END_TEST
 
+/* ---- runs: pk_swap_write_run ------------------------------------------- */
+
+/* done() for runs: each buffer's calls and last result, then the driver's
+ * own bookkeeping (which puts the buffer back). */
+struct run_watch {
+	struct driver *d;
+	unsigned *calls; /* per buffer */
+	int *res;	 /* per buffer */
+};
+
+static void watch_init(struct run_watch *w, struct driver *d)
+{
+	w->d = d;
+	w->calls = calloc(d->n_bufs, sizeof(*w->calls));
+	w->res = calloc(d->n_bufs, sizeof(*w->res));
+	ck_assert_ptr_nonnull(w->calls);
+	ck_assert_ptr_nonnull(w->res);
+}
+
+static void watch_reset(struct run_watch *w)
+{
+	memset(w->calls, 0, w->d->n_bufs * sizeof(*w->calls));
+	memset(w->res, 0, w->d->n_bufs * sizeof(*w->res));
+}
+
+static void watch_free(struct run_watch *w)
+{
+	free(w->calls);
+	free(w->res);
+}
+
+static void on_run_done(void *arg, uint64_t user_data, int result)
+{
+	struct run_watch *w = arg;
+
+	ck_assert_uint_lt(user_data, w->d->n_bufs);
+	w->calls[user_data]++;
+	w->res[user_data] = result;
+	on_done(w->d, user_data, result);
+}
+
+/* Since the last reset: pages told, each at most once, all with want. */
+static unsigned watch_check(const struct run_watch *w, int want)
+{
+	unsigned told = 0;
+
+	for (unsigned b = 0; b < w->d->n_bufs; b++) {
+		if (!w->calls[b])
+			continue;
+		ck_assert_msg(w->calls[b] == 1, "buffer %u: done() called %u times",
+			      b, w->calls[b]);
+		ck_assert_msg(w->res[b] == want, "buffer %u: result %d, want %d",
+			      b, w->res[b], want);
+		told++;
+	}
+	return told;
+}
+
+/*
+ * Reap until nothing is in flight, one completion at a time: waiting for
+ * in_flight completions is what drv_drain does, and a run is one
+ * request for many pages (test_wait_with_runs_in_flight).
+ */
+static void drain_runs(struct run_watch *w)
+{
+	struct pk_swap_stats st;
+
+	for (;;) {
+		pk_swap_store_stats(w->d->s, &st);
+		if (!st.in_flight)
+			break;
+		ck_assert_int_eq(pk_swap_wait(w->d->s, 1), 0);
+		ck_assert_int_ge(pk_swap_reap(w->d->s, on_run_done, w), 0);
+	}
+}
+
+/*
+ * Queue one run of n pages at slots first.. (allocated by the caller),
+ * page k holding (first + k, gen + k), from n fresh buffers; user_data is
+ * each buffer's index.  Returns pk_swap_write_run()'s result; a refused
+ * run's buffers go back to the store.
+ */
+static int drv_run(struct driver *d, uint64_t first, unsigned n, uint64_t gen)
+{
+	unsigned idx[PK_SWAP_RUN_MAX + 1];
+	uint64_t ud[PK_SWAP_RUN_MAX + 1];
+	int r;
+
+	ck_assert_uint_le(n, PK_SWAP_RUN_MAX + 1);
+	for (unsigned k = 0; k < n; k++) {
+		void *page;
+
+		ck_assert_int_eq(pk_swap_buf_get(d->s, &page, &idx[k]), 0);
+		d->recs[idx[k]] = (struct rec){ 'w', first + k, gen + k, page };
+		fill(page, first + k, gen + k);
+		ud[k] = idx[k];
+	}
+	r = pk_swap_write_run(d->s, first, n, idx, ud);
+	for (unsigned k = 0; k < n; k++) {
+		if (r == 0) {
+			d->gen_of[first + k] = gen + k;
+		} else {
+			d->recs[idx[k]].kind = 0;
+			pk_swap_buf_put(d->s, idx[k]);
+		}
+	}
+	return r;
+}
+
+/* Slots [first, first + n) hold their last write: checksum and bytes. */
+static void verify_slots(struct driver *d, uint64_t first, unsigned n)
+{
+	static unsigned char page[PAGE];
+	unsigned bad = d->bad_data, reads = d->done_r;
+
+	for (uint64_t slot = first; slot < first + n; slot++) {
+		fill(page, slot, d->gen_of[slot]);
+		ck_assert_msg(pk_swap_slot_checksum(d->s, slot) ==
+				      XXH3_64bits(page, PAGE),
+			      "slot %llu: recorded checksum is not its data's",
+			      (unsigned long long)slot);
+		drv_io(d, 'r', slot, d->gen_of[slot]);
+	}
+	drv_drain(d);
+	ck_assert_uint_eq(d->done_r - reads, n);
+	ck_assert_uint_eq(d->bad_data, bad);
+	ck_assert_uint_eq(d->bad_result + d->badmsg, 0);
+}
+
+/*
+ * Runs of 16, 1 and 5 pages and a single write in one submission (one
+ * request each), then a run of PK_SWAP_RUN_MAX pages: every page's done()
+ * is called once with 0, every slot's checksum recorded, every page
+ * reads back; an overwriting run replaces exactly its slots.
+ */
+START_TEST(test_write_run)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	struct driver d;
+	struct run_watch w;
+	uint64_t slot;
+	static unsigned char page[PAGE];
+
+	/* 64 entries: 256 buffers, one run of PK_SWAP_RUN_MAX. */
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 1024 * PAGE, 64), 0);
+	drv_init(&d, s, 1024);
+	watch_init(&w, &d);
+	for (uint64_t i = 0; i < 600; i++) {
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+		ck_assert_uint_eq(slot, i);
+	}
+
+	ck_assert_int_eq(drv_run(&d, 3, 16, 100), 0);
+	drv_io(&d, 'w', 40, 7);
+	ck_assert_int_eq(drv_run(&d, 41, 1, 200), 0);
+	ck_assert_int_eq(drv_run(&d, 50, 5, 300), 0);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.in_flight, 23);
+	ck_assert_int_eq(pk_swap_submit(s), 4); /* one request per run */
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 23);
+	ck_assert_uint_eq(d.done_w, 23);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.writes, 23);
+	ck_assert_uint_eq(st.io_errors, 0);
+	ck_assert_uint_eq(st.bufs_free, st.bufs_total);
+	verify_slots(&d, 3, 16);
+	verify_slots(&d, 40, 2);
+	verify_slots(&d, 50, 5);
+	/* Neighbours of the runs were never written. */
+	ck_assert_uint_eq(pk_swap_slot_checksum(s, 2), 0);
+	ck_assert_uint_eq(pk_swap_slot_checksum(s, 19), 0);
+	ck_assert_uint_eq(pk_swap_slot_checksum(s, 55), 0);
+
+	/* The longest run, with every buffer of the store. */
+	watch_reset(&w);
+	ck_assert_int_eq(drv_run(&d, 300, PK_SWAP_RUN_MAX, 1000), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), PK_SWAP_RUN_MAX);
+	verify_slots(&d, 300, PK_SWAP_RUN_MAX);
+
+	/* A run over slots 5..8 of the first run replaces exactly those. */
+	watch_reset(&w);
+	ck_assert_int_eq(drv_run(&d, 5, 4, 5000), 0);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 4);
+	fill(page, 5, 5000);
+	ck_assert_uint_eq(pk_swap_slot_checksum(s, 5), XXH3_64bits(page, PAGE));
+	ck_assert_uint_eq(d.gen_of[4], 101);
+	ck_assert_uint_eq(d.gen_of[9], 106);
+	verify_slots(&d, 3, 16);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.writes, 23 + PK_SWAP_RUN_MAX + 4);
+	ck_assert_uint_eq(st.checksum_errors, 0);
+	watch_free(&w);
+	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/*
+ * Refused runs: -EINVAL for n == 0, n > PK_SWAP_RUN_MAX, a slot not
+ * allocated (a gap in the run), past the end of the file, a buffer not
+ * held; -EBUSY for a buffer with I/O in flight.  A refused run queues
+ * nothing and leaves its buffers and slots as they were.
+ */
+START_TEST(test_write_run_refused)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	struct driver d;
+	struct run_watch w;
+	unsigned idx[PK_SWAP_RUN_MAX + 1], busy, saved;
+	uint64_t ud[PK_SWAP_RUN_MAX + 1] = { 0 }, slot;
+	void *pages[PK_SWAP_RUN_MAX + 1], *page;
+
+	/* 128 entries: 512 buffers, enough for a run one too long. */
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 600 * PAGE, 128), 0);
+	drv_init(&d, s, 600);
+	watch_init(&w, &d);
+	for (uint64_t i = 0; i < 600; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	for (unsigned k = 0; k <= PK_SWAP_RUN_MAX; k++) {
+		ck_assert_int_eq(pk_swap_buf_get(s, &pages[k], &idx[k]), 0);
+		fill(pages[k], k, 1);
+	}
+	ck_assert_int_eq(pk_swap_write_run(s, 0, 0, idx, ud), -EINVAL);
+	ck_assert_int_eq(pk_swap_write_run(s, 0, PK_SWAP_RUN_MAX + 1, idx, ud),
+			 -EINVAL);
+	ck_assert_int_eq(pk_swap_slot_free(s, 10), 0); /* a gap at 10 */
+	ck_assert_int_eq(pk_swap_write_run(s, 5, 10, idx, ud), -EINVAL);
+	ck_assert_int_eq(pk_swap_write_run(s, 10, 1, idx, ud), -EINVAL);
+	ck_assert_int_eq(pk_swap_write_run(s, 595, 6, idx, ud), -EINVAL);
+	ck_assert_int_eq(pk_swap_write_run(s, UINT64_MAX - 1, 4, idx, ud),
+			 -EINVAL);
+	/* A buffer not held; one that does not exist. */
+	saved = idx[3];
+	pk_swap_buf_put(s, idx[3]);
+	ck_assert_int_eq(pk_swap_write_run(s, 20, 8, idx, ud), -EINVAL);
+	ck_assert_int_eq(pk_swap_buf_get(s, &page, &idx[3]), 0);
+	ck_assert_uint_eq(idx[3], saved);
+	idx[3] = 99999;
+	ck_assert_int_eq(pk_swap_write_run(s, 20, 8, idx, ud), -EINVAL);
+	idx[3] = saved;
+	/* A buffer with a write in flight, as the run's third page. */
+	ck_assert_int_eq(pk_swap_buf_get(s, &page, &busy), 0);
+	d.recs[busy] = (struct rec){ 'w', 200, 1, page };
+	fill(page, 200, 1);
+	d.gen_of[200] = 1;
+	ck_assert_int_eq(pk_swap_write(s, 200, busy, busy), 0);
+	unsigned run[4] = { idx[0], idx[1], busy, idx[2] };
+	ck_assert_int_eq(pk_swap_write_run(s, 30, 4, run, ud), -EBUSY);
+
+	/* Nothing of the refused runs was queued. */
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.in_flight, 1);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 1);
+	verify_slots(&d, 200, 1);
+
+	/* The buffers are still just held: they take a run now... */
+	watch_reset(&w);
+	for (unsigned k = 0; k < 8; k++) {
+		d.recs[idx[k]] = (struct rec){ 'w', 30 + k, 2, pages[k] };
+		fill(pages[k], 30 + k, 2);
+		d.gen_of[30 + k] = 2;
+		ud[k] = idx[k];
+	}
+	ck_assert_int_eq(pk_swap_write_run(s, 30, 8, idx, ud), 0);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 8);
+	verify_slots(&d, 30, 8);
+	/* ...and no slot kept an I/O of a refused run: freed, every one of
+	 * 0..39 is punched at once. */
+	for (slot = 0; slot < 40; slot++)
+		if (slot != 10)
+			ck_assert_int_eq(pk_swap_slot_free(s, slot), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 40);
+	for (unsigned k = 8; k <= PK_SWAP_RUN_MAX; k++)
+		pk_swap_buf_put(s, idx[k]);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.bufs_free, st.bufs_total);
+	watch_free(&w);
+	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/*
+ * One buffer twice in a run would be two I/Os on one buffer ("one I/O per
+ * buffer at a time"): refused like a buffer already in flight, never
+ * queued.
+ */
+START_TEST(test_write_run_same_buffer_twice)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	unsigned idx[2];
+	uint64_t ud[3] = { 1, 2, 3 }, slot;
+	void *page;
+
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 16 * PAGE, 4), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_int_eq(pk_swap_buf_get(s, &page, &idx[0]), 0);
+	ck_assert_int_eq(pk_swap_buf_get(s, &page, &idx[1]), 0);
+	unsigned run[3] = { idx[0], idx[1], idx[0] };
+	int r = pk_swap_write_run(s, 0, 3, run, ud);
+	pk_swap_store_stats(s, &st);
+	ck_assert_msg(r == -EBUSY || r == -EINVAL,
+		      "a run naming buffer %u twice returned %d (in flight: %u)",
+		      idx[0], r, st.in_flight);
+	ck_assert_uint_eq(st.in_flight, 0);
+	pk_swap_buf_put(s, idx[0]);
+	pk_swap_buf_put(s, idx[1]);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/*
+ * A short write tells each page what happened: with RLIMIT_FSIZE at 12
+ * pages, a run over slots 8..15 writes 4 pages and stops.  Those 4 are
+ * written (checksummed); each page past the limit is written again on
+ * its own and fails with the file's error, EFBIG (a full file system
+ * gives ENOSPC the same way), gets no checksum and fails its read
+ * (-EBADMSG); a run below the limit is unaffected.
+ */
+START_TEST(test_write_run_short_tells_each_page)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	struct driver d;
+	struct run_watch w;
+	struct rlimit old, lim;
+	uint64_t slot;
+
+	ck_assert(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 64 * PAGE, 8), 0);
+	drv_init(&d, s, 64);
+	watch_init(&w, &d);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 12 * PAGE;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+	ck_assert_int_eq(drv_run(&d, 0, 8, 10), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 8);
+
+	watch_reset(&w);
+	ck_assert_int_eq(drv_run(&d, 8, 8, 20), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	drain_runs(&w);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	/* Short at the limit: the 4 pages below it are written, each page
+	 * above it fails with the file's own error (EFBIG), not -EIO. */
+	unsigned ok = 0, big = 0;
+	for (unsigned b = 0; b < d.n_bufs; b++) {
+		if (!w.calls[b])
+			continue;
+		ck_assert_msg(w.calls[b] == 1, "buffer %u: done() called %u "
+			      "times", b, w.calls[b]);
+		ok += w.res[b] == 0;
+		big += w.res[b] == -EFBIG;
+	}
+	ck_assert_uint_eq(ok, 4);
+	ck_assert_uint_eq(big, 4);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.writes, 8 + 4);
+	ck_assert_uint_eq(st.io_errors, 4);
+	for (slot = 12; slot < 16; slot++) {
+		/* No slot past the limit is trusted. */
+		ck_assert_uint_eq(pk_swap_slot_checksum(s, slot), 0);
+		ck_assert_int_eq(sync_io(&d, 'r', slot, 20), -EBADMSG);
+	}
+	ck_assert_uint_eq(d.bad_result, 4); /* the pages past the limit */
+	ck_assert_uint_eq(d.badmsg, 4);	    /* their reads */
+	d.bad_result = d.badmsg = 0;
+	verify_slots(&d, 0, 8);
+	/* Without the limit the same run goes through. */
+	watch_reset(&w);
+	ck_assert_int_eq(drv_run(&d, 8, 8, 30), 0);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 8);
+	verify_slots(&d, 8, 8);
+	watch_free(&w);
+	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/*
+ * pk_swap_wait(n) with one run of n pages in flight: the run's n pages
+ * are n completions to the caller ("each page still completes on its
+ * own").  Run in a child with an alarm, so a wait that never returns
+ * fails the test instead of hanging it: an 8-page write takes
+ * milliseconds, 10 s is the deadline.
+ */
+START_TEST(test_wait_with_runs_in_flight)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct pk_swap_store *s;
+		unsigned idx[8];
+		uint64_t ud[8], slot;
+		void *page;
+
+		/* (Check's own SIGALRM handler kills the whole test.) */
+		signal(SIGALRM, SIG_DFL);
+		alarm(10);
+		if (pk_swap_store_open(&s, path, 16 * PAGE, 4))
+			_exit(2);
+		for (unsigned k = 0; k < 8; k++) {
+			if (pk_swap_slot_alloc(s, &slot) ||
+			    pk_swap_buf_get(s, &page, &idx[k]))
+				_exit(2);
+			fill(page, k, 1);
+			ud[k] = k;
+		}
+		if (pk_swap_write_run(s, 0, 8, idx, ud) ||
+		    pk_swap_wait(s, 8) != 0)
+			_exit(3);
+		if (pk_swap_reap(s, NULL, NULL) != 8)
+			_exit(4);
+		pk_swap_store_close(s);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(!(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM),
+		      "pk_swap_wait(8) with one 8-page run in flight did not "
+		      "return within 10 s");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child failed (status 0x%x: 2 setup, 3 queue/wait, "
+		      "4 reap)", status);
+}
+END_TEST
+
+/* ---- PK_SWAP_OPEN_KEEP: the swap file of a restarted daemon -------------- */
+
+static struct pk_swap_open_opts keep_opts(uint64_t slots, uint64_t *sums)
+{
+	return (struct pk_swap_open_opts){ .path = path,
+					   .size_bytes = slots * PAGE,
+					   .queue_depth = 8,
+					   .flags = PK_SWAP_OPEN_KEEP,
+					   .checksums = sums };
+}
+
+/*
+ * First daemon: slots 0..11 written (0..7 as a run) with their checksums
+ * in the caller's array, slot 8 freed and punched, slot 7 freed but not
+ * yet punched; close leaves the file.  Second daemon, same file and
+ * array: the slots its tables name (0..6, 9, 10, and 2 twice) are owned
+ * again and read back their old pages; restore_done makes the two that
+ * hold a page nobody owns (7, 11) dirty, and the flush punches them.
+ */
+START_TEST(test_keep_reopen_restore)
+{
+	enum { N = 64 };
+	static const uint64_t named[] = { 0, 1, 2, 3, 4, 5, 6, 9, 10, 2 };
+	struct pk_swap_store *s;
+	struct pk_swap_stats st;
+	struct pk_swap_open_opts o;
+	struct driver d;
+	struct run_watch w;
+	uint64_t *sums = calloc(N, sizeof(*sums)), old[N], gens[N], slot;
+	static unsigned char page[PAGE], back[PAGE];
+	int fd;
+
+	ck_assert_ptr_nonnull(sums);
+	o = keep_opts(N, sums);
+	ck_assert_int_eq(pk_swap_store_open_opts(&s, &o), 0);
+	ck_assert_int_eq(pk_swap_store_reopened(s), 0); /* nothing was there */
+	ck_assert_int_eq(pk_swap_store_is_direct(s), fs_does_direct(dir));
+	drv_init(&d, s, N);
+	watch_init(&w, &d);
+	for (int i = 0; i < 12; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_int_eq(drv_run(&d, 0, 8, 40), 0);
+	for (slot = 8; slot < 12; slot++)
+		drv_io(&d, 'w', slot, 40 + slot);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 12);
+	for (slot = 0; slot < 12; slot++) {
+		ck_assert_uint_ne(sums[slot], 0);
+		ck_assert_uint_eq(sums[slot], pk_swap_slot_checksum(s, slot));
+	}
+	ck_assert_int_eq(pk_swap_slot_free(s, 8), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1);
+	ck_assert_uint_eq(sums[8], 0); /* punched: nothing to scrub later */
+	ck_assert_int_eq(pk_swap_slot_free(s, 7), 0);
+	ck_assert_uint_ne(sums[7], 0);
+	memcpy(old, sums, sizeof(old));
+	memcpy(gens, d.gen_of, sizeof(gens));
+	watch_free(&w);
+	drv_free(&d);
+	pk_swap_store_close(s);
+
+	/* Close left the file, its size and its pages. */
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_int_eq(seek(path, 0, SEEK_END), N * PAGE);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, back, PAGE, 9 * PAGE), PAGE);
+	close(fd);
+	fill(page, 9, 49);
+	ck_assert_mem_eq(back, page, PAGE);
+
+	/* The restarted daemon. */
+	ck_assert_int_eq(pk_swap_store_open_opts(&s, &o), 0);
+	ck_assert_int_eq(pk_swap_store_reopened(s), 1);
+	ck_assert_int_eq(pk_swap_store_is_direct(s), fs_does_direct(dir));
+	ck_assert_uint_eq(pk_swap_slots_used(s), 0);
+	ck_assert_mem_eq(sums, old, sizeof(old)); /* opening kept them */
+	for (unsigned k = 0; k < sizeof(named) / sizeof(named[0]); k++)
+		ck_assert_int_eq(pk_swap_slot_restore(s, named[k]), 0);
+	ck_assert_int_eq(pk_swap_slot_restore(s, N), -EINVAL);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, 2), 2);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, 9), 1);
+	ck_assert_uint_eq(pk_swap_slot_refs(s, 7), 0);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.slots_used, 9);
+	ck_assert_uint_eq(st.slot_extra_refs, 1);
+	ck_assert_uint_eq(st.slots_dirty, 0);
+
+	ck_assert_uint_eq(pk_swap_store_restore_done(s), 2); /* 7 and 11 */
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.slots_dirty, 2);
+	ck_assert_uint_eq(st.slots_used, 9);
+
+	drv_init(&d, s, N);
+	memcpy(d.gen_of, gens, sizeof(gens));
+	for (unsigned k = 0; k < 9; k++) {
+		ck_assert_uint_eq(pk_swap_slot_checksum(s, named[k]), old[named[k]]);
+		verify_slots(&d, named[k], 1);
+	}
+	/* The unowned pages go at the flush, and their checksums with them. */
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 2);
+	ck_assert_uint_eq(sums[7], 0);
+	ck_assert_uint_eq(sums[11], 0);
+	ck_assert_int_eq(seek(path, 7 * PAGE, SEEK_HOLE), 7 * PAGE);
+	ck_assert_int_eq(seek(path, 11 * PAGE, SEEK_HOLE), 11 * PAGE);
+	ck_assert_int_eq(seek(path, 6 * PAGE, SEEK_HOLE), 7 * PAGE);
+	ck_assert_int_eq(seek(path, 10 * PAGE, SEEK_HOLE), 11 * PAGE);
+	/* The owned slots stay out of the allocator's way. */
+	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_uint_eq(slot, 7);
+	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_uint_eq(slot, 8);
+	ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	ck_assert_uint_eq(slot, 11);
+	/* A slot with two owners stays until both let it go. */
+	ck_assert_int_eq(pk_swap_slot_free(s, 2), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 0);
+	verify_slots(&d, 2, 1);
+	ck_assert_int_eq(pk_swap_slot_free(s, 2), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1);
+	drv_free(&d);
+	pk_swap_store_close(s);
+	ck_assert_int_eq(access(path, F_OK), 0); /* KEEP: still there */
+	free(sums);
+}
+END_TEST
+
+/* KEEP never replaces a file of another size (or a non-file): -EEXIST. */
+START_TEST(test_keep_other_size_untouched)
+{
+	struct pk_swap_store *s = (void *)1;
+	struct pk_swap_open_opts o;
+	struct stat before, after;
+	uint64_t sums[64];
+	char junk[PAGE], back[PAGE];
+	int fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+	ck_assert_int_ge(fd, 0);
+	memset(junk, 'J', sizeof(junk));
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(write(fd, junk, sizeof(junk)), PAGE);
+	close(fd);
+	ck_assert_int_eq(stat(path, &before), 0);
+
+	o = keep_opts(64, sums);
+	ck_assert_int_eq(pk_swap_store_open_opts(&s, &o), -EEXIST);
+	ck_assert_ptr_null(s);
+	o.checksums = NULL;
+	ck_assert_int_eq(pk_swap_store_open_opts(&s, &o), -EEXIST);
+	o.flags |= PK_SWAP_OPEN_BUFFERED;
+	ck_assert_int_eq(pk_swap_store_open_opts(&s, &o), -EEXIST);
+
+	ck_assert_int_eq(stat(path, &after), 0);
+	ck_assert_uint_eq(after.st_ino, before.st_ino);
+	ck_assert_int_eq(after.st_size, 10 * PAGE);
+	ck_assert_int_eq(after.st_mode, before.st_mode);
+	ck_assert_int_eq(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(pread(fd, back, PAGE, (off_t)i * PAGE), PAGE);
+		ck_assert_mem_eq(back, junk, PAGE);
+	}
+	close(fd);
+	unlink(path);
+
+	/* A directory where the file should be. */
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	o = keep_opts(64, sums);
+	ck_assert_int_lt(pk_swap_store_open_opts(&s, &o), 0);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(rmdir(path), 0);
+}
+END_TEST
+
+/*
+ * use_checksums: a record made after the file.  The current checksums
+ * are copied into the caller's array, and from then on the store records
+ * into it and checks reads against it.
+ */
+START_TEST(test_use_checksums)
+{
+	enum { N = 32 };
+	struct pk_swap_store *s;
+	struct driver d;
+	uint64_t *sums = malloc(N * sizeof(*sums)), slot;
+	static unsigned char page[PAGE];
+
+	ck_assert_ptr_nonnull(sums);
+	memset(sums, 0xab, N * sizeof(*sums));
+	ck_assert_int_eq(pk_swap_store_open(&s, path, N * PAGE, 4), 0);
+	drv_init(&d, s, N);
+	for (int i = 0; i < 11; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	for (slot = 0; slot < 10; slot++)
+		drv_io(&d, 'w', slot, 60 + slot);
+	drv_drain(&d);
+	pk_swap_store_use_checksums(s, sums);
+	for (slot = 0; slot < N; slot++) {
+		if (slot < 10)
+			fill(page, slot, 60 + slot);
+		ck_assert_uint_eq(sums[slot],
+				  slot < 10 ? XXH3_64bits(page, PAGE) : 0);
+		ck_assert_uint_eq(pk_swap_slot_checksum(s, slot), sums[slot]);
+	}
+	/* New writes are recorded there. */
+	ck_assert_int_eq(sync_io(&d, 'w', 10, 70), 0);
+	fill(page, 10, 70);
+	ck_assert_uint_eq(sums[10], XXH3_64bits(page, PAGE));
+	/* Reads are checked against it. */
+	sums[3] ^= 1;
+	ck_assert_int_eq(sync_io(&d, 'r', 3, 63), -EBADMSG);
+	sums[3] ^= 1;
+	ck_assert_int_eq(sync_io(&d, 'r', 3, 63), 0);
+	/* A punch clears the slot's entry. */
+	ck_assert_int_eq(pk_swap_slot_free(s, 4), 0);
+	ck_assert_int_eq(pk_swap_store_flush_frees(s), 1);
+	ck_assert_uint_eq(sums[4], 0);
+	ck_assert_uint_eq(d.bad_data, 0);
+	drv_free(&d);
+	pk_swap_store_close(s);
+	/* Still the caller's: the store did not free it. */
+	ck_assert_uint_eq(sums[10], XXH3_64bits(page, PAGE));
+	free(sums);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap_store");
 	TCase *tc = tcase_create("core");
 
+	tcase_add_unchecked_fixture(tc, setup_top, teardown_top);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_open_bad_args);
@@ -933,6 +1663,14 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_close_with_io_in_flight);
 	tcase_add_test(tc, test_tmpfs_and_buffered);
 	tcase_add_test(tc, test_buffered_on_scratch);
+	tcase_add_test(tc, test_write_run);
+	tcase_add_test(tc, test_write_run_refused);
+	tcase_add_test(tc, test_write_run_same_buffer_twice);
+	tcase_add_test(tc, test_write_run_short_tells_each_page);
+	tcase_add_test(tc, test_wait_with_runs_in_flight);
+	tcase_add_test(tc, test_keep_reopen_restore);
+	tcase_add_test(tc, test_keep_other_size_untouched);
+	tcase_add_test(tc, test_use_checksums);
 	suite_add_tcase(s, tc);
 	return s;
 }

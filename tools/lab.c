@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -43,6 +44,7 @@ struct lab {
 	const char *duration;
 	int anon;
 	char dir[64];
+	char run_dir[64]; /* --run-dir: VM records, canonical copies */
 	char sock[PATH_MAX];
 	char daemon_bin[PATH_MAX];
 	char guestsim_bin[PATH_MAX];
@@ -138,6 +140,20 @@ static void stop_pid(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type,
+		    struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+	if (dir[0])
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void lab_cleanup(struct lab *lab, int all_ok)
 {
 	char path[PATH_MAX + 32];
@@ -160,10 +176,9 @@ static void lab_cleanup(struct lab *lab, int all_ok)
 		(void)!system(cmd);
 	}
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/state", lab->dir);
-	rmdir(path);
-	unlink(lab->sock);
-	rmdir(lab->dir);
+	/* The daemon keeps its state for a next daemon: the lab's goes. */
+	rm_tree(lab->dir);
+	rm_tree(lab->run_dir);
 }
 
 static void print_live(struct lab *lab, double t)
@@ -317,8 +332,15 @@ int pk_cli_lab(int argc, char **argv)
 		return 1;
 	}
 	snprintf(lab.dir, sizeof(lab.dir), "/tmp/pagekeeper-lab.XXXXXX");
+	snprintf(lab.run_dir, sizeof(lab.run_dir),
+		 "/dev/shm/pagekeeper-lab.XXXXXX");
 	if (!mkdtemp(lab.dir)) {
 		perror("pagekeeper lab: mkdtemp");
+		return 1;
+	}
+	if (!mkdtemp(lab.run_dir)) {
+		perror("pagekeeper lab: mkdtemp");
+		rmdir(lab.dir);
 		return 1;
 	}
 	snprintf(lab.sock, sizeof(lab.sock), "%s/pk.sock", lab.dir);
@@ -328,7 +350,8 @@ int pk_cli_lab(int argc, char **argv)
 	char state[PATH_MAX + 8];
 	snprintf(state, sizeof(state), "%s/state", lab.dir);
 	char *dargv[] = { lab.daemon_bin, "--socket", lab.sock, "--state-dir",
-			  state, "--foreground", "--quiet", NULL };
+			  state, "--run-dir", lab.run_dir, "--foreground",
+			  "--quiet", NULL };
 	printf("lab: daemon %s, %u guest(s) of %s, %s workload for %s s, %s RAM\n",
 	       lab.daemon_bin, lab.guests, lab.size, lab.workload, lab.duration,
 	       lab.anon ? "anonymous" : "memfd");

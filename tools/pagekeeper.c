@@ -3,6 +3,7 @@
  *
  *   pagekeeper [--socket PATH] status [--json]
  *   pagekeeper [--socket PATH] reclaim VM --mib N
+ *   pagekeeper [--socket PATH] drain VM
  *   pagekeeper lab [options]     (see lab.c)
  *
  * Sends one request on a fresh control connection and prints the answer:
@@ -19,6 +20,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: pagekeeper [--socket PATH] status [--json]\n"
 		"       pagekeeper [--socket PATH] reclaim VM --mib N\n"
+		"       pagekeeper [--socket PATH] drain VM\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
 		"                      [--workload KIND] [--anon]\n"
 		"  status       per-VM memory: configured, resident, zero, shared,\n"
@@ -48,6 +51,9 @@ static void usage(FILE *f)
 		"  --socket     control socket (default %s)\n"
 		"  reclaim      evict N MiB of the VM to the swap file (random\n"
 		"               victims, as ESX); prints what was evicted\n"
+		"  drain        bring every swapped and merged page of the VM back\n"
+		"               into it, and evict or merge none from then on\n"
+		"               (before detaching it or uninstalling pagekeeper)\n"
 		"  lab          start a private daemon and lab guests, show them\n"
 		"               live, verify every page; `pagekeeper lab --help`\n"
 		"Exit status: 0 done, 1 the daemon refused or failed the request,\n"
@@ -194,6 +200,26 @@ static void print_table(json_object *root)
 		       num(vm, "faults_total"), num(vm, "swapins_per_s"));
 	}
 	json_object *o, *direct;
+	if (json_object_object_get_ex(root, "waiting_vms", &o) &&
+	    json_object_array_length(o) > 0) {
+		printf("waiting for their guests to reconnect after a restart:\n");
+		for (size_t i = 0; i < json_object_array_length(o); i++) {
+			json_object *w = json_object_array_get_idx(o, i);
+			json_object *x;
+			if (json_object_object_get_ex(w, "expired", &x) &&
+			    json_object_get_boolean(x))
+				printf("  %-16s pid %.0f: grace over, %.1f MiB "
+				       "lost (memory errors if it comes back)\n",
+				       str(w, "name"), num(w, "pid"),
+				       num(w, "lost_mib"));
+			else
+				printf("  %-16s pid %.0f: %.1f MiB swapped, %.1f "
+				       "MiB merged, kept %.0f s more\n",
+				       str(w, "name"), num(w, "pid"),
+				       num(w, "swapped_mib"), num(w, "shared_mib"),
+				       num(w, "grace_left_s"));
+		}
+	}
 	if (json_object_object_get_ex(root, "swap", &o))
 		printf("swap file: %.0f of %.0f slots in use (%.1f of %.1f MiB), "
 		       "%.0f more pages deduplicated onto them, %s I/O\n",
@@ -285,14 +311,61 @@ static int cmd_status(const char *sock, int as_json)
 	return PK_EXIT_OK;
 }
 
+/*
+ * Send a request whose reply comes when the work ends (RECLAIM, DRAIN) and
+ * wait for it, calling progress (if any) once a second meanwhile.  The
+ * reply's length, or -PK_EXIT_UNREACHABLE / -PK_EXIT_USAGE after a message.
+ */
+static ssize_t long_request(const char *sock, const void *msg, size_t len,
+			    char *buf, size_t buf_len,
+			    void (*progress)(const char *sock, const char *vm),
+			    const char *vm, const char *doing)
+{
+	struct pollfd p = { .events = POLLIN };
+	ssize_t n = -1;
+	int fd = connect_daemon(sock, 0), k = 1;
+
+	if (fd < 0)
+		return fd;
+	fprintf(stderr, "pagekeeper: %s ...\n", doing);
+	p.fd = fd;
+	errno = 0;
+	if (send(fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len) {
+		while ((k = poll(&p, 1, progress ? 1000 : -1)) == 0)
+			progress(sock, vm);
+		if (k > 0)
+			n = recv(fd, buf, buf_len, 0);
+	}
+	if (n <= 0) {
+		fprintf(stderr, "pagekeeper: no answer from pagekeeperd at %s: "
+			"%s\n", sock, n == 0 || !errno ? "it closed the connection"
+						      : strerror(errno));
+		n = -PK_EXIT_UNREACHABLE;
+	}
+	close(fd);
+	return n;
+}
+
+/* The daemon's ERROR_REPLY instead of the reply: say why. */
+static int refused(const char *what, const char *buf, ssize_t n)
+{
+	struct pk_reply_msg err;
+
+	if (pk_reply_decode(buf, (size_t)n, &err) == 0)
+		fprintf(stderr, "pagekeeper: %s refused: %s\n", what, err.reason);
+	else
+		fprintf(stderr, "pagekeeper: malformed %s reply\n", what);
+	return PK_EXIT_FAILED;
+}
+
 static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
 {
 	struct pk_reclaim_msg m;
 	char buf[sizeof(struct pk_reclaim_reply) + 16];
 	struct pk_reclaim_reply r;
+	char doing[PK_PROTO_NAME_MAX + 64];
 	uint16_t type;
-	ssize_t n = -1;
-	int fd;
+	ssize_t n;
 
 	if (strlen(vm) >= sizeof(m.vm_name)) {
 		fprintf(stderr, "pagekeeper: reclaim: VM name longer than %zu "
@@ -303,21 +376,12 @@ static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
 	pk_msg_header_init(&m.hdr, PK_MSG_RECLAIM, sizeof(m));
 	strcpy(m.vm_name, vm);
 	m.bytes = mib << 20;
-	fd = connect_daemon(sock, 0);
-	if (fd < 0)
-		return -fd;
-	fprintf(stderr, "pagekeeper: evicting %llu MiB of %s ...\n",
-		(unsigned long long)mib, vm);
-	errno = 0;
-	if (send(fd, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
-	    (n = recv(fd, buf, sizeof(buf), 0)) <= 0) {
-		fprintf(stderr, "pagekeeper: no answer from pagekeeperd at %s: "
-			"%s\n", sock, n == 0 || !errno ? "it closed the connection"
-						      : strerror(errno));
-		close(fd);
-		return PK_EXIT_UNREACHABLE;
-	}
-	close(fd);
+	snprintf(doing, sizeof(doing), "evicting %llu MiB of %s",
+		 (unsigned long long)mib, vm);
+	n = long_request(sock, &m, sizeof(m), buf, sizeof(buf), NULL, vm,
+			 doing);
+	if (n < 0)
+		return (int)-n;
 	if (pk_msg_check_header(buf, (size_t)n, &type, NULL, 0) == 0 &&
 	    type == PK_MSG_RECLAIM_REPLY && n == sizeof(r)) {
 		memcpy(&r, buf, sizeof(r));
@@ -337,12 +401,67 @@ static int cmd_reclaim(const char *sock, const char *vm, uint64_t mib)
 		}
 		return PK_EXIT_OK;
 	}
-	struct pk_reply_msg err;
-	if (pk_reply_decode(buf, (size_t)n, &err) == 0)
-		fprintf(stderr, "pagekeeper: reclaim refused: %s\n", err.reason);
-	else
-		fprintf(stderr, "pagekeeper: malformed reclaim reply\n");
-	return PK_EXIT_FAILED;
+	return refused("reclaim", buf, n);
+}
+
+/* One line of drain progress from the status: what is left, in MiB. */
+static void drain_progress(const char *sock, const char *vm)
+{
+	json_object *root = pk_cli_status(sock, 1), *vms;
+
+	if (!root)
+		return;
+	if (json_object_object_get_ex(root, "vms", &vms))
+		for (size_t i = 0; i < json_object_array_length(vms); i++) {
+			json_object *v = json_object_array_get_idx(vms, i);
+			if (strcmp(str(v, "name"), vm) == 0)
+				fprintf(stderr, "pagekeeper: %s: %.1f MiB swapped "
+					"and %.1f MiB merged left\n", vm,
+					num(v, "swapped_mib"),
+					num(v, "shared_mib"));
+		}
+	json_object_put(root);
+}
+
+static int cmd_drain(const char *sock, const char *vm)
+{
+	struct pk_drain_msg m;
+	char buf[sizeof(struct pk_drain_reply) + 16];
+	struct pk_drain_reply r;
+	char doing[PK_PROTO_NAME_MAX + 64];
+	uint16_t type;
+	ssize_t n;
+
+	if (strlen(vm) >= sizeof(m.vm_name)) {
+		fprintf(stderr, "pagekeeper: drain: VM name longer than %zu "
+			"bytes: %s\n", sizeof(m.vm_name) - 1, vm);
+		return PK_EXIT_USAGE;
+	}
+	memset(&m, 0, sizeof(m));
+	pk_msg_header_init(&m.hdr, PK_MSG_DRAIN, sizeof(m));
+	strcpy(m.vm_name, vm);
+	snprintf(doing, sizeof(doing), "draining %s", vm);
+	n = long_request(sock, &m, sizeof(m), buf, sizeof(buf), drain_progress,
+			 vm, doing);
+	if (n < 0)
+		return (int)-n;
+	if (pk_msg_check_header(buf, (size_t)n, &type, NULL, 0) == 0 &&
+	    type == PK_MSG_DRAIN_REPLY && n == sizeof(r)) {
+		memcpy(&r, buf, sizeof(r));
+		printf("%s: %.1f MiB swapped in and %.1f MiB unshared in %.1f ms; "
+		       "%.1f MiB lost (unreadable: the guest gets memory errors "
+		       "there)\n", vm, (double)r.pages_swapped_in / 256.0,
+		       (double)r.pages_unshared / 256.0,
+		       (double)r.elapsed_us / 1000.0,
+		       (double)r.pages_poisoned / 256.0);
+		if (r.status) {
+			fprintf(stderr, "pagekeeper: drain stopped early: %s\n",
+				r.reason);
+			return PK_EXIT_FAILED;
+		}
+		return r.pages_poisoned ? PK_EXIT_FAILED : PK_EXIT_OK;
+	}
+	return refused("drain", buf, n);
 }
 
 /* --mib N: a positive whole number of MiB whose bytes fit in 64 bits. */
@@ -432,6 +551,14 @@ int main(int argc, char **argv)
 			return PK_EXIT_USAGE;
 		}
 		return cmd_reclaim(sock, vm, mib);
+	}
+	if (strcmp(argv[i], "drain") == 0) {
+		if (i + 2 != argc || argv[i + 1][0] == '-') {
+			fprintf(stderr, "pagekeeper: drain needs exactly one VM\n");
+			usage(stderr);
+			return PK_EXIT_USAGE;
+		}
+		return cmd_drain(sock, argv[i + 1]);
 	}
 	if (strcmp(argv[i], "lab") == 0)
 		return pk_cli_lab(argc - i, argv + i);

@@ -14,6 +14,7 @@
  * never races.
  */
 #include "engine/engine.h"
+#include "engine/state.h"
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
 #include "tools/common/size_parse.h"
@@ -32,14 +33,27 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--budget SIZE]\n"
+		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--run-dir DIR]\n"
+		"                   [--restart-grace SECONDS] [--volatile-state]\n"
+		"                   [--budget SIZE]\n"
 		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
 		"                   [--scan-rate SIZE] [--scan-rate-max SIZE]\n"
 		"                   [--scan-cpu PERCENT] [--share-stable-scans N]\n"
 		"                   [--share-domain VM=DOMAIN ...]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
 		"  --socket PATH         control socket (default %s)\n"
-		"  --state-dir DIR       swap file, journal (default %s)\n"
+		"  --state-dir DIR       the swap file, on disk (default %s)\n"
+		"  --run-dir DIR         VM records and canonical copies, best\n"
+		"                        on tmpfs; they outlive the daemon, so a\n"
+		"                        restart loses no guest page (default:\n"
+		"                        the socket's directory)\n"
+		"  --restart-grace SECONDS  after a restart, how long the pages of\n"
+		"                        a VM whose guest has not reconnected are\n"
+		"                        kept, 1..86400 (default %u)\n"
+		"  --volatile-state      keep VM records and canonical copies in\n"
+		"                        this process's memory: a restart loses\n"
+		"                        every swapped and merged page (the\n"
+		"                        benchmarks' anchor; not for production)\n"
 		"  --budget SIZE         machine memory for guests, K/M/G suffix\n"
 		"  --swap-size SIZE      swap file in the state dir (default 2G;\n"
 		"                        0: no host swapping)\n"
@@ -63,9 +77,14 @@ static void usage(FILE *f)
 		"                        VM with no domain shares only with itself\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
+		"  --test-swap-eio KIND:AFTER:COUNT  tests only: after AFTER good\n"
+		"                        pages, COUNT pages of swap I/O of KIND\n"
+		"                        (write, read or any) fail with EIO, a\n"
+		"                        stand-in for a failing disk\n"
 		"  --foreground          do not fork; log to stderr\n"
 		"  --quiet               log nothing but errors at start-up\n",
-		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_SWAP_READAHEAD_LIMIT,
+		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_RESTART_GRACE_DEFAULT_S,
+		PK_SWAP_READAHEAD_LIMIT,
 		PK_SWAP_READAHEAD_DEFAULT,
 		(unsigned long long)(PK_SCAN_DEFAULT_BYTES_PER_S >> 20),
 		(unsigned long long)(PK_SCAN_DEFAULT_MAX_BYTES_PER_S >> 20),
@@ -153,6 +172,10 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "state-dir", required_argument, NULL, 'd' },
+		{ "run-dir", required_argument, NULL, 'R' },
+		{ "restart-grace", required_argument, NULL, 'G' },
+		{ "volatile-state", no_argument, NULL, 'V' },
+		{ "test-swap-eio", required_argument, NULL, 'E' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "swap-size", required_argument, NULL, 'w' },
@@ -170,6 +193,7 @@ int main(int argc, char **argv)
 	struct pk_engine_config cfg = {
 		.socket_path = PK_DEFAULT_SOCKET,
 		.state_dir = DEFAULT_STATE_DIR,
+		.restart_grace_s = PK_RESTART_GRACE_DEFAULT_S,
 		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
@@ -188,6 +212,38 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 's': cfg.socket_path = optarg; break;
 		case 'd': cfg.state_dir = optarg; break;
+		case 'R': cfg.run_dir = optarg; break;
+		case 'V': cfg.volatile_state = 1; break;
+		case 'E': {
+			char kind[8];
+			unsigned long long after, count;
+			struct pk_swap_inject *in = &cfg.swap_inject;
+			if (sscanf(optarg, "%7[a-z]:%llu:%llu", kind, &after,
+				   &count) != 3 || !count ||
+			    (strcmp(kind, "write") && strcmp(kind, "read") &&
+			     strcmp(kind, "any"))) {
+				fprintf(stderr, "pagekeeperd: bad --test-swap-eio "
+					"'%s': want write|read|any:AFTER:COUNT\n",
+					optarg);
+				return 2;
+			}
+			in->writes = strcmp(kind, "read") != 0;
+			in->reads = strcmp(kind, "write") != 0;
+			in->after = after;
+			in->count = count;
+			break;
+		}
+		case 'G': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || v < 1 || v > 86400) {
+				fprintf(stderr, "pagekeeperd: bad --restart-grace "
+					"'%s': want seconds, 1..86400\n", optarg);
+				return 2;
+			}
+			cfg.restart_grace_s = (unsigned)v;
+			break;
+		}
 		case 'b':
 			if (pk_size_parse(optarg, &cfg.budget_bytes)) {
 				fprintf(stderr, "pagekeeperd: bad --budget '%s': "
@@ -299,28 +355,34 @@ int main(int argc, char **argv)
 		cfg.scan_bytes_per_s_max = cfg.scan_bytes_per_s;
 	}
 	sock_dir = dir_of(cfg.socket_path);
+	if (!cfg.run_dir)
+		cfg.run_dir = sock_dir;
 	if (!sock_dir || (err = make_dirs(sock_dir, 0755)) < 0 ||
-	    (err = make_dirs(cfg.state_dir, 0700)) < 0) {
-		fprintf(stderr, "pagekeeperd: cannot create %s or %s: %s\n",
-			sock_dir ? sock_dir : "?", cfg.state_dir, strerror(-err));
+	    (err = make_dirs(cfg.state_dir, 0700)) < 0 ||
+	    (err = make_dirs(cfg.run_dir, 0700)) < 0) {
+		fprintf(stderr, "pagekeeperd: cannot create %s, %s or %s: %s\n",
+			sock_dir ? sock_dir : "?", cfg.state_dir,
+			cfg.run_dir ? cfg.run_dir : "?", strerror(-err));
 		free(sock_dir);
 		return 1;
 	}
-	free(sock_dir);
 
 	if (!foreground) {
 		if (pipe(ready) < 0) {
 			perror("pagekeeperd: pipe");
+			free(sock_dir);
 			return 1;
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			perror("pagekeeperd: fork");
+			free(sock_dir);
 			return 1;
 		}
 		if (pid > 0) {
 			char ok = 0;
 			close(ready[1]);
+			free(sock_dir);
 			if (read(ready[0], &ok, 1) == 1 && ok == 'R') {
 				printf("pagekeeperd: running as pid %d on %s\n",
 				       (int)pid, cfg.socket_path);
@@ -338,14 +400,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pagekeeperd: cannot start on %s: %s\n",
 			cfg.socket_path,
 			err == -EADDRINUSE ? "another daemon is listening there"
+			: err == -EBUSY	   ? "another daemon holds its directories"
 					   : strerror(-err));
 		pk_engine_fini(&engine);
+		free(sock_dir);
 		return 1;
 	}
 	if (!quiet)
-		pk_log(&engine, "listening on %s, state in %s, fault-around %u "
-		       "pages, swap readahead %u pages", cfg.socket_path,
-		       cfg.state_dir, cfg.fault_around_max,
+		pk_log(&engine, "listening on %s, state in %s and %s, "
+		       "fault-around %u pages, swap readahead %u pages",
+		       cfg.socket_path, cfg.state_dir, cfg.run_dir,
+		       cfg.fault_around_max,
 		       cfg.swap_readahead_max);
 	if (ready[1] >= 0) {
 		(void)!write(ready[1], "R", 1);
@@ -353,5 +418,6 @@ int main(int argc, char **argv)
 	}
 	err = pk_engine_run(&engine);
 	pk_engine_fini(&engine);
+	free(sock_dir);
 	return err ? 1 : 0;
 }

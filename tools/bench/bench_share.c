@@ -26,6 +26,7 @@
  */
 #include "cleanup.h"
 #include "daemon_proc.h"
+#include "guest_proc.h"
 #include "ksm_ctl.h"
 #include "proc_mem.h"
 #include "share_opts.h"
@@ -36,7 +37,6 @@
 #include "timing.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,19 +44,6 @@
 #include <unistd.h>
 
 #define MIB (1024.0 * 1024.0)
-
-static int default_guestsim(char *out, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n < 0)
-		return -errno;
-	self[n] = '\0';
-	if ((size_t)snprintf(out, len, "%s/../guestsim/pk-guestsim", dirname(self)) >= len)
-		return -ENAMETOOLONG;
-	return 0;
-}
 
 static int preflight(const struct share_opts *o, const char *daemon, const char *guestsim,
 		     pid_t *ksmd, char *err, size_t err_len)
@@ -176,7 +163,7 @@ int main(int argc, char **argv)
 	}
 	if (o.guestsim)
 		snprintf(guestsim, sizeof(guestsim), "%s", o.guestsim);
-	else if ((r = default_guestsim(guestsim, sizeof(guestsim))) < 0) {
+	else if ((r = guest_default_path(guestsim, sizeof(guestsim))) < 0) {
 		fprintf(stderr, "pk-bench-share: /proc/self/exe: %s\n", strerror(-r));
 		return 1;
 	}

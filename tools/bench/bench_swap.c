@@ -1,7 +1,7 @@
 /*
  * bench_swap.c - pk-bench-swap: host swapping, pagekeeperd vs the floor
- * vs the kernel, eviction bandwidth vs fio, and sequential swap-in with
- * and without pagekeeperd's readahead, in one run.
+ * vs the kernel, eviction bandwidth vs fio, sequential swap-in with and
+ * without pagekeeperd's readahead, and a daemon restart, in one run.
  *
  * What: A. swap-in fault latency (p50, p90, p99, p99.9, max) of random
  * single-page reads of pages that are out, served by (1) a private
@@ -12,18 +12,27 @@
  * pagekeeperd p50 - floor p50 <= 2 µs; pagekeeperd p99 / kernel p99 <= 1.
  * B. eviction bandwidth: a RECLAIM of a fully resident region against
  * fio's sequential O_DIRECT writes of the same size (4 KiB QD64, 1 MiB
- * QD8).  Goal: pagekeeperd >= 0.80x fio 4k.
+ * QD8).  Goal: pagekeeperd >= 0.80x fio 4k.  In A and B, pk-volatile (a
+ * second pagekeeperd with --volatile-state: VM records and canonical
+ * copies in its memory) is the anchor of what the durable state costs:
+ * durable / volatile ratios, no goal.
  * C. sequential swap-in (seq_part.c): a whole evicted region read in
  * address order, pagekeeperd with --swap-readahead 1 against its default
  * readahead, the kernel and the floor; sweep time, MiB/s, µs per page and
  * pagekeeperd's swapins / swapins_readahead counters.  No goal.
+ * D. daemon restart (restart_part.c): a lab guest (pk-guestsim) whose
+ * --evict-size RAM is swapped out whole; pagekeeperd SIGKILLed or
+ * SIGTERMed and started again on the same dirs: times until it answers,
+ * until the guest is adopted, and the guest's swap-ins after it, against
+ * the same guest without a restart.  No goal.
  * How: all files (the daemons' state dirs and swap files, the floor's
  * source, the kernel's swap file, fio's file) live in one temp dir under
  * --dir, so every variant uses the same file system.  Parts A and B share
- * one private pagekeeperd (--swap-size passed as an extra argument, see
- * daemon_proc.h); it is stopped before C, which runs two of its own.
- * Variants alternate in rounds with a rotating order, each on fresh
- * memory with new unique content, and every touched page is checked.  Helpers die at exit and on
+ * two private pagekeeperds, the default and pk-volatile (--swap-size
+ * passed as an extra argument, see daemon_proc.h); they are stopped
+ * before C and D, which run their own.  Variants alternate in rounds
+ * with a rotating order, each on fresh memory with new unique content,
+ * and every touched page is checked.  Helpers die at exit and on
  * signals (cleanup.c); the swap file, cgroup and temp dir are undone by
  * a guardian process even if we are killed (sys_guard.c).
  * Why: absolute times on this host are noisy (FACTS.md); only a same-run
@@ -35,6 +44,7 @@
 #include "cleanup.h"
 #include "daemon_proc.h"
 #include "fio_run.h"
+#include "guest_proc.h"
 #include "kswap.h"
 #include "swap_parts.h"
 #include "sys_guard.h"
@@ -54,20 +64,37 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: pk-bench-swap [options]   (as root)\n"
+		"Parts, in one run, each side by side with its anchor, ratios printed:\n"
+		"  A. random swap-in latency: pagekeeperd, pk-volatile (the same daemon with\n"
+		"     --volatile-state: the anchor of the durable state's cost), an O_DIRECT\n"
+		"     userfaultfd floor, kernel swap;\n"
+		"  B. eviction bandwidth: pagekeeperd, pk-volatile, fio;\n"
+		"  C. sequential swap-in: pagekeeperd readahead off / on, kernel, floor;\n"
+		"  D. restart: a pk-guestsim guest of --evict-size RAM swapped out whole,\n"
+		"     pagekeeperd SIGKILLed or SIGTERMed and started again on the same\n"
+		"     --state-dir and --run-dir: ms until it answers STATUS and until the guest\n"
+		"     is adopted, then the guest's first swap-in and full verify, against the\n"
+		"     same guest without a restart and the daemon's cold start.\n"
+		"Options:\n"
 		"  --size SIZE        latency region per variant, K/M/G suffix (default 256M)\n"
 		"  --pages N          random page reads per variant per round (default 20000)\n"
-		"  --rounds N         interleaved rounds of each part (default 3)\n"
-		"  --evict-size SIZE  bandwidth region and fio size (default 1G)\n"
+		"  --rounds N         interleaved rounds of parts A, B and C (default 3)\n"
+		"  --evict-size SIZE  bandwidth region and fio size, part D's guest RAM\n"
+		"                     (default 1G)\n"
 		"  --seq-size SIZE    sequential swap-in region per variant (default 256M)\n"
+		"  --restart-rounds N interleaved rounds of part D (default 1)\n"
 		"  --dir DIR          file system to test: the temp dir goes there (default .)\n"
-		"  --only PART        latency (A), bandwidth (B) or seq (C) (default: all three)\n"
+		"  --only PART        latency (A), bandwidth (B), seq (C) or restart (D)\n"
+		"                     (default: all four)\n"
 		"  --min-out PCT      kernel variants: fail when fewer than PCT %% of its pages\n"
 		"                     are out of RAM and swap cache after the drop (default 95)\n"
 		"  --daemon PATH      pagekeeperd binary (default: ../pagekeeperd next to\n"
 		"                     this binary's directory)\n"
+		"  --guestsim PATH    part D's lab guest (default: ../guestsim/pk-guestsim)\n"
 		"  --seed N           seed of the touch order and content (default 1)\n"
 		"  --json             print one JSON object instead of text\n"
-		"Needs: root, mkswap and swapon (util-linux), a memory cgroup, fio (package fio).\n");
+		"Needs: root, mkswap and swapon (util-linux), a memory cgroup, fio (package fio);\n"
+		"part D needs pk-guestsim only.\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -94,7 +121,7 @@ static int parse_num(const char *s, double max, double *out)
 static int parse_options(int argc, char **argv, struct swap_opts *o)
 {
 	enum { O_SIZE = 1000, O_PAGES, O_ROUNDS, O_EVICT, O_SEQ, O_DIR, O_ONLY, O_MIN_OUT,
-	       O_DAEMON, O_SEED, O_JSON, O_HELP };
+	       O_DAEMON, O_SEED, O_JSON, O_HELP, O_RESTART_ROUNDS, O_GUESTSIM };
 	static const struct option longopts[] = {
 		{ "size", required_argument, NULL, O_SIZE },
 		{ "pages", required_argument, NULL, O_PAGES },
@@ -108,6 +135,8 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "restart-rounds", required_argument, NULL, O_RESTART_ROUNDS },
+		{ "guestsim", required_argument, NULL, O_GUESTSIM },
 		{ NULL, 0, NULL, 0 },
 	};
 	double v;
@@ -115,7 +144,7 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 
 	*o = (struct swap_opts){ .size_bytes = 256ul << 20, .pages = 20000,
 				 .evict_bytes = 1ul << 30, .seq_bytes = 256ul << 20,
-				 .rounds = 3, .seed = 1,
+				 .rounds = 3, .restart_rounds = 1, .seed = 1,
 				 .min_out_pct = 95, .dir = "." };
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -144,7 +173,7 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 		case O_DIR: o->dir = optarg; break;
 		case O_ONLY:
 			if (strcmp(optarg, "latency") && strcmp(optarg, "bandwidth") &&
-			    strcmp(optarg, "seq"))
+			    strcmp(optarg, "seq") && strcmp(optarg, "restart"))
 				goto bad;
 			o->only = optarg;
 			break;
@@ -160,6 +189,12 @@ static int parse_options(int argc, char **argv, struct swap_opts *o)
 			o->seed = (uint64_t)v;
 			break;
 		case O_JSON: o->json = true; break;
+		case O_RESTART_ROUNDS:
+			if (parse_num(optarg, SWAP_MAX_ROUNDS, &v) < 0 || v != (unsigned)v)
+				goto bad;
+			o->restart_rounds = (unsigned)v;
+			break;
+		case O_GUESTSIM: o->guestsim = optarg; break;
 		case O_HELP: case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}
@@ -182,7 +217,8 @@ bad:
 
 /* Fail before spending minutes: every tool and right the run needs. */
 static int preflight(const struct swap_opts *o, bool kernel, bool bw, const char *exe,
-		     struct kswap *ks, char *fio, size_t fio_len, char *err, size_t err_len)
+		     const char *guestsim, struct kswap *ks, char *fio, size_t fio_len,
+		     char *err, size_t err_len)
 {
 	int r;
 
@@ -190,6 +226,12 @@ static int preflight(const struct swap_opts *o, bool kernel, bool bw, const char
 		r = -errno;
 		snprintf(err, err_len, "daemon %.600s: %s (build it, or pass --daemon PATH)", exe,
 			 strerror(errno));
+		return r;
+	}
+	if (guestsim && access(guestsim, X_OK) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "pk-guestsim %.600s: %s (build it, or pass --guestsim "
+			 "PATH)", guestsim, strerror(errno));
 		return r;
 	}
 	if (kernel && (r = kswap_check(ks, err, err_len)) < 0)
@@ -204,9 +246,13 @@ static int preflight(const struct swap_opts *o, bool kernel, bool bw, const char
 	return 0;
 }
 
-/* The daemon of parts A and B, with --swap-size for the larger of them. */
-static int start_main_daemon(const struct swap_opts *o, bool lat, bool bw, const char *exe,
-			     const char *tmpdir, struct pk_daemon *d, struct swap_results *res)
+/*
+ * The daemons of parts A and B, with --swap-size for the larger of them:
+ * d[0] the default, d[1] pk-volatile (--volatile-state).
+ */
+static int start_main_daemons(const struct swap_opts *o, bool lat, bool bw, const char *exe,
+			      const char *tmpdir, struct pk_daemon d[2],
+			      struct swap_results *res)
 {
 	size_t need = lat && (!bw || o->size_bytes > o->evict_bytes) ? o->size_bytes :
 								       o->evict_bytes;
@@ -214,40 +260,51 @@ static int start_main_daemon(const struct swap_opts *o, bool lat, bool bw, const
 
 	res->daemon_swap_bytes = (need + (256ul << 20) + (1ul << 20) - 1) & ~((1ul << 20) - 1);
 	snprintf(swap, sizeof(swap), "%zuM", res->daemon_swap_bytes >> 20);
-	const char *const args[] = { "--swap-size", swap, NULL };
-	fprintf(stderr, "bench: starting private pagekeeperd %s (--swap-size %zu MiB, state "
-		"in %s) ...\n", res->daemon_path, res->daemon_swap_bytes >> 20, tmpdir);
-	int r = daemon_start(d, exe, args, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "pk-bench-swap: %s\n", err);
-		if (d->log[0])
-			daemon_log_tail(d, stderr, 30);
+	const char *const args[] = { "--swap-size", swap, "--volatile-state", NULL };
+	for (int i = 0; i < 2; i++) {
+		fprintf(stderr, "bench: starting private pagekeeperd %s (--swap-size %zu MiB%s, "
+			"state in %s) ...\n", res->daemon_path, res->daemon_swap_bytes >> 20,
+			i ? ", --volatile-state" : "", tmpdir);
+		char *const a[] = { (char *)args[0], (char *)args[1], i ? (char *)args[2] : NULL,
+				    NULL };
+		int r = daemon_start(&d[i], exe, (const char *const *)a, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "pk-bench-swap: %s\n", err);
+			if (d[i].log[0])
+				daemon_log_tail(&d[i], stderr, 30);
+			return r;
+		}
 	}
-	return r;
+	return 0;
 }
 
-/* Parts A and B on the main daemon, which is stopped afterwards. */
+/* Parts A and B on the two main daemons, which are stopped afterwards. */
 static int parts_ab(const struct swap_opts *o, bool lat, bool bw, struct swap_env *env,
 		    struct kswap *ks, const char *fio, const char *tmpdir,
 		    struct swap_results *res)
 {
+	struct pk_daemon *d[2] = { env->daemon, env->volatile_daemon };
 	int ret = 0;
 
 	if (lat)
 		ret = latency_part(o, env, ks, res);
 	if (ret == 0 && bw)
 		ret = bandwidth_part(o, env, fio, tmpdir, res);
-	if (ret < 0) {
-		fprintf(stderr, "bench: pagekeeperd log (last lines):\n");
-		daemon_log_tail(env->daemon, stderr, 30);
-	} else if (!daemon_alive(env->daemon)) {
-		fprintf(stderr, "pk-bench-swap: pagekeeperd exited during the run\n");
-		daemon_log_tail(env->daemon, stderr, 30);
-		ret = -ECHILD;
+	for (int i = 0; i < 2; i++) {
+		const char *name = i ? "pk-volatile" : "pagekeeperd";
+		if (ret < 0) {
+			fprintf(stderr, "bench: %s log (last lines):\n", name);
+			daemon_log_tail(d[i], stderr, 30);
+		} else if (!daemon_alive(d[i])) {
+			fprintf(stderr, "pk-bench-swap: %s exited during the run\n", name);
+			daemon_log_tail(d[i], stderr, 30);
+			ret = -ECHILD;
+		}
 	}
 	watchdog_set_daemon(env->wd, NULL);
-	daemon_stop(env->daemon);
-	env->daemon = NULL;
+	daemon_stop(d[0]);
+	daemon_stop(d[1]);
+	env->daemon = env->volatile_daemon = NULL;
 	return ret;
 }
 
@@ -256,9 +313,9 @@ int main(int argc, char **argv)
 	static struct swap_results res;
 	struct swap_opts o;
 	struct kswap ks;
-	struct pk_daemon daemon = { .pid = -1 };
+	static struct pk_daemon daemon[2] = { { .pid = -1 }, { .pid = -1 } };
 	struct watchdog wd;
-	char tmpdir[PATH_MAX], exe[PATH_MAX], fio[PATH_MAX];
+	char tmpdir[PATH_MAX], exe[PATH_MAX], fio[PATH_MAX], guestsim[PATH_MAX];
 	char err[1024], src[PATH_MAX + 32];
 	int ret;
 
@@ -268,6 +325,13 @@ int main(int argc, char **argv)
 	bool lat = !o.only || !strcmp(o.only, "latency");
 	bool bw = !o.only || !strcmp(o.only, "bandwidth");
 	bool seq = !o.only || !strcmp(o.only, "seq");
+	bool rs = !o.only || !strcmp(o.only, "restart");
+	if (o.guestsim)
+		snprintf(guestsim, sizeof(guestsim), "%s", o.guestsim);
+	else if (rs && (ret = guest_default_path(guestsim, sizeof(guestsim))) < 0) {
+		fprintf(stderr, "pk-bench-swap: /proc/self/exe: %s\n", strerror(-ret));
+		return 1;
+	}
 	if (o.daemon)
 		snprintf(exe, sizeof(exe), "%s", o.daemon);
 	else if ((ret = daemon_default_path(exe, sizeof(exe))) < 0) {
@@ -275,7 +339,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	memset(&ks, 0, sizeof(ks));
-	if (preflight(&o, lat || seq, bw, exe, &ks, fio, sizeof(fio), err, sizeof(err)) < 0) {
+	if (preflight(&o, lat || seq, bw, exe, rs ? guestsim : NULL, &ks, fio, sizeof(fio), err,
+		      sizeof(err)) < 0) {
 		fprintf(stderr, "pk-bench-swap: %s\n", err);
 		return 1;
 	}
@@ -295,6 +360,8 @@ int main(int argc, char **argv)
 	res.latency = lat;
 	res.bandwidth = bw;
 	res.seq = seq;
+	res.restart = rs;
+	snprintf(res.guestsim_path, sizeof(res.guestsim_path), "%s", rs ? guestsim : "");
 	res.size_bytes = o.size_bytes;
 	res.pages = o.pages;
 	res.evict_bytes = o.evict_bytes;
@@ -307,14 +374,15 @@ int main(int argc, char **argv)
 	if (!realpath(exe, res.daemon_path))
 		snprintf(res.daemon_path, sizeof(res.daemon_path), "%s", exe);
 
-	if ((lat || bw) && start_main_daemon(&o, lat, bw, exe, tmpdir, &daemon, &res) < 0)
+	if ((lat || bw) && start_main_daemons(&o, lat, bw, exe, tmpdir, daemon, &res) < 0)
 		return 1;
-	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, lat || bw ? &daemon : NULL)) < 0) {
+	if ((ret = watchdog_start(&wd, STALL_TIMEOUT_S, lat || bw ? &daemon[0] : NULL)) < 0) {
 		fprintf(stderr, "pk-bench-swap: watchdog thread: %s\n", strerror(-ret));
 		return 1;
 	}
 	snprintf(src, sizeof(src), "%s/floor.src", tmpdir);
-	struct swap_env env = { .daemon = lat || bw ? &daemon : NULL, .wd = &wd,
+	struct swap_env env = { .daemon = lat || bw ? &daemon[0] : NULL,
+				.volatile_daemon = lat || bw ? &daemon[1] : NULL, .wd = &wd,
 				.floor_src = src };
 
 	ret = 0;
@@ -336,7 +404,7 @@ int main(int argc, char **argv)
 	if (ret == 0 && (lat || bw))
 		ret = parts_ab(&o, lat, bw, &env, &ks, fio, tmpdir, &res);
 	else if (lat || bw)
-		daemon_stop(&daemon);
+		daemon_stop(&daemon[0]), daemon_stop(&daemon[1]);
 	if (ret == 0 && seq)
 		ret = seq_part(&o, &env, &ks, exe, &res);
 	if (lat || seq) {
@@ -347,6 +415,8 @@ int main(int argc, char **argv)
 			ret = r2;
 		}
 	}
+	if (ret == 0 && rs)
+		ret = restart_part(&o, exe, guestsim, &res);
 	watchdog_stop(&wd);
 	int r3 = guard_finish();
 	if (ret < 0)

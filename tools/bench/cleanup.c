@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define MAX_TRACKED 40 /* pk-bench-share: up to 32 lab guests and a daemon */
-#define MAX_DIRS 4
+#define MAX_DIRS 8 /* two per daemon: its state dir and its run dir */
 
 struct tracked {
 	volatile pid_t pid; /* 0 = free slot */

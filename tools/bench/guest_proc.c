@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,19 @@
 #include <unistd.h>
 
 #define GUEST_TERM_GRACE_MS 2000
+
+int guest_default_path(char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	if ((size_t)snprintf(out, len, "%s/../guestsim/pk-guestsim", dirname(self)) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
 
 int guest_start(struct guest *g, const char *exe, const char *name,
 		const char *const *args, char *err, size_t err_len)
@@ -74,7 +89,7 @@ int guest_start(struct guest *g, const char *exe, const char *name,
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		execv(exe, (char *const *)argv);
-		dprintf(2, "pk-bench-share: exec %s: %s\n", exe, strerror(errno));
+		dprintf(2, "pk-bench: exec %s: %s\n", exe, strerror(errno));
 		_exit(127);
 	}
 	close(in[0]);
@@ -99,7 +114,7 @@ bool guest_alive(const struct guest *g)
 	return proc_alive(g->pid);
 }
 
-/* Read what the guest printed; true once HOLDING was seen.  -EPIPE on EOF. */
+/* Read what the guest printed, noting HOLDING and IDLE.  -EPIPE on EOF. */
 static int read_lines(struct guest *g)
 {
 	char buf[512];
@@ -119,6 +134,8 @@ static int read_lines(struct guest *g)
 			g->line[g->line_len] = '\0';
 			if (!strcmp(g->line, "HOLDING"))
 				g->holding = true;
+			else if (!strcmp(g->line, "IDLE"))
+				g->idle = true;
 			g->line_len = 0;
 		}
 	}
@@ -144,9 +161,10 @@ static void describe_exit(struct guest *g, char *err, size_t err_len)
 	}
 }
 
-int guests_wait_holding(struct guest *g, unsigned n, double timeout_s,
-			const struct pk_daemon *daemon, const char *label,
-			double progress_s, char *err, size_t err_len)
+/* Wait for HOLDING, or with idle for IDLE, from every guest. */
+static int wait_line(struct guest *g, unsigned n, bool idle, double timeout_s,
+		     const struct pk_daemon *daemon, const char *label,
+		     double progress_s, char *err, size_t err_len)
 {
 	uint64_t t0 = now_ns(), next_note = t0 + (uint64_t)(progress_s * 1e9);
 	struct pollfd pfd[64];
@@ -156,21 +174,22 @@ int guests_wait_holding(struct guest *g, unsigned n, double timeout_s,
 		return -E2BIG;
 	}
 	for (;;) {
-		unsigned holding = 0, np = 0;
+		unsigned done = 0, np = 0;
 		for (unsigned i = 0; i < n; i++) {
-			if (!g[i].holding) {
+			bool *seen = idle ? &g[i].idle : &g[i].holding;
+			if (!*seen) {
 				int r = read_lines(&g[i]);
-				if (r < 0 && !g[i].holding) {
+				if (r < 0 && !*seen) {
 					describe_exit(&g[i], err, err_len);
 					return -ECHILD;
 				}
 			}
-			if (g[i].holding)
-				holding++;
+			if (*seen)
+				done++;
 			else
 				pfd[np++] = (struct pollfd){ .fd = g[i].out_fd, .events = POLLIN };
 		}
-		if (holding == n)
+		if (done == n)
 			return 0;
 		if (daemon && !daemon_alive(daemon)) {
 			snprintf(err, err_len, "pagekeeperd died while the guests were filling "
@@ -181,16 +200,48 @@ int guests_wait_holding(struct guest *g, unsigned n, double timeout_s,
 		double el = (double)(now - t0) / 1e9;
 		if (el > timeout_s) {
 			snprintf(err, err_len, "only %u of %u guests had filled their RAM after "
-				 "%.0f s", holding, n, timeout_s);
+				 "%.0f s", done, n, timeout_s);
 			return -ETIMEDOUT;
 		}
 		if (now >= next_note) {
 			fprintf(stderr, "bench: %s: filling guest RAM: %u of %u guests done, "
-				"%.1f s\n", label, holding, n, el);
+				"%.1f s\n", label, done, n, el);
 			next_note = now + (uint64_t)(progress_s * 1e9);
 		}
 		poll(pfd, np, 100);
 	}
+}
+
+int guests_wait_holding(struct guest *g, unsigned n, double timeout_s,
+			const struct pk_daemon *daemon, const char *label,
+			double progress_s, char *err, size_t err_len)
+{
+	return wait_line(g, n, false, timeout_s, daemon, label, progress_s, err, err_len);
+}
+
+int guests_wait_idle(struct guest *g, unsigned n, double timeout_s,
+		     const struct pk_daemon *daemon, const char *label,
+		     double progress_s, char *err, size_t err_len)
+{
+	return wait_line(g, n, true, timeout_s, daemon, label, progress_s, err, err_len);
+}
+
+int guest_wait_exit(struct guest *g, double timeout_s, int *status)
+{
+	uint64_t t0 = now_ns();
+
+	while (g->pid > 0) {
+		pid_t r = waitpid(g->pid, status, WNOHANG);
+		if (r == g->pid || (r < 0 && errno == ECHILD)) {
+			cleanup_forget_pid(g->pid);
+			g->pid = -1;
+			return r < 0 ? -ECHILD : 0; /* ECHILD: reaped elsewhere */
+		}
+		if ((double)(now_ns() - t0) / 1e9 > timeout_s)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	return -ECHILD;
 }
 
 void guests_stop(struct guest *g, unsigned n, int grace_ms)

@@ -1,5 +1,5 @@
 /*
- * swap_parts.c - the two parts of pk-bench-swap, interleaved in rounds.
+ * swap_parts.c - parts A and B of pk-bench-swap, interleaved in rounds.
  *
  * What/how/why: see swap_parts.h.
  */
@@ -19,6 +19,25 @@ static uint64_t round_seed(uint64_t seed, unsigned round)
 	return seed * 0x100000001b3ull + round + 1;
 }
 
+/* env with the daemon of a pagekeeperd variant: the default or the volatile one. */
+static struct swap_env *env_of(struct swap_env *env, bool vol, struct swap_env *tmp)
+{
+	if (!vol) {
+		watchdog_set_daemon(env->wd, env->daemon);
+		return env;
+	}
+	*tmp = *env;
+	tmp->daemon = env->volatile_daemon;
+	watchdog_set_daemon(env->wd, tmp->daemon);
+	return tmp;
+}
+
+static double reclaim_mib_s(const struct reclaim_result *rr)
+{
+	return rr->elapsed_us ? (double)rr->pages_swapped * BENCH_PAGE / (1 << 20) /
+				((double)rr->elapsed_us / 1e6) : 0;
+}
+
 static int run_latency(const struct swap_opts *o, struct swap_env *env,
 		       struct kswap *ks, struct swap_results *res, int v,
 		       unsigned r, const uint32_t *perm, size_t n, uint64_t *lat,
@@ -32,12 +51,16 @@ static int run_latency(const struct swap_opts *o, struct swap_env *env,
 
 	switch (v) {
 	case LV_DAEMON:
-		ret = pk_swapin_round(env, pages, perm, n, seed, lat, resident, &rr, err,
+	case LV_VOLATILE: {
+		struct swap_env tmp, *e = env_of(env, v == LV_VOLATILE, &tmp);
+		ret = pk_swapin_round(e, pages, perm, n, seed, lat, resident, &rr, err,
 				      err_len);
-		if (ret == 0 && rr.elapsed_us)
-			res->daemon_reclaim_mib_s[r] = (double)rr.pages_swapped * BENCH_PAGE /
-						       (1 << 20) / ((double)rr.elapsed_us / 1e6);
+		env->vm_seq = e->vm_seq;
+		if (ret == 0)
+			(v == LV_VOLATILE ? res->volatile_reclaim_mib_s :
+					    res->daemon_reclaim_mib_s)[r] = reclaim_mib_s(&rr);
 		return ret;
+	}
 	case LV_FLOOR:
 		return floor_swapin_round(env, pages, perm, n, seed, lat, resident, err,
 					  err_len);
@@ -110,6 +133,7 @@ int latency_part(const struct swap_opts *o, struct swap_env *env, struct kswap *
 	}
 	for (int v = 0; v < LV_COUNT; v++)
 		lat_result_fill(lat[v], filled[v], &res->lat[v]);
+	watchdog_set_daemon(env->wd, env->daemon);
 	ret = 0;
 out:
 	free(perm);
@@ -145,9 +169,11 @@ int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *
 
 			fprintf(stderr, "bench: bandwidth round %u/%u: %s, %.0f MiB ...\n",
 				r + 1, o->rounds, bw_variant_name(v), mib);
-			if (v == BV_DAEMON) {
-				ret = pk_evict_round(env, pages, round_seed(o->seed, 100 + r), &rr,
+			if (v == BV_DAEMON || v == BV_VOLATILE) {
+				struct swap_env tmp, *e = env_of(env, v == BV_VOLATILE, &tmp);
+				ret = pk_evict_round(e, pages, round_seed(o->seed, 100 + r), &rr,
 						     err, sizeof(err));
+				env->vm_seq = e->vm_seq;
 				if (ret == 0 && (rr.elapsed_us == 0 || rr.wall_ns == 0)) {
 					snprintf(err, sizeof(err), "RECLAIM reply has elapsed_us 0");
 					ret = -EPROTO;
@@ -181,8 +207,9 @@ int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *
 		struct bw_result *x = &res->bw[v];
 		x->ran = true;
 		x->median_mib_s = median(x->mib_s, x->rounds);
-		if (v == BV_DAEMON)
+		if (v == BV_DAEMON || v == BV_VOLATILE)
 			x->median_wall_mib_s = median(x->wall_mib_s, x->rounds);
 	}
+	watchdog_set_daemon(env->wd, env->daemon);
 	return 0;
 }

@@ -3,8 +3,10 @@
  *
  * What: the latency table (p50, p90, p99, p99.9, max per variant), the
  * kernel variant's evidence that its pages were out, the bandwidth table,
- * and the goal figures with an honest "goal met" / "goal missed"; part C
- * (sequential swap-in) is seq_report.c's.
+ * and the goal figures with an honest "goal met" / "goal missed"; the
+ * durable state's cost (default daemon / --volatile-state) in A and B;
+ * part C (sequential swap-in) is seq_report.c's, D (restart)
+ * restart_report.c's.
  * How: printf for text (every number with its unit); json-c builds the
  * JSON (units in the key names).
  * Why: humans read the text, scripts read the JSON.
@@ -16,14 +18,15 @@
 
 const char *lat_variant_name(int v)
 {
-	static const char *const n[LV_COUNT] = { "pagekeeperd", "floor", "kernel" };
+	static const char *const n[LV_COUNT] = { "pagekeeperd", "pk-volatile", "floor",
+						 "kernel" };
 	return v >= 0 && v < LV_COUNT ? n[v] : "?";
 }
 
 const char *bw_variant_name(int v)
 {
-	static const char *const n[BV_COUNT] = { "pagekeeperd RECLAIM", "fio 4k QD64",
-						 "fio 1M QD8" };
+	static const char *const n[BV_COUNT] = { "pagekeeperd RECLAIM", "pk-volatile RECLAIM",
+						 "fio 4k QD64", "fio 1M QD8" };
 	return v >= 0 && v < BV_COUNT ? n[v] : "?";
 }
 
@@ -51,6 +54,23 @@ static double bw_ratio(const struct swap_results *r, int fio, bool wall, bool *o
 	const struct bw_result *d = &r->bw[BV_DAEMON], *f = &r->bw[fio];
 	*ok = d->ran && f->ran && f->median_mib_s > 0;
 	return *ok ? (wall ? d->median_wall_mib_s : d->median_mib_s) / f->median_mib_s : 0;
+}
+
+/* The durable state's cost: default pagekeeperd / --volatile-state. */
+static double lat_dv(const struct swap_results *r, bool p99, bool *ok)
+{
+	const struct lat_result *d = &r->lat[LV_DAEMON], *v = &r->lat[LV_VOLATILE];
+	double b = p99 ? v->p99_us : v->p50_us;
+	*ok = d->ran && v->ran && b > 0;
+	return *ok ? (p99 ? d->p99_us : d->p50_us) / b : 0;
+}
+
+static double bw_dv(const struct swap_results *r, bool wall, bool *ok)
+{
+	const struct bw_result *d = &r->bw[BV_DAEMON], *v = &r->bw[BV_VOLATILE];
+	double b = wall ? v->median_wall_mib_s : v->median_mib_s;
+	*ok = d->ran && v->ran && b > 0;
+	return *ok ? (wall ? d->median_wall_mib_s : d->median_mib_s) / b : 0;
 }
 
 static const char *met(bool ok, bool pass)
@@ -96,7 +116,19 @@ static void text_latency(const struct swap_results *r, FILE *out)
 	fprintf(out, "  pagekeeperd evicted each latency region at");
 	for (unsigned i = 0; i < r->lat[LV_DAEMON].rounds; i++)
 		fprintf(out, "%s %.0f MiB/s", i ? "," : "", r->daemon_reclaim_mib_s[i]);
+	fprintf(out, "; pk-volatile at");
+	for (unsigned i = 0; i < r->lat[LV_VOLATILE].rounds; i++)
+		fprintf(out, "%s %.0f MiB/s", i ? "," : "", r->volatile_reclaim_mib_s[i]);
 	fprintf(out, " (daemon's elapsed_us)\n");
+	fprintf(out, "  durable state's cost, pagekeeperd / pk-volatile: p50 %.2fx (%+.1f µs), "
+		"p99 %.2fx (%+.1f µs)\n", lat_dv(r, false, &ok),
+		r->lat[LV_DAEMON].p50_us - r->lat[LV_VOLATILE].p50_us, lat_dv(r, true, &ok),
+		r->lat[LV_DAEMON].p99_us - r->lat[LV_VOLATILE].p99_us);
+	fprintf(out, "    p50 difference per round:");
+	for (unsigned i = 0; i < r->lat[LV_DAEMON].rounds && i < r->lat[LV_VOLATILE].rounds; i++)
+		fprintf(out, "%s %+.1f µs", i ? "," : "",
+			r->lat[LV_DAEMON].round_p50_us[i] - r->lat[LV_VOLATILE].round_p50_us[i]);
+	fputc('\n', out);
 	d = p50_diff(r, &ok);
 	fprintf(out, "  pagekeeperd p50 - floor p50  = %+.1f µs   (goal <= %.1f µs)   %s\n", d,
 		GOAL_P50_DIFF_US, met(ok, d <= GOAL_P50_DIFF_US));
@@ -126,7 +158,7 @@ static void text_bandwidth(const struct swap_results *r, FILE *out)
 		minmax(x->mib_s, x->rounds, &lo, &hi);
 		fprintf(out, "  %-20s %8.1f MiB/s  (rounds %.1f..%.1f MiB/s)", bw_variant_name(v),
 			x->median_mib_s, lo, hi);
-		if (v == BV_DAEMON)
+		if (v == BV_DAEMON || v == BV_VOLATILE)
 			fprintf(out, " by its elapsed_us; %.1f MiB/s by our wall clock",
 				x->median_wall_mib_s);
 		fputc('\n', out);
@@ -139,6 +171,13 @@ static void text_bandwidth(const struct swap_results *r, FILE *out)
 	d = bw_ratio(r, BV_FIO_1M, false, &ok);
 	fprintf(out, "  pagekeeperd / fio 1M = %.2fx (wall clock: %.2fx)   (no goal)\n", d,
 		bw_ratio(r, BV_FIO_1M, true, &ok));
+	d = bw_dv(r, false, &ok);
+	fprintf(out, "  durable state's cost, pagekeeperd / pk-volatile = %.2fx (wall clock: "
+		"%.2fx)   (no goal)\n    per round:", d, bw_dv(r, true, &ok));
+	for (unsigned i = 0; i < r->bw[BV_DAEMON].rounds && i < r->bw[BV_VOLATILE].rounds; i++)
+		fprintf(out, "%s %.2fx", i ? "," : "", r->bw[BV_VOLATILE].mib_s[i] > 0 ?
+			r->bw[BV_DAEMON].mib_s[i] / r->bw[BV_VOLATILE].mib_s[i] : 0);
+	fputc('\n', out);
 }
 
 void swap_report_text(const struct swap_results *r, FILE *out)
@@ -146,8 +185,9 @@ void swap_report_text(const struct swap_results *r, FILE *out)
 	fprintf(out, "pk-bench-swap: memfd MAP_SHARED guest RAM, 4 KiB pages, %ld CPUs; "
 		"all files on the file system of %s\n", r->cpus, r->dir);
 	if (r->latency || r->bandwidth)
-		fprintf(out, "pagekeeperd: %s (private, --swap-size %zu MiB, state dir under %s)\n",
-			r->daemon_path, r->daemon_swap_bytes >> 20, r->dir);
+		fprintf(out, "pagekeeperd: %s (private, --swap-size %zu MiB, state dir under %s, "
+			"run dir on /dev/shm); pk-volatile: a second one, the same with "
+			"--volatile-state\n", r->daemon_path, r->daemon_swap_bytes >> 20, r->dir);
 	else
 		fprintf(out, "pagekeeperd: %s\n", r->daemon_path);
 	fprintf(out, "timer: one clock_gettime pair costs %llu ns (included in every sample)\n",
@@ -163,6 +203,8 @@ void swap_report_text(const struct swap_results *r, FILE *out)
 		text_bandwidth(r, out);
 	if (r->seq)
 		seq_report_text(r, out);
+	if (r->restart)
+		restart_report_text(r, out);
 	fprintf(out, "\nrun time: %.0f s\n", r->run_s);
 }
 
@@ -208,7 +250,7 @@ static json_object *json_latency(const struct swap_results *r)
 		for (unsigned i = 0; i < x->rounds; i++)
 			json_object_array_add(rp, jd(x->round_p50_us[i]));
 		put(o, "round_p50_us", rp);
-		put(a, lat_variant_name(v), o);
+		put(a, v == LV_VOLATILE ? "pk_volatile" : lat_variant_name(v), o);
 	}
 	json_object *k = json_object_new_object();
 	put(k, "region_pages", json_object_new_int64((int64_t)r->region_pages));
@@ -232,12 +274,21 @@ static json_object *json_latency(const struct swap_results *r)
 						       d <= GOAL_P99_RATIO));
 	d = p99_ratio_of(r, LV_FLOOR, &ok);
 	put(a, "p99_ratio_floor_to_kernel", ok ? jd(d) : NULL);
+	d = lat_dv(r, false, &ok);
+	put(a, "p50_ratio_durable_to_volatile", ok ? jd(d) : NULL);
+	d = lat_dv(r, true, &ok);
+	put(a, "p99_ratio_durable_to_volatile", ok ? jd(d) : NULL);
+	json_object *vr = json_object_new_array();
+	for (unsigned i = 0; i < r->lat[LV_VOLATILE].rounds; i++)
+		json_object_array_add(vr, jd(r->volatile_reclaim_mib_s[i]));
+	put(a, "round_volatile_reclaim_mib_per_s", vr);
 	return a;
 }
 
 static json_object *json_bandwidth(const struct swap_results *r)
 {
-	static const char *const keys[BV_COUNT] = { "pagekeeperd", "fio_4k_qd64", "fio_1m_qd8" };
+	static const char *const keys[BV_COUNT] = { "pagekeeperd", "pk_volatile", "fio_4k_qd64",
+						    "fio_1m_qd8" };
 	json_object *b = json_object_new_object();
 	bool ok;
 	double d;
@@ -252,7 +303,7 @@ static json_object *json_bandwidth(const struct swap_results *r)
 		for (unsigned i = 0; i < x->rounds; i++)
 			json_object_array_add(rs, jd(x->mib_s[i]));
 		put(o, "round_mib_per_s", rs);
-		if (v == BV_DAEMON)
+		if (v == BV_DAEMON || v == BV_VOLATILE)
 			put(o, "median_wall_mib_per_s", jd(x->median_wall_mib_s));
 		put(b, keys[v], o);
 	}
@@ -263,6 +314,9 @@ static json_object *json_bandwidth(const struct swap_results *r)
 	d = bw_ratio(r, BV_FIO_1M, false, &ok);
 	put(b, "ratio_pagekeeperd_to_fio_1m", ok ? jd(d) : NULL);
 	put(b, "ratio_wall_pagekeeperd_to_fio_1m", ok ? jd(bw_ratio(r, BV_FIO_1M, true, &ok)) : NULL);
+	d = bw_dv(r, false, &ok);
+	put(b, "ratio_durable_to_volatile", ok ? jd(d) : NULL);
+	put(b, "ratio_wall_durable_to_volatile", ok ? jd(bw_dv(r, true, &ok)) : NULL);
 	return b;
 }
 
@@ -285,6 +339,7 @@ void swap_report_json(const struct swap_results *r, FILE *out)
 	put(o, "latency", r->latency ? json_latency(r) : NULL);
 	put(o, "bandwidth", r->bandwidth ? json_bandwidth(r) : NULL);
 	put(o, "sequential", r->seq ? seq_report_json(r) : NULL);
+	put(o, "restart", r->restart ? restart_report_json(r) : NULL);
 	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }

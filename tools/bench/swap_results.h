@@ -5,7 +5,9 @@
  * the kernel variant's proof that its pages were really out, per-round
  * eviction and fio bandwidth, the goal figures computed from them, and
  * per-round sequential swap-in sweep times with pagekeeperd's swap-in
- * counters (part C, no goal).
+ * counters (part C, no goal), and part D's restart times.  Parts A and B
+ * also hold a second pagekeeperd with --volatile-state: the anchor of
+ * what the durable state costs.
  * How: filled by swap_parts.c, printed by swap_report.c as text or JSON.
  * Why: one struct, two printers: the text and the JSON never disagree.
  */
@@ -24,20 +26,25 @@
 #define GOAL_P99_RATIO 1.0	/* pagekeeperd p99 / kernel p99 <= */
 #define GOAL_BW_RATIO 0.80	/* pagekeeperd MiB/s / fio 4k MiB/s >= */
 
-enum lat_variant { LV_DAEMON, LV_FLOOR, LV_KERNEL, LV_COUNT };
-enum bw_variant { BV_DAEMON, BV_FIO_4K, BV_FIO_1M, BV_COUNT };
+/* LV_VOLATILE, BV_VOLATILE: a second pagekeeperd with --volatile-state. */
+enum lat_variant { LV_DAEMON, LV_VOLATILE, LV_FLOOR, LV_KERNEL, LV_COUNT };
+enum bw_variant { BV_DAEMON, BV_VOLATILE, BV_FIO_4K, BV_FIO_1M, BV_COUNT };
 enum seq_variant { SV_RA_OFF, SV_RA_ON, SV_KERNEL, SV_FLOOR, SV_COUNT };
+/* Part D: the anchor (no restart), SIGKILL + start, SIGTERM + start. */
+enum restart_variant { RV_NONE, RV_KILL, RV_TERM, RV_COUNT };
 
 const char *lat_variant_name(int v);
 const char *bw_variant_name(int v);
 const char *seq_variant_name(int v);
 const char *seq_variant_key(int v);	/* JSON key */
+const char *restart_variant_name(int v);
+const char *restart_variant_key(int v);	/* JSON key */
 
 struct bw_result {
 	bool ran;
 	unsigned rounds;
 	double mib_s[SWAP_MAX_ROUNDS];		/* daemon: by its elapsed_us; fio: bw */
-	double wall_mib_s[SWAP_MAX_ROUNDS];	/* daemon only: by our clock */
+	double wall_mib_s[SWAP_MAX_ROUNDS];	/* daemons only: by our clock */
 	double median_mib_s, median_wall_mib_s;
 };
 
@@ -49,6 +56,18 @@ struct seq_result {
 	uint64_t swapins_ra[SWAP_MAX_ROUNDS];	/* of those, read ahead */
 	double reclaim_mib_s[SWAP_MAX_ROUNDS];	/* pagekeeperd: by its elapsed_us */
 	double median_ms;
+};
+
+/* Part D, per round; times in ms (RV_NONE has no restart times). */
+struct restart_result {
+	unsigned rounds;
+	double swapped_mib[SWAP_MAX_ROUNDS];	/* STATUS, just before the stop */
+	double answer_ms[SWAP_MAX_ROUNDS];	/* exec -> first STATUS reply */
+	double adopt_ms[SWAP_MAX_ROUNDS];	/* exec -> VM adopted, none waiting */
+	double adopted_mib[SWAP_MAX_ROUNDS];	/* its swapped_mib once adopted */
+	double first_swapin_ms[SWAP_MAX_ROUNDS]; /* SIGUSR1 -> swapins grew */
+	double first_swapins[SWAP_MAX_ROUNDS];	/* by how many pages it grew */
+	double verify_ms[SWAP_MAX_ROUNDS];	/* SIGUSR1 -> guest exited 0 */
 };
 
 struct swap_results {
@@ -75,6 +94,7 @@ struct swap_results {
 	long long kernel_swapcached_max; /* bytes, cgroup after the drop; -1 unknown */
 	double kernel_pageout_ms_max, kernel_drop_ms_max;
 	double daemon_reclaim_mib_s[SWAP_MAX_ROUNDS]; /* latency rounds' evictions */
+	double volatile_reclaim_mib_s[SWAP_MAX_ROUNDS]; /* the same, --volatile-state */
 
 	/* B: eviction bandwidth */
 	struct bw_result bw[BV_COUNT];
@@ -89,6 +109,15 @@ struct swap_results {
 	int page_cluster;		/* /proc/sys/vm/page-cluster, -1 unknown */
 	int vma_ra;			/* /sys/kernel/mm/swap/vma_ra_enabled: 1, 0, -1 */
 	size_t seq_kernel_out_min;	/* fewest pages out after a drop */
+
+	/* D: daemon restart */
+	bool restart;
+	unsigned restart_rounds;
+	char guestsim_path[4096];
+	char restart_daemon_args[512];
+	double cold_answer_ms;		/* its first start, empty dirs: exec -> STATUS */
+	double status_poll_ms;		/* mean STATUS round trip while polling */
+	struct restart_result rs[RV_COUNT];
 };
 
 void swap_report_text(const struct swap_results *r, FILE *out);
@@ -97,5 +126,9 @@ void swap_report_json(const struct swap_results *r, FILE *out);
 /* Part C's text section and JSON object (seq_report.c). */
 void seq_report_text(const struct swap_results *r, FILE *out);
 struct json_object *seq_report_json(const struct swap_results *r);
+
+/* Part D's (restart_report.c). */
+void restart_report_text(const struct swap_results *r, FILE *out);
+struct json_object *restart_report_json(const struct swap_results *r);
 
 #endif

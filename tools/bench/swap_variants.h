@@ -33,6 +33,7 @@
 
 struct swap_env {
 	struct pk_daemon *daemon;
+	struct pk_daemon *volatile_daemon; /* parts A and B: --volatile-state */
 	struct watchdog *wd;
 	const char *floor_src;	/* source file of the floor */
 	unsigned vm_seq;	/* makes VM names unique */
