@@ -842,6 +842,7 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
  * for a fault, and counted in the reply.
  */
 #define PK_DRAIN_STEP 256u
+#define PK_DRAIN_LOOK 65536u /* entries looked at per step */
 #define PK_DRAIN_BUF_RESERVE 256u
 #define PK_DRAIN_PASS_MS 10u
 
@@ -908,14 +909,17 @@ void pk_fault_drain_step(struct pk_vm *vm)
 {
 	struct pk_page_table *pt = &vm->pages;
 	struct pk_swap_store *swap = vm->engine->swap;
-	unsigned done = 0;
+	unsigned done = 0, looked = 0;
 
 	if (!pt->count[PK_PAGE_SWAPPED] && !pt->count[PK_PAGE_SHARED] &&
 	    !vm->n_evicting) {
 		pk_fault_drain_end(vm, 0, "ok");
 		return;
 	}
-	while (vm->drain_cursor < pt->n_pages && done < PK_DRAIN_STEP) {
+	/* Bounded both ways: pages resolved, and entries looked at, so a
+	 * large guest's table is walked over many loop turns. */
+	while (vm->drain_cursor < pt->n_pages && done < PK_DRAIN_STEP &&
+	       looked++ < PK_DRAIN_LOOK) {
 		uint64_t idx = vm->drain_cursor, addr, off;
 		enum pk_page_state st = pk_page_state(pt, idx);
 

@@ -318,7 +318,7 @@ static int complete(struct pk_swap_store *s, unsigned idx, int res);
 
 /*
  * After a short write: write buffer idx's page to its slot synchronously
- * (a rare error path, so the loop may wait one I/O).  PK_SWAP_PAGE_SIZE,
+ * (a rare error path: the loop waits for one I/O, once per short write).  PK_SWAP_PAGE_SIZE,
  * or the negative errno the file gives (-EIO if it writes short again).
  */
 static int rewrite_page(struct pk_swap_store *s, unsigned idx)
@@ -379,7 +379,8 @@ static int complete_cqe(struct pk_swap_store *s, unsigned idx, int res,
 	s->ops[idx].run_len = 0;
 	/* A short write: the pages it covered are written; the rest say
 	 * why the file refused them (ENOSPC when its file system filled on
-	 * the way), learnt by writing them again, one by one. */
+	 * the way), learnt by writing the first of them again: one
+	 * synchronous write, on an error path only. */
 	unsigned whole = res >= 0 ? (unsigned)res / PK_SWAP_PAGE_SIZE : 0;
 	int short_write = s->ops[idx].kind == OP_WRITE && res >= 0 &&
 			  whole < n;
@@ -390,8 +391,8 @@ static int complete_cqe(struct pk_swap_store *s, unsigned idx, int res,
 		uint64_t user_data = s->ops[idx].user_data;
 		if (short_write)
 			page_res = k < whole ? (int)PK_SWAP_PAGE_SIZE
-				   : page_res < 0 && k > whole ? page_res
-				   : rewrite_page(s, idx);
+				   : k == whole ? rewrite_page(s, idx)
+				   : page_res < 0 ? page_res : -EIO;
 		int result = complete(s, idx, page_res);
 		if (done)
 			done(arg, user_data, result);

@@ -204,8 +204,9 @@ int pk_swap_read(struct pk_swap_store *store, uint64_t slot, unsigned buf_idx,
  * on its own with its user_data, and each slot's checksum is recorded
  * when its page is written.  A failed write fails every page of it; after
  * a short one (a file system that filled on the way), the pages it
- * covered are written and each other page is written again on its own,
- * synchronously, so it completes with the file's own error (-ENOSPC).
+ * covered are written, the first other page is written again on its
+ * own, synchronously, to learn the file's own error (-ENOSPC), and the
+ * rest fail with that error (or -EIO if the retry went through).
  * Errors as pk_swap_write().
  */
 #define PK_SWAP_RUN_MAX 256u

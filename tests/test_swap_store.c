@@ -1290,9 +1290,10 @@ END_TEST
 /*
  * A short write tells each page what happened: with RLIMIT_FSIZE at 12
  * pages, a run over slots 8..15 writes 4 pages and stops.  Those 4 are
- * written (checksummed); each page past the limit is written again on
- * its own and fails with the file's error, EFBIG (a full file system
- * gives ENOSPC the same way), gets no checksum and fails its read
+ * written (checksummed); the first page past the limit is written again
+ * on its own to learn the file's error, EFBIG (a full file system gives
+ * ENOSPC the same way), which every page past the limit then gets: no
+ * checksum, and a failed read
  * (-EBADMSG); a run below the limit is unaffected.
  */
 START_TEST(test_write_run_short_tells_each_page)
