@@ -172,6 +172,27 @@ double status_field(struct pk_test_daemon *d, const char *object,
 	return v;
 }
 
+char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return '?';
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	return p && p[1] ? p[2] : '?';
+}
+
+void pid_stop(pid_t pid, const char *what)
+{
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	WAIT_FOR(proc_state(pid) == 'T', 1000, 5, "%s (pid %d) to stop on "
+		 "SIGSTOP", what, (int)pid);
+}
+
 /* One status figure of one VM; -1 when the VM is not registered. */
 double vm_field(struct pk_test_daemon *d, const char *name,
 		       const char *key)
@@ -188,6 +209,26 @@ double vm_field(struct pk_test_daemon *d, const char *name,
 	}
 	json_object_put(root);
 	return f;
+}
+
+void vm_fields(struct pk_test_daemon *d, const char *name,
+	       const char *const *keys, double *out)
+{
+	json_object *root = status_root(d), *vms, *v;
+	int found = 0;
+
+	json_object_object_get_ex(root, "vms", &vms);
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		if (!json_object_object_get_ex(vm, "name", &v) ||
+		    strcmp(json_object_get_string(v), name) != 0)
+			continue;
+		for (size_t k = 0; keys[k]; k++)
+			out[k] = jnum(vm, keys[k]);
+		found = 1;
+	}
+	json_object_put(root);
+	ck_assert_msg(found, "vm %s is not in the status", name);
 }
 
 void vm_string(struct pk_test_daemon *d, const char *name, const char *key,

@@ -66,6 +66,11 @@ double status_field(struct pk_test_daemon *d, const char *object,
 		    const char *key);
 /* One status figure of one VM; -1 when the VM is not registered. */
 double vm_field(struct pk_test_daemon *d, const char *name, const char *key);
+/* Several figures of one VM from one status snapshot, so that figures
+ * which sum to a whole (resident + swapped) agree while guests run;
+ * keys ends with NULL.  Asserts the VM is registered. */
+void vm_fields(struct pk_test_daemon *d, const char *name,
+	       const char *const *keys, double *out);
 /* One string status field of one VM into out ("" when absent). */
 void vm_string(struct pk_test_daemon *d, const char *name, const char *key,
 	       char *out, size_t len);
@@ -82,6 +87,10 @@ void sleep_ms(int ms);
 int scaled_ms(double work_ms);
 /* 1 if a line of the file at path contains text; 0 if none, or no file. */
 int file_has(const char *path, const char *text);
+/* The state letter of /proc/PID/stat (R, S, D, T...), or '?' if gone. */
+char proc_state(pid_t pid);
+/* SIGSTOP pid and wait until it is stopped (asserts); what names it. */
+void pid_stop(pid_t pid, const char *what);
 /* How many lines of the file at path contain text (0 if no file). */
 int file_count(const char *path, const char *text);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */

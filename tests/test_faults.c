@@ -302,21 +302,6 @@ static double cpu_ms(pid_t pid)
 	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* The state letter of pid (R, S, D, Z...), or '?'. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	return p ? p[2] : '?';
-}
-
 START_TEST(copy_enomem)
 {
 	struct pk_test_daemon d;
@@ -772,10 +757,13 @@ static void enospc_check(struct pk_test_daemon *d, struct guest *g,
 		      "no log line naming ENOSPC in %s", d->log);
 	/* Every other page is still in the guest (its reader may have
 	 * faulted some of the evicted ones back already). */
-	double swapped = vm_field(d, "full", "swapped_mib") * 256;
+	static const char *const keys[] = { "swapped_mib", "resident_mib",
+					    NULL };
+	double f[2];
+	vm_fields(d, "full", keys, f);
+	double swapped = f[0] * 256;
 	ck_assert_double_le(swapped, r.pages_swapped);
-	ck_assert_double_eq(vm_field(d, "full", "resident_mib") * 256 +
-				    swapped, ENOSPC_GUEST_PAGES);
+	ck_assert_double_eq(f[1] * 256 + swapped, ENOSPC_GUEST_PAGES);
 	ck_assert_double_le(status_field(d, "swap", "slots_used"),
 			    r.pages_swapped);
 	ck_assert(pk_test_daemon_alive(d));
@@ -871,9 +859,14 @@ START_TEST(swap_write_eio)
 	ck_assert_uint_eq(r.pages_swapped, BYSTANDER_PAGES);
 
 	st = pk_test_reclaim(d.sock, "victim", EIO_GUEST_MIB << 20, &r);
-	errs = vm_field(&d, "victim", "swap_write_errors");
-	swapped = vm_field(&d, "victim", "swapped_mib") * 256;
-	resident = vm_field(&d, "victim", "resident_mib") * 256;
+	static const char *const keys[] = { "swap_write_errors",
+					    "swapped_mib", "resident_mib",
+					    NULL };
+	double f[3];
+	vm_fields(&d, "victim", keys, f);
+	errs = f[0];
+	swapped = f[1] * 256;
+	resident = f[2] * 256;
 	fprintf(stderr, "swap_write_eio: RECLAIM status %d (%s), reason "
 		"\"%s\", %llu pages swapped; swap_write_errors %.0f "
 		"(swap.write_errors %.0f, io_errors %.0f); victim %.0f "

@@ -187,29 +187,10 @@ static int n_waiting(struct pk_test_daemon *d)
 	return n;
 }
 
-/* The state letter of /proc/PID/stat ('T' stopped), or 0 if gone. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-	char st = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1])
-		st = p[2];
-	fclose(f);
-	return st;
-}
-
 /* SIGSTOP the guest: its client library cannot reconnect any more. */
 static void guest_stop(struct guest *g)
 {
-	ck_assert_int_eq(kill(g->pid, SIGSTOP), 0);
-	WAIT_FOR(proc_state(g->pid) == 'T', 1000, 5, "guest %s (pid %d) to "
-		 "stop on SIGSTOP", g->name, (int)g->pid);
+	pid_stop(g->pid, g->name);
 }
 
 /* Guests of content no other page has: each evicted page is a write. */

@@ -556,8 +556,9 @@ START_TEST(reclaim_requests)
 	struct pk_test_daemon d;
 	struct guest g[3];
 	/* b is the large one: two reclaims of all of it must overlap (its
-	 * 480 batches take many loop turns; the second request is read in
-	 * the first few), so the refusal is met every run. */
+	 * 480 batches take many loop turns; the second request, queued with
+	 * the first, is read in the first few), so the refusal is met every
+	 * run. */
 	static const double mib[3] = { 16, B_MIB, 16 };
 	struct pk_reclaim_reply r, r2[2];
 	int conn[2], st[2], st1;
@@ -604,9 +605,14 @@ START_TEST(reclaim_requests)
 		ck_assert_uint_eq(r2[i].pages_swapped, 2048);
 		ck_assert_uint_eq(r2[i].pages_aborted, 0);
 	}
-	/* One VM twice at once: exactly one runs, the other is refused. */
+	/* One VM twice at once: exactly one runs, the other is refused.
+	 * Both requests are queued on the stopped daemon, so the second is
+	 * read while the first runs however slowly this test is scheduled
+	 * (CI once sent it after the first had finished). */
+	pid_stop(d.pid, "pagekeeperd");
 	conn[0] = pk_test_reclaim_send(d.sock, "b", B_REST_BYTES);
 	conn[1] = pk_test_reclaim_send(d.sock, "b", B_REST_BYTES);
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
 	for (int i = 0; i < 2; i++)
 		st[i] = pk_test_reclaim_recv(conn[i], "b", &r2[i],
 				pk_test_deadline_ms(pk_test_reclaim_work_ms(
