@@ -1,6 +1,6 @@
 /*
  * control.c - the control socket: accept clients, register VMs, answer
- * status requests.
+ * status, reclaim, drain and balloon requests.
  *
  * The socket is AF_UNIX SOCK_SEQPACKET (see PROTOCOL.md).  A connection
  * carries requests until it closes.  A REGISTER that succeeds hands the
@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/protocol.h"
 #include "engine/vm.h"
+#include "engine/vm_balloon.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -264,6 +265,45 @@ static void handle_drain(struct pk_conn *c, const struct pk_drain_msg *m)
 		start_long_request(c, vm, drain_start, 0);
 }
 
+/*
+ * BALLOON: set the target through the VM's bridge and answer at once with
+ * a BALLOON_REPLY, refusals included; the guest moves later (status).  A
+ * migrating VM is -EBUSY (the bridge says so).
+ */
+static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
+{
+	struct pk_balloon_reply r;
+	char name[PK_PROTO_NAME_MAX];
+	struct pk_vm *vm;
+	uint64_t actual = 0;
+	int err;
+
+	memset(&r, 0, sizeof(r));
+	pk_msg_header_init(&r.hdr, PK_MSG_BALLOON_REPLY, sizeof(r));
+	memcpy(name, m->vm_name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	vm = pk_vm_find_by_name(c->engine, name);
+	if (!vm) {
+		err = -ENOENT;
+		snprintf(r.reason, sizeof(r.reason), "no VM named '%s'%s", name,
+			 c->engine->n_waiting
+				 ? " (VMs of the previous daemon are listed "
+				   "once their guests reconnect)"
+				 : "");
+	} else {
+		err = pk_vm_balloon_set_target(vm, m->target_bytes, &actual,
+					       r.reason, sizeof(r.reason));
+		if (!err)
+			snprintf(r.reason, sizeof(r.reason), "ok");
+	}
+	r.status = err;
+	r.target_bytes = err ? 0 : m->target_bytes;
+	r.actual_bytes = actual;
+	if (err)
+		pk_log(c->engine, "balloon request refused: %s", r.reason);
+	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		       uint32_t events, void *data)
 {
@@ -343,6 +383,16 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 			goto reject;
 		}
 		handle_drain(c, (const struct pk_drain_msg *)(const void *)buf);
+		return;
+	case PK_MSG_BALLOON:
+		if (n_fds || (size_t)n != sizeof(struct pk_balloon_msg)) {
+			err = -EBADMSG;
+			snprintf(reason, sizeof(reason),
+				 "balloon request must be %zu bytes without fds",
+				 sizeof(struct pk_balloon_msg));
+			goto reject;
+		}
+		handle_balloon(c, (const struct pk_balloon_msg *)(const void *)buf);
 		return;
 	case PK_MSG_STATUS:
 		if (n_fds) {

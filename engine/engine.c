@@ -14,12 +14,14 @@
  * error (ENOMEM from UFFDIO_COPY under a memory cgroup limit, a failed
  * slot read: fault.c) wait on a second timerfd, armed for the earliest
  * retry that is due, so a guest held for a second costs the loop a few
- * wake-ups, not a thousand.
+ * wake-ups, not a thousand.  The balloon bridges' timers (stats polls,
+ * reconnects, request timeouts: vm_balloon.h) share that timerfd.
  */
 #include "engine/engine.h"
 #include "engine/protocol.h"
 #include "engine/state.h"
 #include "engine/vm.h"
+#include "engine/vm_balloon.h"
 #include "engine/swap_dedup.h"
 #include "swapper/swap_store.h"
 
@@ -230,6 +232,7 @@ int pk_engine_run(struct pk_engine *e)
 				pk_fault_drain_step(vm);
 				deferred += vm->drain_fd >= 0;
 			}
+			pk_vm_balloon_tick(vm, now_ms, &next_due);
 		}
 		pk_engine_retry_at(e, next_due);
 		deferred += (unsigned)e->evict_pending;

@@ -48,6 +48,7 @@ struct pk_engine_config {
 	unsigned restart_grace_s;    /* a previous daemon's VMs wait this long */
 	int volatile_state;	     /* records in memory: a benchmark anchor */
 	struct pk_swap_inject swap_inject; /* tests: swap I/O errors */
+	int test_kill_on_remove;     /* tests: SIGKILL itself on a REMOVE read */
 	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */

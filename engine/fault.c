@@ -67,6 +67,7 @@
 #include "swapper/swap_store.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,8 +75,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define PK_UFFD_READ_BATCH 64
 
 /*
  * Find the stream a fault at page idx continues, growing its window, or
@@ -657,14 +656,8 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 	if (!vm->anon)
 		queue_recheck(vm, start, end);
 	for (uint32_t i = 0; i < vm->n_regions; i++) {
-		const struct pk_vm_region *r = &vm->regions[i];
-		uint64_t lo = start > r->start ? start : r->start;
-		uint64_t hi = end < r->start + r->length ? end
-							 : r->start + r->length;
-		if (lo >= hi)
-			continue;
-		uint64_t first = r->first_page + (lo - r->start) / PK_PAGE_SIZE;
-		uint64_t n = (hi - lo + PK_PAGE_SIZE - 1) / PK_PAGE_SIZE;
+		uint64_t first, n = pk_vm_range_in_region(vm, i, start, end,
+							   &first);
 		for (uint64_t p = first; p < first + n; p++) {
 			int busy = pk_page_busy(&vm->pages, p);
 			if (busy)
@@ -687,13 +680,21 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 
 void pk_fault_handle_events(struct pk_vm *vm)
 {
-	struct uffd_msg msgs[PK_UFFD_READ_BATCH];
+	/* The kernel lets a discarding guest go on as this read takes its
+	 * REMOVE event, before handle_remove has recorded it; reading into
+	 * the VM's record closes that window for a kill (state.c). */
+	struct uffd_msg *msgs = vm->inbox;
 
 	for (;;) {
-		ssize_t got = read(vm->uffd, msgs, sizeof(msgs));
+		ssize_t got = read(vm->uffd, msgs,
+				   PK_UFFD_READ_BATCH * sizeof(msgs[0]));
 		if (got <= 0)
 			break; /* EAGAIN: drained */
 		size_t n = (size_t)got / sizeof(msgs[0]);
+		if (vm->engine->cfg.test_kill_on_remove)
+			for (size_t i = 0; i < n; i++)
+				if (msgs[i].event == UFFD_EVENT_REMOVE)
+					kill(getpid(), SIGKILL);
 		for (size_t i = 0; i < n; i++) {
 			struct uffd_msg *m = &msgs[i];
 			switch (m->event) {
@@ -716,6 +717,11 @@ void pk_fault_handle_events(struct pk_vm *vm)
 			case UFFD_EVENT_REMOVE:
 				handle_remove(vm, m->arg.remove.start,
 					      m->arg.remove.end);
+				/* Recorded: a restart must not replay it
+				 * (the page may be in use again by then).
+				 * The table's stores come first. */
+				__atomic_signal_fence(__ATOMIC_SEQ_CST);
+				m->event = 0;
 				break;
 			default:
 				pk_log(vm->engine, "vm %s: unexpected uffd event %u",

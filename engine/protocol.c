@@ -317,3 +317,30 @@ int pk_reply_decode(const void *buf, size_t len, struct pk_reply_msg *out)
 	out->reason[sizeof(out->reason) - 1] = '\0';
 	return 0;
 }
+
+int pk_balloon_msg_encode(struct pk_balloon_msg *msg, const char *vm_name,
+			  uint64_t target_bytes)
+{
+	if (strlen(vm_name) >= sizeof(msg->vm_name))
+		return -ENAMETOOLONG;
+	memset(msg, 0, sizeof(*msg));
+	pk_msg_header_init(&msg->hdr, PK_MSG_BALLOON, sizeof(*msg));
+	strcpy(msg->vm_name, vm_name);
+	msg->target_bytes = target_bytes;
+	return 0;
+}
+
+int pk_balloon_reply_decode(const void *buf, size_t len,
+			    struct pk_balloon_reply *out)
+{
+	uint16_t type;
+	int err = pk_msg_check_header(buf, len, &type, NULL, 0);
+
+	if (err)
+		return err;
+	if (type != PK_MSG_BALLOON_REPLY || len != sizeof(*out))
+		return -EBADMSG;
+	memcpy(out, buf, sizeof(*out));
+	out->reason[sizeof(out->reason) - 1] = '\0';
+	return 0;
+}

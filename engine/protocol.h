@@ -39,6 +39,8 @@ enum pk_msg_type {
 	PK_MSG_RECLAIM_REPLY = 7, /* daemon -> CLI, when the reclaim ends */
 	PK_MSG_DRAIN = 8,	  /* CLI -> daemon: bring every page of a VM back */
 	PK_MSG_DRAIN_REPLY = 9,	  /* daemon -> CLI, when the drain ends */
+	PK_MSG_BALLOON = 10,	  /* CLI -> daemon: set a VM's balloon target */
+	PK_MSG_BALLOON_REPLY = 11, /* daemon -> CLI, at once */
 };
 
 enum pk_balloon_kind {
@@ -133,6 +135,27 @@ struct pk_drain_reply {
 	char reason[PK_PROTO_REASON_MAX];
 };
 
+/*
+ * BALLOON: ask the VM's guest, through its balloon channel, to keep
+ * target_bytes (its logical size, as `virsh setmem` takes it).  The reply
+ * comes at once, before the guest has moved: the balloon's progress is in
+ * the status (balloon_actual_mib).
+ */
+struct pk_balloon_msg {
+	struct pk_msg_header hdr;
+	char vm_name[PK_PROTO_NAME_MAX];
+	uint64_t target_bytes;
+};
+
+struct pk_balloon_reply {
+	struct pk_msg_header hdr;
+	int32_t status;		/* 0 accepted, or negative errno */
+	uint32_t reserved;
+	uint64_t target_bytes;	/* the target accepted (0 when refused) */
+	uint64_t actual_bytes;	/* the guest's size now (0: not known yet) */
+	char reason[PK_PROTO_REASON_MAX];
+};
+
 /* Decoded, validated registration (points into the caller's buffer). */
 struct pk_registration {
 	const char *vm_name;
@@ -180,5 +203,12 @@ void pk_reply_encode(struct pk_reply_msg *msg, uint16_t type, int status,
 		     uint32_t vm_id, const char *reason);
 
 int pk_reply_decode(const void *buf, size_t len, struct pk_reply_msg *out);
+
+/* BALLOON for vm_name (-ENAMETOOLONG past 63 bytes). */
+int pk_balloon_msg_encode(struct pk_balloon_msg *msg, const char *vm_name,
+			  uint64_t target_bytes);
+/* A BALLOON_REPLY, whole (-EBADMSG for another type or length). */
+int pk_balloon_reply_decode(const void *buf, size_t len,
+			    struct pk_balloon_reply *out);
 
 #endif

@@ -14,8 +14,9 @@
  *   RUN/vm-<hex name>.pk          a record per VM: its identity and its
  *                                 page-state table, 8 bytes a page, which
  *                                 vm->pages maps and the fault path
- *                                 updates in place, and a word of
- *                                 flags (drained);
+ *                                 updates in place, a word of flags
+ *                                 (drained), and the inbox: the buffer
+ *                                 the VM's uffd is read into (2 KiB);
  *   RUN/canon-<hex key>.pages     a sharing domain's canonical copies.
  * RUN is expected on tmpfs (/run): records then cost memory like the
  * anonymous tables they replace, and nothing is written back.  (Records
@@ -39,10 +40,20 @@
  * entries that name each one; a slot with a checksum that no entry names
  * is freed (the scrub punches it), and so is a copy.  A page whose slot
  * or copy cannot be had (swap file gone, entry out of range) is poisoned:
- * the guest gets a memory error for it, never zeros.  One window is not
- * closed: a REMOVE event the dead daemon read but had not yet recorded
- * (microseconds) leaves the page's old slot to be served again; the guest
- * discarded that page, so it reads stale bytes of its own, not zeros.
+ * the guest gets a memory error for it, never zeros.
+ *
+ * Discards.  The kernel lets a guest's MADV_REMOVE go on (and punch) as
+ * soon as the daemon's read() takes the REMOVE event, before the daemon
+ * has recorded it; a kill in between (the released guest may well
+ * preempt the daemon there) would leave SWAPPED on a page the guest
+ * discarded, and serve its old bytes instead of zeros.  So the uffd is
+ * read straight into the record's inbox: the kernel copies each message
+ * into the page cache within that read(), which a kill cannot split.
+ * fault.c clears a REMOVE message once its pages say REMOVED, and replay
+ * applies the ones still there.  Re-applying one is harmless: nothing
+ * else happens to those pages between the two stores, and if the guest
+ * had not punched yet, adoption finds the page present and keeps it.
+ * The inbox's pages are locked, so the kernel's copy never faults.
  *
  * Bounded: records are rewritten in place (8 bytes a guest page, 8 a
  * slot); a VM's record goes when the VM goes, a domain's copies with its
@@ -78,8 +89,13 @@
 #define KIND_VM 0x564d5054u   /* "VMPT" */
 #define KIND_SUMS 0x53554d53u /* "SUMS" */
 #define SUMS_NAME "swap-sums.pk"
-#define RECORD_VERSION 1u
+#define RECORD_VERSION 2u /* 2: the inbox */
 #define RECORD_DRAINED 0x1ull /* the VM flags word: pagekeeper drain ran */
+/* A VM record's payload, in 8-byte words: entries, flags, inbox. */
+#define INBOX_WORDS (PK_UFFD_READ_BATCH * sizeof(struct uffd_msg) / 8)
+#define RECORD_WORDS(n_pages) ((n_pages) + 1 + INBOX_WORDS)
+
+_Static_assert(sizeof(struct uffd_msg) % 8 == 0, "uffd messages tile words");
 
 struct sums_meta {
 	uint32_t version;
@@ -341,6 +357,46 @@ static int swap_watch_and_dedup(struct pk_engine *e)
 
 /* ---- VM records -------------------------------------------------------- */
 
+/* Read the VM's uffd into its record from now on (the pages locked). */
+static void inbox_attach(struct pk_vm *vm)
+{
+	uint64_t *words = pk_sfile_payload(vm->record);
+	uintptr_t lo = (uintptr_t)&words[vm->pages.n_pages + 1];
+	uintptr_t hi = lo + INBOX_WORDS * 8;
+	uintptr_t mask = PK_PAGE_SIZE - 1;
+
+	vm->inbox = (struct uffd_msg *)lo;
+	/* Best effort: without the lock a fault there only risks the
+	 * window the inbox closes. */
+	mlock((void *)(lo & ~mask), ((hi + mask) & ~mask) - (lo & ~mask));
+}
+
+/*
+ * REMOVE events the dead daemon had read (so its guest went on to
+ * discard) but perhaps not recorded: their pages are REMOVED now, before
+ * any slot or copy is counted.  Returns the pages.
+ */
+static uint64_t inbox_replay(struct pk_vm *vm)
+{
+	uint64_t pages = 0;
+
+	for (unsigned k = 0; k < PK_UFFD_READ_BATCH; k++) {
+		const struct uffd_msg *m = &vm->inbox[k];
+		if (m->event != UFFD_EVENT_REMOVE)
+			continue;
+		for (uint32_t i = 0; i < vm->n_regions; i++) {
+			uint64_t first, n = pk_vm_range_in_region(
+				vm, i, m->arg.remove.start, m->arg.remove.end,
+				&first);
+			for (uint64_t p = first; p < first + n; p++)
+				pk_page_set(&vm->pages, p, PK_PAGE_REMOVED, 0);
+			pages += n;
+		}
+	}
+	memset(vm->inbox, 0, INBOX_WORDS * 8);
+	return pages;
+}
+
 int pk_state_vm_record(struct pk_vm *vm, const struct stat *ram,
 		       uint64_t n_pages)
 {
@@ -372,13 +428,14 @@ int pk_state_vm_record(struct pk_vm *vm, const struct stat *ram,
 		m.regions[i].file_offset = vm->regions[i].file_offset;
 	}
 	hex_name(name, sizeof(name), "vm-", vm->name, ".pk");
-	/* The table, then one word of VM flags (RECORD_DRAINED). */
+	/* The table, one word of VM flags (RECORD_DRAINED), the inbox. */
 	err = pk_sfile_create(&vm->record, e->run_dirfd, name, KIND_VM, &m,
-			      sizeof(m), (m.n_pages + 1) * sizeof(uint64_t));
+			      sizeof(m), RECORD_WORDS(m.n_pages) * 8);
 	if (err)
 		return err;
 	pk_page_table_attach(&vm->pages, pk_sfile_payload(vm->record),
 			     m.n_pages);
+	inbox_attach(vm);
 	return 0;
 }
 
@@ -462,7 +519,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 		    m->n_regions == 0 || m->n_regions > PK_PROTO_MAX_REGIONS ||
 		    !memchr(m->name, 0, sizeof(m->name)) ||
 		    !memchr(m->share_domain, 0, sizeof(m->share_domain)) ||
-		    (m->n_pages + 1) * sizeof(uint64_t) !=
+		    RECORD_WORDS(m->n_pages) * 8 !=
 			    pk_sfile_payload_bytes(rec) ||
 		    regions_pages(m) != m->n_pages) {
 			pk_sfile_close(rec);
@@ -514,6 +571,13 @@ static void record_load(struct pk_engine *e, const char *fname)
 	if (pk_share_rejoin(vm, m->share_domain) < 0)
 		pk_log(e, "vm %s: cannot reopen its sharing domain's copies",
 		       vm->name);
+
+	inbox_attach(vm);
+	uint64_t discarded = inbox_replay(vm);
+	if (discarded)
+		pk_log(e, "vm %s: %" PRIu64 " pages the guest discarded as the "
+		       "previous daemon stopped are recorded discarded",
+		       vm->name, discarded);
 
 	struct pk_page_table *pt = &vm->pages;
 	for (uint64_t i = 0; i < pt->n_pages; i++) {

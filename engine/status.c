@@ -8,6 +8,7 @@
  */
 #include "engine/engine.h"
 #include "engine/vm.h"
+#include "engine/vm_balloon.h"
 #include "engine/share.h"
 #include "hashing/canonical_store.h"
 #include "hashing/content_index.h"
@@ -92,6 +93,61 @@ static double vm_saved_mib(const struct pk_vm *vm, double *frames)
 	return pages_mib(vm->pages.count[PK_PAGE_ZERO] + shared) - cost;
 }
 
+/* A figure in MiB, or null when absent (negative or, if zero_absent, 0). */
+static json_object *mib_or_null(int64_t bytes, int zero_absent)
+{
+	if (bytes < 0 || (zero_absent && bytes == 0))
+		return NULL;
+	return json_object_new_double(bytes_mib((uint64_t)bytes));
+}
+
+/*
+ * The balloon (vm_balloon.h): the link, the target and the guest's own
+ * figures as its balloon driver reports them.  Every key is there for
+ * every VM; a figure nobody reported is null (json-c writes NULL so).
+ */
+static void balloon_json(const struct pk_vm *vm, json_object *o)
+{
+	struct pk_vm_balloon_view v;
+	const struct pk_balloon_info *in;
+	int has = pk_vm_balloon_view(vm, &v) == 0;
+
+	in = has ? v.info : NULL;
+	json_object_object_add(o, "balloon_link",
+			       has ? json_object_new_string(v.link) : NULL);
+	json_object_object_add(o, "balloon_why",
+			       has ? json_object_new_string(v.why) : NULL);
+	json_object_object_add(o, "balloon_target_mib",
+			       in ? mib_or_null((int64_t)in->target_bytes, 1)
+				  : NULL);
+	json_object_object_add(o, "balloon_actual_mib",
+			       in ? mib_or_null((int64_t)in->actual_bytes, 1)
+				  : NULL);
+	json_object_object_add(o, "guest_total_mib",
+			       in ? mib_or_null(in->total_bytes, 0) : NULL);
+	json_object_object_add(o, "guest_free_mib",
+			       in ? mib_or_null(in->free_bytes, 0) : NULL);
+	json_object_object_add(o, "guest_available_mib",
+			       in ? mib_or_null(in->available_bytes, 0) : NULL);
+	json_object_object_add(o, "guest_pageins_per_s",
+			       in && v.have_rates
+				       ? json_object_new_double(v.pageins_per_s)
+				       : NULL);
+	json_object_object_add(o, "guest_pageouts_per_s",
+			       in && v.have_rates
+				       ? json_object_new_double(v.pageouts_per_s)
+				       : NULL);
+	/* Only the lab guest says when its balloon stops short. */
+	int lab = in && vm->balloon_kind == PK_BALLOON_LAB;
+	json_object_object_add(o, "balloon_stalled",
+			       lab ? json_object_new_boolean(in->stalled) : NULL);
+	json_object_object_add(o, "balloon_shortfall_mib",
+			       lab ? json_object_new_double(bytes_mib(
+					     in->stalled ? in->shortfall_bytes
+							 : 0))
+				   : NULL);
+}
+
 static json_object *vm_json(const struct pk_vm *vm)
 {
 	json_object *o = json_object_new_object();
@@ -108,6 +164,7 @@ static json_object *vm_json(const struct pk_vm *vm)
 	json_object_object_add(o, "balloon",
 			       json_object_new_string(
 				       balloon_kind_name(vm->balloon_kind)));
+	balloon_json(vm, o);
 	put_mib(o, "configured_mib", vm->pages.n_pages);
 	put_mib(o, "resident_mib", c[PK_PAGE_RESIDENT]);
 	put_mib(o, "zero_mib", c[PK_PAGE_ZERO]);

@@ -23,6 +23,7 @@
  */
 #include "engine/vm.h"
 #include "engine/state.h"
+#include "engine/vm_balloon.h"
 #include "engine/uffd_compat.h"
 #include "engine/swap_dedup.h"
 #include "swapper/state_file.h"
@@ -319,6 +320,19 @@ void pk_vm_page_where(const struct pk_vm *vm, uint64_t idx, uint64_t *addr,
 	*addr = *off = 0;
 }
 
+uint64_t pk_vm_range_in_region(const struct pk_vm *vm, uint32_t i,
+			       uint64_t start, uint64_t end, uint64_t *first)
+{
+	const struct pk_vm_region *r = &vm->regions[i];
+	uint64_t lo = start > r->start ? start : r->start;
+	uint64_t hi = end < r->start + r->length ? end : r->start + r->length;
+
+	if (lo >= hi)
+		return 0;
+	*first = r->first_page + (lo - r->start) / PK_PAGE_SIZE;
+	return (hi - lo + PK_PAGE_SIZE - 1) / PK_PAGE_SIZE;
+}
+
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,
 					   uint64_t addr)
 {
@@ -374,6 +388,7 @@ static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
 	vm->engine->vms = vm;
 	vm->engine->n_vms++;
 	wake_all(vm);
+	pk_vm_balloon_open(vm);
 	return 0;
 }
 
@@ -429,6 +444,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->conn_fd = conn_fd;
 	vm->pidfd = -1;
 	vm->reclaim_fd = vm->drain_fd = -1;
+	vm->inbox = vm->inbox_mem;
 	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
@@ -474,6 +490,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	e->vms = vm;
 	e->n_vms++;
 	wake_all(vm);
+	pk_vm_balloon_open(vm);
 	*out = vm;
 	return 0;
 fail:
@@ -523,6 +540,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 		close(vm->reclaim_fd);
 	pk_fault_drain_end(vm, -ESRCH, keep ? "the daemon is stopping"
 					     : "the VM went away");
+	pk_vm_balloon_close(vm);
 	pk_watch_del(e->loop, vm->uffd_watch);
 	pk_watch_del(e->loop, vm->pidfd_watch);
 	pk_watch_del(e->loop, vm->conn_watch);

@@ -18,6 +18,10 @@
 
 #include "engine/engine.h"
 #include "engine/page_table.h"
+#include "engine/uffd_compat.h"
+
+/* uffd messages one read() takes (fault.c), and a record's inbox holds. */
+#define PK_UFFD_READ_BATCH 64
 #include "engine/protocol.h"
 #include "engine/scan.h"
 #include "engine/share.h"
@@ -88,6 +92,7 @@ struct pk_swapin {
 
 struct pk_evict_batch;
 struct pk_scan_cursor;
+struct pk_vm_balloon;
 
 struct pk_vm_region {
 	uint64_t start; /* guest host-virtual address */
@@ -142,6 +147,7 @@ struct pk_vm {
 	char share_domain[PK_PROTO_NAME_MAX];
 	uint32_t balloon_kind;
 	char balloon_channel[PK_PROTO_CHANNEL_MAX];
+	struct pk_vm_balloon *balloon; /* its bridge (vm_balloon.h), or NULL */
 	int anon; /* private anonymous RAM (no backing fd) */
 
 	pid_t pid;
@@ -206,6 +212,11 @@ struct pk_vm {
 
 	/* Durable state (state.c). */
 	struct pk_sfile *record;    /* identity and page table, in the run dir */
+	/* fault.c reads the uffd into this: the record's inbox, so that a
+	 * REMOVE event the daemon read is on record before the guest it
+	 * released discards anything (state.c), or inbox_mem. */
+	struct uffd_msg *inbox;
+	struct uffd_msg inbox_mem[PK_UFFD_READ_BATCH];
 	uint64_t pid_start;	    /* the process's start time, with pid */
 	int waiting;		    /* a previous daemon's, guest not back yet */
 	uint64_t grace_deadline_ms; /* while waiting: freed after this */
@@ -247,6 +258,13 @@ static inline uint64_t pk_vm_page_offset(const struct pk_vm *vm, uint64_t idx)
 	pk_vm_page_where(vm, idx, &addr, &off);
 	return off;
 }
+
+/*
+ * The pages of region i that [start, end) touches: the first one's index
+ * in *first, the count returned (0 when they do not meet).
+ */
+uint64_t pk_vm_range_in_region(const struct pk_vm *vm, uint32_t i,
+			       uint64_t start, uint64_t end, uint64_t *first);
 
 /* Region holding addr, or NULL. */
 const struct pk_vm_region *pk_vm_region_of(const struct pk_vm *vm,

@@ -8,7 +8,7 @@
  */
 #include "swapper/victim.h"
 
-#define PK_VICTIM_RUN 16
+#define PK_VICTIM_RUN 64
 #define PK_VICTIM_TRIES 64
 
 static uint64_t xorshift64(uint64_t *s)

@@ -18,6 +18,12 @@
  *    and `reclaim` is refused (exit 1: drained); the other guest keeps
  *    its merged pages; both verify every page.  An unknown VM is exit 1
  *    with the daemon's reason.
+ *  - live_balloon: a lab guest with a guest OS and 80 % locked pages:
+ *    `status` shows its balloon with units; `balloon` stalls short (exit
+ *    4), deflates (exit 0, the actual follows), refuses a target above
+ *    RAM, an unknown VM and a VM without channel (exit 1), bad sizes
+ *    (exit 2), returns at once with --no-wait, and times out on a
+ *    stopped guest (exit 5).
  *  - no_daemon: no socket, a socket nobody listens on, and a listener that
  *    hangs up without replying: every command says which socket and exits
  *    3, the status --help documents for "no pagekeeperd answers".
@@ -1084,6 +1090,242 @@ START_TEST(lab_interrupt)
 }
 END_TEST
 
+/* ---- balloon ---- */
+
+#define EXIT_STALLED 4	/* balloon: stopped short of the target */
+#define EXIT_TIMEOUT 5	/* balloon: not at the target by --timeout */
+#define BALLOON_MIB 64
+/* The lab guest's balloon moves >= 5 MiB/s here while it pages (about
+ * 10 MiB/s measured); its stats come every 2 s, rates need two. */
+#define BALLOON_MS_PER_MIB 200
+#define BALLOON_STATS_MS 2000
+
+/* A key of VM name's status is null (1) or a value (0); asserts it is
+ * there. */
+static int vm_null(struct pk_test_daemon *d, const char *name, const char *key)
+{
+	json_object *root = status_root(d), *vms, *x;
+	int is_null = -1;
+
+	ck_assert(json_object_object_get_ex(root, "vms", &vms));
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *v = json_object_array_get_idx(vms, i), *nm;
+		if (json_object_object_get_ex(v, "name", &nm) &&
+		    !strcmp(json_object_get_string(nm), name)) {
+			ck_assert_msg(json_object_object_get_ex(v, key, &x),
+				      "status of %s has no \"%s\"", name, key);
+			is_null = x == NULL;
+		}
+	}
+	json_object_put(root);
+	ck_assert_msg(is_null >= 0, "VM %s not in the status", name);
+	return is_null;
+}
+
+/* The balloon table's row of VM name: its text after the name. */
+static const char *balloon_row(const struct run *r, const char *name)
+{
+	const char *t = strstr(r->out, "\nNAME             BALLOON"), *row;
+	char key[80];
+
+	ck_assert_msg(t, "`%s`: no balloon table:\n%s", r->cmd, r->out);
+	snprintf(key, sizeof(key), "\n%s ", name);
+	row = strstr(t + 1, key);
+	ck_assert_msg(row, "`%s`: no balloon row for %s:\n%s", r->cmd, name,
+		      r->out);
+	return row + strlen(key);
+}
+
+/*
+ * A lab guest with a guest OS (pk-guestsim --balloon) of 64 MiB, 80 %
+ * of it locked, idle until SIGUSR1: `status` shows its balloon with units,
+ * `balloon` inflates it to 16 MiB and stalls short (exit 4, shortfall =
+ * actual - target, as the status says), deflates it to 60 MiB (exit 0,
+ * actual follows), refuses a target above its RAM (exit 1, the RAM in
+ * MiB), returns at once with --no-wait, times out on a stopped guest
+ * (exit 5, the daemon still answering); bad sizes are exit 2 and change
+ * nothing; an unknown VM or one without a balloon channel is exit 1.  The
+ * guest verifies every page at the end.
+ */
+START_TEST(live_balloon)
+{
+	const char *const extra[] = {
+		"--size", "64M", "--balloon", "--locked", "0.8",
+		"--idle-before", "3600", "--workload", "random", "--writers",
+		"1", "--duration", "1", "--verify", "--json", NULL };
+	struct pk_test_daemon d;
+	struct guest g;
+	struct vm plain;
+	struct run r;
+	char link[64], tmo[16], want[128];
+	const char *row;
+	json_object *res;
+	long inflate_ms = (BALLOON_MIB - 16) * BALLOON_MS_PER_MIB;
+
+	start_daemon(&d);
+	guest_start(&g, d.sock, "cli-lab", extra);
+	guest_expect(&g, "IDLE", NULL, pk_test_deadline_ms(
+			     CLI_MS + BALLOON_MIB * SWEEP_MS_PER_MIB),
+		     "attach and fill");
+	WAIT_FOR((vm_string(&d, "cli-lab", "balloon_link", link, sizeof(link)),
+		  !strcmp(link, "ready")), CLI_MS, 20,
+		 "the lab balloon to be ready (link '%s')", link);
+	WAIT_FOR(!vm_null(&d, "cli-lab", "guest_pageins_per_s"),
+		 2 * BALLOON_STATS_MS + CLI_MS, 50,
+		 "two stats of the lab guest (its paging rates)");
+
+	/* status: the balloon table, every figure with its unit. */
+	run_expect(&r, CLI_MS, 0, (const char *const[]){ "--socket", d.sock,
+							 "status", NULL });
+	for (const char *const *h = (const char *const[]){
+		     "BALLOON", "LINK", "TARGET", "ACTUAL", "GUEST TOTAL",
+		     "GUEST FREE", "GUEST AVAIL", "PAGE-INS", "PAGE-OUTS",
+		     "STALLED", NULL }; *h; h++)
+		expect_in(r.out, *h, &r, "stdout");
+	row = balloon_row(&r, "cli-lab");
+	ck_assert_msg(!strncmp(row + strspn(row, " "), "lab ", 4) &&
+		      strstr(row, " ready ") && strstr(row, " 64.0 MiB ") &&
+		      strstr(row, " pages/s "),
+		      "balloon row of cli-lab: %s", row);
+	ck_assert_double_eq(vm_field(&d, "cli-lab", "balloon_actual_mib"),
+			    BALLOON_MIB);
+	ck_assert(vm_null(&d, "cli-lab", "balloon_target_mib"));
+	run_free(&r);
+
+	/* Inflate past what the guest can give: it stalls short. */
+	snprintf(tmo, sizeof(tmo), "%d", scaled_ms(inflate_ms + CLI_MS) / 1000);
+	run_expect(&r, inflate_ms + 2 * CLI_MS, EXIT_STALLED,
+		   (const char *const[]){ "--socket", d.sock, "balloon",
+					  "cli-lab", "--target", "16M",
+					  "--timeout", tmo, NULL });
+	expect_in(r.out, "cli-lab: balloon target 16.0 MiB accepted; the "
+		  "guest is 64.0 MiB now", &r, "stdout");
+	expect_in(r.out, "MiB now, target 16.0 MiB (", &r, "stdout");
+	expect_in(r.err, "MiB short of the target 16.0 MiB", &r, "stderr");
+	const char *const keys[] = { "balloon_actual_mib", "balloon_target_mib",
+				     "balloon_shortfall_mib", "balloon_stalled",
+				     NULL };
+	double f[4];
+	vm_fields(&d, "cli-lab", keys, f);
+	ck_assert_double_eq(f[1], 16);
+	ck_assert_double_eq(f[3], 1);
+	ck_assert_msg(f[0] > 16 + 1 && f[0] < BALLOON_MIB,
+		      "stalled at %.1f MiB", f[0]);
+	/* 80 % locked: it cannot go below 51.2 MiB of the 64. */
+	ck_assert_msg(f[0] >= 0.8 * BALLOON_MIB, "stalled at %.1f MiB, below "
+		      "the locked 51.2 MiB", f[0]);
+	ck_assert_msg(f[2] > f[0] - 16 - 0.51 && f[2] < f[0] - 16 + 0.51,
+		      "shortfall %.1f MiB, actual %.1f MiB - target 16 MiB",
+		      f[2], f[0]);
+	snprintf(want, sizeof(want), "stalled at %.1f MiB, %.1f MiB short",
+		 f[0], f[2]);
+	expect_in(r.err, want, &r, "stderr");
+	run_free(&r);
+	printf("live_balloon: target 16 MiB of 64 MiB with 80 %% locked: "
+	       "stalled at %.1f MiB, %.1f MiB short\n", f[0], f[2]);
+
+	/* Deflate: the actual follows to the target. */
+	run_expect(&r, inflate_ms + CLI_MS, 0, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab",
+			   "--target", "60M", NULL });
+	expect_in(r.out, "cli-lab: reached the target, 60.0 MiB", &r, "stdout");
+	vm_fields(&d, "cli-lab", keys, f);
+	ck_assert_double_eq(f[0], 60);
+	ck_assert_double_eq(f[3], 0);
+	run_free(&r);
+
+	/* Refusals: above RAM (the daemon's why), unknown VM, no channel. */
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab",
+			   "--target", "65M", NULL });
+	expect_in(r.err, "balloon refused: a balloon target must be", &r,
+		  "stderr");
+	expect_in(r.err, "the guest's RAM (64 MiB)", &r, "stderr");
+	run_free(&r);
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){
+			   "--socket", d.sock, "balloon", "nosuch",
+			   "--target", "32M", NULL });
+	expect_in(r.err, "no VM named 'nosuch'", &r, "stderr");
+	run_free(&r);
+	vm_attach(&d, &plain, "cli-plain", 256, 0, 0);
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-plain",
+			   "--target", "512K", NULL });
+	expect_in(r.err, "registered no balloon channel", &r, "stderr");
+	run_free(&r);
+	run_expect(&r, CLI_MS, 0, (const char *const[]){
+			   "--socket", d.sock, "status", NULL });
+	/* The balloon table ends at the swap file's line. */
+	const char *tb = strstr(r.out, "\nNAME             BALLOON");
+	const char *te = tb ? strstr(tb, "\nswap file:") : NULL;
+	const char *pl = tb ? strstr(tb, "\ncli-plain ") : NULL;
+	ck_assert_msg(tb && te && (!pl || pl > te),
+		      "a VM without balloon in the balloon table:\n%s", r.out);
+	run_free(&r);
+	vm_detach(&plain);
+
+	/* Bad sizes and options: usage, nothing sent. */
+	static const char *const bad[][2] = {
+		{ "lots", "not a number" }, { "0", "cannot keep 0 bytes" },
+		{ "12Q", "suffix" }, { "-5M", "--target '-5M'" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		run_expect(&r, CLI_MS, EXIT_USAGE, (const char *const[]){
+				   "--socket", d.sock, "balloon", "cli-lab",
+				   "--target", bad[i][0], NULL });
+		expect_in(r.err, bad[i][1], &r, "stderr");
+		ck_assert_msg(!r.out[0], "`%s` printed: %s", r.cmd, r.out);
+		run_free(&r);
+	}
+	run_expect(&r, CLI_MS, EXIT_USAGE, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab",
+			   "--target", "32M", "--timeout", "0", NULL });
+	expect_in(r.err, "--timeout '0'", &r, "stderr");
+	run_free(&r);
+	run_expect(&r, CLI_MS, EXIT_USAGE, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab", NULL });
+	expect_in(r.err, "balloon needs VM and --target SIZE", &r, "stderr");
+	run_free(&r);
+	ck_assert_double_eq(vm_field(&d, "cli-lab", "balloon_target_mib"), 60);
+
+	/* --no-wait: the accepted target, no progress. */
+	run_expect(&r, CLI_MS, 0, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab",
+			   "--target", "62M", "--no-wait", NULL });
+	expect_in(r.out, "balloon target 62.0 MiB accepted", &r, "stdout");
+	ck_assert_msg(!strstr(r.out, "MiB now, target"), "--no-wait waited:\n%s",
+		      r.out);
+	run_free(&r);
+	WAIT_FOR(vm_field(&d, "cli-lab", "balloon_actual_mib") == 62,
+		 2 * BALLOON_MS_PER_MIB + CLI_MS, 20,
+		 "the guest at 62 MiB (%.1f MiB)",
+		 vm_field(&d, "cli-lab", "balloon_actual_mib"));
+
+	/* A stopped guest cannot move: the deadline passes, exit 5. */
+	pid_stop(g.pid, "the lab guest");
+	run_expect(&r, 1000 + CLI_MS, EXIT_TIMEOUT, (const char *const[]){
+			   "--socket", d.sock, "balloon", "cli-lab",
+			   "--target", "40M", "--timeout", "1", NULL });
+	expect_in(r.out, "balloon target 40.0 MiB accepted", &r, "stdout");
+	expect_in(r.err, "not at the target 40.0 MiB after 1 s", &r, "stderr");
+	run_free(&r);
+	ck_assert_int_eq(kill(g.pid, SIGCONT), 0);
+
+	/* The guest runs its workload and verifies every page. */
+	ck_assert_int_eq(kill(g.pid, SIGUSR1), 0);
+	guest_expect(&g, NULL, &res, pk_test_deadline_ms(
+			     1000 + CLI_MS + inflate_ms +
+			     2 * BALLOON_MIB * SWEEP_MS_PER_MIB),
+		     "workload of 1 s and verify of every page");
+	ck_assert_msg(res, "guest %s printed no result", g.name);
+	ck_assert_double_eq(jnum(res, "mismatches"), 0);
+	ck_assert_double_eq(jnum(res, "pages_verified"), BALLOON_MIB * MIB_PAGES);
+	json_object_put(res);
+	ck_assert_int_eq(guest_finish(&g, DETACH_MS), 0);
+	stop_daemon(&d);
+}
+END_TEST
+
 static TCase *add(Suite *s, const char *name, const TTest *t)
 {
 	TCase *tc = tcase_create(name);
@@ -1104,6 +1346,7 @@ int main(void)
 	add(s, "live_status", live_status);
 	add(s, "live_reclaim", live_reclaim);
 	add(s, "live_drain", live_drain);
+	add(s, "live_balloon", live_balloon);
 	tcase_add_unchecked_fixture(add(s, "no_daemon", no_daemon), nd_setup,
 				    nd_teardown);
 	add(s, "bad_args", bad_args);

@@ -30,6 +30,14 @@
  *    pagekeeperd (its pid); the swap file, its checksum record and the VM
  *    record are the same files (inodes), and the first daemon's guest
  *    still verifies every page, swapped ones read back from that file.
+ *  - discard_at_kill: the daemon dies right after reading a guest's
+ *    REMOVE event, before recording it (pagekeeperd --test-kill-on-remove:
+ *    a window of a few instructions no outside kill can hit on purpose;
+ *    the kernel has already let the guest's MADV_REMOVE go on).  The
+ *    discarded pages were swapped; the new daemon applies the event from
+ *    the record's inbox (its log line), they are ballooned_mib, not
+ *    swapped_mib, and the guest's verify reads them as zeros, the rest
+ *    from the swap file.
  *  - swap_file_lost: the swap file deleted while no daemon runs.  The new
  *    daemon says so, and the swapped pages come back poisoned, never as
  *    zeros: poisoned_mib is exactly what was swapped, swapped_mib 0.  This
@@ -531,6 +539,73 @@ START_TEST(exited_while_down)
 }
 END_TEST
 
+/* ---- a kill between a REMOVE event's read and its record ---- */
+
+#define DISC_FIRST 1024
+#define DISC_PAGES 2048
+
+START_TEST(discard_at_kill)
+{
+	char discard[32];
+	snprintf(discard, sizeof(discard), "%d:%d", DISC_FIRST, DISC_PAGES);
+	const char *extra[] = {
+		"--size", "16M", "--content", "zero=0,shared=0",
+		"--idle-before", "3600", "--discard", discard,
+		"--workload", "idle", "--duration", "3600", "--verify",
+		"--json", NULL };
+	struct pk_test_daemon d;
+	struct guest g;
+	json_object *res;
+
+	ck_assert_msg(pk_test_daemon_start(&d, ARGS_SWAP
+					   " --test-kill-on-remove") == 0,
+		      "%s", d.error);
+	guest_up(&g, &d, "disc", extra, UNIQUE_MIB, UNIQUE_MIB);
+	reclaim_unique(&d, "disc", UNIQUE_MIB);
+
+	/* The guest discards; the daemon reads the event and dies. */
+	ck_assert_int_eq(kill(g.pid, SIGUSR1), 0);
+	WAIT_FOR(proc_state(d.pid) == 'Z', GUEST_START_MS, 5, "pagekeeperd "
+		 "(pid %d) to kill itself on the guest's REMOVE event",
+		 (int)d.pid);
+	guest_expect(&g, "DISCARDED", NULL, pk_test_deadline_ms(DETACH_MS),
+		     "madvise to return once the daemon read the event");
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGKILL) == 0, "%s", d.error);
+
+	restart(&d, ARGS_SWAP);
+	expect_log(&d, "vm disc: %d pages the guest discarded as the previous "
+		   "daemon stopped are recorded discarded", DISC_PAGES);
+	const char *const name[1] = { "disc" };
+	WAIT_FOR(listed(&d, name, 1), RECONNECT_MS, 20,
+		 "guest disc to reconnect");
+	static const char *const keys[] = { "ballooned_mib", "swapped_mib",
+					    NULL };
+	double f[2];
+	vm_fields(&d, "disc", keys, f);
+	ck_assert_double_eq(f[0] * MIB_PAGES, DISC_PAGES);
+	ck_assert_double_eq(f[1] * MIB_PAGES, UNIQUE_MIB * MIB_PAGES -
+					      DISC_PAGES);
+	ck_assert_double_eq(status_field(&d, "swap", "slots_used"),
+			    UNIQUE_MIB * MIB_PAGES - DISC_PAGES);
+
+	/* Zeros where it discarded, its bytes everywhere else. */
+	ck_assert_int_eq(kill(g.pid, SIGTERM), 0);
+	guest_expect(&g, NULL, &res,
+		     pk_test_deadline_ms((long)(UNIQUE_MIB * SWEEP_MS_PER_MIB) +
+					 (long)(1e3 * UNIQUE_MIB * MIB_PAGES /
+						REFAULTS_PER_S)),
+		     "verify of every page after SIGTERM");
+	ck_assert_msg(res, "guest disc printed no result");
+	ck_assert_double_eq(jnum(res, "mismatches"), 0);
+	ck_assert_double_eq(jnum(res, "pages_verified"),
+			    UNIQUE_MIB * MIB_PAGES);
+	ck_assert_double_eq(jnum(res, "pages_discarded"), DISC_PAGES);
+	json_object_put(res);
+	ck_assert_int_eq(guest_finish(&g, DETACH_MS), 0);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
 /* ---- another process claims a waiting VM's name ---- */
 
 /* Attach this process's RAM (a memfd, or anonymous with fd -1) as vm;
@@ -921,6 +996,7 @@ int main(void)
 	add(s, "exited_while_down", exited_while_down);
 	add(s, "identity", identity);
 	add(s, "lock", lock);
+	add(s, "discard_at_kill", discard_at_kill);
 	add(s, "swap_file_lost", swap_file_lost);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

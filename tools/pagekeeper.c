@@ -4,6 +4,8 @@
  *   pagekeeper [--socket PATH] status [--json]
  *   pagekeeper [--socket PATH] reclaim VM --mib N
  *   pagekeeper [--socket PATH] drain VM
+ *   pagekeeper [--socket PATH] balloon VM --target SIZE [--no-wait]
+ *                                         [--timeout SECONDS]
  *   pagekeeper lab [options]     (see lab.c)
  *
  * Sends one request on a fresh control connection and prints the answer:
@@ -12,11 +14,13 @@
  * Exit status (also in --help), so scripts can tell why it failed:
  *   0 done, 1 the daemon refused or failed the request, 2 bad usage,
  *   3 no pagekeeperd answers at the socket (not running, wrong --socket,
- *   or it died before it replied).
+ *   or it died before it replied); balloon only: 4 the balloon stalled
+ *   short of the target, 5 the target was not reached by --timeout.
  */
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
 #include "tools/cli.h"
+#include "tools/common/size_parse.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -26,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATUS_REPLY_MAX (1 << 20)
@@ -35,7 +40,11 @@ enum {
 	PK_EXIT_FAILED = 1,	 /* the daemon refused or failed the request */
 	PK_EXIT_USAGE = 2,
 	PK_EXIT_UNREACHABLE = 3, /* no pagekeeperd answers at the socket */
+	PK_EXIT_STALLED = 4,	 /* balloon: stopped short of the target */
+	PK_EXIT_TIMEOUT = 5,	 /* balloon: target not reached in time */
 };
+
+#define BALLOON_TIMEOUT_DEFAULT_S 60
 
 static void usage(FILE *f)
 {
@@ -43,6 +52,8 @@ static void usage(FILE *f)
 		"usage: pagekeeper [--socket PATH] status [--json]\n"
 		"       pagekeeper [--socket PATH] reclaim VM --mib N\n"
 		"       pagekeeper [--socket PATH] drain VM\n"
+		"       pagekeeper [--socket PATH] balloon VM --target SIZE [--no-wait]\n"
+		"                  [--timeout SECONDS]\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
 		"                      [--workload KIND] [--anon]\n"
 		"  status       per-VM memory: configured, resident, zero, shared,\n"
@@ -54,12 +65,20 @@ static void usage(FILE *f)
 		"  drain        bring every swapped and merged page of the VM back\n"
 		"               into it, and evict or merge none from then on\n"
 		"               (before detaching it or uninstalling pagekeeper)\n"
+		"  balloon      ask the VM's guest, through its balloon channel, to\n"
+		"               keep SIZE (512M, 2G: K/M/G/T, powers of 1024); prints\n"
+		"               the accepted target, then the guest's size once a\n"
+		"               second until it reaches SIZE, the balloon stalls or\n"
+		"               --timeout SECONDS (default %d) pass; --no-wait: stop\n"
+		"               once the daemon accepted the target\n"
 		"  lab          start a private daemon and lab guests, show them\n"
 		"               live, verify every page; `pagekeeper lab --help`\n"
 		"Exit status: 0 done, 1 the daemon refused or failed the request,\n"
 		"2 bad usage, 3 no pagekeeperd answers at the socket (not running,\n"
-		"another --socket, or it died before replying).\n",
-		PK_DEFAULT_SOCKET);
+		"another --socket, or it died before replying); balloon also: 4 the\n"
+		"balloon stalled short of the target (locked guest pages), 5 the\n"
+		"guest had not reached the target when --timeout passed.\n",
+		PK_DEFAULT_SOCKET, BALLOON_TIMEOUT_DEFAULT_S);
 }
 
 /* Connect to the daemon: the fd, or -PK_EXIT_USAGE / -PK_EXIT_UNREACHABLE
@@ -173,6 +192,84 @@ static void print_sharing(json_object *vms, json_object *sh)
 	       num(sh, "store_mib"), num(sh, "canonical_frames"));
 }
 
+/* A figure that may be null (absent): 1 with *v, or 0. */
+static int figure(json_object *o, const char *key, double *v)
+{
+	json_object *x;
+
+	if (!json_object_object_get_ex(o, key, &x) || !x)
+		return 0;
+	*v = json_object_get_double(x);
+	return 1;
+}
+
+/* A figure into buf with its unit, "-" when absent. */
+static const char *fig(char *buf, size_t len, json_object *o, const char *key,
+		       const char *unit)
+{
+	double v;
+
+	if (!figure(o, key, &v))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.1f %s", v, unit);
+	return buf;
+}
+
+/*
+ * The balloons: per VM with a balloon channel, its link, target and the
+ * guest's own figures as its balloon driver reports them ("-": not
+ * reported yet, or not by this kind of balloon).
+ */
+static void print_balloons(json_object *vms)
+{
+	size_t n = json_object_array_length(vms);
+	int header = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *vm = json_object_array_get_idx(vms, i), *x;
+		char t[32], a[32], tot[32], fr[32], av[32], pi[32], po[32], sh[32];
+		double stalled;
+
+		if (!strcmp(str(vm, "balloon"), "none"))
+			continue;
+		if (!header++)
+			printf("\n%-16s %-8s %-12s %12s %12s %12s %12s %12s "
+			       "%13s %13s %s\n", "NAME", "BALLOON", "LINK",
+			       "TARGET", "ACTUAL", "GUEST TOTAL", "GUEST FREE",
+			       "GUEST AVAIL", "PAGE-INS", "PAGE-OUTS",
+			       "STALLED");
+		if (figure(vm, "balloon_stalled", &stalled) && stalled)
+			fig(sh, sizeof(sh), vm, "balloon_shortfall_mib",
+			    "MiB short");
+		else
+			snprintf(sh, sizeof(sh), "%s",
+				 figure(vm, "balloon_stalled", &stalled) ? "no"
+									 : "-");
+		printf("%-16s %-8s %-12s %12s %12s %12s %12s %12s %13s %13s %s\n",
+		       str(vm, "name"), str(vm, "balloon"),
+		       str(vm, "balloon_link"),
+		       fig(t, sizeof(t), vm, "balloon_target_mib", "MiB"),
+		       fig(a, sizeof(a), vm, "balloon_actual_mib", "MiB"),
+		       fig(tot, sizeof(tot), vm, "guest_total_mib", "MiB"),
+		       fig(fr, sizeof(fr), vm, "guest_free_mib", "MiB"),
+		       fig(av, sizeof(av), vm, "guest_available_mib", "MiB"),
+		       fig(pi, sizeof(pi), vm, "guest_pageins_per_s",
+			   "pages/s"),
+		       fig(po, sizeof(po), vm, "guest_pageouts_per_s",
+			   "pages/s"),
+		       sh);
+		/* The bridge's last error, while it still matters: the
+		 * link is not up, or the balloon stalled. */
+		if (json_object_object_get_ex(vm, "balloon_why", &x) && x &&
+		    json_object_get_string(x)[0] &&
+		    (strcmp(str(vm, "balloon_link"), "ready") ||
+		     (figure(vm, "balloon_stalled", &stalled) && stalled)))
+			printf("  %s: %s\n", str(vm, "name"),
+			       json_object_get_string(x));
+	}
+}
+
 static void print_table(json_object *root)
 {
 	json_object *vms;
@@ -199,6 +296,7 @@ static void print_table(json_object *root)
 		       num(vm, "ballooned_mib"), num(vm, "faults_per_s"),
 		       num(vm, "faults_total"), num(vm, "swapins_per_s"));
 	}
+	print_balloons(vms);
 	json_object *o, *direct;
 	if (json_object_object_get_ex(root, "waiting_vms", &o) &&
 	    json_object_array_length(o) > 0) {
@@ -464,6 +562,148 @@ static int cmd_drain(const char *sock, const char *vm)
 	return refused("drain", buf, n);
 }
 
+/* The VM's object in a status (a reference into root), or NULL. */
+static json_object *status_vm(json_object *root, const char *vm)
+{
+	json_object *vms;
+
+	if (!json_object_object_get_ex(root, "vms", &vms))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *v = json_object_array_get_idx(vms, i);
+		if (strcmp(str(v, "name"), vm) == 0)
+			return v;
+	}
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Follow the balloon once a second from the status until the guest's
+ * size is the target (within one page), its balloon reports it stalled,
+ * or timeout_s pass: the exit status.
+ */
+static int balloon_wait(const char *sock, const char *vm, uint64_t target,
+			unsigned timeout_s)
+{
+	double target_mib = (double)target / 1048576.0, t0 = now_s();
+
+	for (;;) {
+		int rc;
+		json_object *root = status_root(sock, 0, &rc), *v;
+		double actual = 0, stalled, shortfall = 0;
+		int have;
+
+		if (!root)
+			return rc;
+		v = status_vm(root, vm);
+		if (!v) {
+			fprintf(stderr, "pagekeeper: balloon: VM %s went away\n",
+				vm);
+			json_object_put(root);
+			return PK_EXIT_FAILED;
+		}
+		have = figure(v, "balloon_actual_mib", &actual);
+		if (figure(v, "balloon_stalled", &stalled) && stalled)
+			figure(v, "balloon_shortfall_mib", &shortfall);
+		else
+			stalled = 0;
+		json_object_put(root);
+		if (have)
+			printf("%s: %.1f MiB now, target %.1f MiB (%.0f s)\n", vm,
+			       actual, target_mib, now_s() - t0);
+		else
+			printf("%s: size not reported yet, target %.1f MiB "
+			       "(%.0f s)\n", vm, target_mib, now_s() - t0);
+		fflush(stdout);
+		if (have && (actual - target_mib) * 1048576.0 <= 4096.0 &&
+		    (target_mib - actual) * 1048576.0 <= 4096.0) {
+			printf("%s: reached the target, %.1f MiB\n", vm, actual);
+			return PK_EXIT_OK;
+		}
+		if (stalled) {
+			fprintf(stderr, "pagekeeper: balloon: %s stalled at %.1f "
+				"MiB, %.1f MiB short of the target %.1f MiB "
+				"(the guest cannot give more: locked pages)\n",
+				vm, actual, shortfall, target_mib);
+			return PK_EXIT_STALLED;
+		}
+		double left = t0 + timeout_s - now_s();
+		if (left <= 0) {
+			fprintf(stderr, "pagekeeper: balloon: %s not at the "
+				"target %.1f MiB after %u s (%s)\n", vm,
+				target_mib, timeout_s,
+				have ? "still moving, or the guest is slow"
+				     : "its size was never reported");
+			return PK_EXIT_TIMEOUT;
+		}
+		usleep((useconds_t)((left < 1.0 ? left : 1.0) * 1e6));
+	}
+}
+
+static int cmd_balloon(const char *sock, const char *vm, uint64_t target,
+		       int wait, unsigned timeout_s)
+{
+	struct pk_balloon_msg m;
+	struct pk_balloon_reply r;
+	char buf[sizeof(struct pk_balloon_reply) + 16];
+	char doing[PK_PROTO_NAME_MAX + 64];
+	ssize_t n;
+
+	if (pk_balloon_msg_encode(&m, vm, target) < 0) {
+		fprintf(stderr, "pagekeeper: balloon: VM name longer than %zu "
+			"bytes: %s\n", sizeof(m.vm_name) - 1, vm);
+		return PK_EXIT_USAGE;
+	}
+	snprintf(doing, sizeof(doing), "balloon target of %s: %.1f MiB", vm,
+		 (double)target / 1048576.0);
+	n = long_request(sock, &m, sizeof(m), buf, sizeof(buf), NULL, vm,
+			 doing);
+	if (n < 0)
+		return (int)-n;
+	if (pk_balloon_reply_decode(buf, (size_t)n, &r) != 0)
+		return refused("balloon", buf, n);
+	if (r.status) {
+		fprintf(stderr, "pagekeeper: balloon refused: %s (%s)\n",
+			r.reason, strerror(-r.status));
+		return PK_EXIT_FAILED;
+	}
+	if (r.actual_bytes)
+		printf("%s: balloon target %.1f MiB accepted; the guest is %.1f "
+		       "MiB now\n", vm, (double)r.target_bytes / 1048576.0,
+		       (double)r.actual_bytes / 1048576.0);
+	else
+		printf("%s: balloon target %.1f MiB accepted; the guest's size "
+		       "is not known yet\n", vm,
+		       (double)r.target_bytes / 1048576.0);
+	fflush(stdout);
+	return wait ? balloon_wait(sock, vm, r.target_bytes, timeout_s)
+		    : PK_EXIT_OK;
+}
+
+/* --timeout SECONDS: a whole number from 1 to a day. */
+static int parse_seconds(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v == 0 || v > 86400)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
 /* --mib N: a positive whole number of MiB whose bytes fit in 64 bits. */
 static int parse_mib(const char *s, uint64_t *mib)
 {
@@ -559,6 +799,55 @@ int main(int argc, char **argv)
 			return PK_EXIT_USAGE;
 		}
 		return cmd_drain(sock, argv[i + 1]);
+	}
+	if (strcmp(argv[i], "balloon") == 0) {
+		const char *vm = NULL, *size = NULL, *why;
+		unsigned timeout_s = BALLOON_TIMEOUT_DEFAULT_S;
+		uint64_t target = 0;
+		int wait = 1;
+		for (i++; i < argc; i++) {
+			if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+				size = argv[++i];
+			} else if (strcmp(argv[i], "--timeout") == 0 &&
+				   i + 1 < argc) {
+				if (parse_seconds(argv[++i], &timeout_s)) {
+					fprintf(stderr, "pagekeeper: balloon: "
+						"--timeout '%s': want a whole "
+						"number of seconds from 1 to "
+						"86400\n", argv[i]);
+					return PK_EXIT_USAGE;
+				}
+			} else if (strcmp(argv[i], "--no-wait") == 0) {
+				wait = 0;
+			} else if (!vm && argv[i][0] != '-') {
+				vm = argv[i];
+			} else {
+				fprintf(stderr, "pagekeeper: balloon: unexpected "
+					"argument '%s'%s\n", argv[i],
+					!strcmp(argv[i], "--target") ||
+							!strcmp(argv[i], "--timeout")
+						? " (it needs a value)"
+						: "");
+				usage(stderr);
+				return PK_EXIT_USAGE;
+			}
+		}
+		if (!vm || !size) {
+			fprintf(stderr, "pagekeeper: balloon needs VM and "
+				"--target SIZE\n");
+			usage(stderr);
+			return PK_EXIT_USAGE;
+		}
+		why = pk_size_parse(size, &target);
+		if (!why && target == 0)
+			why = "a guest cannot keep 0 bytes";
+		if (why) {
+			fprintf(stderr, "pagekeeper: balloon: --target '%s': %s "
+				"(want a size such as 512M or 2G: the memory "
+				"the guest keeps)\n", size, why);
+			return PK_EXIT_USAGE;
+		}
+		return cmd_balloon(sock, vm, target, wait, timeout_s);
 	}
 	if (strcmp(argv[i], "lab") == 0)
 		return pk_cli_lab(argc - i, argv + i);

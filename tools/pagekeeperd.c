@@ -81,6 +81,10 @@ static void usage(FILE *f)
 		"                        pages, COUNT pages of swap I/O of KIND\n"
 		"                        (write, read or any) fail with EIO, a\n"
 		"                        stand-in for a failing disk\n"
+		"  --test-kill-on-remove  tests only: SIGKILL itself right\n"
+		"                        after reading a guest's REMOVE event,\n"
+		"                        before recording it (a window no outside\n"
+		"                        kill can hit on purpose)\n"
 		"  --foreground          do not fork; log to stderr\n"
 		"  --quiet               log nothing but errors at start-up\n",
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_RESTART_GRACE_DEFAULT_S,
@@ -176,6 +180,7 @@ int main(int argc, char **argv)
 		{ "restart-grace", required_argument, NULL, 'G' },
 		{ "volatile-state", no_argument, NULL, 'V' },
 		{ "test-swap-eio", required_argument, NULL, 'E' },
+		{ "test-kill-on-remove", no_argument, NULL, 'K' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "swap-size", required_argument, NULL, 'w' },
@@ -214,6 +219,7 @@ int main(int argc, char **argv)
 		case 'd': cfg.state_dir = optarg; break;
 		case 'R': cfg.run_dir = optarg; break;
 		case 'V': cfg.volatile_state = 1; break;
+		case 'K': cfg.test_kill_on_remove = 1; break;
 		case 'E': {
 			char kind[8];
 			unsigned long long after, count;

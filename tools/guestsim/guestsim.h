@@ -27,8 +27,13 @@ enum gs_exit {
 	GS_EXIT_UNVERIFIED = 5,	/* --verify checked only part of RAM */
 };
 
+struct gs_os;
+struct gs_lab_balloon;
+
 struct gs_ctx {
 	const struct gs_opts *opts;
+	struct gs_os *os;	/* --balloon: the guest OS, else NULL */
+	struct gs_lab_balloon *lab; /* --balloon: its balloon driver */
 	struct gs_content content;
 	struct gs_ram ram;
 	uint64_t n_pages;

@@ -25,6 +25,11 @@
  *      fill or the verify): a caller that asked for a verify never takes
  *      a partial one for a pass.
  *
+ * With --balloon the guest runs an operating system (guestos.c) whose
+ * application (guestapp.c) does the fill, the workload and the verify
+ * over its working set, and a balloon driver (labballoon.c) listens on its
+ * socket before the attach registers it; the phases are the same.
+ *
  * Why this order: a signal during the workload still gets the verify and
  * the report, which is what a test interrupting a long run wants; a signal
  * during the fill skips them, as half-filled RAM can't be verified.
@@ -43,7 +48,10 @@
 #include "clock.h"
 #include "control.h"
 #include "fill.h"
+#include "guestapp.h"
+#include "guestos.h"
 #include "guestsim.h"
+#include "labballoon.h"
 #include "report.h"
 #include "verify.h"
 #include "worker.h"
@@ -89,7 +97,7 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 	const struct gs_opts *o = ctx->opts;
 	int rc;
 
-	rc = gs_fill(ctx, &res->fill);
+	rc = ctx->os ? gs_app_fill(ctx, &res->fill) : gs_fill(ctx, &res->fill);
 	if (rc)
 		return fail("fill", rc);
 	if (!res->fill.complete) {
@@ -124,21 +132,29 @@ static int run(struct gs_ctx *ctx, struct gs_results *res)
 		say("DISCARDED");
 	}
 	res->workload_ran = o->workload != GS_WL_IDLE;
-	rc = gs_workload_run(ctx, &res->wl);
+	rc = ctx->os ? gs_app_workload(ctx, &res->wl)
+		     : gs_workload_run(ctx, &res->wl);
 	if (rc)
 		return fail("workload threads", rc);
 	if (res->wl.signal) {
 		res->signal = res->wl.signal;
 		note(ctx, "workload stopped by signal");
 	}
-	if (o->corrupt) {
+	if (o->corrupt && ctx->os) {
+		rc = gs_os_corrupt(ctx->os, (uint32_t)o->corrupt_page,
+				   CORRUPT_BYTE);
+		if (rc)
+			return fail("PK_GUESTSIM_CORRUPT_PAGE", rc);
+		note(ctx, "PK_GUESTSIM_CORRUPT_PAGE: flipped one byte");
+	} else if (o->corrupt) {
 		gs_page_addr(ctx, o->corrupt_page)[CORRUPT_BYTE] ^= 0xff;
 		note(ctx, "PK_GUESTSIM_CORRUPT_PAGE: flipped one byte");
 	}
 verify:
 	if (o->verify) {
 		res->verify_ran = true;
-		rc = gs_verify(ctx, &res->verify);
+		rc = ctx->os ? gs_app_verify(ctx, &res->verify)
+			     : gs_verify(ctx, &res->verify);
 		if (rc)
 			return fail("verify", rc);
 		if (res->verify.signal)
@@ -147,11 +163,54 @@ verify:
 	return 0;
 }
 
+/* Undo whatever of the setup was done, in reverse. */
+static void teardown(struct gs_ctx *ctx, struct gs_results *res)
+{
+	if (ctx->lab)
+		gs_lab_balloon_stop(ctx->lab);
+	gs_ram_release(&ctx->ram);
+	if (ctx->os)
+		gs_os_destroy(ctx->os);
+	free(ctx->seq);
+	free(ctx->discarded);
+	free(res);
+}
+
+/*
+ * --balloon: the guest OS over mapped RAM, and its balloon driver
+ * listening before the attach names its socket.  0 or an exit status.
+ */
+static int setup_os(struct gs_ctx *ctx, struct gs_opts *o,
+		    struct gs_os *os, struct gs_lab_balloon *lab)
+{
+	char err[512];
+	int rc;
+
+	rc = gs_os_init(os, &ctx->ram, &ctx->content, o, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "pk-guestsim: guest OS: %s\n", err);
+		return GS_EXIT_SYSTEM;
+	}
+	ctx->os = os;
+	rc = gs_lab_balloon_listen(lab, os, o->balloon_socket, o->timeline_s,
+				   err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "pk-guestsim: balloon driver: %s\n", err);
+		return GS_EXIT_SYSTEM;
+	}
+	ctx->lab = lab;
+	o->balloon_channel = lab->path;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct gs_opts opts;
 	struct gs_ctx ctx = { .opts = &opts };
+	struct gs_os os;
+	struct gs_lab_balloon lab;
 	struct gs_results *res;
+	uint64_t owned;
 	char err[512];
 	int rc, status;
 
@@ -175,26 +234,24 @@ int main(int argc, char **argv)
 	}
 
 	ctx.n_pages = opts.size / GS_PAGE_SIZE;
+	/* The pages the application owns: what --verify must check. */
+	owned = opts.balloon ? opts.working_set / GS_PAGE_SIZE : ctx.n_pages;
 	ctx.sweep_threads = sweep_threads(&opts);
 	gs_content_init(&ctx.content, opts.seed, opts.name, opts.zero_frac,
 			opts.shared_frac);
-	gs_hotmap_init(&ctx.hot, ctx.n_pages, opts.seed, opts.duration_s);
+	gs_hotmap_init(&ctx.hot, owned, opts.seed, opts.duration_s);
 	ctx.seq = calloc(ctx.n_pages, sizeof(*ctx.seq));
 	if (opts.discard)
 		ctx.discarded = calloc(ctx.n_pages, sizeof(*ctx.discarded));
 	res = calloc(1, sizeof(*res));
 	if (!ctx.seq || !res || (opts.discard && !ctx.discarded)) {
-		free(ctx.seq);
-		free(ctx.discarded);
-		free(res);
+		teardown(&ctx, res);
 		return fail("allocating page versions", -ENOMEM);
 	}
 
 	rc = gs_ram_map(&ctx.ram, opts.size, opts.anon);
 	if (rc) {
-		free(ctx.seq);
-		free(ctx.discarded);
-		free(res);
+		teardown(&ctx, res);
 		return fail("mapping guest RAM", rc);
 	}
 	if (opts.mergeable) {
@@ -204,11 +261,15 @@ int main(int argc, char **argv)
 				"MADV_MERGEABLE) on guest RAM failed: %s%s\n",
 				strerror(-rc), rc == -EINVAL ? " (kernel without "
 				"CONFIG_KSM?)" : "");
-			gs_ram_release(&ctx.ram);
-			free(ctx.seq);
-			free(ctx.discarded);
-			free(res);
+			teardown(&ctx, res);
 			return GS_EXIT_SYSTEM;
+		}
+	}
+	if (opts.balloon) {
+		status = setup_os(&ctx, &opts, &os, &lab);
+		if (status) {
+			teardown(&ctx, res);
+			return status;
 		}
 	}
 	if (!opts.no_daemon) {
@@ -218,19 +279,28 @@ int main(int argc, char **argv)
 				opts.socket_path ? opts.socket_path
 						 : PK_DEFAULT_SOCKET,
 				strerror(-rc), err[0] ? ": " : "", err);
-			gs_ram_release(&ctx.ram);
-			free(ctx.seq);
-			free(ctx.discarded);
-			free(res);
+			teardown(&ctx, res);
 			return GS_EXIT_ATTACH;
 		}
 		if (!opts.quiet)
 			fprintf(stderr, "pk-guestsim: %s attached as vm id %u\n",
 				opts.name, pk_client_vm_id(ctx.ram.client));
 	}
+	if (ctx.lab) {
+		rc = gs_lab_balloon_start(ctx.lab);
+		if (rc) {
+			teardown(&ctx, res);
+			return fail("starting the balloon driver", rc);
+		}
+		if (!opts.quiet)
+			fprintf(stderr, "pk-guestsim: balloon driver on %s, "
+				"page file %s\n", ctx.lab->path, os.pf_path);
+	}
 
 	status = run(&ctx, res);
 	if (status == GS_EXIT_OK) {
+		if (ctx.os)
+			gs_os_sample(ctx.os, 0, true);
 		if (opts.json)
 			gs_report_json(stdout, &ctx, res);
 		else
@@ -238,10 +308,10 @@ int main(int argc, char **argv)
 		status = gs_results_mismatches(res) ? GS_EXIT_MISMATCH
 						    : GS_EXIT_OK;
 		if (status == GS_EXIT_OK && opts.verify &&
-		    res->verify.pages_verified < ctx.n_pages) {
+		    res->verify.pages_verified < owned) {
 			fprintf(stderr, "pk-guestsim: --verify checked %" PRIu64
 				" of %" PRIu64 " pages: %s\n",
-				res->verify.pages_verified, ctx.n_pages,
+				res->verify.pages_verified, owned,
 				res->verify_ran ? "a signal cut the verify short"
 						: "a signal came before the fill "
 						  "ended, so no verify ran");
@@ -257,9 +327,6 @@ int main(int argc, char **argv)
 				strerror(-rc));
 	}
 	fflush(stdout);
-	gs_ram_release(&ctx.ram);
-	free(ctx.seq);
-	free(ctx.discarded);
-	free(res);
+	teardown(&ctx, res);
 	return status;
 }

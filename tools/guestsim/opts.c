@@ -24,6 +24,7 @@
 
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
+#include "guestos.h"
 #include "opts.h"
 #include "tools/common/size_parse.h"
 
@@ -59,6 +60,12 @@ static const char usage_text[] =
 "                       mismatch, 5 when fewer pages than the guest owns were\n"
 "                       checked (a signal during the fill or the verify)\n"
 "  --share-domain NAME  share domain of this VM in pagekeeperd (default: none)\n"
+"  --balloon-channel KIND:CHANNEL\n"
+"                       only sets the balloon the registration names (the\n"
+"                       daemon's balloon bridge then drives it); KIND is lab\n"
+"                       (CHANNEL: a UNIX socket path), qmp (QMP socket path)\n"
+"                       or libvirt (URI|domain, for example\n"
+"                       libvirt:test:///default|test)\n"
 "  --no-daemon          don't attach: plain kernel memory, for baselines\n"
 "  --mergeable          madvise(MADV_MERGEABLE) guest RAM after mapping, so KSM\n"
 "                       may merge it (KSM baselines); needs --no-daemon, as KSM\n"
@@ -70,6 +77,39 @@ static const char usage_text[] =
 "  --json               results as one JSON object on stdout (before HOLDING)\n"
 "  --quiet              no progress or phase messages on stderr\n"
 "  --help               this text\n"
+"\n"
+"Guest OS model (--balloon):\n"
+"  --balloon            run a guest operating system: --size is the guest's\n"
+"                       physical RAM; the application's heap (--working-set)\n"
+"                       is paged by the guest itself, to its page file, and a\n"
+"                       balloon driver serves the lab balloon protocol\n"
+"                       (balloon-bridge/README.md) on --balloon-socket, which\n"
+"                       the guest registers as balloon kind lab.  The OS keeps\n"
+"                       the resident set within RAM - balloon - a kernel\n"
+"                       reserve (2% of RAM, at least 1 MiB); the balloon leaves\n"
+"                       the application at least 1/64 of RAM besides its\n"
+"                       locked pages.  Needs --size >= 4M\n"
+"  --balloon-socket PATH  where the balloon driver listens (default: a socket\n"
+"                       in a temp directory under $TMPDIR, removed at exit)\n"
+"  --working-set SIZE   the application's heap, K/M/G (default --size); may\n"
+"                       exceed RAM: the rest lives in the page file\n"
+"  --page-file PATH     the guest's page file, created (truncated) and removed\n"
+"                       at exit; written and read with O_DIRECT, so it must be\n"
+"                       on a disk file system (default: a temp file under\n"
+"                       $TMPDIR)\n"
+"  --locked F           fraction 0..1 of the working set the guest never pages\n"
+"                       out (Lock Pages in Memory): the balloon stalls short\n"
+"                       of a target that would need them (default 0)\n"
+"  --ops N              a fixed amount of work: N accesses, then stop; the run\n"
+"                       time is the measure (--duration, if given, still caps\n"
+"                       it).  The application is one thread; of every\n"
+"                       writers+readers ops, --writers write a page and\n"
+"                       --readers check one.  With --verify every page of the\n"
+"                       working set is checked, in RAM or in the page file\n"
+"  --timeline-interval SECONDS  --json timeline sample period (default 1)\n"
+"  With --json the report adds run_s, page_ins, page_outs, page_file_reads,\n"
+"  page_file_writes, balloon_mib, balloon_stalled, shortfall_mib, and a\n"
+"  timeline: page-ins/s, page-outs/s, ops/s, balloon and resident MiB.\n"
 "\n"
 "Workloads (each op touches one page; writers write a new version, readers\n"
 "verify): idle: no ops, sleeps --duration; seq: sweep in order; random:\n"
@@ -87,7 +127,9 @@ enum {
 	OPT_SOCKET = 256, OPT_NAME, OPT_SIZE, OPT_ANON, OPT_SEED, OPT_CONTENT,
 	OPT_WORKLOAD, OPT_WRITERS, OPT_READERS, OPT_DURATION, OPT_VERIFY,
 	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_DISCARD, OPT_NO_DAEMON,
-	OPT_MERGEABLE, OPT_HOLD,
+	OPT_MERGEABLE, OPT_HOLD, OPT_BALLOON_CHANNEL,
+	OPT_BALLOON, OPT_BALLOON_SOCKET, OPT_WORKING_SET, OPT_PAGE_FILE,
+	OPT_LOCKED, OPT_OPS, OPT_TIMELINE,
 	OPT_JSON, OPT_QUIET,
 	OPT_HELP,
 };
@@ -110,6 +152,14 @@ static const struct option long_opts[] = {
 	{ "no-daemon", no_argument, NULL, OPT_NO_DAEMON },
 	{ "mergeable", no_argument, NULL, OPT_MERGEABLE },
 	{ "hold", no_argument, NULL, OPT_HOLD },
+	{ "balloon-channel", required_argument, NULL, OPT_BALLOON_CHANNEL },
+	{ "balloon", no_argument, NULL, OPT_BALLOON },
+	{ "balloon-socket", required_argument, NULL, OPT_BALLOON_SOCKET },
+	{ "working-set", required_argument, NULL, OPT_WORKING_SET },
+	{ "page-file", required_argument, NULL, OPT_PAGE_FILE },
+	{ "locked", required_argument, NULL, OPT_LOCKED },
+	{ "ops", required_argument, NULL, OPT_OPS },
+	{ "timeline-interval", required_argument, NULL, OPT_TIMELINE },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -235,14 +285,81 @@ static int parse_discard(struct gs_opts *o, const char *arg)
 	return 0;
 }
 
+/* "KIND:CHANNEL", KIND lab|qmp|libvirt, CHANNEL non-empty and short
+ * enough for the registration; NULL when fine, else why not. */
+static const char *parse_balloon_channel(struct gs_opts *o, const char *arg)
+{
+	static const struct {
+		const char *name;
+		int kind;
+	} kinds[] = {
+		{ "lab", PK_BALLOON_LAB },
+		{ "qmp", PK_BALLOON_QMP },
+		{ "libvirt", PK_BALLOON_LIBVIRT },
+	};
+	const char *colon = strchr(arg, ':');
+	size_t i;
+
+	if (!colon)
+		return "not KIND:CHANNEL (KIND lab, qmp or libvirt)";
+	if (!colon[1])
+		return "empty CHANNEL";
+	if (strlen(colon + 1) >= PK_PROTO_CHANNEL_MAX)
+		return "CHANNEL too long (limit 255 bytes)";
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strlen(kinds[i].name) == (size_t)(colon - arg) &&
+		    !strncmp(arg, kinds[i].name, (size_t)(colon - arg))) {
+			o->balloon_kind = kinds[i].kind;
+			o->balloon_channel = colon + 1;
+			return NULL;
+		}
+	}
+	return "unknown KIND (lab, qmp, libvirt)";
+}
+
+/* The guest OS model's options, once all are read. */
+static int check_guest_os(struct gs_opts *o, bool duration_set)
+{
+	uint64_t frames = o->size / 4096, room, locked;
+
+	if (o->balloon_kind)
+		return bad("--balloon-channel and --balloon: the guest OS "
+			   "registers its own lab balloon (--balloon-socket)");
+	if (o->discard)
+		return bad("--discard does not go with --balloon: the guest "
+			   "OS's balloon discards its own frames");
+	if (o->size < (4 << 20))
+		return bad("--balloon needs --size >= 4M (kernel reserve 1 MiB "
+			   "and room to page)");
+	if (!o->working_set)
+		o->working_set = o->size;
+	if (o->working_set / 4096 >= UINT32_MAX - 2)
+		return bad("--working-set: at most 16 TiB");
+	room = frames - gs_os_reserve_frames(frames) -
+	       gs_os_min_app_frames(frames);
+	locked = (uint64_t)(o->locked * (double)(o->working_set / 4096));
+	if (locked > room)
+		return bad("--locked %g: %" PRIu64 " MiB of locked pages do not "
+			   "fit in the %" PRIu64 " MiB of RAM left after the "
+			   "kernel reserve and the application's minimum",
+			   o->locked, locked >> 8, room >> 8);
+	if (o->ops && !duration_set)
+		o->duration_s = 1e7;
+	if (o->timeline_s <= 0)
+		o->timeline_s = 1;
+	o->balloon_kind = PK_BALLOON_LAB;
+	return GS_OPTS_RUN;
+}
+
 static int parse_corrupt(struct gs_opts *o)
 {
 	const char *env = getenv("PK_GUESTSIM_CORRUPT_PAGE");
+	uint64_t pages = (o->balloon ? o->working_set : o->size) / 4096;
 
 	if (!env || !*env)
 		return GS_OPTS_RUN;
 	if (parse_u64(env, 10, &o->corrupt_page) ||
-	    o->corrupt_page >= o->size / 4096)
+	    o->corrupt_page >= pages)
 		return bad("PK_GUESTSIM_CORRUPT_PAGE=%s: not a page index "
 			   "below the page count", env);
 	o->corrupt = true;
@@ -336,6 +453,46 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 		case OPT_SHARE_DOMAIN:
 			o->share_domain = arg;
 			break;
+		case OPT_BALLOON_CHANNEL:
+			why = parse_balloon_channel(o, arg);
+			if (why)
+				return bad("--balloon-channel '%s': %s", arg, why);
+			break;
+		case OPT_BALLOON:
+			o->balloon = true;
+			break;
+		case OPT_BALLOON_SOCKET:
+			if (!*arg)
+				return bad("--balloon-socket: empty path");
+			o->balloon_socket = arg;
+			break;
+		case OPT_WORKING_SET:
+			why = parse_size(arg, &o->working_set);
+			if (why)
+				return bad("--working-set '%s': %s", arg, why);
+			break;
+		case OPT_PAGE_FILE:
+			if (!*arg)
+				return bad("--page-file: empty path");
+			o->page_file = arg;
+			break;
+		case OPT_LOCKED:
+			if (parse_double(arg, &o->locked) || o->locked < 0 ||
+			    o->locked > 1)
+				return bad("--locked '%s': not a fraction in 0..1",
+					   arg);
+			break;
+		case OPT_OPS:
+			if (parse_u64(arg, 10, &o->ops) || !o->ops)
+				return bad("--ops '%s': not a number of "
+					   "accesses >= 1", arg);
+			break;
+		case OPT_TIMELINE:
+			if (parse_double(arg, &o->timeline_s) ||
+			    o->timeline_s < 0.01 || o->timeline_s > 86400)
+				return bad("--timeline-interval '%s': not a "
+					   "number of seconds in 0.01..86400", arg);
+			break;
 		case OPT_NO_DAEMON:
 			o->no_daemon = true;
 			break;
@@ -376,5 +533,15 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 			   "RAM that pagekeeperd write-protects");
 	if (!duration_set)
 		o->duration_s = o->workload == GS_WL_IDLE ? 0 : 2;
+	if (o->balloon) {
+		rc = check_guest_os(o, duration_set);
+		if (rc)
+			return rc;
+	} else if (o->balloon_socket || o->working_set || o->page_file ||
+		   o->locked > 0 || o->ops || o->timeline_s > 0) {
+		return bad("--balloon-socket, --working-set, --page-file, "
+			   "--locked, --ops and --timeline-interval need "
+			   "--balloon");
+	}
 	return parse_corrupt(o);
 }

@@ -26,6 +26,16 @@ struct gs_opts {
 	uint64_t discard_first, discard_count; /* pages */
 	bool corrupt;		   /* PK_GUESTSIM_CORRUPT_PAGE set */
 	uint64_t corrupt_page;
+	int balloon_kind;	   /* enum pk_balloon_kind sent at attach, 0 none */
+	const char *balloon_channel; /* its channel, NULL with kind 0 */
+	/* The guest OS model (--balloon): guestos.c, labballoon.c. */
+	bool balloon;
+	const char *balloon_socket; /* NULL: a temp path */
+	const char *page_file;	   /* NULL: a temp file under $TMPDIR */
+	uint64_t working_set;	   /* bytes, multiple of 4096; 0 until parsed */
+	double locked;		   /* fraction of the working set, 0..1 */
+	uint64_t ops;		   /* --ops: accesses to do, 0: by --duration */
+	double timeline_s;	   /* --json timeline interval */
 	char default_name[32];	   /* storage for the default name */
 };
 

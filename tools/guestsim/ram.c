@@ -85,8 +85,8 @@ int gs_ram_attach(struct gs_ram *r, const struct gs_opts *o, char *err,
 		.regions = &region,
 		.n_regions = 1,
 		.share_domain = o->share_domain,
-		.balloon_kind = 0,
-		.balloon_channel = NULL,
+		.balloon_kind = o->balloon_kind,
+		.balloon_channel = o->balloon_channel,
 		.reconnect = 1,
 	};
 

@@ -10,11 +10,24 @@
  * read_p50_us, read_p99_us, write_p50_us, write_p99_us, mismatches,
  * pages_verified, pages_discarded - plus a few extra keys that may grow.
  *
+ * With --balloon (the guest OS model) it adds the guest's own paging and
+ * balloon: text lines "guest os" and "paging"; JSON keys working_set_mib,
+ * ram_mib, locked_mib, locked_resident_mib (all locked pages are in
+ * RAM: counted, not assumed), ops, run_s, page_ins, page_outs,
+ * page_ins_per_s, page_outs_per_s, page_file_reads, page_file_writes, alloc_stalls,
+ * balloon_mib, balloon_target_mib, balloon_stalled, shortfall_mib,
+ * resident_mib, balloon_connections, balloon_errors, and "timeline": an
+ * array of {t_s, page_ins_per_s, page_outs_per_s, ops_per_s, balloon_mib,
+ * resident_mib}, one per --timeline-interval.
+ *
  * How: plain fprintf; the only string from outside (the VM name) is
  * escaped for JSON.  Rates over a zero duration are reported as 0.
  */
 #include <inttypes.h>
+#include <pthread.h>
 
+#include "guestos.h"
+#include "labballoon.h"
 #include "report.h"
 
 static double mib(uint64_t bytes)
@@ -41,6 +54,88 @@ static void text_hist(FILE *f, const char *what, const struct gs_hist *h,
 		gs_hist_quantile_us(h, 0.50), gs_hist_quantile_us(h, 0.90),
 		gs_hist_quantile_us(h, 0.99), gs_hist_quantile_us(h, 0.999),
 		gs_hist_max_us(h));
+}
+
+static double frames_mib(uint64_t frames)
+{
+	return mib(frames * GS_PAGE_SIZE);
+}
+
+static uint64_t shortfall(const struct gs_os_counters *c)
+{
+	return c->stalled && c->balloon_target > c->balloon
+		       ? c->balloon_target - c->balloon : 0;
+}
+
+static void text_os(FILE *f, const struct gs_ctx *ctx,
+		    const struct gs_results *r)
+{
+	struct gs_os *os = ctx->os;
+	struct gs_os_counters c;
+	double s = r->wl.seconds;
+
+	gs_os_counters(os, &c);
+	fprintf(f, "guest os: working set %.1f MiB in %.1f MiB of RAM (kernel "
+		   "%.1f MiB, locked %.1f MiB); resident %.1f MiB, free %.1f "
+		   "MiB, balloon %.1f MiB (target %.1f MiB)",
+		frames_mib(os->n_vpages), frames_mib(os->n_frames),
+		frames_mib(os->reserve), frames_mib(os->locked_n),
+		frames_mib(c.resident), frames_mib(c.free_frames),
+		frames_mib(c.balloon), frames_mib(c.balloon_target));
+	if (c.stalled)
+		fprintf(f, ", stalled %.1f MiB short", frames_mib(shortfall(&c)));
+	fprintf(f, "\npaging:   %" PRIu64 " page-ins (%.0f pages/s of workload "
+		   "time), %" PRIu64 " page-outs, page file %" PRIu64 " reads, %"
+		   PRIu64 " writes, %" PRIu64 " faults had to evict first\n",
+		c.page_ins, rate((double)c.page_ins, s), c.page_outs,
+		c.pf_reads, c.pf_writes, c.stalls);
+}
+
+static void json_os(FILE *f, const struct gs_ctx *ctx,
+		    const struct gs_results *r)
+{
+	struct gs_os *os = ctx->os;
+	struct gs_os_counters c;
+	double s = r->wl.seconds;
+
+	gs_os_counters(os, &c);
+	fprintf(f, ",\"working_set_mib\":%.3f,\"ram_mib\":%.3f,"
+		   "\"locked_mib\":%.3f,\"locked_resident_mib\":%.3f,"
+		   "\"ops\":%" PRIu64 ",\"run_s\":%.6f",
+		frames_mib(os->n_vpages), frames_mib(os->n_frames),
+		frames_mib(os->locked_n), frames_mib(c.locked_resident), c.ops,
+		s);
+	fprintf(f, ",\"page_ins\":%" PRIu64 ",\"page_outs\":%" PRIu64
+		   ",\"page_ins_per_s\":%.3f,\"page_outs_per_s\":%.3f"
+		   ",\"page_file_reads\":%" PRIu64 ",\"page_file_writes\":%"
+		   PRIu64 ",\"alloc_stalls\":%" PRIu64,
+		c.page_ins, c.page_outs, rate((double)c.page_ins, s),
+		rate((double)c.page_outs, s), c.pf_reads, c.pf_writes,
+		c.stalls);
+	fprintf(f, ",\"balloon_mib\":%.3f,\"balloon_target_mib\":%.3f,"
+		   "\"balloon_stalled\":%s,\"shortfall_mib\":%.3f,"
+		   "\"resident_mib\":%.3f",
+		frames_mib(c.balloon), frames_mib(c.balloon_target),
+		c.stalled ? "true" : "false", frames_mib(shortfall(&c)),
+		frames_mib(c.resident));
+	fprintf(f, ",\"balloon_connections\":%" PRIu64 ",\"balloon_errors\":%"
+		   PRIu64, (uint64_t)atomic_load(&ctx->lab->connections),
+		(uint64_t)atomic_load(&ctx->lab->errors_sent));
+	fputs(",\"timeline\":[", f);
+	/* The balloon driver's thread appends samples under the lock. */
+	pthread_mutex_lock(&os->lock);
+	for (size_t i = 0; i < os->n_samples; i++) {
+		const struct gs_os_sample *p = &os->samples[i];
+
+		fprintf(f, "%s{\"t_s\":%.3f,\"page_ins_per_s\":%.1f,"
+			   "\"page_outs_per_s\":%.1f,\"ops_per_s\":%.1f,"
+			   "\"balloon_mib\":%.3f,\"resident_mib\":%.3f}",
+			i ? "," : "", p->t_s, p->page_ins_per_s,
+			p->page_outs_per_s, p->ops_per_s, p->balloon_mib,
+			p->resident_mib);
+	}
+	pthread_mutex_unlock(&os->lock);
+	fputc(']', f);
 }
 
 void gs_report_text(FILE *f, const struct gs_ctx *ctx,
@@ -88,6 +183,8 @@ void gs_report_text(FILE *f, const struct gs_ctx *ctx,
 				r->verify.seconds,
 				r->verify.complete ? "" : " (interrupted)");
 	}
+	if (ctx->os)
+		text_os(f, ctx, r);
 }
 
 static void json_string(FILE *f, const char *s)
@@ -155,5 +252,7 @@ void gs_report_json(FILE *f, const struct gs_ctx *ctx,
 			   ",\"verify_expected_version\":%" PRIu32,
 			r->verify.bad_page, r->verify.bad_offset,
 			r->verify.bad_version);
+	if (ctx->os)
+		json_os(f, ctx, r);
 	fprintf(f, ",\"interrupted\":%s}\n", r->signal ? "true" : "false");
 }
