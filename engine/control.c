@@ -293,14 +293,47 @@ static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 	} else {
 		err = pk_vm_balloon_set_target(vm, m->target_bytes, &actual,
 					       r.reason, sizeof(r.reason));
-		if (!err)
+		if (!err) {
 			snprintf(r.reason, sizeof(r.reason), "ok");
+			/* An admin's target: the policy gives the balloon
+			 * up until memory runs short again (policy.c). */
+			vm->policy.balloon_goal = 0;
+			vm->policy.balloon_sent = m->target_bytes;
+		}
 	}
 	r.status = err;
 	r.target_bytes = err ? 0 : m->target_bytes;
 	r.actual_bytes = actual;
 	if (err)
 		pk_log(c->engine, "balloon request refused: %s", r.reason);
+	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* SET: a VM's shares, min and max for the policy; answered at once. */
+static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
+{
+	struct pk_reply_msg r;
+	char name[PK_PROTO_NAME_MAX], why[PK_PROTO_REASON_MAX] = "ok";
+	struct pk_vm *vm;
+	int err = 0;
+
+	memcpy(name, m->vm_name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	vm = pk_vm_find_by_name(c->engine, name);
+	if (!vm) {
+		err = -ENOENT;
+		snprintf(why, sizeof(why), "no VM named '%s'", name);
+	} else if (m->shares < -1 || m->min_bytes < -1 || m->max_bytes < -1 ||
+		   m->no_balloon < -1 || m->no_balloon > 1) {
+		err = -EINVAL;
+		snprintf(why, sizeof(why), "a figure is out of range");
+	} else {
+		err = pk_policy_vm_set(vm, m->shares, m->min_bytes, m->max_bytes,
+				       m->no_balloon, why, sizeof(why));
+	}
+	if (err)
+		pk_log(c->engine, "set request refused: %s", why);
+	pk_reply_encode(&r, PK_MSG_SET_REPLY, err, vm ? vm->id : 0, why);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -393,6 +426,16 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 			goto reject;
 		}
 		handle_balloon(c, (const struct pk_balloon_msg *)(const void *)buf);
+		return;
+	case PK_MSG_SET:
+		if (n_fds || (size_t)n != sizeof(struct pk_set_msg)) {
+			err = -EBADMSG;
+			snprintf(reason, sizeof(reason),
+				 "set request must be %zu bytes without fds",
+				 sizeof(struct pk_set_msg));
+			goto reject;
+		}
+		handle_set(c, (const struct pk_set_msg *)(const void *)buf);
 		return;
 	case PK_MSG_STATUS:
 		if (n_fds) {

@@ -132,6 +132,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	pk_scan_tick(e, expirations);
 	pk_share_tick(e);
 	pk_state_tick(e);
+	pk_policy_tick(e, now_ms);
 	if (e->swap) {
 		int r = pk_swap_store_scrub(e->swap, PK_SCRUB_BUDGET_NS);
 		if (r < 0)
@@ -207,7 +208,8 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	if ((err = pk_state_open(e)) != 0 ||
 	    (err = pk_state_swap_open(e)) != 0 ||
 	    (err = pk_scan_init(e)) != 0 ||
-	    (err = pk_state_replay(e)) != 0)
+	    (err = pk_state_replay(e)) != 0 ||
+	    (err = pk_policy_init(e)) != 0)
 		return err;
 	err = pk_control_listen(e);
 	if (err)
@@ -267,6 +269,7 @@ void pk_engine_fini(struct pk_engine *e)
 	if (e->retry_timer_fd >= 0)
 		close(e->retry_timer_fd);
 	pk_scan_fini(e);
+	pk_policy_fini(e);
 	if (e->swap) {
 		/* The VMs are gone; completions only free their ops. */
 		struct pk_swap_stats st;

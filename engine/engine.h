@@ -33,6 +33,8 @@ struct pk_swap_store;
 struct pk_share_domain;
 struct pk_content_index;
 struct pk_sfile;
+struct pk_policy;
+struct pk_policy_config;
 
 /* A VM whose sharing domain the configuration sets (--share-domain). */
 struct pk_share_override {
@@ -49,7 +51,9 @@ struct pk_engine_config {
 	int volatile_state;	     /* records in memory: a benchmark anchor */
 	struct pk_swap_inject swap_inject; /* tests: swap I/O errors */
 	int test_kill_on_remove;     /* tests: SIGKILL itself on a REMOVE read */
-	uint64_t budget_bytes;	     /* 0: unlimited (memory-states issue) */
+	uint64_t budget_bytes;	     /* machine memory for guests; 0: the
+				      * cgroup or the host (policy.h) */
+	const struct pk_policy_config *policy; /* NULL: the defaults */
 	unsigned fault_around_max;   /* pages resolved per sequential fault */
 	uint64_t swap_bytes;	     /* swap file size; 0: no swapping */
 	unsigned swap_readahead_max; /* pages read per sequential swap-in; 1: off */
@@ -130,6 +134,7 @@ struct pk_engine {
 	unsigned n_waiting;
 	int swap_lost;	/* the previous daemon's swap file is gone */
 	int keep_state; /* stopping: VMs close, their state stays */
+	struct pk_policy *policy; /* the memory-state policy (policy.h) */
 	FILE *log;
 };
 

@@ -58,6 +58,15 @@
  * A drain (pagekeeper drain VM) resolves swapped and merged pages ahead of
  * the guest by the same two resolutions, from the engine loop: see
  * pk_fault_drain_step() at the end.
+ *
+ * Stall (the low memory state, policy.h): while the policy stalls a VM,
+ * a fault that would take a new page (zero-fill, swap-in, a merged
+ * page's copy) is parked in vm->deferred with no due time, the guest
+ * thread left waiting in the kernel, until pk_fault_unpark(): the host
+ * runs out of nothing and nobody is OOM-killed, the VM just waits while
+ * its memory is reclaimed.  Write-protect faults, discards and faults on
+ * pages already present are never parked: they take no memory, and
+ * eviction needs the first to finish.
  */
 #include "engine/state.h"
 #include "engine/vm.h"
@@ -492,6 +501,11 @@ static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
  * Returns 0; -EAGAIN when the fault must be deferred; another -errno
  * when it must be retried with a back-off (the page keeps its state).
  */
+/* resolve_fault(): the fault waits for the policy's stall to lift. */
+#define PK_FAULT_PARKED 1
+/* A parked fault's due time: never, until pk_fault_unpark(). */
+#define PK_DUE_PARKED UINT64_MAX
+
 static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 {
 	uint64_t addr = fault_addr & ~(uint64_t)(PK_PAGE_SIZE - 1);
@@ -511,6 +525,9 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 	}
 	idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
 	st = pk_page_state(&vm->pages, idx);
+	if (st != PK_PAGE_RESIDENT && pk_policy_stalls(vm) &&
+	    st != PK_PAGE_POISONED && !pk_page_busy(&vm->pages, idx))
+		return PK_FAULT_PARKED;
 
 	switch (st) {
 	case PK_PAGE_UNTOUCHED:
@@ -608,6 +625,41 @@ static void defer_fault(struct pk_vm *vm, uint64_t addr, uint64_t flags,
 	vm->deferred[vm->n_deferred++] = d;
 	if (d.due_ms)
 		pk_engine_retry_at(vm->engine, d.due_ms);
+}
+
+/* A fault of a stalled VM waits, with no due time, for the stall to lift. */
+static void park_fault(struct pk_vm *vm, uint64_t addr, uint64_t flags)
+{
+	if (vm->n_deferred == PK_DEFERRED_MAX) {
+		/* Not lost: the guest faults again after the wake. */
+		wake_page(vm, addr & ~(uint64_t)(PK_PAGE_SIZE - 1));
+		return;
+	}
+	vm->deferred[vm->n_deferred++] = (struct pk_deferred_fault){
+		.addr = addr, .flags = flags, .due_ms = PK_DUE_PARKED
+	};
+	vm->policy.faults_parked++;
+	if (!vm->policy.parked_since_ms)
+		vm->policy.parked_since_ms = pk_monotonic_ms();
+}
+
+void pk_fault_unpark(struct pk_vm *vm)
+{
+	for (unsigned i = 0; i < vm->n_deferred; i++)
+		if (vm->deferred[i].due_ms == PK_DUE_PARKED)
+			vm->deferred[i].due_ms = 0;
+}
+
+/* After a retry pass: a stall episode ends when no fault is parked. */
+static void parked_episode_check(struct pk_vm *vm)
+{
+	if (!vm->policy.parked_since_ms)
+		return;
+	for (unsigned i = 0; i < vm->n_deferred; i++)
+		if (vm->deferred[i].due_ms == PK_DUE_PARKED)
+			return;
+	vm->policy.stalled_ms += pk_monotonic_ms() - vm->policy.parked_since_ms;
+	vm->policy.parked_since_ms = 0;
 }
 
 /*
@@ -713,6 +765,10 @@ void pk_fault_handle_events(struct pk_vm *vm)
 					defer_fault(vm,
 						    m->arg.pagefault.address,
 						    m->arg.pagefault.flags, err);
+				else if (err == PK_FAULT_PARKED)
+					park_fault(vm,
+						   m->arg.pagefault.address,
+						   m->arg.pagefault.flags);
 				break;
 			case UFFD_EVENT_REMOVE:
 				handle_remove(vm, m->arg.remove.start,
@@ -819,6 +875,11 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
 			int err = resolve_fault(vm, d->addr, d->flags);
 			if (err == 0)
 				continue;
+			if (err == PK_FAULT_PARKED) {
+				d->due_ms = PK_DUE_PARKED;
+				vm->deferred[kept++] = *d;
+				continue;
+			}
 			vm->deferred[kept++] = deferred_entry(
 				vm, d->addr, d->flags, err, d->backoff_ms);
 		}
@@ -829,6 +890,7 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
 			*next_due_ms = d->due_ms;
 	}
 	vm->n_deferred = kept;
+	parked_episode_check(vm);
 	retry_episode_check(vm);
 	submit_swapins(vm);
 	return again;

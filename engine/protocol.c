@@ -310,11 +310,28 @@ int pk_reply_decode(const void *buf, size_t len, struct pk_reply_msg *out)
 
 	if (err)
 		return err;
-	if ((type != PK_MSG_REGISTER_REPLY && type != PK_MSG_ERROR_REPLY) ||
+	if ((type != PK_MSG_REGISTER_REPLY && type != PK_MSG_ERROR_REPLY &&
+	     type != PK_MSG_SET_REPLY) ||
 	    len != sizeof(*out))
 		return -EBADMSG;
 	memcpy(out, buf, sizeof(*out));
 	out->reason[sizeof(out->reason) - 1] = '\0';
+	return 0;
+}
+
+int pk_set_msg_encode(struct pk_set_msg *msg, const char *vm_name,
+		      int64_t shares, int64_t min_bytes, int64_t max_bytes,
+		      int32_t no_balloon)
+{
+	if (strlen(vm_name) >= sizeof(msg->vm_name))
+		return -ENAMETOOLONG;
+	memset(msg, 0, sizeof(*msg));
+	pk_msg_header_init(&msg->hdr, PK_MSG_SET, sizeof(*msg));
+	strcpy(msg->vm_name, vm_name);
+	msg->shares = shares;
+	msg->min_bytes = min_bytes;
+	msg->max_bytes = max_bytes;
+	msg->no_balloon = no_balloon;
 	return 0;
 }
 

@@ -41,6 +41,8 @@ enum pk_msg_type {
 	PK_MSG_DRAIN_REPLY = 9,	  /* daemon -> CLI, when the drain ends */
 	PK_MSG_BALLOON = 10,	  /* CLI -> daemon: set a VM's balloon target */
 	PK_MSG_BALLOON_REPLY = 11, /* daemon -> CLI, at once */
+	PK_MSG_SET = 12,	  /* CLI -> daemon: a VM's shares, min, max */
+	PK_MSG_SET_REPLY = 13,	  /* daemon -> CLI: a struct pk_reply_msg */
 };
 
 enum pk_balloon_kind {
@@ -155,6 +157,26 @@ struct pk_balloon_reply {
 	uint64_t actual_bytes;	/* the guest's size now (0: not known yet) */
 	char reason[PK_PROTO_REASON_MAX];
 };
+
+/*
+ * SET: a VM's allocation settings for the memory-state policy (policy.h).
+ * A figure of -1 stays as it is.  The reply is a pk_reply_msg of type
+ * SET_REPLY: 0, -ENOENT (no such VM) or -EINVAL with the reason.
+ */
+struct pk_set_msg {
+	struct pk_msg_header hdr;
+	char vm_name[PK_PROTO_NAME_MAX];
+	int64_t shares;	    /* 1..1000000 */
+	int64_t min_bytes;  /* reservation; 0: none */
+	int64_t max_bytes;  /* limit; 0: the VM's size */
+	int32_t no_balloon; /* 1: the policy never balloons it; 0: it may */
+	uint32_t reserved;
+};
+
+/* SET for vm_name; -1 leaves a figure (-ENAMETOOLONG past 63 bytes). */
+int pk_set_msg_encode(struct pk_set_msg *msg, const char *vm_name,
+		      int64_t shares, int64_t min_bytes, int64_t max_bytes,
+		      int32_t no_balloon);
 
 /* Decoded, validated registration (points into the caller's buffer). */
 struct pk_registration {

@@ -148,6 +148,44 @@ static void balloon_json(const struct pk_vm *vm, json_object *o)
 				   : NULL);
 }
 
+/*
+ * The policy's view of a VM (policy.h): granted is what it holds of the
+ * machine plus its merged pages (ESX's Granted), active the sampled
+ * active fraction of its size, target what the allocation gives it.
+ */
+static void policy_vm_json(const struct pk_vm *vm, json_object *o)
+{
+	const struct pk_vm_policy *vp = &vm->policy;
+	const uint64_t *c = vm->pages.count;
+	uint64_t stalled = vp->stalled_ms;
+
+	if (vp->parked_since_ms)
+		stalled += pk_monotonic_ms() - vp->parked_since_ms;
+	put_mib(o, "granted_mib", c[PK_PAGE_RESIDENT] + c[PK_PAGE_SHARED]);
+	json_object_object_add(o, "active_mib", json_object_new_double(
+		pk_active_frac(&vp->active) * bytes_mib(vm->configured_bytes)));
+	json_object_object_add(o, "target_mib", json_object_new_double(
+		bytes_mib(vp->target_bytes)));
+	put_int(o, "shares", vp->shares);
+	json_object_object_add(o, "min_mib", json_object_new_double(
+		bytes_mib(vp->min_bytes)));
+	json_object_object_add(o, "max_mib", json_object_new_double(bytes_mib(
+		vp->max_bytes ? vp->max_bytes : vm->configured_bytes)));
+	json_object_object_add(o, "balloon_opt_out",
+			       json_object_new_boolean(vp->no_balloon));
+	json_object_object_add(o, "balloon_short",
+			       json_object_new_boolean(vp->balloon_short));
+	json_object_object_add(o, "balloon_short_why",
+			       json_object_new_string(vp->short_why));
+	json_object_object_add(o, "stalled", json_object_new_boolean(
+		vp->stalled || vp->parked_since_ms));
+	put_int(o, "stalled_ms", stalled);
+	put_int(o, "faults_parked", vp->faults_parked);
+	put_mib(o, "policy_evicted_mib", vp->policy_evicted);
+	put_int(o, "sample_periods", vp->sample_periods);
+	put_int(o, "sample_cpu_us", vp->sample_cpu_ns / 1000);
+}
+
 static json_object *vm_json(const struct pk_vm *vm)
 {
 	json_object *o = json_object_new_object();
@@ -214,6 +252,7 @@ static json_object *vm_json(const struct pk_vm *vm)
 			       json_object_new_boolean(vm->drain_fd >= 0));
 	put_int(o, "page_table_bytes", (vm->pages.n_pages *
 						 PK_PAGE_TABLE_BYTES_PER_PAGE));
+	policy_vm_json(vm, o);
 	return o;
 }
 
@@ -263,6 +302,53 @@ static json_object *sharing_json(const struct pk_engine *e)
 	return o;
 }
 
+/* The memory state and what it is decided from (policy.h). */
+static void policy_json(const struct pk_engine *e, json_object *root)
+{
+	const struct pk_policy *p = e->policy;
+	const struct pk_mem_states *m = &p->states;
+	json_object *ent = json_object_new_object();
+
+	json_object_object_add(root, "policy", json_object_new_string(
+		pk_policy_kind_name(p->cfg.kind)));
+	json_object_object_add(root, "state", json_object_new_string(
+		pk_mem_state_name(m->state)));
+	json_object_object_add(root, "free_pct",
+			       json_object_new_double(p->last.free_pct));
+	json_object_object_add(root, "budget_mib", json_object_new_double(
+		bytes_mib(p->last.total_bytes)));
+	json_object_object_add(root, "used_mib", json_object_new_double(
+		bytes_mib(p->last.used_bytes)));
+	json_object_object_add(root, "psi_some_avg10",
+			       p->last.psi_some_avg10 < 0 ? NULL :
+			       json_object_new_double(p->last.psi_some_avg10));
+	put_int(root, "state_transitions", m->transitions);
+	for (int s = 0; s < PK_NSTATES; s++)
+		put_int(ent, pk_mem_state_name((enum pk_mem_state)s),
+			m->entered[s]);
+	json_object_object_add(root, "states_entered", ent);
+	json_object_object_add(root, "soft_reaction_ms", p->soft_reacted ?
+		json_object_new_int64((int64_t)p->soft_reaction_ms) : NULL);
+	json_object_object_add(root, "hard_reaction_ms", p->hard_reacted ?
+		json_object_new_int64((int64_t)p->hard_reaction_ms) : NULL);
+	put_int(root, "balloon_commands", p->balloon_cmds);
+	json_object *ev = json_object_new_object();
+	for (int s = 0; s < PK_NSTATES; s++)
+		put_mib(ev, pk_mem_state_name((enum pk_mem_state)s),
+			p->evicted_in[s]);
+	json_object_object_add(root, "policy_evicted_mib", ev);
+	put_mib(root, "policy_evicted_short_mib", p->evicted_short);
+	json_object_object_add(root, "first_balloon_ms", p->first_balloon_ms ?
+		json_object_new_int64((int64_t)p->first_balloon_ms - 1) : NULL);
+	json_object_object_add(root, "first_evict_ms", p->first_evict_ms ?
+		json_object_new_int64((int64_t)p->first_evict_ms - 1) : NULL);
+	json_object_object_add(root, "swap_write_budget_mib",
+		p->cfg.swap_write_budget ? json_object_new_double(
+			bytes_mib(p->cfg.swap_write_budget)) : NULL);
+	json_object_object_add(root, "swap_written_period_mib",
+			       json_object_new_double(bytes_mib(p->period_written)));
+}
+
 char *pk_engine_status_json(struct pk_engine *e)
 {
 	json_object *root = json_object_new_object();
@@ -273,9 +359,7 @@ char *pk_engine_status_json(struct pk_engine *e)
 		json_object_array_add(vms, vm_json(vm));
 	json_object_object_add(root, "version",
 			       json_object_new_int(PK_PROTO_VERSION));
-	json_object_object_add(root, "budget_mib",
-			       json_object_new_double(
-				       (double)e->cfg.budget_bytes / (1024.0 * 1024.0)));
+	policy_json(e, root);
 	json_object_object_add(root, "page_table_bytes_per_page",
 			       json_object_new_int((int)PK_PAGE_TABLE_BYTES_PER_PAGE));
 	if (e->cfg.scan_bytes_per_s) {

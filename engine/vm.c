@@ -388,6 +388,7 @@ static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
 	vm->engine->vms = vm;
 	vm->engine->n_vms++;
 	wake_all(vm);
+	pk_policy_vm_init(vm);
 	pk_vm_balloon_open(vm);
 	return 0;
 }
@@ -490,6 +491,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	e->vms = vm;
 	e->n_vms++;
 	wake_all(vm);
+	pk_policy_vm_init(vm);
 	pk_vm_balloon_open(vm);
 	*out = vm;
 	return 0;
@@ -541,6 +543,7 @@ void pk_vm_destroy(struct pk_vm *vm)
 	pk_fault_drain_end(vm, -ESRCH, keep ? "the daemon is stopping"
 					     : "the VM went away");
 	pk_vm_balloon_close(vm);
+	pk_policy_vm_gone(vm);
 	pk_watch_del(e->loop, vm->uffd_watch);
 	pk_watch_del(e->loop, vm->pidfd_watch);
 	pk_watch_del(e->loop, vm->conn_watch);

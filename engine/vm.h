@@ -22,6 +22,7 @@
 
 /* uffd messages one read() takes (fault.c), and a record's inbox holds. */
 #define PK_UFFD_READ_BATCH 64
+#include "engine/policy.h"
 #include "engine/protocol.h"
 #include "engine/scan.h"
 #include "engine/share.h"
@@ -170,6 +171,8 @@ struct pk_vm {
 	struct pk_remove_recheck rechecks[PK_RECHECK_MAX];
 	unsigned n_rechecks;
 	struct pk_vm_stats stats;
+	/* The memory-state policy's view of the VM (policy.h). */
+	struct pk_vm_policy policy;
 
 	/* Swapping (evict.c, fault.c). */
 	struct pk_evict_batch *evicting; /* batches in flight, a list */
@@ -334,5 +337,7 @@ void pk_fault_handle_events(struct pk_vm *vm);
  */
 unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
 				 uint64_t *next_due_ms);
+/* The policy lifted vm's stall: its parked faults are retried at once. */
+void pk_fault_unpark(struct pk_vm *vm);
 
 #endif

@@ -823,6 +823,20 @@ START_TEST(bad_args)
 		  "pagekeeper: drain needs exactly one VM" },
 		{ { "--socket", "S", "drain", long_name },
 		  "pagekeeper: drain: VM name longer than 63 bytes" },
+		{ { "--socket", "S", "set" },
+		  "pagekeeper: set needs VM and at least one of" },
+		{ { "--socket", "S", "set", "cli-a" },
+		  "pagekeeper: set needs VM and at least one of" },
+		{ { "--socket", "S", "set", "cli-a", "--shares", "0" },
+		  "pagekeeper: set: --shares '0': want 1..1000000" },
+		{ { "--socket", "S", "set", "cli-a", "--shares", "12x" },
+		  "pagekeeper: set: --shares '12x'" },
+		{ { "--socket", "S", "set", "cli-a", "--min", "1000" },
+		  "pagekeeper: set: --min '1000': not a whole number of 4 KiB" },
+		{ { "--socket", "S", "set", "cli-a", "--max" },
+		  "pagekeeper: set: unexpected argument '--max' (it needs a value)" },
+		{ { "--socket", "S", "set", "cli-a", "--balloon", "maybe" },
+		  "pagekeeper: set: unexpected argument '--balloon' (want on or off)" },
 		{ { "lab", "--guests", "0" }, "pagekeeper lab: --guests wants 1..32" },
 		{ { "lab", "--guests", "33" }, "pagekeeper lab: --guests wants 1..32" },
 		{ { "lab", "--size", "12Q" }, "pagekeeper lab: bad --size '12Q'" },
@@ -866,6 +880,54 @@ START_TEST(bad_args)
 	ck_assert_double_eq(vm_field(&d, "cli-a", "swapped_mib"), 0);
 	ck_assert_double_eq(vm_field(&d, "cli-a", "resident_mib"), 4);
 	ck_assert_double_eq(vm_field(&d, "cli-a", "drained"), 0);
+	vm_verify(&a, a.pages);
+	vm_detach(&a);
+	stop_daemon(&d);
+}
+END_TEST
+
+/* set: a VM's allocation for the policy, and the daemon's refusals. */
+START_TEST(live_set)
+{
+	struct pk_test_daemon d;
+	struct vm a;
+	struct run r;
+
+	start_daemon(&d);
+	vm_attach(&d, &a, "cli-a", 4 * MIB_PAGES, 0, 4 * MIB_PAGES);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "shares"), 1000);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "max_mib"), 4);
+	run_expect(&r, CLI_MS, 0, (const char *const[]){ "--socket", d.sock,
+		   "set", "cli-a", "--shares", "2000", "--min", "1M", "--max",
+		   "3M", "--balloon", "off", NULL });
+	expect_in(r.out, "cli-a: allocation set", &r, "stdout");
+	run_free(&r);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "shares"), 2000);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "min_mib"), 1);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "max_mib"), 3);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "balloon_opt_out"), 1);
+	/* Only what is named changes. */
+	run_expect(&r, CLI_MS, 0, (const char *const[]){ "--socket", d.sock,
+		   "set", "cli-a", "--balloon", "on", NULL });
+	run_free(&r);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "shares"), 2000);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "balloon_opt_out"), 0);
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){ "--socket",
+		   d.sock, "set", "cli-a", "--min", "3M", "--max", "2M", NULL });
+	expect_in(r.err, "pagekeeper: set refused: min (3 MiB) is above max "
+		  "(2 MiB)", &r, "stderr");
+	run_free(&r);
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){ "--socket",
+		   d.sock, "set", "cli-a", "--min", "8M", NULL });
+	expect_in(r.err, "at most the VM's size (4 MiB)", &r, "stderr");
+	run_free(&r);
+	run_expect(&r, CLI_MS, EXIT_FAILED, (const char *const[]){ "--socket",
+		   d.sock, "set", "nosuch", "--shares", "5", NULL });
+	expect_in(r.err, "no VM named 'nosuch'", &r, "stderr");
+	run_free(&r);
+	/* Refusals changed nothing. */
+	ck_assert_double_eq(vm_field(&d, "cli-a", "min_mib"), 1);
+	ck_assert_double_eq(vm_field(&d, "cli-a", "max_mib"), 3);
 	vm_verify(&a, a.pages);
 	vm_detach(&a);
 	stop_daemon(&d);
@@ -1347,6 +1409,7 @@ int main(void)
 	add(s, "live_reclaim", live_reclaim);
 	add(s, "live_drain", live_drain);
 	add(s, "live_balloon", live_balloon);
+	add(s, "live_set", live_set);
 	tcase_add_unchecked_fixture(add(s, "no_daemon", no_daemon), nd_setup,
 				    nd_teardown);
 	add(s, "bad_args", bad_args);

@@ -54,6 +54,8 @@ static void usage(FILE *f)
 		"       pagekeeper [--socket PATH] drain VM\n"
 		"       pagekeeper [--socket PATH] balloon VM --target SIZE [--no-wait]\n"
 		"                  [--timeout SECONDS]\n"
+		"       pagekeeper [--socket PATH] set VM [--shares N] [--min SIZE]\n"
+		"                  [--max SIZE] [--balloon on|off]\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
 		"                      [--workload KIND] [--anon]\n"
 		"  status       per-VM memory: configured, resident, zero, shared,\n"
@@ -71,6 +73,11 @@ static void usage(FILE *f)
 		"               second until it reaches SIZE, the balloon stalls or\n"
 		"               --timeout SECONDS (default %d) pass; --no-wait: stop\n"
 		"               once the daemon accepted the target\n"
+		"  set          the VM's allocation for the memory-state policy:\n"
+		"               --shares N (1..1000000, default 1000), --min SIZE\n"
+		"               (reservation; 0: none), --max SIZE (limit; 0: its\n"
+		"               size), --balloon off (the policy never balloons it,\n"
+		"               it swaps it instead); others stay as they are\n"
 		"  lab          start a private daemon and lab guests, show them\n"
 		"               live, verify every page; `pagekeeper lab --help`\n"
 		"Exit status: 0 done, 1 the daemon refused or failed the request,\n"
@@ -688,6 +695,39 @@ static int cmd_balloon(const char *sock, const char *vm, uint64_t target,
 		    : PK_EXIT_OK;
 }
 
+static int cmd_set(const char *sock, const char *vm, int64_t shares,
+		   int64_t min_bytes, int64_t max_bytes, int no_balloon)
+{
+	struct pk_set_msg m;
+	struct pk_reply_msg r;
+	char buf[sizeof(struct pk_reply_msg) + 16];
+	char doing[PK_PROTO_NAME_MAX + 64];
+	uint16_t type;
+	ssize_t n;
+
+	if (pk_set_msg_encode(&m, vm, shares, min_bytes, max_bytes,
+			      no_balloon) < 0) {
+		fprintf(stderr, "pagekeeper: set: VM name longer than %zu "
+			"bytes: %s\n", sizeof(m.vm_name) - 1, vm);
+		return PK_EXIT_USAGE;
+	}
+	snprintf(doing, sizeof(doing), "setting the allocation of %s", vm);
+	n = long_request(sock, &m, sizeof(m), buf, sizeof(buf), NULL, vm,
+			 doing);
+	if (n < 0)
+		return (int)-n;
+	if (pk_msg_check_header(buf, (size_t)n, &type, NULL, 0) ||
+	    type != PK_MSG_SET_REPLY || pk_reply_decode(buf, (size_t)n, &r))
+		return refused("set", buf, n);
+	if (r.status) {
+		fprintf(stderr, "pagekeeper: set refused: %s (%s)\n", r.reason,
+			strerror(-r.status));
+		return PK_EXIT_FAILED;
+	}
+	printf("%s: allocation set; `pagekeeper status --json` shows it\n", vm);
+	return PK_EXIT_OK;
+}
+
 /* --timeout SECONDS: a whole number from 1 to a day. */
 static int parse_seconds(const char *s, unsigned *out)
 {
@@ -848,6 +888,61 @@ int main(int argc, char **argv)
 			return PK_EXIT_USAGE;
 		}
 		return cmd_balloon(sock, vm, target, wait, timeout_s);
+	}
+	if (strcmp(argv[i], "set") == 0) {
+		const char *vm = NULL, *why;
+		int64_t shares = -1, mn = -1, mx = -1;
+		int no_balloon = -1, any = 0;
+		for (i++; i < argc; i++) {
+			const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+			uint64_t v;
+			char *end;
+			if (!strcmp(opt, "--shares") && val) {
+				errno = 0;
+				long long s = strtoll(val, &end, 10);
+				if (errno || *end || end == val || s < 1 ||
+				    s > 1000000) {
+					fprintf(stderr, "pagekeeper: set: --shares "
+						"'%s': want 1..1000000\n", val);
+					return PK_EXIT_USAGE;
+				}
+				shares = s;
+			} else if ((!strcmp(opt, "--min") || !strcmp(opt, "--max")) &&
+				   val) {
+				why = pk_size_parse(val, &v);
+				if (!why && v % 4096)
+					why = "not a whole number of 4 KiB pages";
+				if (why || v > INT64_MAX) {
+					fprintf(stderr, "pagekeeper: set: %s '%s': %s "
+						"(want a size such as 512M, or 0)\n",
+						opt, val, why ? why : "too large");
+					return PK_EXIT_USAGE;
+				}
+				*(opt[3] == 'i' ? &mn : &mx) = (int64_t)v;
+			} else if (!strcmp(opt, "--balloon") && val &&
+				   (!strcmp(val, "on") || !strcmp(val, "off"))) {
+				no_balloon = !strcmp(val, "off");
+			} else if (!vm && opt[0] != '-') {
+				vm = opt;
+				continue;
+			} else {
+				fprintf(stderr, "pagekeeper: set: unexpected "
+					"argument '%s'%s\n", opt,
+					opt[0] == '-' && !val ? " (it needs a value)" :
+					!strcmp(opt, "--balloon") ? " (want on or off)" : "");
+				usage(stderr);
+				return PK_EXIT_USAGE;
+			}
+			i++;
+			any = 1;
+		}
+		if (!vm || !any) {
+			fprintf(stderr, "pagekeeper: set needs VM and at least one of "
+				"--shares, --min, --max, --balloon\n");
+			usage(stderr);
+			return PK_EXIT_USAGE;
+		}
+		return cmd_set(sock, vm, shares, mn, mx, no_balloon);
 	}
 	if (strcmp(argv[i], "lab") == 0)
 		return pk_cli_lab(argc - i, argv + i);

@@ -14,6 +14,7 @@
  * never races.
  */
 #include "engine/engine.h"
+#include "engine/policy.h"
 #include "engine/state.h"
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
@@ -35,7 +36,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--run-dir DIR]\n"
 		"                   [--restart-grace SECONDS] [--volatile-state]\n"
-		"                   [--budget SIZE]\n"
+		"                   [--budget SIZE | --cgroup NAME] [--policy KIND]\n"
+		"                   [--state-thresholds S,H,L,HYST] [--idle-tax TAU]\n"
+		"                   [--victims random|cold] [--swap-write-budget SIZE/PERIOD]\n"
 		"                   [--swap-size SIZE] [--swap-readahead PAGES]\n"
 		"                   [--scan-rate SIZE] [--scan-rate-max SIZE]\n"
 		"                   [--scan-cpu PERCENT] [--share-stable-scans N]\n"
@@ -54,7 +57,27 @@ static void usage(FILE *f)
 		"                        this process's memory: a restart loses\n"
 		"                        every swapped and merged page (the\n"
 		"                        benchmarks' anchor; not for production)\n"
-		"  --budget SIZE         machine memory for guests, K/M/G suffix\n"
+		"  --budget SIZE         machine memory for guests, K/M/G suffix:\n"
+		"                        free = SIZE - the guests' resident pages\n"
+		"                        - the daemon's own memory (the lab)\n"
+		"  --cgroup NAME         without --budget: free memory is the\n"
+		"                        limit - usage of this memory cgroup (v1\n"
+		"                        or v2, e.g. machine.slice); default: the\n"
+		"                        host's MemAvailable\n"
+		"  --policy KIND         esx (default: balloon in soft, swap random\n"
+		"                        pages in hard, stall in low), swap-only,\n"
+		"                        balloon-only (MoM's rules), manual (only\n"
+		"                        pagekeeper reclaim / balloon act)\n"
+		"  --state-thresholds S,H,L,HYST  free %% below which the state is\n"
+		"                        soft, hard, low, and the hysteresis %% to\n"
+		"                        go back up (default 6,4,2,1)\n"
+		"  --idle-tax TAU        idle memory tax rate, 0 <= TAU < 1\n"
+		"                        (default 0.75)\n"
+		"  --victims random|cold  which pages host swapping takes: random,\n"
+		"                        as ESX (default; cold is not built yet)\n"
+		"  --swap-write-budget SIZE/PERIOD  most bytes the policy evicts\n"
+		"                        per period (s, m, h or d), e.g. 550M/d;\n"
+		"                        then it prefers balloon and stall\n"
 		"  --swap-size SIZE      swap file in the state dir (default 2G;\n"
 		"                        0: no host swapping)\n"
 		"  --swap-readahead PAGES  most pages read per swap-in fault when\n"
@@ -96,6 +119,33 @@ static void usage(FILE *f)
 		PK_SHARE_STABLE_LIMIT, PK_SHARE_STABLE_DEFAULT,
 		PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
+}
+
+/* "SIZE/PERIOD", PERIOD one of s, m, h, d (e.g. 550M/d): 0 or -EINVAL. */
+static int swap_budget_parse(const char *s, uint64_t *bytes,
+			     uint64_t *period_s)
+{
+	static const struct { char unit; uint64_t s; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+	};
+	const char *slash = strchr(s, '/');
+	char num[64];
+	uint64_t b;
+
+	if (!slash || slash == s || (size_t)(slash - s) >= sizeof(num) ||
+	    strlen(slash + 1) != 1)
+		return -EINVAL;
+	memcpy(num, s, (size_t)(slash - s));
+	num[slash - s] = '\0';
+	if (pk_size_parse(num, &b) || !b)
+		return -EINVAL;
+	for (unsigned i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (slash[1] == units[i].unit) {
+			*bytes = b;
+			*period_s = units[i].s;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 /* mkdir -p with mode 0700 for the last component. */
@@ -182,6 +232,12 @@ int main(int argc, char **argv)
 		{ "test-swap-eio", required_argument, NULL, 'E' },
 		{ "test-kill-on-remove", no_argument, NULL, 'K' },
 		{ "budget", required_argument, NULL, 'b' },
+		{ "cgroup", required_argument, NULL, 'g' },
+		{ "policy", required_argument, NULL, 'P' },
+		{ "state-thresholds", required_argument, NULL, 't' },
+		{ "idle-tax", required_argument, NULL, 'x' },
+		{ "victims", required_argument, NULL, 'v' },
+		{ "swap-write-budget", required_argument, NULL, 'W' },
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "swap-size", required_argument, NULL, 'w' },
 		{ "swap-readahead", required_argument, NULL, 'r' },
@@ -208,11 +264,13 @@ int main(int argc, char **argv)
 		.scan_cpu_percent = PK_SCAN_CPU_DEFAULT,
 	};
 	static struct pk_share_override overrides[PK_SHARE_OVERRIDES_MAX];
+	struct pk_policy_config policy = { .kind = PK_POLICY_ESX, .tau = 0.75 };
 	struct pk_engine engine;
 	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
 	int max_rate_set = 0;
 	char *sock_dir;
 
+	pk_mem_thresholds_default(&policy.th);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': cfg.socket_path = optarg; break;
@@ -255,6 +313,57 @@ int main(int argc, char **argv)
 				fprintf(stderr, "pagekeeperd: bad --budget '%s': "
 					"%s; want a size like 16G or 512M\n", optarg,
 					pk_size_parse(optarg, &cfg.budget_bytes));
+				return 2;
+			}
+			break;
+		case 'g': policy.cgroup = optarg; break;
+		case 'P':
+			if (pk_policy_kind_parse(optarg, &policy.kind)) {
+				fprintf(stderr, "pagekeeperd: bad --policy '%s': want "
+					"esx, swap-only, balloon-only or manual\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 't': {
+			char why[160];
+			if (pk_mem_thresholds_parse(optarg, &policy.th, why,
+						    sizeof(why))) {
+				fprintf(stderr, "pagekeeperd: bad --state-thresholds "
+					"'%s': %s\n", optarg, why);
+				return 2;
+			}
+			break;
+		}
+		case 'x': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (*end || end == optarg || !(v >= 0 && v < 1)) {
+				fprintf(stderr, "pagekeeperd: bad --idle-tax '%s': "
+					"want a rate, 0 <= TAU < 1\n", optarg);
+				return 2;
+			}
+			policy.tau = v;
+			break;
+		}
+		case 'v':
+			if (pk_victims_parse(optarg, &policy.victims)) {
+				fprintf(stderr, "pagekeeperd: bad --victims '%s': "
+					"want random or cold\n", optarg);
+				return 2;
+			}
+			if (policy.victims == PK_VICTIMS_COLD) {
+				fprintf(stderr, "pagekeeperd: --victims cold is "
+					"not built yet; random is\n");
+				return 2;
+			}
+			break;
+		case 'W':
+			if (swap_budget_parse(optarg, &policy.swap_write_budget,
+					      &policy.swap_write_period_s)) {
+				fprintf(stderr, "pagekeeperd: bad --swap-write-budget "
+					"'%s': want SIZE/PERIOD, PERIOD one of s, m, "
+					"h, d, like 550M/d\n", optarg);
 				return 2;
 			}
 			break;
@@ -401,6 +510,9 @@ int main(int argc, char **argv)
 		setsid();
 	}
 
+	if (!policy.swap_write_period_s)
+		policy.swap_write_period_s = 86400;
+	cfg.policy = &policy;
 	err = pk_engine_init(&engine, &cfg);
 	if (err) {
 		fprintf(stderr, "pagekeeperd: cannot start on %s: %s\n",
