@@ -64,10 +64,13 @@ enum pk_balloon_link {
 	PK_BLN_MIGRATING,      /* libvirt: the domain migrates; no changes */
 };
 
+/* An error's text: room for libvirt's messages with a 255-byte URI. */
+#define PK_BALLOON_WHY_MAX 384
+
 /* What the guest reported; -1 for a figure it does not report. */
 struct pk_balloon_info {
 	enum pk_balloon_link link;
-	char why[128];		/* the last error, "" if none */
+	char why[PK_BALLOON_WHY_MAX]; /* the last error, "" if none */
 	uint64_t target_bytes;	/* last target asked (0: none yet) */
 	uint64_t actual_bytes;	/* the guest's size now (0: unknown yet) */
 	int64_t total_bytes;	/* guest MemTotal */

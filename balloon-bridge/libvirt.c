@@ -108,7 +108,7 @@ struct lv_msg {
 	uint64_t target_bytes;
 	/* LV_STATS (bytes, -1 unknown), LV_BALLOON: actual only */
 	int64_t actual, total, free_, avail, swap_in, swap_out, major, minor;
-	char why[128];
+	char why[PK_BALLOON_WHY_MAX];
 };
 
 struct lv {
@@ -126,7 +126,7 @@ struct lv {
 	int have_target; /* the request slot */
 	uint64_t target_bytes;
 	int lost;	 /* a callback saw the connection or domain go */
-	char lost_why[128];
+	char lost_why[PK_BALLOON_WHY_MAX];
 	struct lv_msg *head, *tail;
 	/* The worker's alone. */
 	virConnectPtr conn;
@@ -258,7 +258,7 @@ static const char *lv_err(void)
 	return s && s[0] ? s : "unknown libvirt error";
 }
 
-/* snprintf for messages that may be cut (info.why is 128 bytes). */
+/* snprintf for messages that may be cut (info.why is PK_BALLOON_WHY_MAX bytes). */
 static void say(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void say(char *buf, size_t len, const char *fmt, ...)
@@ -553,7 +553,7 @@ static void *worker(void *arg)
 	unsigned backoff = RETRY_FIRST_MS;
 	uint64_t retry_at = 0, next_stats = 0, chase_until = 0;
 	uint64_t chase_kib = 0;
-	char why[128];
+	char why[PK_BALLOON_WHY_MAX];
 
 	pthread_mutex_lock(&lv->mu);
 	while (!lv->stop) {

@@ -46,7 +46,7 @@ enum logged_link {
 struct pk_vm_balloon {
 	struct pk_vm *vm;
 	struct pk_balloon *b;	 /* NULL: the bridge did not open (why) */
-	char why[160];		 /* why it did not open */
+	char why[PK_BALLOON_WHY_MAX]; /* why it did not open */
 	struct pk_watch *watch;	 /* on the bridge's fd, or NULL */
 	uint64_t due_ms;	 /* its tick's next time; 0: at once */
 	enum logged_link logged;

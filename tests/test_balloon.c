@@ -407,8 +407,8 @@ struct owner {
 	struct pk_balloon *b;
 	int ev[16];
 	int link_after[16];	/* info.link right after each kind */
-	char gone_why[128];	/* info.why at the last GONE */
-	char failed_why[128];
+	char gone_why[PK_BALLOON_WHY_MAX]; /* info.why at the last GONE */
+	char failed_why[PK_BALLOON_WHY_MAX];
 	uint64_t gone_ms;	/* when the first GONE came */
 	int up_at_gone;		/* UP events before the first GONE */
 	uint64_t next_tick;

@@ -390,6 +390,19 @@ START_TEST(test_bad_uri)
 }
 END_TEST
 
+/* libvirt's whole message, past 128 bytes (PK_BALLOON_WHY_MAX). */
+START_TEST(test_long_why)
+{
+	char chan[256], want[256], name[181];
+
+	memset(name, 'd', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(chan, sizeof(chan), "test:///default|%s", name);
+	snprintf(want, sizeof(want), "domain '%s': Domain not found", name);
+	never_connects(chan, want);
+}
+END_TEST
+
 START_TEST(test_no_domain)
 {
 	never_connects("test:///default|nosuchdomain",
@@ -523,6 +536,7 @@ int main(void)
 	tcase_add_test(tc, test_stats_in_bytes);
 	tcase_add_test(tc, test_bad_targets);
 	tcase_add_test(tc, test_bad_uri);
+	tcase_add_test(tc, test_long_why);
 	tcase_add_test(tc, test_no_domain);
 	tcase_add_test(tc, test_hung_libvirtd);
 	tcase_add_test(tc, test_close_in_flight);

@@ -53,7 +53,7 @@ struct brun {
 	struct pk_balloon *b;	/* no daemon: the bridge we drive */
 	uint64_t due_ms;	/* the bridge's next tick */
 	bool b_failed;
-	char b_why[160];
+	char b_why[PK_BALLOON_WHY_MAX];
 };
 
 /* Deadlines from the work, generous for a loaded 2-vCPU machine. */

@@ -13,6 +13,15 @@
  *             writers+readers ops, --writers write a new version and
  *             --readers check the page against its expected content;
  *   verify    every page of the working set, in RAM or in the page file.
+ * With --grow SECONDS there is no fill: the heap starts empty and the
+ * workload grows it, by first touches in address order (the way a heap
+ * grows by brk/mmap, and so the --locked pages, the lowest, come first),
+ * to n * elapsed / SECONDS pages on the guest's clock; each op picks its
+ * page over the part grown so far (the picker's page modulo the heap
+ * size).  The run ends when the --ops are done and the heap is full (if
+ * the ops end first, it keeps growing on schedule), so the verify checks
+ * the whole working set unless a signal or --duration cut the growth: a
+ * page never grown holds no content and is not verified.
  *
  * How: the main thread runs the phase itself and takes SIGINT/SIGTERM with
  * a zero-timeout sigtimedwait() every 256 accesses, so a signal stops it
@@ -61,6 +70,10 @@ int gs_app_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	if (ctx->opts->grow_s > 0) {	/* the workload grows the heap */
+		res->complete = true;
+		return 0;
+	}
 	for (v = 0; v < os->n_vpages; v++) {
 		if (v % SIGNAL_CHECK == 0 &&
 		    (res->signal = pending_signal(&ctx->sigs)))
@@ -72,6 +85,34 @@ int gs_app_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 	res->pages = v;
 	res->complete = v == os->n_vpages;
 	res->seconds = (double)(gs_now_ns() - start) / 1e9;
+	return 0;
+}
+
+/*
+ * --grow: first-touch the heap up to where it should be elapsed_ns into
+ * the workload (at least one page, so there is one to access).  Returns
+ * 0 or -errno; *next_ns: when the next page is due.
+ */
+static int grow(struct gs_ctx *ctx, uint64_t elapsed_ns, uint64_t *next_ns)
+{
+	struct gs_os *os = ctx->os;
+	double per_page_ns = ctx->opts->grow_s * 1e9 / os->n_vpages;
+	double f = (double)elapsed_ns / 1e9 / ctx->opts->grow_s;
+	uint32_t want = f >= 1 ? os->n_vpages
+			       : (uint32_t)(f * (double)os->n_vpages);
+	long bad;
+	int rc;
+
+	if (want < 1)
+		want = 1;
+	while (os->heap < want) {	/* only this thread grows it */
+		uint32_t v = os->heap;
+
+		rc = gs_os_access(os, v, true, true, &bad);
+		if (rc)
+			return io_failed("grow", v, rc);
+	}
+	*next_ns = (uint64_t)((double)(os->heap + 1) * per_page_ns);
 	return 0;
 }
 
@@ -92,7 +133,7 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 	}
 	/* One thread: it is the only writer, of every page. */
 	gs_picker_init(&pk, o->workload, &ctx->hot, o->seed, true, 0, 1);
-	for (i = 0; !o->ops || i < o->ops; i++) {
+	for (i = 0; !o->ops || i < o->ops || os->heap < os->n_vpages; i++) {
 		bool write = i % mix < o->writers;
 		uint32_t v = (uint32_t)gs_picker_next(
 			&pk, (double)(now - start) / 1e9);
@@ -100,11 +141,31 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 		long bad;
 		int rc;
 
-		if (i % SIGNAL_CHECK == 0) {
+		if (i % SIGNAL_CHECK == 0 || (o->ops && i >= o->ops)) {
 			if ((res->signal = pending_signal(&ctx->sigs)))
 				break;
 			if (now >= deadline)
 				break;
+		}
+		if (o->grow_s > 0) {
+			uint64_t next;
+
+			rc = grow(ctx, now - start, &next);
+			if (rc)
+				return rc;
+			if (o->ops && i >= o->ops) {
+				/* Only growing now: sleep to the next page
+				 * (10 ms at most, for the --duration cap). */
+				if (next > now - start + 10000000)
+					next = now - start + 10000000;
+				if (os->heap < os->n_vpages &&
+				    (res->signal = gs_control_sleep(
+					     &ctx->sigs, start + next)))
+					break;
+				now = gs_now_ns();
+				continue;
+			}
+			v %= os->heap;
 		}
 		rc = gs_os_access(os, v, write, false, &bad);
 		if (rc)

@@ -297,6 +297,8 @@ int gs_os_access(struct gs_os *os, uint32_t v, bool write, bool fill,
 	addr = frame_addr(os, os->frame_of[v]);
 	if (fill && !(os->flags[v] & F_TOUCHED)) {
 		gs_content_generate(os->content, v, 0, addr);
+		if (v >= os->heap)
+			os->heap = v + 1;
 		os->flags[v] |= F_TOUCHED;
 	} else if (write) {
 		os->version[v]++;
@@ -492,6 +494,7 @@ void gs_os_sample(struct gs_os *os, uint64_t interval_ns, bool force)
 	s->ops_per_s = (double)(c.ops - os->last.ops) / dt;
 	s->balloon_mib = (double)c.balloon * GS_PAGE_SIZE / (1 << 20);
 	s->resident_mib = (double)c.resident * GS_PAGE_SIZE / (1 << 20);
+	s->heap_mib = (double)os->heap * GS_PAGE_SIZE / (1 << 20);
 	os->last = c;
 	os->last_sample_ns = now;
 out:

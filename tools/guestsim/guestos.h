@@ -49,6 +49,7 @@ struct gs_os_sample {
 	double t_s;		   /* since the guest OS started */
 	double page_ins_per_s, page_outs_per_s, ops_per_s;
 	double balloon_mib, resident_mib;
+	double heap_mib;	   /* heap grown so far (--grow) */
 };
 
 struct gs_os {
@@ -74,6 +75,7 @@ struct gs_os {
 	uint32_t balloon_target;   /* frames the balloon should hold */
 	bool stalled;		   /* it can't: locked pages (until a new target) */
 	uint32_t resident;	   /* application pages in frames */
+	uint32_t heap;		   /* vpages [0, heap) grown (first touched) */
 	uint32_t hand;		   /* clock hand, a frame index */
 	struct gs_os_counters c;
 	void *bounce;		   /* page file I/O buffer, 4096-aligned */

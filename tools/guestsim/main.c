@@ -298,6 +298,9 @@ int main(int argc, char **argv)
 	}
 
 	status = run(&ctx, res);
+	/* --grow: the application owns the pages it grew, no more. */
+	if (ctx.os && opts.grow_s > 0)
+		owned = ctx.os->heap;
 	if (status == GS_EXIT_OK) {
 		if (ctx.os)
 			gs_os_sample(ctx.os, 0, true);

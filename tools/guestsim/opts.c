@@ -106,10 +106,15 @@ static const char usage_text[] =
 "                       writers+readers ops, --writers write a page and\n"
 "                       --readers check one.  With --verify every page of the\n"
 "                       working set is checked, in RAM or in the page file\n"
+"  --grow SECONDS       the heap starts empty and grows linearly, by first\n"
+"                       touches in address order, to --working-set over\n"
+"                       SECONDS of the guest's clock; accesses go to the part\n"
+"                       grown so far, and the run lasts until --ops are done\n"
+"                       and the heap is full (default 0: filled before the run)\n"
 "  --timeline-interval SECONDS  --json timeline sample period (default 1)\n"
 "  With --json the report adds run_s, page_ins, page_outs, page_file_reads,\n"
-"  page_file_writes, balloon_mib, balloon_stalled, shortfall_mib, and a\n"
-"  timeline: page-ins/s, page-outs/s, ops/s, balloon and resident MiB.\n"
+"  page_file_writes, balloon_mib, grow_s, balloon_stalled, shortfall_mib, and a\n"
+"  timeline: page-ins/s, page-outs/s, ops/s, balloon, resident and heap MiB.\n"
 "\n"
 "Workloads (each op touches one page; writers write a new version, readers\n"
 "verify): idle: no ops, sleeps --duration; seq: sweep in order; random:\n"
@@ -129,7 +134,7 @@ enum {
 	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_DISCARD, OPT_NO_DAEMON,
 	OPT_MERGEABLE, OPT_HOLD, OPT_BALLOON_CHANNEL,
 	OPT_BALLOON, OPT_BALLOON_SOCKET, OPT_WORKING_SET, OPT_PAGE_FILE,
-	OPT_LOCKED, OPT_OPS, OPT_TIMELINE,
+	OPT_LOCKED, OPT_OPS, OPT_TIMELINE, OPT_GROW,
 	OPT_JSON, OPT_QUIET,
 	OPT_HELP,
 };
@@ -160,6 +165,7 @@ static const struct option long_opts[] = {
 	{ "locked", required_argument, NULL, OPT_LOCKED },
 	{ "ops", required_argument, NULL, OPT_OPS },
 	{ "timeline-interval", required_argument, NULL, OPT_TIMELINE },
+	{ "grow", required_argument, NULL, OPT_GROW },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -368,7 +374,7 @@ static int parse_corrupt(struct gs_opts *o)
 
 int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 {
-	bool duration_set = false;
+	bool duration_set = false, grow_set = false;
 	const char *why;
 	int c, rc;
 
@@ -493,6 +499,13 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 				return bad("--timeline-interval '%s': not a "
 					   "number of seconds in 0.01..86400", arg);
 			break;
+		case OPT_GROW:
+			if (parse_double(arg, &o->grow_s) || o->grow_s < 0 ||
+			    o->grow_s > 1e7)
+				return bad("--grow '%s': not a number of "
+					   "seconds >= 0", arg);
+			grow_set = true;
+			break;
 		case OPT_NO_DAEMON:
 			o->no_daemon = true;
 			break;
@@ -537,6 +550,9 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 		rc = check_guest_os(o, duration_set);
 		if (rc)
 			return rc;
+	} else if (grow_set) {
+		return bad("--grow needs --balloon: only the guest OS's "
+			   "application has a heap that grows");
 	} else if (o->balloon_socket || o->working_set || o->page_file ||
 		   o->locked > 0 || o->ops || o->timeline_s > 0) {
 		return bad("--balloon-socket, --working-set, --page-file, "

@@ -36,6 +36,7 @@ struct gs_opts {
 	double locked;		   /* fraction of the working set, 0..1 */
 	uint64_t ops;		   /* --ops: accesses to do, 0: by --duration */
 	double timeline_s;	   /* --json timeline interval */
+	double grow_s;		   /* --grow: heap grows over this, 0: full */
 	char default_name[32];	   /* storage for the default name */
 };
 

@@ -18,7 +18,7 @@
  * balloon_mib, balloon_target_mib, balloon_stalled, shortfall_mib,
  * resident_mib, balloon_connections, balloon_errors, and "timeline": an
  * array of {t_s, page_ins_per_s, page_outs_per_s, ops_per_s, balloon_mib,
- * resident_mib}, one per --timeline-interval.
+ * resident_mib, heap_mib}, one per --timeline-interval; grow_s (--grow).
  *
  * How: plain fprintf; the only string from outside (the VM name) is
  * escaped for JSON.  Rates over a zero duration are reported as 0.
@@ -101,10 +101,10 @@ static void json_os(FILE *f, const struct gs_ctx *ctx,
 	gs_os_counters(os, &c);
 	fprintf(f, ",\"working_set_mib\":%.3f,\"ram_mib\":%.3f,"
 		   "\"locked_mib\":%.3f,\"locked_resident_mib\":%.3f,"
-		   "\"ops\":%" PRIu64 ",\"run_s\":%.6f",
+		   "\"ops\":%" PRIu64 ",\"run_s\":%.6f,\"grow_s\":%.3f",
 		frames_mib(os->n_vpages), frames_mib(os->n_frames),
 		frames_mib(os->locked_n), frames_mib(c.locked_resident), c.ops,
-		s);
+		s, ctx->opts->grow_s);
 	fprintf(f, ",\"page_ins\":%" PRIu64 ",\"page_outs\":%" PRIu64
 		   ",\"page_ins_per_s\":%.3f,\"page_outs_per_s\":%.3f"
 		   ",\"page_file_reads\":%" PRIu64 ",\"page_file_writes\":%"
@@ -129,10 +129,11 @@ static void json_os(FILE *f, const struct gs_ctx *ctx,
 
 		fprintf(f, "%s{\"t_s\":%.3f,\"page_ins_per_s\":%.1f,"
 			   "\"page_outs_per_s\":%.1f,\"ops_per_s\":%.1f,"
-			   "\"balloon_mib\":%.3f,\"resident_mib\":%.3f}",
+			   "\"balloon_mib\":%.3f,\"resident_mib\":%.3f,"
+			   "\"heap_mib\":%.3f}",
 			i ? "," : "", p->t_s, p->page_ins_per_s,
 			p->page_outs_per_s, p->ops_per_s, p->balloon_mib,
-			p->resident_mib);
+			p->resident_mib, p->heap_mib);
 	}
 	pthread_mutex_unlock(&os->lock);
 	fputc(']', f);
