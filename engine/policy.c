@@ -501,11 +501,10 @@ static void balloon_step(struct pk_engine *e, struct pk_vm *vm,
 	uint64_t from = vp->balloon_sent ? vp->balloon_sent : actual;
 	int high = e->policy->states.state == PK_STATE_HIGH;
 
-	/* Deflating is for balloons the policy inflated (balloon_goal). */
-	if (goal >= from && !vp->balloon_goal)
+	/* Deflating is for balloons the policy inflated (balloon_goal);
+	 * high never inflates. */
+	if ((goal >= from && !vp->balloon_goal) || (high && goal < from))
 		return;
-	if (high && goal < from)
-		goal = from;
 	if (!vp->balloon_goal) {
 		/* A new goal: the shortfall clock starts now. */
 		vp->short_since_ms = now_ms;

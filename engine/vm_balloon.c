@@ -208,7 +208,17 @@ void pk_vm_balloon_open(struct pk_vm *vm)
 	vb->prev_swap_in = vb->prev_swap_out = -1;
 	cfg.data = vb;
 	vm->balloon = vb;
-	err = pk_balloon_open(&vb->b, &cfg, vb->why, sizeof(vb->why));
+	if (cfg.driver == PK_BLN_LIBVIRT && strstr(vm->balloon_channel, ":///embed")) {
+		/* An embedded libvirt lives inside the process that embeds it;
+		 * a connection from here would start a second, empty driver
+		 * on the same root (and libvirt leaks in that failure). */
+		snprintf(vb->why, sizeof(vb->why), "an embedded libvirt "
+			 "(qemu:///embed) can be driven only by the process "
+			 "that embeds it");
+		err = -EOPNOTSUPP;
+	} else {
+		err = pk_balloon_open(&vb->b, &cfg, vb->why, sizeof(vb->why));
+	}
 	if (err) {
 		if (!vb->why[0])
 			snprintf(vb->why, sizeof(vb->why), "%s", strerror(-err));

@@ -576,6 +576,65 @@ START_TEST(daemon_locked_stalls)
 }
 END_TEST
 
+/*
+ * --grow: the heap starts empty and grows to 24 MiB over 3 s of the
+ * guest's clock.  The daemon's resident_mib for the VM, polled every
+ * 100 ms (sampling a curve, not waiting), must rise through several
+ * values, be well below the working set 1 s after the guest's memory
+ * first shows, and get near it (the last samples before the guest ends
+ * may fall between polls); the guest reports grow_s 3 and verifies
+ * every page it grew (all of them: it runs until the heap is full).
+ */
+START_TEST(daemon_grow)
+{
+	struct pk_test_daemon d;
+	struct guest g;
+	const char *dir;
+	json_object *res;
+	double r, last = 0, at_1s = -1;
+	long t0 = -1, end;
+	int rises = 0;
+	const char *extra[] = { "--balloon", "--size", "32M", "--working-set",
+				"24M", "--grow", "3", "--workload", "random",
+				"--ops", "20000", "--verify", "--json", NULL };
+
+	dir = start(&d);
+	guest_start(&g, d.sock, "dgrow", extra);
+	/* The work: 3 s of growth plus the attach. */
+	end = pk_test_deadline_ms(BASE_MS + 3000);
+	for (;;) {
+		r = vm_field(&d, "dgrow", "resident_mib");
+		if (r > 0 && t0 < 0)
+			t0 = pk_test_now_ms();
+		if (t0 >= 0 && at_1s < 0 && pk_test_now_ms() - t0 >= 1000)
+			at_1s = r;
+		if (r > last) {
+			rises++;
+			last = r;
+		}
+		/* Full, or the guest is done and detached (its last
+		 * samples may fall between two polls under ASan). */
+		if (r >= 23.9 || (t0 >= 0 && r < 0))
+			break;
+		ck_assert_msg(pk_test_now_ms() < end, "timed out after %.1f s "
+			      "waiting for the guest's resident memory to grow "
+			      "to 24 MiB (at %.1f MiB)",
+			      (BASE_MS + 3000) * pk_test_time_scale() / 1e3, r);
+		sleep_ms(100);
+	}
+	ck_assert_msg(rises >= 3 && at_1s >= 0 && at_1s < 16 && last >= 16,
+		      "resident memory rose %d times, %.1f MiB 1 s after it "
+		      "first showed, %.1f MiB at most (want >= 3 rises, < 16 "
+		      "MiB, >= 16 MiB)", rises, at_1s, last);
+	final_checks(&g, dir, 6144, &res);
+	ck_assert_msg(jnum(res, "grow_s") == 3, "grow_s %.3f", jnum(res, "grow_s"));
+	printf("daemon_grow: 24 MiB over 3 s: resident rose %d times, %.1f MiB "
+	       "at 1 s, %.1f s run\n", rises, at_1s, jnum(res, "run_s"));
+	json_object_put(res);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
 START_TEST(sigterm_cleans_up)
 {
 	struct pk_test_daemon d;
@@ -625,6 +684,7 @@ int main(void)
 	add(s, "bad_input", bad_input);
 	add(s, "daemon_inflate_deflate", daemon_inflate_deflate);
 	add(s, "daemon_locked_stalls", daemon_locked_stalls);
+	add(s, "daemon_grow", daemon_grow);
 	add(s, "sigterm_cleans_up", sigterm_cleans_up);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -17,7 +17,19 @@
  * RAM and a virtio memballoon:
  *  1. boots it without the shim: create -> ready line time, checker
  *     rounds with 0 errors, and the balloon's inflate and deflate times,
- *     the baseline;
+ *     the baseline; then the balloon bridge's libvirt driver
+ *     (balloon-bridge/libvirt.c, channel "URI|NAME") on that domain,
+ *     driven as pagekeeperd drives it (pk_balloon_fd/io/tick from a poll
+ *     loop, events counted, every call timed): link up, stats (actual,
+ *     MemTotal, MemFree, MemAvailable, in bytes), a target of 160 MiB and
+ *     back to 256 MiB until the bridge's actual follows (deadline from
+ *     the MiB moved at QEMU_BALLOON_MIN_MIB_S), MemTotal in its stats
+ *     falls by the 96 MiB and comes back; virDomainDestroy makes it say
+ *     GONE; prints "MEASURE libvirt balloon inflate X MiB/s deflate Y
+ *     MiB/s" (resolution: the bridge polls actual every 0.2 s while
+ *     chasing a target).  Migration events cannot be produced here (one
+ *     host, one embedded driver): no MIGRATION event is asserted except
+ *     that none comes;
  *  2. boots it with <qemu:env> LD_PRELOAD=the shim, PAGEKEEPER_SOCKET and
  *     PAGEKEEPER_BALLOON=libvirt:URI: the daemon lists the VM under
  *     libvirt's -name guest=NAME with 256 MiB, QEMU's pid, balloon
@@ -33,8 +45,10 @@
  * stderr goes straight to the domain log, and no virtlogd is spawned (as
  * nobody, it would outlive the test).  HOME and XDG_* point into scratch.
  * PAGEKEEPER_BALLOON=libvirt:URI is what the shim registers (balloon
- * "libvirt", channel "URI|NAME"); nothing reads the channel yet, and an
- * embedded driver can only be driven from the process that embeds it.
+ * "libvirt", channel "URI|NAME"); an embedded driver can only be driven
+ * from the process that embeds it, so the daemon shows that VM's balloon
+ * "unavailable" with that reason and never connects (engine/vm_balloon.c);
+ * the bridge is driven from the nobody child instead (bridge_run).
  * Then the root process checks that no process uses the scratch
  * directory, restores /dev/userfaultfd (and checks its mode and ACL are
  * what they were) and removes the directory.  A cleaner process does the
@@ -47,6 +61,7 @@
  * A missing libvirt QEMU driver, QEMU, image, shim or user nobody fails
  * the test with the reason; nothing is skipped.
  */
+#include "balloon-bridge/balloon.h"
 #include "tests/daemon_fixture.h"
 #include "tests/guest_proc.h"
 #include "tests/libvirt_host.h"
@@ -73,6 +88,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GUEST_MIB 256
@@ -510,6 +526,246 @@ static void dom_destroy(struct run *r)
 	track(r, 0);
 }
 
+/* ---- the child: the balloon bridge's libvirt driver ------------------------ */
+
+/*
+ * The bridge (balloon-bridge/libvirt.c) against this real domain, driven
+ * as pagekeeperd drives it: pk_balloon_fd() polled, pk_balloon_io() when
+ * it is ready, pk_balloon_tick() when its time comes, events counted.
+ * It runs in this child because an embedded driver can only be reached
+ * from the process that embeds it; the bridge's worker opens its own
+ * connection to the same root (libvirt shares one embedded driver per
+ * process and root).  The event loop: the bridge registers libvirt's
+ * default implementation once (pthread_once) and runs it on its own
+ * thread; this child registered it first (child_main).  In libvirt >= 6.3
+ * the default implementation is GLib's main context, registered under
+ * virOnce, so the bridge's second registration changes nothing and its
+ * loop thread and ours take turns on the one context.
+ */
+#define BRIDGE_LOW_MIB 160
+#define MAX_CALL_MS 50.0 /* a pk_balloon_* call in the loop; scaled */
+
+struct bridge {
+	struct pk_balloon *b;
+	uint64_t next_tick;
+	int n_ev[PK_BLN_EV_MIGRATION + 1];
+	double max_call_ms;
+	const char *max_call;
+};
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+#define TIMED(br, name, expr)                                              \
+	do {                                                               \
+		double t0_ = mono_ms();                                    \
+		expr;                                                      \
+		double d_ = mono_ms() - t0_;                               \
+		if (d_ > (br)->max_call_ms) {                              \
+			(br)->max_call_ms = d_;                            \
+			(br)->max_call = (name);                           \
+		}                                                          \
+	} while (0)
+
+static void bridge_event(struct pk_balloon *b, enum pk_balloon_event ev,
+			 void *data)
+{
+	struct bridge *br = data;
+
+	(void)b;
+	br->n_ev[ev]++;
+}
+
+/* One turn of the owner's loop, waiting at most max_ms. */
+static void bridge_pump(struct bridge *br, int max_ms)
+{
+	uint32_t want = 0;
+	struct pollfd p = { .fd = -1 };
+	uint64_t now = (uint64_t)pk_test_now_ms();
+	int fd, wait_ms = max_ms;
+
+	TIMED(br, "pk_balloon_fd", fd = pk_balloon_fd(br->b, &want));
+	p.fd = fd;
+	/* EPOLLIN/OUT/ERR/HUP have poll's values. */
+	p.events = (short)(want & (POLLIN | POLLOUT));
+	if (br->next_tick && br->next_tick < now + (uint64_t)wait_ms)
+		wait_ms = br->next_tick > now ? (int)(br->next_tick - now) : 0;
+	if (poll(&p, fd >= 0 ? 1 : 0, wait_ms) == 1 && p.revents)
+		TIMED(br, "pk_balloon_io",
+		      pk_balloon_io(br->b, (uint32_t)p.revents));
+	now = (uint64_t)pk_test_now_ms();
+	if (now >= br->next_tick)
+		TIMED(br, "pk_balloon_tick",
+		      br->next_tick = pk_balloon_tick(br->b, now));
+}
+
+static const struct pk_balloon_info *binfo(struct bridge *br)
+{
+	const struct pk_balloon_info *in;
+
+	TIMED(br, "pk_balloon_info", in = pk_balloon_info(br->b));
+	return in;
+}
+
+/* Pump until cond holds; fail naming what after budget_ms. */
+#define BRIDGE_WAIT(br, cond, budget_ms, ...)                               \
+	do {                                                                \
+		long dl_ = pk_test_now_ms() + (budget_ms);                  \
+		while (!(cond) && pk_test_now_ms() < dl_)                   \
+			bridge_pump((br), 20);                              \
+		if (!(cond)) {                                              \
+			char w_[256];                                       \
+			snprintf(w_, sizeof(w_), __VA_ARGS__);              \
+			child_fail(__LINE__, "bridge: no %s within %ld ms " \
+				   "(link %s, actual %llu bytes, target "   \
+				   "%llu bytes, why '%s')", w_,             \
+				   (long)(budget_ms),                       \
+				   pk_balloon_link_name(binfo(br)->link),   \
+				   (unsigned long long)binfo(br)->actual_bytes, \
+				   (unsigned long long)binfo(br)->target_bytes, \
+				   binfo(br)->why);                         \
+		}                                                           \
+	} while (0)
+
+/* Target mib through the bridge; MiB/s until its actual got there. */
+static double bridge_to(struct bridge *br, const struct run *r, int mib)
+{
+	uint64_t want = (uint64_t)mib << 20;
+	double moved = fabs((double)binfo(br)->actual_bytes - (double)want) /
+		       (1 << 20);
+	int budget = qemu_guest_mib_budget_ms(moved, QEMU_BALLOON_MIN_MIB_S) +
+		     LV_MS;
+	int changed = br->n_ev[PK_BLN_EV_CHANGED], rc;
+	char why[PK_BALLOON_WHY_MAX] = "";
+	double t0 = mono_ms(), s;
+
+	TIMED(br, "pk_balloon_set_target",
+	      rc = pk_balloon_set_target(br->b, want, why, sizeof(why)));
+	REQUIRE(rc == 0, "bridge: set_target %d MiB on %s: %s (%s)", mib,
+		r->name, strerror(-rc), why);
+	BRIDGE_WAIT(br, binfo(br)->actual_bytes == want ||
+		    br->n_ev[PK_BLN_EV_FAILED], budget,
+		    "actual %d MiB (%.0f MiB to move at >= %d MiB/s)", mib,
+		    moved, QEMU_BALLOON_MIN_MIB_S);
+	s = (mono_ms() - t0) / 1e3;
+	REQUIRE(br->n_ev[PK_BLN_EV_FAILED] == 0, "bridge: target %d MiB "
+		"FAILED: %s", mib, binfo(br)->why);
+	REQUIRE(br->n_ev[PK_BLN_EV_CHANGED] > changed, "bridge: actual "
+		"reached %d MiB without a CHANGED event", mib);
+	fprintf(stderr, "libvirt_embed: bridge: %s to %d MiB: %.0f MiB in "
+		"%.3f s\n", r->name, mib, moved, s);
+	return moved / s;
+}
+
+/* Wait for stats newer than since with MemTotal (total_bytes) in [lo, hi]. */
+static void bridge_stats(struct bridge *br, uint64_t since, int64_t lo,
+			 int64_t hi, const char *what)
+{
+	BRIDGE_WAIT(br, binfo(br)->stats_ms > since &&
+		    binfo(br)->total_bytes >= lo && binfo(br)->total_bytes <= hi,
+		    2 * 1000 * 3 + LV_MS, "stats with MemTotal in [%lld, %lld] "
+		    "MiB %s (MemTotal now %lld bytes)", (long long)(lo >> 20),
+		    (long long)(hi >> 20), what,
+		    (long long)binfo(br)->total_bytes);
+}
+
+/*
+ * Open the bridge on r (running, balloon at GUEST_MIB), set it down to
+ * BRIDGE_LOW_MIB and back, check its stats, then destroy r: the bridge
+ * must say the domain is gone.  Prints the MEASURE line.
+ */
+static void bridge_run(struct run *r)
+{
+	char chan[320], err[PK_BALLOON_WHY_MAX] = "";
+	struct bridge br = { 0 };
+	struct pk_balloon_cfg cfg = {
+		.driver = PK_BLN_LIBVIRT,
+		.channel = chan,
+		.ram_bytes = (uint64_t)GUEST_MIB << 20,
+		.stats_period_ms = 2000,
+		.on_event = bridge_event,
+		.data = &br,
+	};
+	const struct pk_balloon_info *in;
+	int64_t total0, drop = (int64_t)(GUEST_MIB - BRIDGE_LOW_MIB) << 20;
+	double inflate, deflate, t0;
+	uint64_t since;
+	int rc;
+
+	snprintf(chan, sizeof(chan), "%s|%s", uri, r->name);
+	TIMED(&br, "pk_balloon_open",
+	      rc = pk_balloon_open(&br.b, &cfg, err, sizeof(err)));
+	REQUIRE(rc == 0, "pk_balloon_open(%s): %s (%s)", chan, strerror(-rc),
+		err);
+	BRIDGE_WAIT(&br, binfo(&br)->link == PK_BLN_READY, LV_MS, "link up");
+	BRIDGE_WAIT(&br, br.n_ev[PK_BLN_EV_STATS] >= 1 &&
+		    binfo(&br)->total_bytes > 0, 2 * 1000 * 3 + LV_MS,
+		    "first stats with MemTotal");
+	in = binfo(&br);
+	REQUIRE(in->actual_bytes == (uint64_t)GUEST_MIB << 20, "bridge: "
+		"actual %llu bytes, the domain has %d MiB",
+		(unsigned long long)in->actual_bytes, GUEST_MIB);
+	REQUIRE(in->free_bytes > 0 && in->available_bytes > 0 &&
+		in->free_bytes <= in->total_bytes &&
+		in->total_bytes <= (int64_t)in->actual_bytes, "bridge: stats "
+		"free %lld available %lld total %lld actual %llu bytes",
+		(long long)in->free_bytes, (long long)in->available_bytes,
+		(long long)in->total_bytes,
+		(unsigned long long)in->actual_bytes);
+	total0 = in->total_bytes;
+	fprintf(stderr, "libvirt_embed: bridge stats: actual %llu MiB, "
+		"MemTotal %lld MiB, MemFree %lld MiB, MemAvailable %lld MiB, "
+		"swap in %lld bytes, major faults %lld\n",
+		(unsigned long long)(in->actual_bytes >> 20),
+		(long long)(in->total_bytes >> 20),
+		(long long)(in->free_bytes >> 20),
+		(long long)(in->available_bytes >> 20),
+		(long long)in->swap_in_bytes, (long long)in->major_faults);
+
+	inflate = bridge_to(&br, r, BRIDGE_LOW_MIB);
+	since = binfo(&br)->stats_ms;
+	/* The guest's MemTotal falls by what the balloon took (the kernel
+	 * adjusts totalram as it inflates), within 8 MiB. */
+	bridge_stats(&br, since, total0 - drop - (8 << 20),
+		     total0 - drop + (8 << 20), "after inflating");
+	assert_running(r);
+	deflate = bridge_to(&br, r, GUEST_MIB);
+	since = binfo(&br)->stats_ms;
+	bridge_stats(&br, since, total0, total0, "after deflating");
+	assert_running(r);
+	fprintf(stderr, "MEASURE libvirt balloon inflate %.1f MiB/s deflate "
+		"%.1f MiB/s (%d MiB each way, %d MiB TCG guest, bridge stats "
+		"polled every 2 s, 0.2 s while chasing a target)\n", inflate,
+		deflate, GUEST_MIB - BRIDGE_LOW_MIB, GUEST_MIB);
+
+	/* Gone: the lifecycle event (STOPPED) makes the bridge drop it. */
+	int gone = br.n_ev[PK_BLN_EV_GONE];
+	t0 = mono_ms();
+	dom_destroy(r);
+	BRIDGE_WAIT(&br, br.n_ev[PK_BLN_EV_GONE] > gone &&
+		    binfo(&br)->link != PK_BLN_READY, LV_MS,
+		    "GONE event after virDomainDestroy");
+	fprintf(stderr, "libvirt_embed: bridge: GONE %.0f ms after "
+		"virDomainDestroy returned: %s\n", mono_ms() - t0,
+		binfo(&br)->why);
+	REQUIRE(br.n_ev[PK_BLN_EV_MIGRATION] == 0 && br.n_ev[PK_BLN_EV_UP] == 1,
+		"bridge: %d MIGRATION, %d UP events",
+		br.n_ev[PK_BLN_EV_MIGRATION], br.n_ev[PK_BLN_EV_UP]);
+	t0 = mono_ms();
+	pk_balloon_close(br.b);
+	fprintf(stderr, "libvirt_embed: bridge: longest pk_balloon_* call "
+		"%.3f ms (%s), close %.3f ms\n", br.max_call_ms,
+		br.max_call ? br.max_call : "-", mono_ms() - t0);
+	REQUIRE(br.max_call_ms < MAX_CALL_MS * pk_test_time_scale(),
+		"bridge: %s took %.3f ms: it blocked its caller", br.max_call,
+		br.max_call_ms);
+}
+
 /* Boot to the ready line; *ready_ms since virDomainCreateXML. */
 static void boot(struct run *r, const char *name, int managed,
 		 long *create_ms, long *ready_ms)
@@ -539,6 +795,8 @@ static void plain_run(int i)
 		R.plain_inflate_ms = balloon_to(&r, BALLOON_MIB);
 		R.plain_deflate_ms = balloon_to(&r, GUEST_MIB);
 		assert_running(&r);
+		bridge_run(&r); /* destroys r */
+		return;
 	}
 	dom_destroy(&r);
 }
