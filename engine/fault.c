@@ -59,10 +59,12 @@
  * the guest by the same two resolutions, from the engine loop: see
  * pk_fault_drain_step() at the end.
  *
- * Stall (the low memory state, policy.h): while the policy stalls a VM,
- * a fault that would take a new page (zero-fill, swap-in, a merged
- * page's copy) is parked in vm->deferred with no due time, the guest
- * thread left waiting in the kernel, until pk_fault_unpark(): the host
+ * Stall (policy.h): while the policy stalls a VM (the low state), or the
+ * guests are at the line the policy keeps near low (pk_policy_stalls), a
+ * fault that would take a new page (zero-fill, swap-in, a merged page's
+ * copy) is parked in vm->deferred with no due time, the guest thread
+ * left waiting in the kernel, until pk_fault_unpark() (the policy's
+ * tick looks at parked faults again every second): the host
  * runs out of nothing and nobody is OOM-killed, the VM just waits while
  * its memory is reclaimed.  Write-protect faults, discards and faults on
  * pages already present are never parked: they take no memory, and
