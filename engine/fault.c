@@ -60,7 +60,7 @@
  * pk_fault_drain_step() at the end.
  *
  * Stall (policy.h): while the policy stalls a VM (the low state), or the
- * guests are at the line the policy keeps near low (pk_policy_stalls), a
+ * guests are at the line the policy keeps near low (pk_policy_room), a
  * fault that would take a new page (zero-fill, swap-in, a merged page's
  * copy) is parked in vm->deferred with no due time, the guest thread
  * left waiting in the kernel, until pk_fault_unpark() (the policy's
@@ -516,6 +516,7 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 	uint64_t idx, region_end, n;
 	enum pk_page_state st;
 	struct pk_fault_stream *stream = NULL;
+	uint64_t room = UINT64_MAX;
 	long done;
 
 	if (!r) {
@@ -527,9 +528,12 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 	}
 	idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
 	st = pk_page_state(&vm->pages, idx);
-	if (st != PK_PAGE_RESIDENT && pk_policy_stalls(vm) &&
-	    st != PK_PAGE_POISONED && !pk_page_busy(&vm->pages, idx))
-		return PK_FAULT_PARKED;
+	if (st != PK_PAGE_RESIDENT && st != PK_PAGE_POISONED &&
+	    !pk_page_busy(&vm->pages, idx)) {
+		room = pk_policy_room(vm);
+		if (!room)
+			return PK_FAULT_PARKED;
+	}
 
 	switch (st) {
 	case PK_PAGE_UNTOUCHED:
@@ -542,6 +546,8 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		n = stream->window;
 		if (n > region_end - idx)
 			n = region_end - idx;
+		if (n > room)
+			n = room; /* the policy's line (pk_policy_room) */
 		for (uint64_t i = 1; i < n; i++)
 			if (!pk_page_state_is_zero_fill(
 				    pk_page_state(&vm->pages, idx + i))) {

@@ -69,12 +69,14 @@
 #define MOM_STEP_PCT 5.0
 #define MOM_DEADBAND_PCT 0.25
 
+/* --policy names, in enum pk_policy_kind's order. */
+static const char *const kind_names[] = { "esx", "swap-only", "balloon-only",
+					  "manual" };
+
 int pk_policy_kind_parse(const char *s, enum pk_policy_kind *k)
 {
-	static const char *const names[] = { "esx", "swap-only",
-					     "balloon-only", "manual" };
-	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(s, names[i])) {
+	for (unsigned i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
+		if (!strcmp(s, kind_names[i])) {
 			*k = (enum pk_policy_kind)i;
 			return 0;
 		}
@@ -83,13 +85,8 @@ int pk_policy_kind_parse(const char *s, enum pk_policy_kind *k)
 
 const char *pk_policy_kind_name(enum pk_policy_kind k)
 {
-	switch (k) {
-	case PK_POLICY_ESX: return "esx";
-	case PK_POLICY_SWAP_ONLY: return "swap-only";
-	case PK_POLICY_BALLOON_ONLY: return "balloon-only";
-	case PK_POLICY_MANUAL: return "manual";
-	}
-	return "?";
+	return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0])
+		       ? kind_names[k] : "?";
 }
 
 int pk_victims_parse(const char *s, enum pk_victims *v)
@@ -156,8 +153,7 @@ int pk_policy_init(struct pk_engine *e)
 	p->src_ok = 1;
 	pk_mem_states_init(&p->states, &p->cfg.th, pk_monotonic_ms());
 	p->period_start_ms = p->start_ms = pk_monotonic_ms();
-	if (pk_mem_source_read(&p->src, engine_used_bytes(e), &p->last) == 0)
-		p->budget_bytes = p->last.total_bytes;
+	pk_mem_source_read(&p->src, engine_used_bytes(e), &p->last);
 	pk_log(e, "policy %s: free memory from %s: %.1f%% free of %.0f MiB; "
 	       "states soft < %.1f%%, hard < %.1f%%, low < %.1f%% "
 	       "(hysteresis %.1f%%), idle memory tax %.2f",
@@ -195,11 +191,6 @@ void pk_policy_vm_init(struct pk_vm *vm)
 		return;
 	compute_targets(e);
 	fault_limits(e);
-}
-
-void pk_policy_vm_gone(struct pk_vm *vm)
-{
-	vm->policy.stalled = 0;
 }
 
 int pk_policy_vm_set(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
@@ -378,22 +369,23 @@ static void evict_excess(struct pk_engine *e, struct pk_vm *vm,
 	}
 }
 
-int pk_policy_stalls(struct pk_vm *vm)
+uint64_t pk_policy_room(struct pk_vm *vm)
 {
 	const struct pk_policy *p = vm->engine->policy;
-	uint64_t held = 0;
+	uint64_t held = 0, line;
 
 	if (vm->policy.stalled)
-		return 1;
-	if (!p || !p->fault_limit_pages)
 		return 0;
+	if (!p || !p->fault_limit_pages)
+		return UINT64_MAX;
 	for (const struct pk_vm *v = vm->engine->vms; v; v = v->next)
 		held += v->pages.count[PK_PAGE_RESIDENT];
-	if (held >= p->fault_floor_pages)
-		return 1; /* nothing left for anyone: all wait */
-	return held >= p->fault_limit_pages &&
-	       vm->pages.count[PK_PAGE_RESIDENT] * (uint64_t)PK_PAGE_SIZE >=
-		       vm->policy.target_bytes;
+	/* Above its target a VM stops at the limit; any VM at the floor
+	 * (nothing left for anyone). */
+	line = vm->pages.count[PK_PAGE_RESIDENT] * (uint64_t)PK_PAGE_SIZE >=
+			       vm->policy.target_bytes
+		       ? p->fault_limit_pages : p->fault_floor_pages;
+	return held >= line ? 0 : line - held;
 }
 
 static void stall_set(struct pk_vm *vm, int on, uint64_t now_ms)
@@ -603,7 +595,7 @@ static uint64_t pages_at_free_pct(const struct pk_engine *e, double pct)
 	return room < 1 ? 1 : (uint64_t)room;
 }
 
-/* Both lines of the fault path (pk_policy_stalls); 0: none. */
+/* Both lines of the fault path (pk_policy_room); 0: none. */
 static void fault_limits(struct pk_engine *e)
 {
 	struct pk_policy *p = e->policy;
@@ -653,7 +645,6 @@ void pk_policy_tick(struct pk_engine *e, uint64_t now_ms)
 	}
 	if (pk_mem_source_read(&p->src, engine_used_bytes(e), &p->last) < 0)
 		return; /* logged once by the source; the state stands */
-	p->budget_bytes = p->last.total_bytes;
 	before = p->states.state;
 	if (pk_mem_states_update(&p->states, p->last.free_pct,
 				 p->last.psi_some_avg10, now_ms) != before)

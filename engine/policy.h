@@ -115,7 +115,6 @@ struct pk_policy {
 	int src_ok;
 	struct pk_mem_states states;
 	struct pk_mem_reading last;
-	uint64_t budget_bytes;
 	/* Reaction times: from entering soft to the first balloon target,
 	 * from entering hard to the first eviction (ms; 0 none yet). */
 	uint64_t soft_entered_ms, hard_entered_ms;
@@ -152,13 +151,13 @@ void pk_policy_fini(struct pk_engine *e);
 void pk_policy_tick(struct pk_engine *e, uint64_t now_ms);
 /* A VM joins (registered or adopted): its defaults. */
 void pk_policy_vm_init(struct pk_vm *vm);
-/* A VM leaves: whatever it held is the others' now. */
-void pk_policy_vm_gone(struct pk_vm *vm);
 /*
- * Should a fault of vm that takes a new page wait?  (fault.c; 1 / 0).
- * Called on the fault path: a field read, nothing more.
+ * Pages a fault of vm may take before a line of the policy (fault.c):
+ * 0, the fault waits; UINT64_MAX, no line applies.  A fault-around
+ * window is cut to it, so no window takes the guests past the line.
+ * On the fault path: the VMs' resident counts are summed, nothing more.
  */
-int pk_policy_stalls(struct pk_vm *vm);
+uint64_t pk_policy_room(struct pk_vm *vm);
 /*
  * Sample vm's active memory (active.c): judge the last period and start
  * the next one when PK_SAMPLE_PERIOD_MS have passed.  The policy's tick

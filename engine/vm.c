@@ -543,7 +543,6 @@ void pk_vm_destroy(struct pk_vm *vm)
 	pk_fault_drain_end(vm, -ESRCH, keep ? "the daemon is stopping"
 					     : "the VM went away");
 	pk_vm_balloon_close(vm);
-	pk_policy_vm_gone(vm);
 	pk_watch_del(e->loop, vm->uffd_watch);
 	pk_watch_del(e->loop, vm->pidfd_watch);
 	pk_watch_del(e->loop, vm->conn_watch);
