@@ -368,8 +368,11 @@ static void batch_finish(struct pk_evict_batch *b)
 			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
 		else if (p->flags & EV_SHARED)
 			pk_page_set(pt, p->idx, PK_PAGE_SHARED, p->canon_id);
-		else
+		else {
 			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
+			if (!(p->flags & EV_SLOTDUP)) /* indexed below */
+				pk_swap_dedup_prefetch(vm->engine, p->hash);
+		}
 	}
 	punch_err = for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED,
 				 BRIDGE_RECLAIMED, run_punch, 0);
@@ -475,13 +478,19 @@ static void queue_writes(struct pk_evict_batch *b, struct pk_evict_page **pages,
 		pages[k]->flags |= EV_FAILED;
 	for (unsigned i = 0; i < got;) {
 		unsigned bufs[PK_EVICT_BATCH], j = i;
-		uint64_t ud[PK_EVICT_BATCH];
+		uint64_t ud[PK_EVICT_BATCH], sums[PK_EVICT_BATCH];
 		while (j < got && pages[j]->slot == pages[i]->slot + (j - i)) {
 			bufs[j - i] = pages[j]->buf_idx;
 			ud[j - i] = (uint64_t)(uintptr_t)&pages[j]->op;
+			sums[j - i] = pages[j]->hash;
 			j++;
 		}
-		if (pk_swap_write_run(e->swap, pages[i]->slot, j - i, bufs, ud) < 0)
+		/* The dedup hash is the slot's checksum (XXH3-64) unless a
+		 * test build truncates it (PK_HASH_BITS): then the store
+		 * hashes again. */
+		if (pk_swap_write_run_sums(e->swap, pages[i]->slot, j - i, bufs,
+					   ud, PK_HASH_MASK == UINT64_MAX
+						   ? sums : NULL) < 0)
 			for (unsigned k = i; k < j; k++)
 				pages[k]->flags |= EV_FAILED;
 		else
@@ -672,8 +681,16 @@ static int batch_start(struct pk_vm *vm, unsigned want)
 			p->flags |= EV_ZERO;
 			continue;
 		}
-		/* Swap dedup: the bytes may be stored already. */
+		/* Swap dedup: the bytes may be stored already.  All hashes
+		 * first, each prefetching its index line, so the lookups
+		 * below overlap their cache misses. */
 		p->hash = pk_page_hash(p->buf);
+		pk_swap_dedup_prefetch(e, p->hash);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct pk_evict_page *p = &b->pages[i];
+		if (p->flags & (EV_FAILED | EV_DIRTY | EV_REMOVED | EV_ZERO))
+			continue;
 		if (join_canonical(vm, p) || verify_start(b, p))
 			continue;
 		to_write[n_write++] = p;

@@ -76,6 +76,12 @@ int pk_swap_dedup_find(struct pk_vm *vm, uint64_t hash, uint64_t *slot)
 	return -ENOENT;
 }
 
+void pk_swap_dedup_prefetch(const struct pk_engine *e, uint64_t hash)
+{
+	if (e->swap_index)
+		pk_index_prefetch(e->swap_index, hash);
+}
+
 void pk_swap_slot_put(struct pk_engine *e, uint64_t slot)
 {
 	if (e->swap_index && pk_swap_slot_refs(e->swap, slot) == 1) {

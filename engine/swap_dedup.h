@@ -40,6 +40,10 @@ void pk_swap_dedup_add(struct pk_vm *vm, uint64_t slot);
  */
 int pk_swap_dedup_find(struct pk_vm *vm, uint64_t hash, uint64_t *slot);
 
+/* Prefetch hash's place in the index before a batch's finds or adds
+ * (pk_index_prefetch()). */
+void pk_swap_dedup_prefetch(const struct pk_engine *e, uint64_t hash);
+
 /* Drop one owner of slot; the last one un-indexes and frees it. */
 void pk_swap_slot_put(struct pk_engine *e, uint64_t slot);
 

@@ -301,6 +301,11 @@ bool pk_index_first(const struct pk_content_index *idx, uint64_t hash,
 	return pk_index_next(idx, it, ref);
 }
 
+void pk_index_prefetch(const struct pk_content_index *idx, uint64_t hash)
+{
+	__builtin_prefetch(&idx->slots[home_of(hash, idx->n_slots)]);
+}
+
 size_t pk_index_entries(const struct pk_content_index *idx)
 {
 	return idx->n_entries;

@@ -47,6 +47,7 @@ struct buf_op {
 	struct iovec *run_iov; /* a run's head: its iovecs (freed at the end) */
 	unsigned next;	       /* in a run: the next page's buffer */
 	unsigned run_len;      /* a run's head: pages in it (0: one page) */
+	unsigned run_mark;     /* pk_swap_write_run_sums()'s duplicate check */
 	uint8_t state; /* enum buf_state */
 	uint8_t kind;  /* enum op_kind while state == BUF_IO */
 };
@@ -68,6 +69,7 @@ struct pk_swap_store {
 	struct buf_op *ops;   /* per buffer */
 	unsigned *free_bufs;  /* stack of free buffer indexes */
 	unsigned n_free;
+	unsigned run_mark;    /* the last write run's mark */
 	unsigned in_flight;   /* queued or submitted, not reaped */
 	unsigned reqs_in_flight; /* their requests (a run is one) */
 	uint64_t writes, reads, io_errors, checksum_errors, submits;
@@ -600,7 +602,7 @@ void pk_swap_buf_put(struct pk_swap_store *s, unsigned buf_idx)
 }
 
 static int queue_io(struct pk_swap_store *s, enum op_kind kind, uint64_t slot,
-		    unsigned idx, uint64_t user_data)
+		    unsigned idx, uint64_t user_data, const uint64_t *csum)
 {
 	struct io_uring_sqe *sqe;
 	struct buf_op *op;
@@ -623,7 +625,7 @@ static int queue_io(struct pk_swap_store *s, enum op_kind kind, uint64_t slot,
 	}
 	buf = s->bufmem + (size_t)idx * PK_SWAP_PAGE_SIZE;
 	if (kind == OP_WRITE) {
-		op->csum = XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
+		op->csum = csum ? *csum : XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
 		io_uring_prep_write_fixed(sqe, 0, buf, PK_SWAP_PAGE_SIZE, off,
 					  (int)idx);
 	} else {
@@ -645,31 +647,43 @@ static int queue_io(struct pk_swap_store *s, enum op_kind kind, uint64_t slot,
 int pk_swap_write(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
 		  uint64_t user_data)
 {
-	return queue_io(s, OP_WRITE, slot, buf_idx, user_data);
+	return queue_io(s, OP_WRITE, slot, buf_idx, user_data, NULL);
 }
 
 int pk_swap_write_run(struct pk_swap_store *s, uint64_t first_slot,
 		      unsigned n, const unsigned *buf_idx,
 		      const uint64_t *user_data)
 {
+	return pk_swap_write_run_sums(s, first_slot, n, buf_idx, user_data,
+				      NULL);
+}
+
+int pk_swap_write_run_sums(struct pk_swap_store *s, uint64_t first_slot,
+			   unsigned n, const unsigned *buf_idx,
+			   const uint64_t *user_data, const uint64_t *csum)
+{
 	struct io_uring_sqe *sqe;
 	struct iovec *iov;
+	unsigned mark;
 
 	if (n == 1)
-		return queue_io(s, OP_WRITE, first_slot, buf_idx[0], user_data[0]);
+		return queue_io(s, OP_WRITE, first_slot, buf_idx[0], user_data[0],
+				csum);
 	if (n == 0 || n > PK_SWAP_RUN_MAX || first_slot + n > s->slots.n)
 		return -EINVAL;
+	/* A buffer named twice is refused: each buffer is stamped with this
+	 * call's mark as it is checked (linear, not a pairwise compare). */
+	mark = ++s->run_mark ? s->run_mark : ++s->run_mark;
 	for (unsigned k = 0; k < n; k++) {
 		unsigned idx = buf_idx[k];
 		if (pk_slots_state(&s->slots, first_slot + k) != PK_SLOT_USED ||
 		    idx >= s->n_bufs || s->ops[idx].state == BUF_FREE)
 			return -EINVAL;
 		if (s->ops[idx].state == BUF_IO ||
-		    s->slots.io[first_slot + k] == PK_SLOT_IO_MAX)
+		    s->slots.io[first_slot + k] == PK_SLOT_IO_MAX ||
+		    s->ops[idx].run_mark == mark)
 			return -EBUSY;
-		for (unsigned j = 0; j < k; j++)
-			if (buf_idx[j] == idx)
-				return -EBUSY;
+		s->ops[idx].run_mark = mark;
 	}
 	iov = malloc(n * sizeof(*iov));
 	if (!iov)
@@ -687,7 +701,7 @@ int pk_swap_write_run(struct pk_swap_store *s, uint64_t first_slot,
 		struct buf_op *op = &s->ops[buf_idx[k]];
 		void *buf = s->bufmem + (size_t)buf_idx[k] * PK_SWAP_PAGE_SIZE;
 		iov[k] = (struct iovec){ buf, PK_SWAP_PAGE_SIZE };
-		op->csum = XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
+		op->csum = csum ? csum[k] : XXH3_64bits(buf, PK_SWAP_PAGE_SIZE);
 		op->user_data = user_data[k];
 		op->slot = first_slot + k;
 		op->kind = OP_WRITE;
@@ -710,7 +724,7 @@ int pk_swap_write_run(struct pk_swap_store *s, uint64_t first_slot,
 int pk_swap_read(struct pk_swap_store *s, uint64_t slot, unsigned buf_idx,
 		 uint64_t user_data)
 {
-	return queue_io(s, OP_READ, slot, buf_idx, user_data);
+	return queue_io(s, OP_READ, slot, buf_idx, user_data, NULL);
 }
 
 int pk_swap_submit(struct pk_swap_store *s)

@@ -213,6 +213,17 @@ int pk_swap_read(struct pk_swap_store *store, uint64_t slot, unsigned buf_idx,
 int pk_swap_write_run(struct pk_swap_store *store, uint64_t first_slot,
 		      unsigned n, const unsigned *buf_idx,
 		      const uint64_t *user_data);
+/*
+ * pk_swap_write_run() for a caller that hashed the pages already:
+ * csum[k] is XXH3-64 (seed 0) of buffer buf_idx[k]'s bytes, recorded as
+ * the slot's checksum instead of hashing the page a second time (the
+ * eviction path hashes every page for swap dedup).  A wrong sum is not a
+ * silent corruption: the slot then fails its check at swap-in and the
+ * page is poisoned.  csum NULL: hash here.
+ */
+int pk_swap_write_run_sums(struct pk_swap_store *store, uint64_t first_slot,
+			   unsigned n, const unsigned *buf_idx,
+			   const uint64_t *user_data, const uint64_t *csum);
 /* Submit everything queued; returns the number of entries submitted. */
 int pk_swap_submit(struct pk_swap_store *store);
 

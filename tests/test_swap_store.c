@@ -1288,6 +1288,78 @@ START_TEST(test_write_run_same_buffer_twice)
 END_TEST
 
 /*
+ * pk_swap_write_run_sums: the caller's checksums are what the store
+ * records (the eviction path hashes each page once, for swap dedup and
+ * the slot).  A run of 4 and a run of 1 with the right sums read back; a
+ * run whose third sum is wrong is written, and exactly that slot then
+ * fails its check at swap-in (-EBADMSG) while its neighbours read back:
+ * a wrong sum poisons, it never passes wrong bytes.  A buffer named twice
+ * is refused, and its buffers take the next run.
+ */
+START_TEST(test_write_run_sums)
+{
+	struct pk_swap_store *s;
+	struct driver d;
+	uint64_t slot, ud[4], sums[4];
+	unsigned idx[4];
+
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 64 * PAGE, 16), 0);
+	drv_init(&d, s, 64);
+	for (uint64_t i = 0; i < 16; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+	for (unsigned round = 0; round < 3; round++) {
+		uint64_t first = round * 4;
+		unsigned n = round == 1 ? 1 : 4;
+		for (unsigned k = 0; k < n; k++) {
+			void *page;
+			ck_assert_int_eq(pk_swap_buf_get(s, &page, &idx[k]), 0);
+			d.recs[idx[k]] = (struct rec){ 'w', first + k, 9, page };
+			fill(page, first + k, 9);
+			d.gen_of[first + k] = 9;
+			ud[k] = idx[k];
+			sums[k] = XXH3_64bits(page, PAGE);
+		}
+		if (round == 2)
+			sums[2] ^= 1; /* the caller hashed wrong */
+		ck_assert_int_eq(pk_swap_write_run_sums(s, first, n, idx, ud,
+							 sums), 0);
+		ck_assert_int_eq(pk_swap_submit(s), 1);
+		drv_drain(&d);
+		ck_assert_uint_eq(d.bad_result + d.badmsg, 0);
+		for (unsigned k = 0; k < n; k++)
+			ck_assert_uint_eq(pk_swap_slot_checksum(s, first + k),
+					  sums[k]);
+	}
+	verify_slots(&d, 0, 4);
+	verify_slots(&d, 4, 1);
+	verify_slots(&d, 8, 2);
+	verify_slots(&d, 11, 1);
+	ck_assert_int_eq(sync_io(&d, 'r', 10, 9), -EBADMSG);
+	d.badmsg = 0;
+
+	/* Named twice: refused, nothing queued; the same buffers then go. */
+	void *pages[2];
+	ck_assert_int_eq(pk_swap_buf_get(s, &pages[0], &idx[0]), 0);
+	ck_assert_int_eq(pk_swap_buf_get(s, &pages[1], &idx[1]), 0);
+	unsigned twice[3] = { idx[0], idx[1], idx[0] };
+	ck_assert_int_eq(pk_swap_write_run_sums(s, 12, 3, twice, ud, NULL),
+			 -EBUSY);
+	for (unsigned k = 0; k < 2; k++) {
+		d.recs[idx[k]] = (struct rec){ 'w', 12 + k, 10, pages[k] };
+		fill(pages[k], 12 + k, 10);
+		d.gen_of[12 + k] = 10;
+		ud[k] = idx[k];
+	}
+	ck_assert_int_eq(pk_swap_write_run_sums(s, 12, 2, idx, ud, NULL), 0);
+	ck_assert_int_eq(pk_swap_submit(s), 1);
+	drv_drain(&d);
+	verify_slots(&d, 12, 2);
+	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/*
  * A short write tells each page what happened: with RLIMIT_FSIZE at 12
  * pages, a run over slots 8..15 writes 4 pages and stops.  Those 4 are
  * written (checksummed); the first page past the limit is written again
@@ -1667,6 +1739,7 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_write_run);
 	tcase_add_test(tc, test_write_run_refused);
 	tcase_add_test(tc, test_write_run_same_buffer_twice);
+	tcase_add_test(tc, test_write_run_sums);
 	tcase_add_test(tc, test_write_run_short_tells_each_page);
 	tcase_add_test(tc, test_wait_with_runs_in_flight);
 	tcase_add_test(tc, test_keep_reopen_restore);

@@ -25,6 +25,7 @@
 #define GOAL_P50_DIFF_US 2.0	/* pagekeeperd p50 - floor p50 <= */
 #define GOAL_P99_RATIO 1.0	/* pagekeeperd p99 / kernel p99 <= */
 #define GOAL_BW_RATIO 0.80	/* pagekeeperd MiB/s / fio 4k MiB/s >= */
+#define GOAL_BW_1M_RATIO 0.80 /* pagekeeperd MiB/s / fio 1M MiB/s >= */
 
 /* LV_VOLATILE, BV_VOLATILE: a second pagekeeperd with --volatile-state. */
 enum lat_variant { LV_DAEMON, LV_VOLATILE, LV_FLOOR, LV_KERNEL, LV_COUNT };
