@@ -11,6 +11,16 @@
  *
  * The peer's pid comes from SO_PEERCRED, not from the message: a client
  * cannot claim another process's memory.
+ *
+ * Who may do what (PROTOCOL.md, "Access control"): the socket is mode
+ * 0660, group --socket-group (default pagekeeper when that group exists,
+ * else root's).  A VM belongs to the uid that registered it; a request
+ * that names a VM (RECLAIM, DRAIN, BALLOON, SET) is refused with -EPERM
+ * unless its peer (SO_PEERCRED, taken at accept) is that uid, root or a
+ * member of --admin-group, and STATUS lists other users' VMs only to
+ * those admins.  A balloon channel that is a socket path must belong to
+ * the registering uid (the daemon connects to it as root); a libvirt URI
+ * is for admins only.
  */
 #include "engine/engine.h"
 #include "engine/protocol.h"
@@ -19,20 +29,38 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define PK_MAX_RX_FDS 4
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; glibc's headers may lack it */
+#endif
+/* Out of fds (EMFILE): the listen fd is not polled for this long. */
+#define PK_ACCEPT_PAUSE_MS 250
+
+/* Who is at the other end of a connection (SO_PEERCRED at connect). */
+struct pk_peer {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int admin; /* root, or a member of the admin group */
+};
 
 /* An open connection that has not (yet) registered a VM. */
 struct pk_conn {
 	struct pk_engine *engine;
 	int fd;
+	struct pk_peer peer;
 	struct pk_watch *watch;
 	struct pk_conn *prev, *next; /* engine->conns, freed at shutdown */
 };
@@ -61,9 +89,130 @@ static void send_reply(int fd, uint16_t type, int status, uint32_t vm_id,
 	send(fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-static void send_status(struct pk_engine *e, int fd)
+/* Is gid one of the peer's groups (primary or SO_PEERGROUPS)? */
+static int peer_in_group(int fd, gid_t primary, gid_t gid)
 {
-	char *json = pk_engine_status_json(e);
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small);
+	int found = primary == gid;
+
+	if (found)
+		return 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		if (errno != ERANGE || !(groups = malloc(len)))
+			return 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+			len = 0;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		found |= groups[i] == gid;
+	if (groups != small)
+		free(groups);
+	return found;
+}
+
+static int peer_get(struct pk_engine *e, int fd, struct pk_peer *p)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+		return -errno;
+	p->uid = cred.uid;
+	p->gid = cred.gid;
+	p->pid = cred.pid;
+	p->admin = cred.uid == 0 ||
+		   (e->admin_gid >= 0 &&
+		    peer_in_group(fd, cred.gid, (gid_t)e->admin_gid));
+	return 0;
+}
+
+static int peer_may(const struct pk_peer *p, const struct pk_vm *vm)
+{
+	return p->admin || p->uid == vm->owner_uid;
+}
+
+/*
+ * The VM a request names, if its peer may act on it; else NULL with err
+ * (-ENOENT, -EPERM) and reason.  A VM of the previous daemon still
+ * waiting for its guest is not there yet.  A refusal is logged.
+ */
+static struct pk_vm *vm_for(struct pk_conn *c, const char *vm_name,
+			    const char *what, int *err, char *reason,
+			    size_t reason_len)
+{
+	char name[PK_PROTO_NAME_MAX];
+	struct pk_vm *vm;
+
+	memcpy(name, vm_name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	vm = pk_vm_find_by_name(c->engine, name);
+	if (!vm) {
+		*err = -ENOENT;
+		snprintf(reason, reason_len, "no VM named '%s'%s", name,
+			 c->engine->n_waiting
+				 ? " (VMs of the previous daemon are listed "
+				   "once their guests reconnect)"
+				 : "");
+		return NULL;
+	}
+	if (!peer_may(&c->peer, vm)) {
+		*err = -EPERM;
+		snprintf(reason, reason_len,
+			 "VM '%s' belongs to uid %u: uid %u may not %s it "
+			 "(only its owner, root and the admin group may)",
+			 name, (unsigned)vm->owner_uid, (unsigned)c->peer.uid,
+			 what);
+		pk_log(c->engine, "refused %s of vm %s to uid %u (pid %d): "
+				  "it belongs to uid %u",
+		       what, name, (unsigned)c->peer.uid, (int)c->peer.pid,
+		       (unsigned)vm->owner_uid);
+		return NULL;
+	}
+	return vm;
+}
+
+/*
+ * A status for a peer that is not an admin: only its own VMs (and no
+ * VM of the previous daemon still waiting for its guest).
+ */
+static char *status_for_peer(struct pk_engine *e, const struct pk_peer *p,
+			     char *json)
+{
+	json_object *root, *vms, *mine;
+	char *out;
+
+	if (!json || p->admin)
+		return json;
+	root = json_tokener_parse(json);
+	free(json);
+	if (!root)
+		return NULL;
+	mine = json_object_new_array();
+	if (json_object_object_get_ex(root, "vms", &vms))
+		for (size_t i = 0; i < json_object_array_length(vms); i++) {
+			json_object *v = json_object_array_get_idx(vms, i), *n;
+			struct pk_vm *vm = NULL;
+			if (json_object_object_get_ex(v, "name", &n))
+				vm = pk_vm_find_by_name(
+					e, json_object_get_string(n));
+			if (vm && vm->owner_uid == p->uid)
+				json_object_array_add(mine,
+						      json_object_get(v));
+		}
+	json_object_object_add(root, "vms", mine);
+	if (json_object_object_get_ex(root, "waiting", NULL))
+		json_object_object_add(root, "waiting",
+				       json_object_new_array());
+	out = strdup(json_object_to_json_string_ext(root,
+						    JSON_C_TO_STRING_PLAIN));
+	json_object_put(root);
+	return out;
+}
+
+static void send_status(struct pk_engine *e, int fd, const struct pk_peer *p)
+{
+	char *json = status_for_peer(e, p, pk_engine_status_json(e));
 	size_t len;
 	struct pk_msg_header *hdr;
 
@@ -123,6 +272,94 @@ static void vm_conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 	vm_gone(loop, w, events, data);
 }
 
+/*
+ * The daemon, as root, connects to a VM's balloon channel: a socket path
+ * must be the registering user's own (or anyone's for an admin), and a
+ * libvirt URI, which can name any domain, is for admins only.
+ */
+static int balloon_channel_allowed(struct pk_conn *c,
+				   const struct pk_registration *reg,
+				   char *reason, size_t reason_len)
+{
+	struct stat st;
+
+	if (c->peer.admin || reg->balloon_kind == PK_BALLOON_NONE)
+		return 0;
+	if (reg->balloon_kind == PK_BALLOON_LIBVIRT) {
+		snprintf(reason, reason_len,
+			 "a libvirt balloon channel needs root or the admin "
+			 "group (uid %u is neither)", (unsigned)c->peer.uid);
+		return -EPERM;
+	}
+	/* No symbolic link: the user's own link may point at anyone's
+	 * socket.  (The user can still swap the file between this check and
+	 * the bridge's connect: the bridge takes a path.) */
+	if (lstat(reg->balloon_channel, &st) < 0) {
+		snprintf(reason, reason_len, "balloon channel %s: %s",
+			 reg->balloon_channel, strerror(errno));
+		return -ENOENT;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		snprintf(reason, reason_len,
+			 "balloon channel %s is a symbolic link; name the "
+			 "socket itself", reg->balloon_channel);
+		return -EPERM;
+	}
+	if (st.st_uid != c->peer.uid) {
+		snprintf(reason, reason_len,
+			 "balloon channel %s belongs to uid %u, not to uid %u "
+			 "who registers it", reg->balloon_channel,
+			 (unsigned)st.st_uid, (unsigned)c->peer.uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Does "NAME:UID,..." allow uid into domain name? */
+static int domain_allowed(const char *list, const char *name, uid_t uid)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *next = strchr(p, ',');
+		char *end;
+		if (strncmp(p, name, n) == 0 && p[n] == ':') {
+			unsigned long u = strtoul(p + n + 1, &end, 10);
+			if ((*end == ',' || *end == '\0') &&
+			    u == (unsigned long)uid)
+				return 1;
+		}
+		p = next ? next + 1 : NULL;
+	}
+	return 0;
+}
+
+/*
+ * The sharing domain a registration joins.  Merging pages across VMs
+ * lets each learn what the others' memory holds (a timing side channel),
+ * so a domain is its uid's own: for any uid but root, "NAME" means
+ * "u<UID>.NAME", unless --share-domain-allow lets that uid into NAME.
+ */
+static int share_domain_for(struct pk_conn *c, const char *name, char *out,
+			    size_t out_len, char *reason, size_t reason_len)
+{
+	if (!name[0] || c->peer.uid == 0 ||
+	    domain_allowed(c->engine->cfg.share_domain_allow, name,
+			   c->peer.uid)) {
+		snprintf(out, out_len, "%s", name);
+		return 0;
+	}
+	if ((size_t)snprintf(out, out_len, "u%u.%s", (unsigned)c->peer.uid,
+			     name) >= out_len) {
+		snprintf(reason, reason_len,
+			 "sharing domain '%s' is too long with its uid prefix "
+			 "'u%u.' (at most %d bytes)", name,
+			 (unsigned)c->peer.uid, PK_PROTO_NAME_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
 static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 			    int *fds, int n_fds)
 {
@@ -131,12 +368,18 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	char reason[PK_PROTO_REASON_MAX] = "";
+	char domain[PK_PROTO_NAME_MAX];
 	struct pk_vm *vm = NULL;
 	int err, want_fds;
 
 	err = pk_register_decode(buf, len, &reg, reason, sizeof(reason));
 	if (err)
 		goto reject;
+	err = share_domain_for(c, reg.share_domain, domain, sizeof(domain),
+			       reason, sizeof(reason));
+	if (err)
+		goto reject;
+	reg.share_domain = domain;
 	want_fds = (reg.flags & PK_REG_ANON) ? 1 : 2;
 	if (n_fds != want_fds) {
 		err = -EINVAL;
@@ -151,10 +394,26 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 			 strerror(errno));
 		goto reject;
 	}
+	err = balloon_channel_allowed(c, &reg, reason, sizeof(reason));
+	if (err)
+		goto reject;
 	err = pk_vm_create(e, &reg, cred.pid, fds[0], n_fds > 1 ? fds[1] : -1,
 			   c->fd, &vm, reason, sizeof(reason));
 	if (err)
 		goto reject;
+	vm->owner_uid = c->peer.uid;
+	/* The process that connected, not whoever has its pid by now: with
+	 * SO_PEERPIDFD (Linux 6.5) the VM's lifetime follows that process's
+	 * own pidfd, so a peer that exited during the checks (its pid free
+	 * for another) is let go at once (vm_gone). */
+	int peer_pidfd = -1;
+	socklen_t pl = sizeof(peer_pidfd);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &peer_pidfd, &pl) == 0 &&
+	    peer_pidfd >= 0) {
+		if (vm->pidfd >= 0)
+			close(vm->pidfd);
+		vm->pidfd = peer_pidfd;
+	}
 
 	/* The VM owns the fds and the connection now. */
 	c->fd = -1;
@@ -188,22 +447,16 @@ reject:
  * The VM a RECLAIM or DRAIN names, or NULL after an ERROR_REPLY.  A VM of
  * the previous daemon still waiting for its guest is not there yet.
  */
-static struct pk_vm *request_vm(struct pk_conn *c, const char *vm_name)
+static struct pk_vm *request_vm(struct pk_conn *c, const char *vm_name,
+				const char *what)
 {
-	char name[PK_PROTO_NAME_MAX], reason[PK_PROTO_REASON_MAX];
-	struct pk_vm *vm;
+	char reason[PK_PROTO_REASON_MAX];
+	int err;
+	struct pk_vm *vm = vm_for(c, vm_name, what, &err, reason,
+				  sizeof(reason));
 
-	memcpy(name, vm_name, sizeof(name));
-	name[sizeof(name) - 1] = '\0';
-	vm = pk_vm_find_by_name(c->engine, name);
-	if (!vm) {
-		snprintf(reason, sizeof(reason), "no VM named '%s'%s", name,
-			 c->engine->n_waiting
-				 ? " (VMs of the previous daemon are listed "
-				   "once their guests reconnect)"
-				 : "");
-		send_reply(c->fd, PK_MSG_ERROR_REPLY, -ENOENT, 0, reason);
-	}
+	if (!vm)
+		send_reply(c->fd, PK_MSG_ERROR_REPLY, err, 0, reason);
 	return vm;
 }
 
@@ -241,7 +494,7 @@ static int drain_start(struct pk_vm *vm, uint64_t unused, int reply_fd,
 /* RECLAIM: evict.c answers when the eviction ends. */
 static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
 {
-	struct pk_vm *vm = request_vm(c, m->vm_name);
+	struct pk_vm *vm = request_vm(c, m->vm_name, "reclaim");
 	char reason[PK_PROTO_REASON_MAX];
 
 	if (!vm)
@@ -259,7 +512,7 @@ static void handle_reclaim(struct pk_conn *c, const struct pk_reclaim_msg *m)
 /* DRAIN: fault.c answers when every page is back. */
 static void handle_drain(struct pk_conn *c, const struct pk_drain_msg *m)
 {
-	struct pk_vm *vm = request_vm(c, m->vm_name);
+	struct pk_vm *vm = request_vm(c, m->vm_name, "drain");
 
 	if (vm)
 		start_long_request(c, vm, drain_start, 0);
@@ -273,24 +526,14 @@ static void handle_drain(struct pk_conn *c, const struct pk_drain_msg *m)
 static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 {
 	struct pk_balloon_reply r;
-	char name[PK_PROTO_NAME_MAX];
 	struct pk_vm *vm;
 	uint64_t actual = 0;
 	int err;
 
 	memset(&r, 0, sizeof(r));
 	pk_msg_header_init(&r.hdr, PK_MSG_BALLOON_REPLY, sizeof(r));
-	memcpy(name, m->vm_name, sizeof(name));
-	name[sizeof(name) - 1] = '\0';
-	vm = pk_vm_find_by_name(c->engine, name);
-	if (!vm) {
-		err = -ENOENT;
-		snprintf(r.reason, sizeof(r.reason), "no VM named '%s'%s", name,
-			 c->engine->n_waiting
-				 ? " (VMs of the previous daemon are listed "
-				   "once their guests reconnect)"
-				 : "");
-	} else {
+	vm = vm_for(c, m->vm_name, "balloon", &err, r.reason, sizeof(r.reason));
+	if (vm) {
 		err = pk_vm_balloon_set_target(vm, m->target_bytes, &actual,
 					       r.reason, sizeof(r.reason));
 		if (!err) {
@@ -304,7 +547,7 @@ static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 	r.status = err;
 	r.target_bytes = err ? 0 : m->target_bytes;
 	r.actual_bytes = actual;
-	if (err)
+	if (err && err != -EPERM) /* vm_for logged a refusal */
 		pk_log(c->engine, "balloon request refused: %s", r.reason);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -313,16 +556,13 @@ static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 {
 	struct pk_reply_msg r;
-	char name[PK_PROTO_NAME_MAX], why[PK_PROTO_REASON_MAX] = "ok";
+	char why[PK_PROTO_REASON_MAX] = "ok";
 	struct pk_vm *vm;
 	int err = 0;
 
-	memcpy(name, m->vm_name, sizeof(name));
-	name[sizeof(name) - 1] = '\0';
-	vm = pk_vm_find_by_name(c->engine, name);
+	vm = vm_for(c, m->vm_name, "set", &err, why, sizeof(why));
 	if (!vm) {
-		err = -ENOENT;
-		snprintf(why, sizeof(why), "no VM named '%s'", name);
+		;
 	} else if (m->shares < -1 || m->min_bytes < -1 || m->max_bytes < -1 ||
 		   m->no_balloon < -1 || m->no_balloon > 1) {
 		err = -EINVAL;
@@ -331,7 +571,7 @@ static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 		err = pk_policy_vm_set(vm, m->shares, m->min_bytes, m->max_bytes,
 				       m->no_balloon, why, sizeof(why));
 	}
-	if (err)
+	if (err && err != -EPERM) /* vm_for logged a refusal */
 		pk_log(c->engine, "set request refused: %s", why);
 	pk_reply_encode(&r, PK_MSG_SET_REPLY, err, vm ? vm->id : 0, why);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -358,6 +598,14 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (n < 0) {
+		/* No message came (ECONNRESET: the peer closed with our
+		 * reply unread): msg_control was not filled in, and the
+		 * buffer may hold an earlier message's fd numbers, now
+		 * other owners' fds.  Nothing arrived, nothing to close. */
+		conn_close(c);
+		return;
+	}
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
 	     cm = CMSG_NXTHDR(&mh, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
@@ -444,7 +692,7 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 				 "status request must not carry fds");
 			goto reject;
 		}
-		send_status(c->engine, c->fd);
+		send_status(c->engine, c->fd, &c->peer);
 		return;
 	default:
 		err = -EOPNOTSUPP;
@@ -459,6 +707,47 @@ reject:
 }
 
 static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
+			 uint32_t events, void *data);
+
+/*
+ * accept() found no fd to take the connection (EMFILE, ENFILE) or no
+ * memory: the connection stays queued and the listen fd readable, and a
+ * level-triggered loop would spin on it.  Stop polling it for
+ * PK_ACCEPT_PAUSE_MS (faults and everything else go on); one log line
+ * per episode.
+ */
+static void accept_pause(struct pk_engine *e, int err)
+{
+	struct itimerspec at = {
+		.it_value = { 0, PK_ACCEPT_PAUSE_MS * 1000000L },
+	};
+
+	if (!e->accept_pauses++)
+		pk_log(e, "accept: %s; new connections wait (retried every "
+			  "%d ms) until some close",
+		       strerror(err), PK_ACCEPT_PAUSE_MS);
+	pk_watch_del(e->loop, e->listen_watch);
+	e->listen_watch = NULL;
+	timerfd_settime(e->accept_pause_fd, 0, &at, NULL);
+}
+
+static void accept_resume(struct pk_event_loop *loop, struct pk_watch *w,
+			  uint32_t events, void *data)
+{
+	struct pk_engine *e = data;
+	uint64_t expirations;
+	(void)w, (void)events;
+
+	if (read(e->accept_pause_fd, &expirations, sizeof(expirations)) < 0 ||
+	    e->listen_watch)
+		return;
+	e->listen_watch = pk_watch_add(loop, e->listen_fd, EPOLLIN,
+				       listen_ready, e);
+	if (!e->listen_watch)
+		accept_pause(e, errno);
+}
+
+static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
 			 uint32_t events, void *data)
 {
 	struct pk_engine *e = data;
@@ -467,8 +756,18 @@ static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
 	for (;;) {
 		int fd = accept4(e->listen_fd, NULL, NULL,
 				 SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(e, errno);
 			return;
+		}
+		if (e->accept_pauses) {
+			pk_log(e, "accepting connections again (paused %llu "
+				  "time(s) for lack of fds)",
+			       (unsigned long long)e->accept_pauses);
+			e->accept_pauses = 0;
+		}
 		struct pk_conn *c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
@@ -476,6 +775,11 @@ static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		}
 		c->engine = e;
 		c->fd = fd;
+		if (peer_get(e, fd, &c->peer) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
 		c->next = e->conns;
 		if (c->next)
 			c->next->prev = c;
@@ -485,6 +789,75 @@ static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		if (!c->watch)
 			conn_close(c);
 	}
+}
+
+/* A group's gid by name: 0, or -ENOENT with a log line. */
+static int group_gid(struct pk_engine *e, const char *name, const char *what,
+		     gid_t *gid)
+{
+	struct group *g = getgrnam(name);
+
+	if (!g) {
+		pk_log(e, "%s '%s': no such group", what, name);
+		return -ENOENT;
+	}
+	*gid = g->gr_gid;
+	return 0;
+}
+
+/*
+ * Mode 0660, group cfg.socket_group (default pagekeeper when that group
+ * exists, else root's), and the admin group's gid.
+ */
+static int socket_access(struct pk_engine *e, const char *path)
+{
+	const char *name = e->cfg.socket_group;
+	gid_t gid = 0;
+	int err;
+
+	e->admin_gid = -1;
+	if (e->cfg.admin_group) {
+		if ((err = group_gid(e, e->cfg.admin_group, "--admin-group",
+				     &gid)) != 0)
+			return err;
+		e->admin_gid = (long)gid;
+	}
+	gid = 0;
+	if (name) {
+		if ((err = group_gid(e, name, "--socket-group", &gid)) != 0)
+			return err;
+	} else if (getgrnam("pagekeeper")) {
+		name = "pagekeeper";
+		gid = getgrnam(name)->gr_gid;
+	} else {
+		struct group *root = getgrgid(0);
+		name = root ? root->gr_name : "0";
+	}
+	if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
+		return -errno;
+	pk_log(e, "control socket %s: mode 0660, group %s (gid %u); admins: "
+		  "root%s%s",
+	       path, name, (unsigned)gid, e->cfg.admin_group ? " and group " : "",
+	       e->cfg.admin_group ? e->cfg.admin_group : "");
+	return 0;
+}
+
+/*
+ * Every client costs the daemon fds (its connection; a VM's uffd, RAM
+ * fd, pidfd): take the hard limit of open files, not the soft one
+ * (often 1024).
+ */
+static void raise_fd_limit(struct pk_engine *e)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		pk_log(e, "open files limit raised from %llu to %llu fds",
+		       (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
 /*
@@ -518,12 +891,23 @@ int pk_control_listen(struct pk_engine *e)
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			goto fail;
 	}
-	/* Guests may run as other users (QEMU); access is by file mode. */
-	chmod(sa.sun_path, 0666);
+	/* Guests may run as other users (QEMU): they are let in by the
+	 * socket's group; each request is then checked (vm_for).  Before
+	 * listen(): nobody connects until the mode is right. */
+	if ((errno = -socket_access(e, sa.sun_path)) != 0)
+		goto fail;
 	if (listen(fd, 64) < 0)
 		goto fail;
+	raise_fd_limit(e);
+	e->accept_pause_fd = timerfd_create(CLOCK_MONOTONIC,
+					    TFD_CLOEXEC | TFD_NONBLOCK);
+	if (e->accept_pause_fd < 0 ||
+	    !pk_watch_add(e->loop, e->accept_pause_fd, EPOLLIN, accept_resume,
+			  e))
+		goto fail;
 	e->listen_fd = fd;
-	if (!pk_watch_add(e->loop, fd, EPOLLIN, listen_ready, e)) {
+	e->listen_watch = pk_watch_add(e->loop, fd, EPOLLIN, listen_ready, e);
+	if (!e->listen_watch) {
 		e->listen_fd = -1;
 		goto fail;
 	}
@@ -538,6 +922,10 @@ void pk_control_close(struct pk_engine *e)
 {
 	while (e->conns)
 		conn_close(e->conns);
+	if (e->accept_pause_fd >= 0) {
+		close(e->accept_pause_fd);
+		e->accept_pause_fd = -1;
+	}
 	if (e->listen_fd >= 0) {
 		close(e->listen_fd);
 		unlink(e->cfg.socket_path);

@@ -6,7 +6,8 @@
  *    are no hidden globals.
  *  - The engine runs one event loop on the calling thread.  It waits on
  *    the control socket, every VM's userfaultfd, connection and pidfd, a
- *    1 s statistics timer and a signalfd for SIGTERM/SIGINT.
+ *    1 s statistics timer and a signalfd for SIGTERM/SIGINT (and SIGHUP:
+ *    the reload hook).
  *  - pk_engine_run() returns after SIGTERM/SIGINT or pk_engine_stop().
  *    Stopping closes the daemon's copies of every uffd; clients keep
  *    theirs, so guest faults block until a daemon registers them again.
@@ -27,6 +28,7 @@
 #include "swapper/swap_store.h"
 #include "swapper/victim.h"
 
+struct pk_engine;
 struct pk_vm;
 struct pk_conn;
 struct pk_swap_store;
@@ -45,6 +47,11 @@ struct pk_share_override {
 
 struct pk_engine_config {
 	const char *socket_path;
+	const char *socket_group; /* the socket's group; NULL: pagekeeper,
+				   * else root's (control.c) */
+	const char *admin_group;  /* may act on every VM; NULL: root only */
+	const char *share_domain_allow; /* "NAME:UID,...": domains users
+					 * may join unprefixed (control.c) */
 	const char *state_dir;	     /* swap file (disk) */
 	const char *run_dir;	     /* VM records, copies (tmpfs): state.h */
 	unsigned restart_grace_s;    /* a previous daemon's VMs wait this long */
@@ -64,6 +71,14 @@ struct pk_engine_config {
 	const struct pk_share_override *share_overrides;
 	unsigned n_share_overrides;
 	int verbose;
+	/*
+	 * The daemon's hooks, called on the loop thread (NULL: none).  tick
+	 * runs at the end of every 1 s tick, so a watchdog ping from it
+	 * proves the loop turns; reload runs on SIGHUP.
+	 */
+	void (*tick_hook)(struct pk_engine *e, void *arg);
+	void (*reload_hook)(struct pk_engine *e, void *arg);
+	void *hook_arg;
 };
 
 #define PK_FAULT_AROUND_DEFAULT 256u
@@ -91,6 +106,10 @@ struct pk_engine {
 	struct pk_engine_config cfg;
 	struct pk_event_loop *loop;
 	int listen_fd;
+	struct pk_watch *listen_watch; /* NULL while accepting is paused */
+	int accept_pause_fd; /* timerfd: resume accepting (EMFILE) */
+	uint64_t accept_pauses; /* accept() out of fds, this episode */
+	long admin_gid;		/* cfg.admin_group's gid; -1: none */
 	int signal_fd;
 	int timer_fd;
 	int retry_timer_fd; /* fault-path back-off retries (fault.c) */
@@ -136,6 +155,7 @@ struct pk_engine {
 	int keep_state; /* stopping: VMs close, their state stays */
 	struct pk_policy *policy; /* the memory-state policy (policy.h) */
 	FILE *log;
+	int log_journal; /* log is the journal: <N> priority prefixes */
 };
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);
@@ -157,9 +177,18 @@ int pk_scan_init(struct pk_engine *e);
 void pk_scan_fini(struct pk_engine *e);
 void pk_scan_tick(struct pk_engine *e, uint64_t seconds);
 
-/* Logging: one line, prefixed, to e->log. */
+/*
+ * Logging: one line, prefixed, to e->log.  When e->log is the journal's
+ * stream (JOURNAL_STREAM names its device and inode: systemd.exec(5)),
+ * each line starts with a <N> syslog priority that journald takes as the
+ * line's level: pk_log is LOG_INFO, pk_log_prio says which.
+ */
 void pk_log(struct pk_engine *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void pk_log_prio(struct pk_engine *e, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Is f the journal's stream (JOURNAL_STREAM)?  1 or 0. */
+int pk_log_is_journal(FILE *f);
 
 /* Status of every VM as a JSON document; caller frees. */
 char *pk_engine_status_json(struct pk_engine *e);

@@ -78,12 +78,14 @@
 #include "swapper/swap_store.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -741,6 +743,31 @@ static void handle_remove(struct pk_vm *vm, uint64_t start, uint64_t end)
 	}
 }
 
+/*
+ * One read of the uffd that never blocks.  The uffd's file description
+ * is shared with the guest, which can clear O_NONBLOCK on it (fcntl
+ * F_SETFL) at any time, and eviction reads it with no event pending: a
+ * plain read() would then hang the whole loop.  RWF_NOWAIT makes this
+ * one read non-blocking whatever the flags say (userfaultfd has
+ * read_iter since Linux 6.10).  Older kernels say EOPNOTSUPP: there a
+ * zero-timeout poll comes first (a guest that also reads its own uffd
+ * could still take the event between the two; only there).
+ */
+static ssize_t uffd_read_nowait(int uffd, void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct pollfd p = { .fd = uffd, .events = POLLIN };
+	ssize_t n = preadv2(uffd, &iov, 1, -1, RWF_NOWAIT);
+
+	if (n >= 0 || errno != EOPNOTSUPP)
+		return n;
+	if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return read(uffd, buf, len);
+}
+
 void pk_fault_handle_events(struct pk_vm *vm)
 {
 	/* The kernel lets a discarding guest go on as this read takes its
@@ -749,8 +776,9 @@ void pk_fault_handle_events(struct pk_vm *vm)
 	struct uffd_msg *msgs = vm->inbox;
 
 	for (;;) {
-		ssize_t got = read(vm->uffd, msgs,
-				   PK_UFFD_READ_BATCH * sizeof(msgs[0]));
+		ssize_t got = uffd_read_nowait(vm->uffd, msgs,
+					       PK_UFFD_READ_BATCH *
+						       sizeof(msgs[0]));
 		if (got <= 0)
 			break; /* EAGAIN: drained */
 		size_t n = (size_t)got / sizeof(msgs[0]);

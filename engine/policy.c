@@ -165,6 +165,30 @@ int pk_policy_init(struct pk_engine *e)
 	return 0;
 }
 
+void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c)
+{
+	struct pk_policy *p = e->policy;
+
+	if (!p)
+		return;
+	p->cfg.th = c->th;
+	p->states.th = c->th;
+	p->cfg.tau = c->tau;
+	if (p->cfg.swap_write_period_s != c->swap_write_period_s) {
+		p->period_start_ms = pk_monotonic_ms();
+		p->period_written = 0;
+	}
+	p->cfg.swap_write_budget = c->swap_write_budget;
+	p->cfg.swap_write_period_s = c->swap_write_period_s;
+	p->budget_spent_logged = 0;
+	pk_log(e, "policy: states soft < %.1f%%, hard < %.1f%%, low < %.1f%% "
+	       "(hysteresis %.1f%%), idle memory tax %.2f, swap-write budget "
+	       "%.0f MiB per %llu s", p->cfg.th.soft_pct, p->cfg.th.hard_pct,
+	       p->cfg.th.low_pct, p->cfg.th.hyst_pct, p->cfg.tau,
+	       (double)p->cfg.swap_write_budget / MIB,
+	       (unsigned long long)p->cfg.swap_write_period_s);
+}
+
 void pk_policy_fini(struct pk_engine *e)
 {
 	free(e->policy);

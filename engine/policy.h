@@ -144,6 +144,12 @@ int pk_policy_kind_parse(const char *s, enum pk_policy_kind *k);
 const char *pk_policy_kind_name(enum pk_policy_kind k);
 int pk_victims_parse(const char *s, enum pk_victims *v);
 
+/*
+ * A reload (SIGHUP): new state thresholds, idle memory tax and swap-write
+ * budget, from the next tick on.  The current state and its history stay;
+ * the budget's period starts again when its length changes.
+ */
+void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c);
 /* Open the memory source and start in high; logs what it reads. */
 int pk_policy_init(struct pk_engine *e);
 void pk_policy_fini(struct pk_engine *e);

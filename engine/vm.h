@@ -153,6 +153,7 @@ struct pk_vm {
 	int anon; /* private anonymous RAM (no backing fd) */
 
 	pid_t pid;
+	uid_t owner_uid; /* who registered it (SO_PEERCRED): control.c */
 	int pidfd;
 	int uffd;
 	int conn_fd;

@@ -1,5 +1,5 @@
 /*
- * lab.c - `pagekeeper lab`: the lab demo.
+ * lab.c - `pagekeeper lab --guests N ...`: the quick lab demo.
  *
  * Starts a private pagekeeperd in a temporary directory, runs N lab
  * guests (pk-guestsim) against it, prints the daemon's per-VM view once a
@@ -10,12 +10,13 @@
  * with a message naming it (not a failed guest, exit 1, after a daemon
  * ran for nothing).
  *
- * This is the short version of the lab: the lab runner issue grows it
- * into scenarios whose charts reproduce the case studies.
+ * This is the short version of the lab: `pagekeeper lab [SCENARIO]`
+ * (lab/run.c) runs the scenarios and hands the flags above to this demo.
  */
 #include "engine/protocol.h"
 #include "tools/cli.h"
 #include "tools/common/size_parse.h"
+#include "tools/lab/lab.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,21 +61,6 @@ static void on_interrupt(int sig)
 {
 	(void)sig;
 	lab_interrupted = 1;
-}
-
-static void lab_usage(FILE *f)
-{
-	fprintf(f,
-		"usage: pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
-		"                      [--workload KIND] [--anon]\n"
-		"  --guests N          lab guests (default 4, at most %d)\n"
-		"  --size SIZE         RAM per guest, K/M/G suffix (default 256M)\n"
-		"  --duration SECONDS  workload time after the fill (default 5)\n"
-		"  --workload KIND     idle, seq, random, zipf or phases (default zipf)\n"
-		"  --anon              private anonymous guest RAM instead of memfd\n"
-		"Exit status: 0 every guest verified every page, 1 a guest failed\n"
-		"or the lab could not start, 2 bad usage, 130 interrupted.\n",
-		LAB_MAX_GUESTS);
 }
 
 /* Binaries: next to this one in the build tree or the install dir. */
@@ -242,7 +228,7 @@ static int report_guest(struct lab *lab, unsigned i)
 	return ok;
 }
 
-int pk_cli_lab(int argc, char **argv)
+int pk_lab_demo(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "guests", required_argument, NULL, 'g' },
@@ -314,14 +300,14 @@ int pk_cli_lab(int argc, char **argv)
 			lab.workload = optarg;
 			break;
 		case 'a': lab.anon = 1; break;
-		case 'h': lab_usage(stdout); return 0;
-		default: lab_usage(stderr); return 2;
+		case 'h': pk_lab_usage(stdout); return 0;
+		default: pk_lab_usage(stderr); return 2;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "pagekeeper lab: unexpected argument '%s'\n",
 			argv[optind]);
-		lab_usage(stderr);
+		pk_lab_usage(stderr);
 		return 2;
 	}
 	if (find_binary(lab.daemon_bin, "PK_DAEMON", daemon_rel) < 0 ||

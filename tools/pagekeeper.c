@@ -6,7 +6,7 @@
  *   pagekeeper [--socket PATH] drain VM
  *   pagekeeper [--socket PATH] balloon VM --target SIZE [--no-wait]
  *                                         [--timeout SECONDS]
- *   pagekeeper lab [options]     (see lab.c)
+ *   pagekeeper lab [SCENARIO] [options]  (see lab/run.c; the demo: lab.c)
  *
  * Sends one request on a fresh control connection and prints the answer:
  * the daemon's JSON as is with --json, or a table with units otherwise.
@@ -56,6 +56,8 @@ static void usage(FILE *f)
 		"                  [--timeout SECONDS]\n"
 		"       pagekeeper [--socket PATH] set VM [--shares N] [--min SIZE]\n"
 		"                  [--max SIZE] [--balloon on|off]\n"
+		"       pagekeeper lab [SCENARIO] [--out DIR] [--short] [--policy P]\n"
+		"                      [--budget SIZE|PCT] [--seed N]\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
 		"                      [--workload KIND] [--anon]\n"
 		"  status       per-VM memory: configured, resident, zero, shared,\n"
@@ -78,8 +80,10 @@ static void usage(FILE *f)
 		"               (reservation; 0: none), --max SIZE (limit; 0: its\n"
 		"               size), --balloon off (the policy never balloons it,\n"
 		"               it swaps it instead); others stay as they are\n"
-		"  lab          start a private daemon and lab guests, show them\n"
-		"               live, verify every page; `pagekeeper lab --help`\n"
+		"  lab          run a lab scenario (default case-study) with a private\n"
+		"               daemon and lab guests: a baseline, then each policy,\n"
+		"               a table of run times and stretch; the second form is\n"
+		"               the quick live demo; `pagekeeper lab --help`\n"
 		"Exit status: 0 done, 1 the daemon refused or failed the request,\n"
 		"2 bad usage, 3 no pagekeeperd answers at the socket (not running,\n"
 		"another --socket, or it died before replying); balloon also: 4 the\n"

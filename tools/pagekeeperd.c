@@ -8,10 +8,23 @@
  *               [--share-domain VM=DOMAIN ...]
  *               [--fault-around PAGES] [--foreground] [--quiet]
  *
- * Parses options, prepares the state directory and runs the engine.
- * Without --foreground it forks, and the parent exits 0 only once the
- * child listens on the socket, so `pagekeeperd && pagekeeper status`
- * never races.
+ *   pagekeeperd --check-config FILE
+ *
+ * Reads the configuration file (--config FILE, else the default one when
+ * it exists), its flags over it (tools/daemon_config.h: one key per
+ * flag), prepares the state directory and runs the engine.  Without
+ * --foreground it forks, and the parent exits 0 only once the child
+ * listens on the socket, so `pagekeeperd && pagekeeper status` never
+ * races.
+ *
+ * Under systemd (pagekeeperd.service, Type=notify, --foreground) it
+ * says READY=1 once the socket listens and the run dir is replayed,
+ * keeps STATUS= up to date, and pings WATCHDOG=1 from the engine's 1 s
+ * tick: a loop that hangs misses the pings and systemd restarts the
+ * daemon, which loses no guest page (state.h).  Without NOTIFY_SOCKET
+ * none of that happens.  SIGHUP reads the file again: the state
+ * thresholds, idle tax and swap-write budget change live; every other
+ * changed key is logged as needing a restart.
  */
 #include "engine/engine.h"
 #include "engine/policy.h"
@@ -19,6 +32,7 @@
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
 #include "tools/common/size_parse.h"
+#include "tools/daemon_config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,14 +41,20 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #define DEFAULT_STATE_DIR "/var/lib/pagekeeper"
+#ifndef PK_DEFAULT_CONFIG
+#define PK_DEFAULT_CONFIG "/etc/pagekeeper/pagekeeper.conf"
+#endif
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pagekeeperd [--socket PATH] [--state-dir DIR] [--run-dir DIR]\n"
+		"usage: pagekeeperd [--config FILE] [--socket PATH] [--state-dir DIR]\n"
+		"                   [--run-dir DIR]\n"
 		"                   [--restart-grace SECONDS] [--volatile-state]\n"
 		"                   [--budget SIZE | --cgroup NAME] [--policy KIND]\n"
 		"                   [--state-thresholds S,H,L,HYST] [--idle-tax TAU]\n"
@@ -44,6 +64,14 @@ static void usage(FILE *f)
 		"                   [--scan-cpu PERCENT] [--share-stable-scans N]\n"
 		"                   [--share-domain VM=DOMAIN ...]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
+		"       pagekeeperd --check-config FILE\n"
+		"  --config FILE         read the settings from this INI file;\n"
+		"                        every flag below is a key there, and a\n"
+		"                        flag overrides it (default: %s,\n"
+		"                        when it exists)\n"
+		"  --check-config FILE   check FILE and exit: 0 when it is good,\n"
+		"                        %d naming FILE:LINE and the key when it\n"
+		"                        is not, %d when it cannot be read\n"
 		"  --socket PATH         control socket (default %s)\n"
 		"  --state-dir DIR       the swap file, on disk (default %s)\n"
 		"  --run-dir DIR         VM records and canonical copies, best\n"
@@ -108,8 +136,19 @@ static void usage(FILE *f)
 		"                        after reading a guest's REMOVE event,\n"
 		"                        before recording it (a window no outside\n"
 		"                        kill can hit on purpose)\n"
-		"  --foreground          do not fork; log to stderr\n"
+		"  --foreground          do not fork; log to stderr (and, under\n"
+		"                        systemd, tell it READY=1 and WATCHDOG=1)\n"
+		"  --socket-group NAME   the control socket's group: mode 0660\n"
+		"                        (default pagekeeper when that group\n"
+		"                        exists, else root's group)\n"
+		"  --admin-group NAME    its members, like root, may act on every\n"
+		"                        VM; others only on their own (default:\n"
+		"                        root only)\n"
+		"  --share-domain-allow DOMAIN:UID[,...]  let uid's VMs join\n"
+		"                        sharing DOMAIN as named; otherwise a\n"
+		"                        user's DOMAIN is its own, u<UID>.DOMAIN\n"
 		"  --quiet               log nothing but errors at start-up\n",
+		PK_DEFAULT_CONFIG, PK_EXIT_CONFIG, PK_EXIT_CONFIG_READ,
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_RESTART_GRACE_DEFAULT_S,
 		PK_SWAP_READAHEAD_LIMIT,
 		PK_SWAP_READAHEAD_DEFAULT,
@@ -119,33 +158,6 @@ static void usage(FILE *f)
 		PK_SHARE_STABLE_LIMIT, PK_SHARE_STABLE_DEFAULT,
 		PK_FAULT_AROUND_LIMIT,
 		PK_FAULT_AROUND_DEFAULT);
-}
-
-/* "SIZE/PERIOD", PERIOD one of s, m, h, d (e.g. 550M/d): 0 or -EINVAL. */
-static int swap_budget_parse(const char *s, uint64_t *bytes,
-			     uint64_t *period_s)
-{
-	static const struct { char unit; uint64_t s; } units[] = {
-		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
-	};
-	const char *slash = strchr(s, '/');
-	char num[64];
-	uint64_t b;
-
-	if (!slash || slash == s || (size_t)(slash - s) >= sizeof(num) ||
-	    strlen(slash + 1) != 1)
-		return -EINVAL;
-	memcpy(num, s, (size_t)(slash - s));
-	num[slash - s] = '\0';
-	if (pk_size_parse(num, &b) || !b)
-		return -EINVAL;
-	for (unsigned i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (slash[1] == units[i].unit) {
-			*bytes = b;
-			*period_s = units[i].s;
-			return 0;
-		}
-	return -EINVAL;
 }
 
 /* mkdir -p with mode 0700 for the last component. */
@@ -184,300 +196,167 @@ static char *dir_of(const char *path)
 	return d;
 }
 
-/* --share-domain VM=DOMAIN: both valid names, each VM at most once. */
-static int parse_share_domain(const char *arg, struct pk_share_override *ov,
-			      struct pk_engine_config *cfg)
-{
-	const char *eq = strchr(arg, '=');
-	struct pk_share_override o;
+/* What pagekeeperd keeps between main() and its hooks. */
+struct daemon {
+	struct pk_daemon_config conf;
+	const char *config_path; /* NULL: no file */
+	int argc;
+	char **argv;
+	struct option opts[PK_DCFG_MAX_KEYS + 8];
+	int notify;		/* NOTIFY_SOCKET is set: systemd listens */
+	int watchdog;		/* WATCHDOG_USEC: ping every tick */
+	char status[160];	/* the last STATUS= sent */
+};
 
-	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(o.vm) ||
-	    strlen(eq + 1) >= sizeof(o.domain)) {
-		fprintf(stderr, "pagekeeperd: bad --share-domain '%s': want "
-			"VM=DOMAIN\n", arg);
-		return -1;
-	}
-	memcpy(o.vm, arg, (size_t)(eq - arg));
-	o.vm[eq - arg] = '\0';
-	snprintf(o.domain, sizeof(o.domain), "%s", eq + 1);
-	if (!pk_proto_name_valid(o.vm) || !pk_proto_name_valid(o.domain)) {
-		fprintf(stderr, "pagekeeperd: bad --share-domain '%s': names "
-			"are 1-63 of letters, digits, '-', '_' and '.'\n", arg);
-		return -1;
-	}
-	for (unsigned i = 0; i < cfg->n_share_overrides; i++)
-		if (strcmp(ov[i].vm, o.vm) == 0) {
-			fprintf(stderr, "pagekeeperd: --share-domain: VM '%s' "
-				"given twice\n", o.vm);
-			return -1;
+enum { OPT_CONFIG = 1, OPT_CHECK, OPT_FOREGROUND, OPT_HELP };
+
+/*
+ * getopt over argv.  pass 1 takes the options main() handles and leaves
+ * the table's; pass 2 (after the file is read, and again on each reload)
+ * applies the table's flags over conf.  Returns 0, or an exit code.
+ */
+static int parse_args(struct daemon *d, struct pk_daemon_config *conf,
+		      int pass, const char **config, const char **check,
+		      int *foreground)
+{
+	int c;
+
+	optind = 0; /* GNU: start over */
+	opterr = pass == 1;
+	while ((c = getopt_long(d->argc, d->argv, "", d->opts, NULL)) != -1) {
+		if (pass == 2) {
+			if (c >= PK_DCFG_OPT_BASE &&
+			    pk_dcfg_set_flag(conf, c, optarg) < 0)
+				return PK_EXIT_USAGE;
+			continue;
 		}
-	if (cfg->n_share_overrides == PK_SHARE_OVERRIDES_MAX) {
-		fprintf(stderr, "pagekeeperd: --share-domain: at most %u VMs\n",
-			PK_SHARE_OVERRIDES_MAX);
-		return -1;
+		switch (c) {
+		case OPT_CONFIG: *config = optarg; break;
+		case OPT_CHECK: *check = optarg; break;
+		case OPT_FOREGROUND: *foreground = 1; break;
+		case OPT_HELP: usage(stdout); exit(0);
+		default:
+			if (c >= PK_DCFG_OPT_BASE)
+				break;
+			usage(stderr);
+			return PK_EXIT_USAGE;
+		}
 	}
-	ov[cfg->n_share_overrides++] = o;
-	cfg->share_overrides = ov;
+	if (optind != d->argc) {
+		fprintf(stderr, "pagekeeperd: unexpected argument '%s'\n",
+			d->argv[optind]);
+		usage(stderr);
+		return PK_EXIT_USAGE;
+	}
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* The file, then the flags over it, then the checks: 0 or an exit code. */
+static int build_config(struct daemon *d, struct pk_daemon_config *conf,
+			char *err, size_t errlen)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "run-dir", required_argument, NULL, 'R' },
-		{ "restart-grace", required_argument, NULL, 'G' },
-		{ "volatile-state", no_argument, NULL, 'V' },
-		{ "test-swap-eio", required_argument, NULL, 'E' },
-		{ "test-kill-on-remove", no_argument, NULL, 'K' },
-		{ "budget", required_argument, NULL, 'b' },
-		{ "cgroup", required_argument, NULL, 'g' },
-		{ "policy", required_argument, NULL, 'P' },
-		{ "state-thresholds", required_argument, NULL, 't' },
-		{ "idle-tax", required_argument, NULL, 'x' },
-		{ "victims", required_argument, NULL, 'v' },
-		{ "swap-write-budget", required_argument, NULL, 'W' },
-		{ "fault-around", required_argument, NULL, 'a' },
-		{ "swap-size", required_argument, NULL, 'w' },
-		{ "swap-readahead", required_argument, NULL, 'r' },
-		{ "scan-rate", required_argument, NULL, 'S' },
-		{ "scan-rate-max", required_argument, NULL, 'M' },
-		{ "share-stable-scans", required_argument, NULL, 'T' },
-		{ "scan-cpu", required_argument, NULL, 'C' },
-		{ "share-domain", required_argument, NULL, 'D' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	struct pk_engine_config cfg = {
-		.socket_path = PK_DEFAULT_SOCKET,
-		.state_dir = DEFAULT_STATE_DIR,
-		.restart_grace_s = PK_RESTART_GRACE_DEFAULT_S,
-		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
-		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
-		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
-		.scan_bytes_per_s = PK_SCAN_DEFAULT_BYTES_PER_S,
-		.scan_bytes_per_s_max = PK_SCAN_DEFAULT_MAX_BYTES_PER_S,
-		.share_stable_scans = PK_SHARE_STABLE_DEFAULT,
-		.scan_cpu_percent = PK_SCAN_CPU_DEFAULT,
-	};
-	static struct pk_share_override overrides[PK_SHARE_OVERRIDES_MAX];
-	struct pk_policy_config policy = { .kind = PK_POLICY_ESX, .tau = 0.75 };
-	struct pk_engine engine;
-	int foreground = 0, quiet = 0, c, err = -ENOMEM, ready[2] = { -1, -1 };
-	int max_rate_set = 0;
-	char *sock_dir;
+	int r;
 
-	pk_mem_thresholds_default(&policy.th);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': cfg.socket_path = optarg; break;
-		case 'd': cfg.state_dir = optarg; break;
-		case 'R': cfg.run_dir = optarg; break;
-		case 'V': cfg.volatile_state = 1; break;
-		case 'K': cfg.test_kill_on_remove = 1; break;
-		case 'E': {
-			char kind[8];
-			unsigned long long after, count;
-			struct pk_swap_inject *in = &cfg.swap_inject;
-			if (sscanf(optarg, "%7[a-z]:%llu:%llu", kind, &after,
-				   &count) != 3 || !count ||
-			    (strcmp(kind, "write") && strcmp(kind, "read") &&
-			     strcmp(kind, "any"))) {
-				fprintf(stderr, "pagekeeperd: bad --test-swap-eio "
-					"'%s': want write|read|any:AFTER:COUNT\n",
-					optarg);
-				return 2;
-			}
-			in->writes = strcmp(kind, "read") != 0;
-			in->reads = strcmp(kind, "write") != 0;
-			in->after = after;
-			in->count = count;
-			break;
-		}
-		case 'G': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || end == optarg || v < 1 || v > 86400) {
-				fprintf(stderr, "pagekeeperd: bad --restart-grace "
-					"'%s': want seconds, 1..86400\n", optarg);
-				return 2;
-			}
-			cfg.restart_grace_s = (unsigned)v;
-			break;
-		}
-		case 'b':
-			if (pk_size_parse(optarg, &cfg.budget_bytes)) {
-				fprintf(stderr, "pagekeeperd: bad --budget '%s': "
-					"%s; want a size like 16G or 512M\n", optarg,
-					pk_size_parse(optarg, &cfg.budget_bytes));
-				return 2;
-			}
-			break;
-		case 'g': policy.cgroup = optarg; break;
-		case 'P':
-			if (pk_policy_kind_parse(optarg, &policy.kind)) {
-				fprintf(stderr, "pagekeeperd: bad --policy '%s': want "
-					"esx, swap-only, balloon-only or manual\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 't': {
-			char why[160];
-			if (pk_mem_thresholds_parse(optarg, &policy.th, why,
-						    sizeof(why))) {
-				fprintf(stderr, "pagekeeperd: bad --state-thresholds "
-					"'%s': %s\n", optarg, why);
-				return 2;
-			}
-			break;
-		}
-		case 'x': {
-			char *end;
-			double v = strtod(optarg, &end);
-			if (*end || end == optarg || !(v >= 0 && v < 1)) {
-				fprintf(stderr, "pagekeeperd: bad --idle-tax '%s': "
-					"want a rate, 0 <= TAU < 1\n", optarg);
-				return 2;
-			}
-			policy.tau = v;
-			break;
-		}
-		case 'v':
-			if (pk_victims_parse(optarg, &policy.victims)) {
-				fprintf(stderr, "pagekeeperd: bad --victims '%s': "
-					"want random or cold\n", optarg);
-				return 2;
-			}
-			if (policy.victims == PK_VICTIMS_COLD) {
-				fprintf(stderr, "pagekeeperd: --victims cold is "
-					"not built yet; random is\n");
-				return 2;
-			}
-			break;
-		case 'W':
-			if (swap_budget_parse(optarg, &policy.swap_write_budget,
-					      &policy.swap_write_period_s)) {
-				fprintf(stderr, "pagekeeperd: bad --swap-write-budget "
-					"'%s': want SIZE/PERIOD, PERIOD one of s, m, "
-					"h, d, like 550M/d\n", optarg);
-				return 2;
-			}
-			break;
-		case 'a': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > (long)PK_FAULT_AROUND_LIMIT) {
-				fprintf(stderr, "pagekeeperd: bad --fault-around '%s': "
-					"want 1..%u pages\n", optarg,
-					PK_FAULT_AROUND_LIMIT);
-				return 2;
-			}
-			cfg.fault_around_max = (unsigned)v;
-			break;
-		}
-		case 'w':
-			if (pk_size_parse(optarg, &cfg.swap_bytes) ||
-			    cfg.swap_bytes % 4096) {
-				fprintf(stderr, "pagekeeperd: bad --swap-size '%s': "
-					"want a whole number of 4 KiB pages, like "
-					"2G, or 0\n", optarg);
-				return 2;
-			}
-			break;
-		case 'r': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > (long)PK_SWAP_READAHEAD_LIMIT) {
-				fprintf(stderr, "pagekeeperd: bad --swap-readahead "
-					"'%s': want 1..%u pages (1: off)\n", optarg,
-					PK_SWAP_READAHEAD_LIMIT);
-				return 2;
-			}
-			cfg.swap_readahead_max = (unsigned)v;
-			break;
-		}
-		case 'S':
-			if (pk_size_parse(optarg, &cfg.scan_bytes_per_s)) {
-				fprintf(stderr, "pagekeeperd: bad --scan-rate '%s': "
-					"want bytes per second like 400M, or 0\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'M':
-			if (pk_size_parse(optarg, &cfg.scan_bytes_per_s_max) ||
-			    !cfg.scan_bytes_per_s_max) {
-				fprintf(stderr, "pagekeeperd: bad --scan-rate-max "
-					"'%s': want bytes per second like 2G\n",
-					optarg);
-				return 2;
-			}
-			max_rate_set = 1;
-			break;
-		case 'C': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (!*optarg || *end || v < 1 || v > 100) {
-				fprintf(stderr, "pagekeeperd: bad --scan-cpu '%s': "
-					"want 1..100 (percent of one core)\n",
-					optarg);
-				return 2;
-			}
-			cfg.scan_cpu_percent = (unsigned)v;
-			break;
-		}
-		case 'T': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (!*optarg || *end || v < 0 ||
-			    v > (long)PK_SHARE_STABLE_LIMIT) {
-				fprintf(stderr, "pagekeeperd: bad --share-stable-scans "
-					"'%s': want 0..%u scans\n", optarg,
-					PK_SHARE_STABLE_LIMIT);
-				return 2;
-			}
-			cfg.share_stable_scans = (unsigned)v;
-			break;
-		}
-		case 'D':
-			if (parse_share_domain(optarg, overrides, &cfg) < 0)
-				return 2;
-			break;
-		case 'f': foreground = 1; break;
-		case 'q': quiet = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
+	pk_dcfg_init(conf);
+	err[0] = '\0';
+	if (d->config_path &&
+	    (r = pk_dcfg_read_file(conf, d->config_path, err, errlen)) < 0)
+		return r == -EINVAL ? PK_EXIT_CONFIG : PK_EXIT_CONFIG_READ;
+	if ((r = parse_args(d, conf, 2, NULL, NULL, NULL)) != 0)
+		return r;
+	if (pk_dcfg_finish(conf, err, errlen) < 0)
+		return d->config_path ? PK_EXIT_CONFIG : PK_EXIT_USAGE;
+	return 0;
+}
+
+/* One line for systemctl status: the VMs and the memory state. */
+static void status_line(struct pk_engine *e, char *buf, size_t len)
+{
+	const struct pk_policy *p = e->policy;
+
+	snprintf(buf, len, "%u VMs, %u waiting for their guests; memory "
+		 "state %s, %.0f%% free", e->n_vms, e->n_waiting,
+		 p ? pk_mem_state_name(p->states.state) : "?",
+		 p ? p->last.free_pct : 0.0);
+}
+
+/*
+ * The engine's tick: WATCHDOG=1 (the loop turns, or systemd restarts the
+ * daemon) and STATUS= when it changed.
+ */
+static void tick_hook(struct pk_engine *e, void *arg)
+{
+	struct daemon *d = arg;
+	char st[sizeof(d->status)];
+	int changed;
+
+	if (!d->notify)
+		return;
+	status_line(e, st, sizeof(st));
+	changed = strcmp(st, d->status) != 0;
+	if (changed)
+		memcpy(d->status, st, sizeof(st));
+	if (d->watchdog || changed)
+		sd_notifyf(0, "%s%s%s", d->watchdog ? "WATCHDOG=1\n" : "",
+			   changed ? "STATUS=" : "", changed ? st : "");
+}
+
+static void log_line(void *arg, const char *line)
+{
+	pk_log_prio(arg, strstr(line, "needs a restart") ? LOG_NOTICE : LOG_INFO,
+		    "%s", line);
+}
+
+/* "<3>" when stderr is the journal: an error's priority (engine.h). */
+static const char *err_prio(void)
+{
+	return pk_log_is_journal(stderr) ? "<3>" : "";
+}
+
+/* SIGHUP: read the file again; apply what can change live. */
+static void reload_hook(struct pk_engine *e, void *arg)
+{
+	struct daemon *d = arg;
+	struct pk_daemon_config next;
+	char err[512];
+	int r, policy_changed;
+
+	if (!d->config_path) {
+		pk_log(e, "SIGHUP: no configuration file; nothing to reload");
+		return;
 	}
-	if (optind != argc) {
-		fprintf(stderr, "pagekeeperd: unexpected argument '%s'\n",
-			argv[optind]);
-		usage(stderr);
-		return 2;
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+	r = build_config(d, &next, err, sizeof(err));
+	if (r) {
+		pk_log_prio(e, LOG_WARNING, "reload: %s; keeping the running "
+			    "configuration", err[0] ? err : "bad flags");
+	} else if (!pk_dcfg_apply_live(&d->conf, &next, &policy_changed,
+				       log_line, e)) {
+		pk_log(e, "reload: %s: nothing changed", d->config_path);
+	} else if (policy_changed) {
+		pk_policy_set_live(e, &d->conf.policy);
 	}
-	if (cfg.scan_bytes_per_s_max < cfg.scan_bytes_per_s) {
-		if (max_rate_set) {
-			fprintf(stderr, "pagekeeperd: --scan-rate-max (%llu MiB/s) "
-				"is below --scan-rate (%llu MiB/s)\n",
-				(unsigned long long)(cfg.scan_bytes_per_s_max >> 20),
-				(unsigned long long)(cfg.scan_bytes_per_s >> 20));
-			return 2;
-		}
-		cfg.scan_bytes_per_s_max = cfg.scan_bytes_per_s;
-	}
-	sock_dir = dir_of(cfg.socket_path);
-	if (!cfg.run_dir)
-		cfg.run_dir = sock_dir;
+	pk_dcfg_fini(&next);
+	d->status[0] = '\0';
+	sd_notify(0, "READY=1");
+}
+
+static int run(struct daemon *d, int foreground)
+{
+	struct pk_engine_config *cfg = &d->conf.cfg;
+	struct pk_engine engine;
+	int err = -ENOMEM, ready[2] = { -1, -1 };
+	uint64_t wd_usec = 0;
+	char *sock_dir = dir_of(cfg->socket_path);
+
+	if (!cfg->run_dir)
+		cfg->run_dir = sock_dir;
 	if (!sock_dir || (err = make_dirs(sock_dir, 0755)) < 0 ||
-	    (err = make_dirs(cfg.state_dir, 0700)) < 0 ||
-	    (err = make_dirs(cfg.run_dir, 0700)) < 0) {
-		fprintf(stderr, "pagekeeperd: cannot create %s, %s or %s: %s\n",
-			sock_dir ? sock_dir : "?", cfg.state_dir,
-			cfg.run_dir ? cfg.run_dir : "?", strerror(-err));
+	    (err = make_dirs(cfg->state_dir, 0700)) < 0 ||
+	    (err = make_dirs(cfg->run_dir, 0700)) < 0) {
+		fprintf(stderr, "%spagekeeperd: cannot create %s, %s or %s: "
+			"%s\n", err_prio(), sock_dir ? sock_dir : "?", cfg->state_dir,
+			cfg->run_dir ? cfg->run_dir : "?", strerror(-err));
 		free(sock_dir);
 		return 1;
 	}
@@ -500,7 +379,7 @@ int main(int argc, char **argv)
 			free(sock_dir);
 			if (read(ready[0], &ok, 1) == 1 && ok == 'R') {
 				printf("pagekeeperd: running as pid %d on %s\n",
-				       (int)pid, cfg.socket_path);
+				       (int)pid, cfg->socket_path);
 				return 0;
 			}
 			waitpid(pid, NULL, 0);
@@ -510,32 +389,108 @@ int main(int argc, char **argv)
 		setsid();
 	}
 
-	if (!policy.swap_write_period_s)
-		policy.swap_write_period_s = 86400;
-	cfg.policy = &policy;
-	err = pk_engine_init(&engine, &cfg);
+	d->notify = getenv("NOTIFY_SOCKET") != NULL;
+	d->watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
+	cfg->tick_hook = tick_hook;
+	cfg->reload_hook = reload_hook;
+	cfg->hook_arg = d;
+	sd_notify(0, "STATUS=opening the state and replaying the VM records");
+	err = pk_engine_init(&engine, cfg);
 	if (err) {
-		fprintf(stderr, "pagekeeperd: cannot start on %s: %s\n",
-			cfg.socket_path,
+		fprintf(stderr, "%spagekeeperd: cannot start on %s: %s\n",
+			err_prio(), cfg->socket_path,
 			err == -EADDRINUSE ? "another daemon is listening there"
 			: err == -EBUSY	   ? "another daemon holds its directories"
 					   : strerror(-err));
+		sd_notifyf(0, "STATUS=cannot start on %s: %s\nERRNO=%d",
+			   cfg->socket_path, strerror(-err), -err);
 		pk_engine_fini(&engine);
 		free(sock_dir);
 		return 1;
 	}
-	if (!quiet)
+	if (!d->conf.quiet)
 		pk_log(&engine, "listening on %s, state in %s and %s, "
-		       "fault-around %u pages, swap readahead %u pages",
-		       cfg.socket_path, cfg.state_dir, cfg.run_dir,
-		       cfg.fault_around_max,
-		       cfg.swap_readahead_max);
+		       "fault-around %u pages, swap readahead %u pages%s%s",
+		       cfg->socket_path, cfg->state_dir, cfg->run_dir,
+		       cfg->fault_around_max, cfg->swap_readahead_max,
+		       d->config_path ? ", configuration " : "",
+		       d->config_path ? d->config_path : "");
+	if (d->watchdog && wd_usec < 2000000)
+		pk_log_prio(&engine, LOG_WARNING, "systemd watchdog every %llu ms: below the "
+		       "2000 ms two ticks need, expect restarts",
+		       (unsigned long long)(wd_usec / 1000));
+	/* The socket listens and the replay is done. */
+	status_line(&engine, d->status, sizeof(d->status));
+	sd_notifyf(0, "READY=1\nSTATUS=%s", d->status);
 	if (ready[1] >= 0) {
 		(void)!write(ready[1], "R", 1);
 		close(ready[1]);
 	}
 	err = pk_engine_run(&engine);
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping: the VMs' state stays for "
+		  "the next daemon");
 	pk_engine_fini(&engine);
 	free(sock_dir);
 	return err ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option own[] = {
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "check-config", required_argument, NULL, OPT_CHECK },
+		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
+		{ "help", no_argument, NULL, OPT_HELP },
+	};
+	static struct daemon d;
+	const char *config = NULL, *check = NULL;
+	char err[512], *abs = NULL;
+	int foreground = 0, r;
+	size_t n;
+
+	d.argc = argc;
+	d.argv = argv;
+	n = pk_dcfg_options(d.opts, PK_DCFG_MAX_KEYS);
+	memcpy(&d.opts[n], own, sizeof(own));
+	r = parse_args(&d, NULL, 1, &config, &check, &foreground);
+	if (r)
+		return r;
+	if (check) {
+		/* Only the file: exit 0 when pagekeeperd would start on it. */
+		struct pk_daemon_config c;
+		pk_dcfg_init(&c);
+		r = pk_dcfg_read_file(&c, check, err, sizeof(err));
+		if (r == 0 && pk_dcfg_finish(&c, err, sizeof(err)) < 0) {
+			fprintf(stderr, "pagekeeperd: %s: %s\n", check, err);
+			pk_dcfg_fini(&c);
+			return PK_EXIT_CONFIG;
+		}
+		pk_dcfg_fini(&c);
+		if (r == 0) {
+			printf("pagekeeperd: %s: ok\n", check);
+			return 0;
+		}
+		fprintf(stderr, "pagekeeperd: %s\n", err);
+		return r == -EINVAL ? PK_EXIT_CONFIG : PK_EXIT_CONFIG_READ;
+	}
+	/* The default file only when it is there; a given one must be. */
+	if (!config && access(PK_DEFAULT_CONFIG, F_OK) == 0)
+		config = PK_DEFAULT_CONFIG;
+	if (config)
+		d.config_path = abs = realpath(config, NULL);
+	if (config && !abs)
+		d.config_path = config; /* build_config says why */
+	r = build_config(&d, &d.conf, err, sizeof(err));
+	if (r) {
+		if (err[0])
+			fprintf(stderr, "%spagekeeperd: %s%s\n", err_prio(),
+				r == PK_EXIT_USAGE ? "bad flags: " : "", err);
+		pk_dcfg_fini(&d.conf);
+		free(abs);
+		return r;
+	}
+	r = run(&d, foreground);
+	pk_dcfg_fini(&d.conf);
+	free(abs);
+	return r;
 }

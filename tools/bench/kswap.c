@@ -146,6 +146,11 @@ static int swap_on(struct kswap *k, char *err, size_t err_len)
 	return 0;
 }
 
+int kswap_on(struct kswap *k, char *err, size_t err_len)
+{
+	return swap_on(k, err, err_len);
+}
+
 int kswap_teardown(struct kswap *k)
 {
 	if (!k->swapfile[0])

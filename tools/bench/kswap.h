@@ -55,6 +55,13 @@ int kswap_check(struct kswap *k, char *err, size_t err_len);
 int kswap_setup(struct kswap *k, const char *dir, size_t bytes, char *err,
 		size_t err_len);
 
+/*
+ * swapon the file at the highest priority, for a caller that runs its own
+ * workload against it (pagekeeper lab's kernel anchor); guard_swapoff()
+ * turns it off again.  0 or -errno with the reason.
+ */
+int kswap_on(struct kswap *k, char *err, size_t err_len);
+
 /* swapoff and remove it (through the guardian).  0 or -errno. */
 int kswap_teardown(struct kswap *k);
 

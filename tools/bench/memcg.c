@@ -211,6 +211,28 @@ int memcg_add_pid(struct memcg *m, pid_t pid, char *err, size_t err_len)
 	return r;
 }
 
+int memcg_set_limit(struct memcg *m, uint64_t bytes, char *err, size_t err_len)
+{
+	char file[PATH_MAX + 32], num[32];
+	int r;
+
+	snprintf(file, sizeof(file), "%s/%s", m->dir,
+		 m->version == 1 ? "memory.limit_in_bytes" : "memory.max");
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)bytes);
+	if ((r = write_str(file, num)) < 0)
+		snprintf(err, err_len, "write %s to %s: %s", num, file, strerror(-r));
+	return r;
+}
+
+long long memcg_usage(const struct memcg *m)
+{
+	char file[PATH_MAX + 32], num[64];
+
+	snprintf(file, sizeof(file), "%s/%s", m->dir,
+		 m->version == 1 ? "memory.usage_in_bytes" : "memory.current");
+	return read_small(file, num, sizeof(num)) == 0 ? atoll(num) : -1;
+}
+
 int memcg_drop_cache(struct memcg *m, size_t bytes, char *err, size_t err_len)
 {
 	char file[PATH_MAX + 32], num[32];

@@ -45,6 +45,10 @@ const char *memcg_describe(const struct memcg *m, char *buf, size_t len);
 
 int memcg_create(struct memcg *m, const char *name, char *err, size_t err_len);
 int memcg_add_pid(struct memcg *m, pid_t pid, char *err, size_t err_len);
+/* The child's memory limit: v1 memory.limit_in_bytes, v2 memory.max. */
+int memcg_set_limit(struct memcg *m, uint64_t bytes, char *err, size_t err_len);
+/* Its memory in use (v1 memory.usage_in_bytes, v2 memory.current), -1. */
+long long memcg_usage(const struct memcg *m);
 int memcg_drop_cache(struct memcg *m, size_t bytes, char *err, size_t err_len);
 void memcg_read_stat(const struct memcg *m, struct memcg_stat *st);
 
