@@ -81,6 +81,7 @@ static void remove_files(const struct qemu_guest *g)
 {
 	unlink(g->serial);
 	unlink(g->qmp);
+	unlink(g->qmp_test);
 	unlink(g->qemu_log);
 	rmdir(g->dir);
 }
@@ -267,7 +268,7 @@ static void exec_qemu(struct qemu_guest *g, char *const argv[],
 int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 {
 	char qemu[1024], kernel[1024], initrd[1024], mem[32], backend[128];
-	char append[2048], serial[160], qmp[192], name[96];
+	char append[2048], serial[160], qmp[192], qmp_test[192], name[96];
 	const char *qemu_name = o->qemu ? o->qemu : getenv("PK_QEMU");
 	unsigned mib = o->mem_mib ? o->mem_mib : 256;
 	char *argv[MAX_ARGS];
@@ -309,6 +310,7 @@ int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 	}
 	snprintf(g->serial, sizeof(g->serial), "%s/serial.log", g->dir);
 	snprintf(g->qmp, sizeof(g->qmp), "%s/qmp.sock", g->dir);
+	snprintf(g->qmp_test, sizeof(g->qmp_test), "%s/qmp-test.sock", g->dir);
 	snprintf(g->qemu_log, sizeof(g->qemu_log), "%s/qemu.log", g->dir);
 	snprintf(mem, sizeof(mem), "%uM", mib);
 	snprintf(backend, sizeof(backend),
@@ -317,6 +319,8 @@ int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 		 o->append ? o->append : "");
 	snprintf(serial, sizeof(serial), "file:%s", g->serial);
 	snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", g->qmp);
+	snprintf(qmp_test, sizeof(qmp_test), "unix:%s,server=on,wait=off",
+		 g->qmp_test);
 	snprintf(name, sizeof(name), "guest=%s", g->name);
 	{
 		const char *fixed[] = {
@@ -324,7 +328,7 @@ int qemu_guest_start(struct qemu_guest *g, const struct qemu_guest_opts *o)
 			"-no-reboot", "-m", mem, "-object", backend,
 			"-machine", "q35,memory-backend=ram",
 			"-kernel", kernel, "-initrd", initrd, "-append", append,
-			"-serial", serial, "-qmp", qmp,
+			"-serial", serial, "-qmp", qmp, "-qmp", qmp_test,
 			"-device", "virtio-balloon-pci,id=balloon0",
 			"-name", name, NULL };
 		for (int i = 0; fixed[i]; i++)

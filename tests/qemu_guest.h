@@ -4,8 +4,10 @@
  * The guest is the image of tools/guest-image/build-image: Debian's cloud
  * kernel and a busybox initramfs whose /init prints "pkguest: ready ..."
  * and runs pk-guestcheck (tools/guestcheck) with the command line's
- * pkcheck.* options.  The serial console goes to a file, QMP to a unix
- * socket, both in a fresh mkdtemp() directory under /tmp.
+ * pkcheck.* options.  The serial console goes to a file, QMP to two unix
+ * sockets (the first for the daemon's balloon bridge when the guest runs
+ * under the preload shim, the second for the test), all in a fresh
+ * mkdtemp() directory under /tmp.
  *
  * Lifetime (as in daemon_fixture.h): QEMU is a child of the test process
  * with PR_SET_PDEATHSIG(SIGKILL) and stays in its process group, so a
@@ -49,7 +51,13 @@ struct qemu_guest {
 	char name[64];
 	char dir[64];		 /* mkdtemp directory, removed by stop */
 	char serial[128];	 /* DIR/serial.log: the guest's ttyS0 */
-	char qmp[128];		 /* DIR/qmp.sock */
+	char qmp[128];		 /* DIR/qmp.sock: the first monitor, the one
+				  * the preload shim registers as the VM's
+				  * balloon channel (the daemon's bridge
+				  * then holds it: a QMP socket serves one
+				  * client at a time) */
+	char qmp_test[128];	 /* DIR/qmp-test.sock: a second monitor, for
+				  * the test's own commands */
 	char qemu_log[128];	 /* DIR/qemu.log: QEMU's stdout and stderr */
 	long start_ms;		 /* CLOCK_MONOTONIC at spawn */
 	long cursor;		 /* serial log offset for wait_line */

@@ -35,6 +35,32 @@
  *    The guest boots with init_on_alloc=0: Debian's default (1) makes the
  *    guest zero every page it hands to the balloon, which swaps it in
  *    first and would hide the REMOVE path.
+ *  - balloon_bridge: the same, but the target goes through the daemon:
+ *    `pagekeeper balloon VM --target SIZE` ($PK_CLI, which waits for the
+ *    guest) and the daemon's QMP bridge on the QMP monitor the shim
+ *    registered (status: balloon "qmp", link "ready"; guest_total_mib and
+ *    guest_free_mib from the stats it polls).  Guest a (384 MiB, virtio-
+ *    balloon free-page-reporting=on) and b (its sharing partner, same
+ *    domain and checker seed, so the 176 MiB both checkers release are
+ *    the same bytes).  a is paused as soon as its checker released,
+ *    before its free page reporting (at most 2 s later) discards the
+ *    released pages (a race the test may lose: then a new guest a, up to
+ *    BB_ATTEMPTS), and half of it is evicted (random victims: about half its
+ *    released pages swapped); only then b boots, releases and is paused,
+ *    and the scanner merges a's released pages left resident with b's
+ *    (SHARE_PASSES passes).  a resumes (b stays paused, its copies stay)
+ *    and is ballooned 384 -> 256 -> 384 MiB: the guest
+ *    discards its free memory (balloon and free page reporting, one REMOVE
+ *    path), so swap slots_used drops by more than a's swap-ins account
+ *    for and a's shared_mib by more than its refaults account for (its
+ *    canonical references drop); balloon_actual_mib is the target,
+ *    ballooned_mib at least the balloon, MemTotal in the checker and the
+ *    stats follow; 0 errors in both checkers after deflating.  Then b
+ *    quits: with a alone in the domain, every canonical frame must be
+ *    held by a merged page of a (a reference a's discards failed to drop
+ *    leaves a frame nobody maps; the status shows no reference counts,
+ *    and the domain's store goes with its last VM); a quits: no swap
+ *    slot is left.
  *  - postcopy: a guest with most of its memory swapped migrates by
  *    postcopy to a second QEMU (-incoming tcp:127.0.0.1:PORT, same -name,
  *    also under the shim); the destination attaches only once the
@@ -72,6 +98,11 @@
  *    the daemon evicts).  sharing, balloon and postcopy print a MEASURE
  *    line of their figures too; README's QEMU table quotes these lines.
  *
+ * The shim registers each QEMU's first QMP monitor (qemu_guest.h's
+ * g->qmp) as its balloon channel and the daemon's bridge holds it (a QMP
+ * socket serves one client at a time), so the tests' own QMP commands go
+ * to the second monitor (g->qmp_test).
+ *
  * Every test ends with pk_test_daemon_stop_ok() (the daemon exits 0 on
  * SIGTERM with no sanitizer report).  Every wait has a deadline derived
  * from its work (qemu_guest.h's floors: boot, checker MiB per round,
@@ -98,6 +129,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -264,10 +296,13 @@ static void assert_guest_ok(struct qemu_guest *g, struct qmp_client *q)
 	}
 }
 
+/* The test's own monitor: the first (g->qmp) is the VM's balloon channel,
+ * which the daemon's bridge holds, and a QMP socket serves one client at
+ * a time (qemu_guest.h). */
 static void qmp_open(struct qmp_client *q, struct qemu_guest *g)
 {
-	ck_assert_msg(qmp_connect(q, g->qmp, QMP_MS) == 0, "%s: %s", g->name,
-		      q->error);
+	ck_assert_msg(qmp_connect(q, g->qmp_test, QMP_MS) == 0, "%s: %s",
+		      g->name, q->error);
 }
 
 static void qmp_do(struct qmp_client *q, const char *cmd, const char *args)
@@ -725,6 +760,428 @@ START_TEST(balloon)
 	ck_assert(pk_test_daemon_alive(&d));
 	qmp_close(&q);
 	qemu_guest_stop(&g);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/* ---- 3b. balloon through the daemon's QMP bridge ------------------------ */
+
+/*
+ * A VM's figure from the status: 1 with *out, or 0 while it is null (not
+ * reported yet) or absent.
+ */
+static int vm_figure(struct pk_test_daemon *d, const char *name,
+		     const char *key, double *out)
+{
+	json_object *root = status_root(d), *vms, *v;
+	int have = 0;
+
+	json_object_object_get_ex(root, "vms", &vms);
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *vm = json_object_array_get_idx(vms, i);
+		if (json_object_object_get_ex(vm, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name) &&
+		    json_object_object_get_ex(vm, key, &v) && v) {
+			*out = json_object_get_double(v);
+			have = 1;
+		}
+	}
+	json_object_put(root);
+	return have;
+}
+
+/*
+ * Wait up to timeout_ms until vm's figure key is reported and within
+ * [lo, hi]; returns it (or the last value seen, -1 if never reported)
+ * and asserts it got there, naming what it waited for.
+ */
+static double wait_figure(struct pk_test_daemon *d, const char *vm,
+			  const char *key, double lo, double hi,
+			  int timeout_ms)
+{
+	long t0 = pk_test_now_ms();
+	double v = -1;
+	int have = 0;
+
+	for (;;) {
+		have = vm_figure(d, vm, key, &v);
+		if (have && v >= lo && v <= hi)
+			return v;
+		if (pk_test_now_ms() - t0 >= timeout_ms)
+			break;
+		sleep_ms(100);
+	}
+	ck_assert_msg(0, "%s: waited %d ms for %s in [%.1f, %.1f]: %s %.1f",
+		      vm, timeout_ms, key, lo, hi,
+		      have ? "last" : "never reported, last", v);
+	return v;
+}
+
+/*
+ * `pagekeeper --socket S balloon VM --target N` ($PK_CLI): the daemon
+ * hands the target to the VM's balloon bridge, the CLI follows the status
+ * until the guest's size is the target.  Its --timeout derives from the
+ * MiB to move (QEMU_BALLOON_MIN_MIB_S), our wait adds a status round trip
+ * (DAEMON_MS).  Asserts exit status 0; returns the ms it took.  Its output
+ * goes to stderr.
+ */
+static long cli_balloon(struct pk_test_daemon *d, const char *vm,
+			double from_mib, unsigned to_mib)
+{
+	const char *cli = getenv("PK_CLI");
+	double moved = from_mib > to_mib ? from_mib - to_mib
+					 : to_mib - from_mib;
+	int budget = qemu_guest_mib_budget_ms(moved, QEMU_BALLOON_MIN_MIB_S);
+	long t0 = pk_test_now_ms(), waited, size;
+	char target[32], timeout[32], text[8192], *last;
+	FILE *out = tmpfile();
+	int st = 0;
+	size_t n;
+	pid_t pid, w;
+
+	ck_assert_msg(cli && access(cli, X_OK) == 0, "PK_CLI must name the "
+		      "pagekeeper binary (run the test through meson)");
+	ck_assert_msg(out, "tmpfile: %s", strerror(errno));
+	snprintf(target, sizeof(target), "%uM", to_mib);
+	snprintf(timeout, sizeof(timeout), "%d", budget / 1000 + 1);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fileno(out), 1);
+		dup2(fileno(out), 2);
+		execl(cli, cli, "--socket", d->sock, "balloon", vm, "--target",
+		      target, "--timeout", timeout, (char *)NULL);
+		_exit(127);
+	}
+	while ((w = waitpid(pid, &st, WNOHANG)) == 0 &&
+	       pk_test_now_ms() - t0 < budget + DAEMON_MS)
+		sleep_ms(100);
+	if (w == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	waited = pk_test_now_ms() - t0;
+	/* Its end, which says why when it failed. */
+	fseek(out, 0, SEEK_END);
+	size = ftell(out);
+	fseek(out, size > (long)sizeof(text) - 1 ?
+		   size - (long)sizeof(text) + 1 : 0, SEEK_SET);
+	n = fread(text, 1, sizeof(text) - 1, out);
+	text[n] = '\0';
+	fclose(out);
+	fprintf(stderr, "balloon_bridge: pagekeeper balloon %s --target %s "
+		"--timeout %s (%ld ms)%s:\n%s", vm, target, timeout, waited,
+		size > (long)n ? ", the end of its output" : "", text);
+	ck_assert_msg(w != 0, "pagekeeper balloon %s --target %s did not exit "
+		      "within %d ms (its --timeout %s s and a status round "
+		      "trip)", vm, target, budget + DAEMON_MS, timeout);
+	/* Its last line says why. */
+	while (n && text[n - 1] == '\n')
+		text[--n] = '\0';
+	last = strrchr(text, '\n');
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pagekeeper "
+		      "balloon %s --target %s: exit status %d (4 stalled, "
+		      "5 not at the target by --timeout): %.300s", vm, target,
+		      WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		      last ? last + 1 : text);
+	return waited;
+}
+
+/* One VM's figures that the guest's discards change. */
+struct discard_fig {
+	double slots_used;	/* the swap file's, all VMs */
+	double swapped, swapins, shared, frames, refaults, removes, ballooned;
+};
+
+static void discard_fig(struct pk_test_daemon *d, const char *vm,
+			struct discard_fig *f)
+{
+	f->slots_used = status_field(d, "swap", "slots_used");
+	f->swapped = vm_field(d, vm, "swapped_mib");
+	f->swapins = vm_field(d, vm, "swapins");
+	f->shared = vm_field(d, vm, "shared_mib");
+	f->frames = vm_field(d, vm, "canonical_frames");
+	f->refaults = vm_field(d, vm, "share_refaults");
+	f->removes = vm_field(d, vm, "remove_events");
+	f->ballooned = vm_field(d, vm, "ballooned_mib");
+}
+
+static void print_discard_fig(const char *tag, const struct discard_fig *f)
+{
+	fprintf(stderr, "balloon_bridge: %s: swap slots used %.0f, swapped "
+		"%.1f MiB, swapins %.0f, shared %.1f MiB, canonical_frames "
+		"%.0f, share_refaults %.0f, remove_events %.0f, ballooned "
+		"%.1f MiB\n", tag, f->slots_used, f->swapped, f->swapins,
+		f->shared, f->frames, f->refaults, f->removes, f->ballooned);
+}
+
+#define BB_RAM_MIB 384
+#define BB_TARGET_MIB 256
+#define BB_RELEASE_MIB 176
+#define BB_ATTEMPTS 3
+
+START_TEST(balloon_bridge)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest g[2]; /* a: ballooned; b: a's sharing partner */
+	struct qmp_client q[2];
+	struct pkcheck_status before, inflated, after, sb;
+	struct pk_reclaim_reply r;
+	struct discard_fig f0, f1;
+	char n[2][48], dom[48], got[300], line[256];
+	/* a's virtio-balloon reports free pages: the guest discards its free
+	 * memory by itself too (the same REMOVE path as the balloon). */
+	static const char *const fpr[] = {
+		"-global", "virtio-balloon-pci.free-page-reporting=on", NULL };
+	/* Same seed and sizes: the released pages (page indexes after the
+	 * checked ones) are the same bytes in both guests. */
+	const char *append = "init_on_alloc=0 pkcheck.mib=64 pkcheck.seed=7 "
+			     "pkcheck.release-mib=176 pkcheck.rewrite=0.05";
+	double resident, need, frames_drop, slots_by_remove, shared_by_remove;
+	double v, total0, shared_reclaimed, passes, a_merged = 0;
+	int merge_ms = scaled_ms(SHARE_PASSES * 2 * BB_RAM_MIB * 1000.0 /
+				 SCAN_MIN_MIB_S);
+	int stats_ms = DAEMON_MS + scaled_ms(2 * 2000); /* two stats polls */
+	long t0, inflate_ms, deflate_ms, paused_after = 0, drop;
+
+	vm_name(n[1], sizeof(n[1]), "bb-b");
+	vm_name(dom, sizeof(dom), "bbdom");
+	/* --policy manual: no balloon target but the test's. */
+	start_daemon(&d, "--swap-size 1G --policy manual");
+	for (int attempt = 1;; attempt++) {
+		char what[16];
+
+		snprintf(what, sizeof(what), "bb-a%d", attempt);
+		vm_name(n[0], sizeof(n[0]), what);
+		start_managed(&g[0], n[0], BB_RAM_MIB, append, d.sock, dom,
+			      fpr);
+		assert_attached(&d, &g[0], n[0], BB_RAM_MIB);
+		qmp_open(&q[0], &g[0]);
+
+		/* The shim registered QEMU's first QMP monitor as the
+		 * balloon channel; the daemon's bridge reaches the guest's
+		 * balloon. */
+		vm_string(&d, n[0], "balloon", got, sizeof(got));
+		ck_assert_str_eq(got, "qmp");
+		t0 = pk_test_now_ms();
+		do {
+			vm_string(&d, n[0], "balloon_link", got, sizeof(got));
+			if (!strcmp(got, "ready"))
+				break;
+			sleep_ms(100);
+		} while (pk_test_now_ms() - t0 <
+			 qemu_guest_boot_budget_ms(1));
+		ck_assert_msg(!strcmp(got, "ready"), "%s: balloon_link '%s' "
+			      "after %d ms (the guest's virtio_balloon loads "
+			      "in /init)", n[0], got,
+			      qemu_guest_boot_budget_ms(1));
+
+		/* Pause a as soon as its checker released its memory:
+		 * before free page reporting discards it, so the released
+		 * pages still hold data to evict and merge.  The guest
+		 * reports at most 2 s (its clock) after a free, or sooner
+		 * when a report was already due from its boot: a race this
+		 * test's input may lose (the released pages are then no
+		 * longer resident), and then it takes a new guest. */
+		ck_assert_msg(qemu_guest_wait_line(&g[0],
+					"pkcheck: released mib",
+					qemu_guest_boot_budget_ms(1) +
+					qemu_guest_rounds_budget_ms(&g[0], 0),
+					line, sizeof(line)) == 0,
+			      "%s: %s", n[0], g[0].error);
+		qmp_do(&q[0], "stop", NULL);
+		paused_after = qemu_guest_elapsed_ms(&g[0]);
+		resident = vm_field(&d, n[0], "resident_mib");
+		if (resident >= 0.75 * BB_RELEASE_MIB)
+			break;
+		print_vm(&d, "balloon_bridge: a paused too late", n[0]);
+		ck_assert_msg(attempt < BB_ATTEMPTS, "%s: free page reporting "
+			      "discarded the released pages before the pause "
+			      "in %d guests in a row (resident %.1f MiB)",
+			      n[0], BB_ATTEMPTS, resident);
+		fprintf(stderr, "balloon_bridge: attempt %d: free page "
+			"reporting discarded the released pages before the "
+			"pause (resident %.1f MiB); a new guest\n", attempt,
+			resident);
+		qmp_close(&q[0]);
+		qemu_guest_stop(&g[0]);
+		ck_assert_msg(wait_vm_listed(&d, n[0], 0, DAEMON_MS), "VM %s "
+			      "still listed %d ms after its QEMU quit", n[0],
+			      DAEMON_MS);
+	}
+	print_vm(&d, "balloon_bridge: a paused after its release", n[0]);
+
+	/* Evict half of a (random victims): about half of its released
+	 * pages go to swap.  Only then b boots and releases the same bytes
+	 * (b first would have its copies there while a writes, and the
+	 * scanner would merge a's released pages before any eviction);
+	 * the scanner merges a's released pages left resident with b's.
+	 * b stays paused to the end: its copies stay. */
+	reclaim(&d, n[0], 0.5 * resident, &r);
+	shared_reclaimed = vm_field(&d, n[0], "shared_mib");
+	start_managed(&g[1], n[1], BB_RAM_MIB, append, d.sock, dom, NULL);
+	assert_attached(&d, &g[1], n[1], BB_RAM_MIB);
+	qmp_open(&q[1], &g[1]);
+	ck_assert_msg(qemu_guest_wait_line(&g[1], "pkcheck: released mib",
+					   qemu_guest_boot_budget_ms(1) +
+					   qemu_guest_rounds_budget_ms(&g[1], 0),
+					   line, sizeof(line)) == 0,
+		      "%s: %s", n[1], g[1].error);
+	qmp_do(&q[1], "stop", NULL);
+	/* A page merges once it kept its content over a pass; wait for
+	 * SHARE_PASSES passes of the scanner over a from here. */
+	passes = vm_field(&d, n[0], "scan_passes");
+	t0 = pk_test_now_ms();
+	while (vm_field(&d, n[0], "scan_passes") < passes + SHARE_PASSES &&
+	       pk_test_now_ms() - t0 < merge_ms)
+		sleep_ms(250);
+	discard_fig(&d, n[0], &f0);
+	fprintf(stderr, "balloon_bridge: a's shared_mib %.1f after the "
+		"eviction, %.1f after %.0f scanner passes (%ld ms) with b "
+		"paused\n", shared_reclaimed, f0.shared,
+		vm_field(&d, n[0], "scan_passes") - passes,
+		pk_test_now_ms() - t0);
+	print_discard_fig("a paused, evicted and merged", &f0);
+	print_sharing(&d, "balloon_bridge", NULL);
+	v = vm_field(&d, n[0], "scan_passes") - passes;
+	ck_assert_msg(v >= SHARE_PASSES, "%s: the scanner made %.0f passes "
+		      "over it in %d ms, want %d", n[0], v, merge_ms,
+		      SHARE_PASSES);
+	need = 0.25 * 0.5 * BB_RELEASE_MIB;
+	ck_assert_msg(f0.shared - shared_reclaimed >= need, "%s: shared_mib "
+		      "%.1f -> %.1f: the scanner did not merge the released "
+		      "pages left resident with b's (want %.0f MiB more)",
+		      n[0], shared_reclaimed, f0.shared, need);
+	ck_assert_msg(f0.swapped >= 0.5 * 0.5 * BB_RELEASE_MIB, "%s: only "
+		      "%.1f MiB swapped: the released pages should be",
+		      n[0], f0.swapped);
+	ck_assert_double_gt(f0.frames, 0);
+
+	/* a runs again (b stays paused, its copies merged): its checker
+	 * fills (taking some freed pages back: swap-ins and refaults),
+	 * the guest discards its free memory (balloon and free page
+	 * reporting), and the stats the bridge polls show its MemTotal. */
+	qmp_do(&q[0], "cont", NULL);
+	more_rounds(&g[0], 1, &before);
+	total0 = wait_figure(&d, n[0], "guest_total_mib",
+			     before.mem_total_mib - 1.5,
+			     before.mem_total_mib + 1.5, stats_ms);
+	ck_assert(vm_figure(&d, n[0], "guest_free_mib", &v) && v > 0);
+	ck_assert(vm_figure(&d, n[0], "balloon_actual_mib", &v) &&
+		  v == BB_RAM_MIB);
+
+	inflate_ms = cli_balloon(&d, n[0], BB_RAM_MIB, BB_TARGET_MIB);
+	ck_assert(vm_figure(&d, n[0], "balloon_target_mib", &v));
+	ck_assert_double_eq_tol(v, BB_TARGET_MIB, 0.01);
+	ck_assert(vm_figure(&d, n[0], "balloon_actual_mib", &v));
+	ck_assert_double_eq_tol(v, BB_TARGET_MIB, 0.01);
+	/* The balloon's 128 MiB are discarded (free page reporting may have
+	 * discarded more of the free memory); REMOVEs of the last pages may
+	 * still be on their way. */
+	wait_figure(&d, n[0], "ballooned_mib",
+		    BB_RAM_MIB - BB_TARGET_MIB - 8,
+		    BB_RAM_MIB - 64, DAEMON_MS);
+	wait_figure(&d, n[0], "guest_total_mib",
+		    total0 - (BB_RAM_MIB - BB_TARGET_MIB) - 10,
+		    total0 - (BB_RAM_MIB - BB_TARGET_MIB) + 10, stats_ms);
+	discard_fig(&d, n[0], &f1);
+	print_discard_fig("a inflated", &f1);
+	slots_by_remove = (f0.slots_used - f1.slots_used) -
+			  (f1.swapins - f0.swapins);
+	shared_by_remove = (f0.shared - f1.shared) -
+			   (f1.refaults - f0.refaults) * PAGE_MIB;
+	frames_drop = f0.frames - f1.frames;
+	fprintf(stderr, "MEASURE balloon %d -> %d MiB through pagekeeper and "
+		"the QMP bridge (free page reporting on), after half was "
+		"evicted and half of the rest merged: %ld ms; the guest's "
+		"discards freed %.1f MiB of swap slots and %.1f MiB of merged "
+		"pages (%.0f canonical references)\n", BB_RAM_MIB,
+		BB_TARGET_MIB, inflate_ms, slots_by_remove * PAGE_MIB,
+		shared_by_remove, frames_drop);
+	ck_assert_msg(f1.removes > f0.removes, "the daemon saw no REMOVE");
+	ck_assert_msg(slots_by_remove * PAGE_MIB >= 32, "the guest discarded "
+		      "evicted pages but their slots were not freed: "
+		      "slots_used %.0f -> %.0f with %.0f swap-ins",
+		      f0.slots_used, f1.slots_used, f1.swapins - f0.swapins);
+	ck_assert_msg(shared_by_remove >= 16 && frames_drop > 0, "the guest "
+		      "discarded merged pages but their canonical references "
+		      "stayed: shared_mib %.1f -> %.1f with %.0f refaults, "
+		      "canonical_frames %.0f -> %.0f", f0.shared, f1.shared,
+		      f1.refaults - f0.refaults, f0.frames, f1.frames);
+
+	/* Rounds after the inflation show the smaller guest. */
+	more_rounds(&g[0], 2, &inflated);
+	drop = before.mem_total_mib - inflated.mem_total_mib;
+	fprintf(stderr, "balloon_bridge: guest MemTotal %ld -> %ld MiB\n",
+		before.mem_total_mib, inflated.mem_total_mib);
+	ck_assert_msg(drop >= 118 && drop <= 138, "MemTotal %ld -> %ld MiB: "
+		      "want about %d MiB less", before.mem_total_mib,
+		      inflated.mem_total_mib, BB_RAM_MIB - BB_TARGET_MIB);
+
+	deflate_ms = cli_balloon(&d, n[0], BB_TARGET_MIB, BB_RAM_MIB);
+	ck_assert(vm_figure(&d, n[0], "balloon_actual_mib", &v));
+	ck_assert_double_eq_tol(v, BB_RAM_MIB, 0.01);
+	wait_figure(&d, n[0], "guest_total_mib", total0 - 1.5, total0 + 1.5,
+		    stats_ms);
+	more_rounds(&g[0], 2, &after);
+	ck_assert_int_eq(after.mem_total_mib, before.mem_total_mib);
+	fprintf(stderr, "MEASURE balloon %d -> %d MiB through pagekeeper and "
+		"the QMP bridge: %ld ms; a paused %ld ms after its spawn\n",
+		BB_TARGET_MIB, BB_RAM_MIB, deflate_ms, paused_after);
+	print_vm(&d, "balloon_bridge: deflated", n[0]);
+
+	/* b's checker fills over its merged pages and verifies. */
+	qmp_do(&q[1], "cont", NULL);
+	more_rounds(&g[1], 1, &sb);
+	for (int i = 0; i < 2; i++) {
+		assert_guest_ok(&g[i], &q[i]);
+		qmp_close(&q[i]);
+	}
+	ck_assert_double_eq(vm_field(&d, n[0], "pages_poisoned"), 0);
+	ck_assert(pk_test_daemon_alive(&d));
+
+	/* b quits: the daemon drops b and its references.  The domain
+	 * lives on with a alone, and each of its canonical frames must be
+	 * held by a merged page of a; a reference a's discards failed to
+	 * drop (on a page b had merged too) leaves a frame nobody maps. */
+	qemu_guest_stop(&g[1]);
+	ck_assert_msg(wait_vm_listed(&d, n[1], 0, DAEMON_MS), "VM %s still "
+		      "listed %d ms after its QEMU quit", n[1], DAEMON_MS);
+	t0 = pk_test_now_ms();
+	do {
+		json_object *root = status_root(&d), *sh, *vms, *vm, *x;
+
+		ck_assert(json_object_object_get_ex(root, "sharing", &sh));
+		v = jnum(sh, "canonical_frames");
+		ck_assert(json_object_object_get_ex(root, "vms", &vms));
+		ck_assert_int_eq(json_object_array_length(vms), 1);
+		vm = json_object_array_get_idx(vms, 0);
+		ck_assert(json_object_object_get_ex(vm, "name", &x) &&
+			  !strcmp(json_object_get_string(x), n[0]));
+		a_merged = jnum(vm, "shared_mib") / PAGE_MIB;
+		json_object_put(root);
+		if (v <= a_merged)
+			break;
+		sleep_ms(100);
+	} while (pk_test_now_ms() - t0 < DAEMON_MS);
+	fprintf(stderr, "balloon_bridge: b gone: canonical_frames %.0f, a's "
+		"merged pages %.0f\n", v, a_merged);
+	ck_assert_msg(v <= a_merged, "%d ms after b left: %.0f canonical "
+		      "frames, but a (the domain's only VM) holds %.0f merged "
+		      "pages: references leaked", DAEMON_MS, v, a_merged);
+
+	/* a quits too: no swap slot is left. */
+	qemu_guest_stop(&g[0]);
+	ck_assert_msg(wait_vm_listed(&d, n[0], 0, DAEMON_MS), "VM %s still "
+		      "listed %d ms after its QEMU quit", n[0], DAEMON_MS);
+	t0 = pk_test_now_ms();
+	while ((v = status_field(&d, "swap", "slots_used")) > 0 &&
+	       pk_test_now_ms() - t0 < DAEMON_MS)
+		sleep_ms(100);
+	ck_assert_msg(v == 0, "%d ms after both VMs left: swap slots_used "
+		      "%.0f: slots leaked", DAEMON_MS, v);
 	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
@@ -1431,6 +1888,7 @@ int main(void)
 		{ "eviction", eviction },
 		{ "sharing", sharing },
 		{ "balloon", balloon },
+		{ "balloon_bridge", balloon_bridge },
 		{ "postcopy", postcopy },
 		{ "qemu_killed", qemu_killed },
 		{ "daemon_restart", daemon_restart },
