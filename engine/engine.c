@@ -185,8 +185,7 @@ static void io_done(void *arg, uint64_t user_data, int result)
 	struct pk_engine *e = arg;
 	struct pk_io_op *op = (struct pk_io_op *)(uintptr_t)user_data;
 
-	if (op->kind == PK_IO_EVICT_WRITE || op->kind == PK_IO_EVICT_VERIFY ||
-	    op->kind == PK_IO_EVICT_PUNCH)
+	if (op->kind == PK_IO_EVICT_WRITE || op->kind == PK_IO_EVICT_VERIFY)
 		pk_evict_io_done(e, op, result);
 	else
 		pk_fault_swapin_done(e, op, result);

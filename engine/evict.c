@@ -22,18 +22,14 @@
  *      submission;
  *   5. when the writes complete, read the uffd dry again, record each
  *      surviving page's slot (or copy, or the zero state) in its
- *      page-table entry, which is its durable record (state.h), give the
- *      buffers back, and only then punch it out of the RAM file: an
- *      fallocate queued on the swap store's ring, which io_uring runs on
- *      its kernel worker, so the loop goes on (with the next batch's
- *      copy-out) while the pages are freed on the other CPU; the batch
- *      settles (counts, clears busy) when its last punch completes.
+ *      page-table entry, which is its durable record (state.h), and only
+ *      then punch it out of the RAM file.
  *
  * A page the guest wrote at any point after step 1 is kept resident and
  * its slot freed.  A write that races with the punch cannot be lost: the
  * page is still write-protected, so the guest is blocked in a WP fault
- * that the batch answers with a wake once the punch is done, and its
- * retry becomes a MISSING fault served from the slot.  A page the
+ * that the fault path answers with a wake once the page is swapped, and
+ * its retry becomes a MISSING fault served from the slot.  A page the
  * guest discards meanwhile (REMOVE) stays removed and its slot is freed.
  *
  * The page-to-slot map is the page table's payload: one entry per page,
@@ -71,9 +67,6 @@
 #define EV_SHARED 0x10 /* holds a reference on canonical copy canon_id */
 #define EV_SLOTDUP 0x20 /* holds a reference on an existing slot: no write */
 #define EV_UNPUNCHED 0x40 /* its punch failed: the page is still there */
-/* Its entry says rec (ZERO, SHARED or SWAPPED) and owns the copy or slot:
- * only its punch (and the count) is left. */
-#define EV_RECORDED 0x80
 
 struct pk_evict_page {
 	struct pk_io_op op; /* first: the io_uring user_data points here */
@@ -85,17 +78,9 @@ struct pk_evict_page {
 	void *buf;
 	unsigned flags;
 	uint64_t canon_id;
-	enum pk_page_state rec; /* with EV_RECORDED: the state recorded */
 	uint64_t hash;	    /* of buf, for swap dedup */
 	unsigned vbuf_idx;  /* swap dedup: the candidate slot's bytes */
 	void *vbuf;
-};
-
-/* One punch of a run of batch pages [i, j), on the swap store's ring. */
-struct pk_evict_run {
-	struct pk_io_op op; /* first: the io_uring user_data points here */
-	struct pk_evict_batch *batch;
-	unsigned i, j;
 };
 
 struct pk_evict_batch {
@@ -103,13 +88,9 @@ struct pk_evict_batch {
 	struct pk_vm *vm; /* NULL once the VM is gone */
 	struct pk_evict_batch *next; /* in vm->evicting */
 	unsigned n;
-	unsigned io_pending; /* slot writes, dedup reads, then punches */
+	unsigned io_pending; /* slot writes and dedup reads */
 	int nospace;
 	int scan; /* the scanner's: no writes, buffers are its scratch */
-	int punch_err; /* the first punch's error */
-	int wp_waiters; /* a guest write waits for the punch (settle wakes) */
-	unsigned n_runs;
-	struct pk_evict_run runs[PK_EVICT_BATCH];
 	struct pk_evict_page pages[PK_EVICT_BATCH];
 };
 
@@ -348,48 +329,14 @@ static void evict_next_batch(struct pk_vm *vm);
  * Each surviving page's entry is set (ZERO, SHARED(copy) or
  * SWAPPED(slot)) before its punch: the entry is its durable record
  * (state.h), so a daemon killed between the two finds the page still in
- * the RAM file, which then wins.  From its record on, the entry owns the
- * slot or copy (the batch lets go of it), and the page stays busy until
- * its punch is done: a MISSING fault on it waits, so no UFFDIO_COPY can
- * put a page into the range while the punch runs.
- *
- * A reclaim's punches go to the swap store's ring (an fallocate there
- * runs on io_uring's kernel worker, the other CPU, not the event loop's:
- * freeing the pages is the costliest step of an eviction) and
- * batch_settle() finishes the batch when the last completes.  They span
- * batch pages only (BRIDGE_NONE): an idle evicted page between them could
- * be swapped in while an asynchronous punch runs, and the punch would
- * take the copy away.  The scanner's batches punch here, synchronously,
- * bridging such gaps (nothing else runs meanwhile).  A punch that fails
- * puts its pages back: resident, unprotected, slot or copy let go.
+ * the RAM file, which then wins.  A punch that fails (the file refused
+ * it) puts its pages back: resident, unprotected, slot or copy let go.
  */
-static void batch_settle(struct pk_evict_batch *b);
-
-static int run_punch_async(struct pk_evict_batch *b, unsigned i, unsigned j,
-			   uint64_t addr, uint64_t off, uint64_t pages,
-			   int unused)
-{
-	struct pk_evict_run *r = &b->runs[b->n_runs];
-
-	r->op.kind = PK_IO_EVICT_PUNCH;
-	r->batch = b;
-	r->i = i;
-	r->j = j;
-	if (pk_swap_queue_fallocate(b->engine->swap, b->vm->ram_fd,
-				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				    off, pages * PK_PAGE_SIZE,
-				    (uint64_t)(uintptr_t)&r->op) == 0) {
-		b->n_runs++;
-		b->io_pending++;
-		return 0;
-	}
-	return run_punch(b, i, j, addr, off, pages, unused); /* ring full */
-}
-
 static void batch_finish(struct pk_evict_batch *b)
 {
 	struct pk_vm *vm = b->vm;
 	struct pk_page_table *pt;
+	int punch_err;
 
 	if (!vm) { /* the guest went away meanwhile */
 		batch_release(b);
@@ -416,68 +363,20 @@ static void batch_finish(struct pk_evict_batch *b)
 			}
 			continue;
 		}
-		/* The record, before the punch; the entry owns what it
-		 * names from here on. */
-		if (p->flags & EV_ZERO) {
-			p->rec = PK_PAGE_ZERO;
+		/* The record, before the punch. */
+		if (p->flags & EV_ZERO)
 			pk_page_set(pt, p->idx, PK_PAGE_ZERO, 0);
-		} else if (p->flags & EV_SHARED) {
-			p->rec = PK_PAGE_SHARED;
+		else if (p->flags & EV_SHARED)
 			pk_page_set(pt, p->idx, PK_PAGE_SHARED, p->canon_id);
-			p->flags &= ~EV_SHARED;
-		} else {
-			p->rec = PK_PAGE_SWAPPED;
+		else {
 			pk_page_set(pt, p->idx, PK_PAGE_SWAPPED, p->slot);
-			p->has_slot = 0;
-			if (!(p->flags & EV_SLOTDUP)) /* indexed in settle */
+			if (!(p->flags & EV_SLOTDUP)) /* indexed below */
 				pk_swap_dedup_prefetch(vm->engine, p->hash);
 		}
-		p->flags |= EV_RECORDED;
 	}
-	if (b->scan) {
-		b->punch_err = for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED,
-					    BRIDGE_RECLAIMED, run_punch, 0);
-		batch_settle(b);
-		return;
-	}
-	/* The bytes are on disk: the buffers go back now, so the next
-	 * batches can start while these punches run. */
-	for (unsigned i = 0; i < b->n; i++)
-		if (b->pages[i].buf) {
-			pk_swap_buf_put(b->engine->swap, b->pages[i].buf_idx);
-			b->pages[i].buf = NULL;
-		}
-	b->punch_err = for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED,
-				    BRIDGE_NONE, run_punch_async, 0);
-	if (b->io_pending)
-		pk_swap_submit(b->engine->swap);
-	else
-		batch_settle(b);
-}
+	punch_err = for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED,
+				 BRIDGE_RECLAIMED, run_punch, 0);
 
-static int run_wake(struct pk_evict_batch *b, unsigned i, unsigned j,
-		    uint64_t addr, uint64_t off, uint64_t pages, int unused)
-{
-	struct uffdio_range rg = { addr, pages * PK_PAGE_SIZE };
-
-	(void)i, (void)j, (void)off, (void)unused;
-	ioctl(b->vm->uffd, UFFDIO_WAKE, &rg);
-	return 0;
-}
-
-/* The punches are done (b->punch_err: the first one's error): count,
- * put back what was not punched, clear busy, wake parked writers. */
-static void batch_settle(struct pk_evict_batch *b)
-{
-	struct pk_vm *vm = b->vm;
-	struct pk_page_table *pt;
-	int punch_err = b->punch_err;
-
-	if (!vm) { /* the guest went away meanwhile */
-		batch_release(b);
-		return;
-	}
-	pt = &vm->pages;
 	for (unsigned i = 0; i < b->n; i++) {
 		struct pk_evict_page *p = &b->pages[i];
 		if (p->flags & (EV_REMOVED | EV_FAILED)) {
@@ -488,18 +387,16 @@ static void batch_settle(struct pk_evict_batch *b)
 		} else if (p->flags & EV_UNPUNCHED) {
 			/* Still in the guest: resident again. */
 			uint64_t addr, off;
-			if (p->rec == PK_PAGE_SHARED)
+			if (p->flags & EV_SHARED)
 				pk_canon_put(vm->domain->store, p->canon_id);
-			else if (p->rec == PK_PAGE_SWAPPED)
-				pk_swap_slot_put(vm->engine, p->slot);
 			pk_page_set(pt, p->idx, PK_PAGE_RESIDENT, 0);
 			pk_vm_page_where(vm, p->idx, &addr, &off);
 			wp_range(vm, addr, 1, 0);
 			vm->stats.punch_failures++;
-		} else if (p->rec == PK_PAGE_ZERO) {
+		} else if (p->flags & EV_ZERO) {
 			vm->stats.zero_reclaimed++;
 			vm->reclaim_zero += !b->scan;
-		} else if (p->rec == PK_PAGE_SHARED) {
+		} else if (p->flags & EV_SHARED) {
 			/* The page table holds the reference now. */
 			if (b->scan) {
 				vm->stats.share_merged++;
@@ -508,6 +405,7 @@ static void batch_settle(struct pk_evict_batch *b)
 				vm->reclaim_swapped++;
 			}
 		} else {
+			p->has_slot = 0; /* the page table owns it now */
 			if (p->flags & EV_SLOTDUP) {
 				vm->stats.swap_dedup++;
 				vm->stats.swap_dedup_slots++;
@@ -519,9 +417,6 @@ static void batch_settle(struct pk_evict_batch *b)
 		}
 		pk_page_set_busy(pt, p->idx, 0);
 	}
-	if (b->wp_waiters) /* their retries find the pages gone, or back */
-		for_each_run(b, EV_DIRTY | EV_REMOVED | EV_FAILED, BRIDGE_NONE,
-			     run_wake, 0);
 	if (punch_err) {
 		if (!vm->punch_error_logged++)
 			pk_log(vm->engine, "vm %s: cannot punch pages out of its "
@@ -666,29 +561,9 @@ static int verify_done(struct pk_evict_batch *b, struct pk_evict_page *p,
 void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result)
 {
 	struct pk_evict_page *p = (struct pk_evict_page *)op;
-	struct pk_evict_batch *b;
-	struct pk_vm *vm;
+	struct pk_evict_batch *b = p->batch;
+	struct pk_vm *vm = b->vm;
 
-	if (op->kind == PK_IO_EVICT_PUNCH) {
-		struct pk_evict_run *r = (struct pk_evict_run *)op;
-		b = r->batch;
-		vm = b->vm;
-		b->io_pending--;
-		if (result < 0) {
-			for (unsigned k = r->i; k < r->j; k++)
-				b->pages[k].flags |= EV_UNPUNCHED;
-			if (!b->punch_err)
-				b->punch_err = result;
-		}
-		if (b->io_pending)
-			return;
-		batch_settle(b);
-		if (vm)
-			evict_next_batch(vm);
-		return;
-	}
-	b = p->batch;
-	vm = b->vm;
 	b->io_pending--;
 	if (op->kind == PK_IO_EVICT_VERIFY) {
 		if (verify_done(b, p, result))
@@ -1016,14 +891,6 @@ int pk_evict_on_wp_fault(struct pk_vm *vm, uint64_t idx)
 
 	if (!p)
 		return 0;
-	if (p->flags & EV_RECORDED) {
-		/* Written after the record, before the punch: the write
-		 * waits for the punch and then finds the page gone (its
-		 * retry is a MISSING fault served from the record), or
-		 * back if the punch failed. */
-		p->batch->wp_waiters = 1;
-		return 2;
-	}
 	p->flags |= EV_DIRTY;
 	return 1;
 }
@@ -1032,13 +899,8 @@ void pk_evict_on_remove(struct pk_vm *vm, uint64_t idx)
 {
 	struct pk_evict_page *p = batch_page(vm, idx);
 
-	if (!p || p->flags & EV_REMOVED)
-		return;
-	p->flags |= EV_REMOVED;
-	/* A recorded slot is the entry's, which the REMOVE now replaces
-	 * (a busy entry's slot is left to its owner: here, us). */
-	if (p->flags & EV_RECORDED && p->rec == PK_PAGE_SWAPPED)
-		pk_swap_slot_put(vm->engine, p->slot);
+	if (p)
+		p->flags |= EV_REMOVED;
 }
 
 void pk_evict_vm_gone(struct pk_vm *vm)
@@ -1048,19 +910,13 @@ void pk_evict_vm_gone(struct pk_vm *vm)
 		vm->evicting = b->next;
 		b->vm = NULL;
 		/* Dedup references go back now: the domain may not outlive
-		 * the VM, and the batch's writes may.  Recorded pages are
-		 * the entries' like any other (busy no more: the VM's
-		 * teardown frees or keeps them with the rest). */
-		for (unsigned i = 0; i < b->n; i++) {
+		 * the VM, and the batch's writes may. */
+		for (unsigned i = 0; i < b->n; i++)
 			if (b->pages[i].flags & EV_SHARED) {
 				pk_canon_put(vm->domain->store,
 					     b->pages[i].canon_id);
 				b->pages[i].flags &= ~EV_SHARED;
 			}
-			if ((b->pages[i].flags & (EV_RECORDED | EV_REMOVED)) ==
-			    EV_RECORDED)
-				pk_page_set_busy(&vm->pages, b->pages[i].idx, 0);
-		}
 		if (!b->io_pending)
 			batch_release(b);
 	}

@@ -487,10 +487,7 @@ static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 	if (r) {
 		uint64_t idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
 		enum pk_page_state st;
-		/* Abort its eviction; 2: it is recorded and being punched,
-		 * and the batch wakes the writer when the punch is done. */
-		if (pk_evict_on_wp_fault(vm, idx) == 2)
-			return;
+		pk_evict_on_wp_fault(vm, idx); /* abort its eviction */
 		st = pk_page_state(&vm->pages, idx);
 		if (st == PK_PAGE_SWAPPED || st == PK_PAGE_SHARED ||
 		    st == PK_PAGE_ZERO) {

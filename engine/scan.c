@@ -61,16 +61,6 @@
 
 #define PK_SCAN_PERIOD_NS (10 * 1000 * 1000)
 /*
- * The scanner's CPU share (percent of one core, at most --scan-cpu) while
- * any VM has an eviction in flight.  Eviction relieves memory pressure
- * only as fast as the loop evicts, and it checks every page it takes for
- * zeros and for a stored copy of its bytes (swap dedup) itself, so a
- * scanner at its full share would take half the loop from it (measured:
- * its reads and index inserts were 17% of the loop's time in a 1 GiB
- * reclaim) to hash pages that are on their way out.
- */
-#define PK_SCAN_CPU_EVICTING 10
-/*
  * A VM's passes start at most once a second, so "zero in two passes"
  * always means zero for a second or more: on a small VM at a high rate,
  * passes would otherwise be milliseconds apart, and the scanner would
@@ -282,16 +272,9 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	struct pk_engine *e = data;
 	uint64_t expirations, now = clock_ns(CLOCK_MONOTONIC), budget, pages;
 	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), used;
-	unsigned percent = e->cfg.scan_cpu_percent;
-	int64_t share;
+	int64_t share = PK_SCAN_PERIOD_NS / 100 * e->cfg.scan_cpu_percent;
 	struct scan_deadline dl;
 	(void)w, (void)events;
-
-	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
-		if ((vm->reclaim_left || vm->n_evicting) &&
-		    percent > PK_SCAN_CPU_EVICTING)
-			percent = PK_SCAN_CPU_EVICTING;
-	share = PK_SCAN_PERIOD_NS / 100 * percent;
 
 	if (read(e->scan_timer_fd, &expirations, sizeof(expirations)) < 0)
 		return;
@@ -300,7 +283,7 @@ static void on_scan_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	 * everything a tick does, merges included, so a tick that
 	 * overspends makes the next ones wait. */
 	e->scan_cpu_credit_ns += (int64_t)((now - e->scan_last_tick_ns) / 100 *
-					   percent);
+					   e->cfg.scan_cpu_percent);
 	if (e->scan_cpu_credit_ns > 2 * share)
 		e->scan_cpu_credit_ns = 2 * share;
 	e->scan_last_tick_ns = now;

@@ -68,7 +68,6 @@ enum pk_io_kind {
 	PK_IO_EVICT_WRITE = 1,
 	PK_IO_SWAPIN_READ = 2,
 	PK_IO_EVICT_VERIFY = 3, /* swap dedup: read a candidate slot back */
-	PK_IO_EVICT_PUNCH = 4,	/* punch a run of evicted pages (evict.c) */
 };
 struct pk_io_op {
 	enum pk_io_kind kind;
@@ -291,10 +290,7 @@ void pk_fault_run_rechecks(struct pk_vm *vm, uint64_t now_ms);
  * Eviction (evict.c).  pk_reclaim_start evicts `pages` pages of vm with
  * the engine's victim policy and answers on reply_fd (taken over) when
  * done.  The hooks let the fault path tell an in-flight batch that the
- * guest wrote or discarded one of its pages.  pk_evict_on_wp_fault: 0 the
- * page is in no batch, 1 its eviction is aborted, 2 it is recorded and
- * being punched: the caller neither unprotects nor wakes (the batch
- * wakes the writer once the punch is done).
+ * guest wrote or discarded one of its pages.
  */
 int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
 		     char *reason, size_t reason_len);

@@ -69,11 +69,6 @@ struct pk_swap_store {
 	struct buf_op *ops;   /* per buffer */
 	unsigned *free_bufs;  /* stack of free buffer indexes */
 	unsigned n_free;
-	/* Side operations (pk_swap_queue_fallocate): their user_data, and a
-	 * stack of free entries; a CQE tagged n_bufs + i is side entry i. */
-	uint64_t side_ud[PK_SWAP_SIDE_MAX];
-	unsigned side_free[PK_SWAP_SIDE_MAX];
-	unsigned n_side_free;
 	unsigned run_mark;    /* the last write run's mark */
 	unsigned in_flight;   /* queued or submitted, not reaped */
 	unsigned reqs_in_flight; /* their requests (a run is one) */
@@ -201,9 +196,6 @@ static int setup_bufs(struct pk_swap_store *s, unsigned queue_depth)
 	for (unsigned i = 0; i < s->n_bufs; i++)
 		s->free_bufs[i] = s->n_bufs - 1 - i;
 	s->n_free = s->n_bufs;
-	for (unsigned i = 0; i < PK_SWAP_SIDE_MAX; i++)
-		s->side_free[i] = PK_SWAP_SIDE_MAX - 1 - i;
-	s->n_side_free = PK_SWAP_SIDE_MAX;
 	return 0;
 }
 
@@ -379,16 +371,6 @@ static int complete_cqe(struct pk_swap_store *s, unsigned idx, int res,
 	struct iovec *iov;
 	int page_res;
 
-	if (idx >= s->n_bufs && idx - s->n_bufs < PK_SWAP_SIDE_MAX) {
-		unsigned i = idx - s->n_bufs;
-		uint64_t user_data = s->side_ud[i];
-		s->side_free[s->n_side_free++] = i;
-		s->reqs_in_flight--;
-		s->in_flight--;
-		if (done)
-			done(arg, user_data, res < 0 ? res : 0);
-		return 1;
-	}
 	if (idx >= s->n_bufs || s->ops[idx].state != BUF_IO)
 		return 0; /* not ours: cannot happen */
 	s->reqs_in_flight--;
@@ -735,32 +717,6 @@ int pk_swap_write_run_sums(struct pk_swap_store *s, uint64_t first_slot,
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, buf_idx[0]);
 	s->in_flight += n;
-	s->reqs_in_flight++;
-	return 0;
-}
-
-int pk_swap_queue_fallocate(struct pk_swap_store *s, int fd, int mode,
-			    uint64_t offset, uint64_t len, uint64_t user_data)
-{
-	struct io_uring_sqe *sqe;
-	unsigned i;
-
-	if (fd < 0 || !len)
-		return -EINVAL;
-	if (!s->n_side_free)
-		return -EBUSY;
-	sqe = io_uring_get_sqe(&s->ring);
-	if (!sqe) {
-		pk_swap_submit(s);
-		sqe = io_uring_get_sqe(&s->ring);
-		if (!sqe)
-			return -EBUSY;
-	}
-	i = s->side_free[--s->n_side_free];
-	s->side_ud[i] = user_data;
-	io_uring_prep_fallocate(sqe, fd, mode, (__u64)offset, (__u64)len);
-	io_uring_sqe_set_data64(sqe, (uint64_t)s->n_bufs + i);
-	s->in_flight++;
 	s->reqs_in_flight++;
 	return 0;
 }

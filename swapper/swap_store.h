@@ -41,10 +41,6 @@
  * each completion; the buffer is the caller's again at that point (read
  * data is in it) until pk_swap_buf_put().  One I/O per buffer at a time.
  *
- * Side operations.  The ring also runs fallocate calls the caller queues
- * (pk_swap_queue_fallocate(): eviction's punches of guest RAM), on
- * io_uring's kernel worker, completed through the same done().
- *
  * Caller rules: don't read a slot while a write to it is in flight (its
  * checksum is not recorded yet); freeing a slot with I/O in flight is
  * allowed (its punch waits for the I/O), but reading a freed slot is not.
@@ -228,21 +224,6 @@ int pk_swap_write_run(struct pk_swap_store *store, uint64_t first_slot,
 int pk_swap_write_run_sums(struct pk_swap_store *store, uint64_t first_slot,
 			   unsigned n, const unsigned *buf_idx,
 			   const uint64_t *user_data, const uint64_t *csum);
-/*
- * Queue fallocate(fd, mode, offset, len) on the store's ring.  io_uring
- * always runs an fallocate on its own kernel worker, so the caller's
- * thread (the daemon's one event loop) does not spend the time: punching
- * evicted pages out of a guest's RAM file frees them, the costliest step
- * of an eviction.  It completes through pk_swap_reap()'s done(user_data,
- * 0 or -errno) like any I/O and counts in in_flight; it touches no slot
- * or buffer.  The file is taken when the entry is submitted, so fd must
- * stay open until pk_swap_submit().  -EBUSY: PK_SWAP_SIDE_MAX of these
- * are in flight already (the caller may do the call itself instead).
- */
-#define PK_SWAP_SIDE_MAX 1024u
-int pk_swap_queue_fallocate(struct pk_swap_store *store, int fd, int mode,
-			    uint64_t offset, uint64_t len, uint64_t user_data);
-
 /* Submit everything queued; returns the number of entries submitted. */
 int pk_swap_submit(struct pk_swap_store *store);
 

@@ -50,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1361,106 +1360,6 @@ START_TEST(test_write_run_sums)
 END_TEST
 
 /*
- * pk_swap_queue_fallocate: a punch of pages 2..5 of an 8-page memfd runs
- * on the ring and completes through pk_swap_reap with its own user_data
- * and 0: exactly those pages are holes afterwards (they read as zeros,
- * the others keep their bytes) and the memfd's blocks went down by 4
- * pages.  The same call on a read-only descriptor completes with -EBADF,
- * and nothing is punched.  A side operation counts in in_flight and
- * touches no buffer.
- */
-struct side_done {
-	unsigned calls;
-	uint64_t user_data;
-	int result;
-};
-
-static void on_side_done(void *arg, uint64_t user_data, int result)
-{
-	struct side_done *d = arg;
-	d->calls++;
-	d->user_data = user_data;
-	d->result = result;
-}
-
-static void side_drain(struct pk_swap_store *s, struct side_done *d)
-{
-	struct pk_swap_stats st;
-
-	for (pk_swap_store_stats(s, &st); st.in_flight;
-	     pk_swap_store_stats(s, &st)) {
-		ck_assert_int_eq(pk_swap_wait(s, 1), 0);
-		pk_swap_reap(s, on_side_done, d);
-	}
-}
-
-START_TEST(test_queue_fallocate)
-{
-	struct pk_swap_store *s;
-	struct pk_swap_stats st;
-	struct side_done d = { 0 };
-	static unsigned char page[PAGE], zero[PAGE];
-	struct stat sb;
-	blkcnt_t before;
-	int fd = memfd_create("pk-test-side", 0), ro;
-	char proc[64];
-
-	ck_assert_int_ge(fd, 0);
-	for (unsigned i = 0; i < 8; i++) {
-		fill(page, i, 1);
-		ck_assert_int_eq(pwrite(fd, page, PAGE, (off_t)i * PAGE), PAGE);
-	}
-	ck_assert_int_eq(fstat(fd, &sb), 0);
-	before = sb.st_blocks;
-	ck_assert_int_eq(pk_swap_store_open(&s, path, 16 * PAGE, 4), 0);
-	pk_swap_store_stats(s, &st);
-	unsigned bufs_free = st.bufs_free;
-
-	ck_assert_int_eq(pk_swap_queue_fallocate(s, fd, FALLOC_FL_PUNCH_HOLE |
-						 FALLOC_FL_KEEP_SIZE,
-						 2 * PAGE, 4 * PAGE, 77), 0);
-	pk_swap_store_stats(s, &st);
-	ck_assert_uint_eq(st.in_flight, 1);
-	ck_assert_uint_eq(st.bufs_free, bufs_free);
-	ck_assert_int_eq(pk_swap_submit(s), 1);
-	side_drain(s, &d);
-	ck_assert_uint_eq(d.calls, 1);
-	ck_assert_uint_eq(d.user_data, 77);
-	ck_assert_int_eq(d.result, 0);
-	for (unsigned i = 0; i < 8; i++) {
-		ck_assert_int_eq(pread(fd, page, PAGE, (off_t)i * PAGE), PAGE);
-		if (i >= 2 && i < 6)
-			ck_assert_msg(memcmp(page, zero, PAGE) == 0,
-				      "page %u: not punched", i);
-		else
-			ck_assert_msg(matches(page, i, 1), "page %u: lost", i);
-	}
-	ck_assert_int_eq(fstat(fd, &sb), 0);
-	ck_assert_int_eq((long long)(before - sb.st_blocks),
-			 (long long)(4 * PAGE / 512));
-
-	/* A read-only descriptor: the kernel's own error, nothing punched. */
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	ro = open(proc, O_RDONLY);
-	ck_assert_int_ge(ro, 0);
-	ck_assert_int_eq(pk_swap_queue_fallocate(s, ro, FALLOC_FL_PUNCH_HOLE |
-						 FALLOC_FL_KEEP_SIZE,
-						 0, PAGE, 78), 0);
-	ck_assert_int_eq(pk_swap_submit(s), 1);
-	side_drain(s, &d);
-	ck_assert_uint_eq(d.calls, 2);
-	ck_assert_uint_eq(d.user_data, 78);
-	ck_assert_int_eq(d.result, -EBADF);
-	ck_assert_int_eq(pread(fd, page, PAGE, 0), PAGE);
-	ck_assert(matches(page, 0, 1));
-	ck_assert_int_eq(pk_swap_queue_fallocate(s, -1, 0, 0, PAGE, 1), -EINVAL);
-	close(ro);
-	close(fd);
-	pk_swap_store_close(s);
-}
-END_TEST
-
-/*
  * A short write tells each page what happened: with RLIMIT_FSIZE at 12
  * pages, a run over slots 8..15 writes 4 pages and stops.  Those 4 are
  * written (checksummed); the first page past the limit is written again
@@ -1841,7 +1740,6 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_write_run_refused);
 	tcase_add_test(tc, test_write_run_same_buffer_twice);
 	tcase_add_test(tc, test_write_run_sums);
-	tcase_add_test(tc, test_queue_fallocate);
 	tcase_add_test(tc, test_write_run_short_tells_each_page);
 	tcase_add_test(tc, test_wait_with_runs_in_flight);
 	tcase_add_test(tc, test_keep_reopen_restore);
