@@ -172,6 +172,35 @@ double status_field(struct pk_test_daemon *d, const char *object,
 	return v;
 }
 
+double status_num(struct pk_test_daemon *d, const char *key, const char *sub)
+{
+	json_object *root = status_root(d), *o = NULL, *x = NULL;
+	double v = -1;
+
+	ck_assert_msg(json_object_object_get_ex(root, key, &o),
+		      "status has no %s", key);
+	if (sub && o)
+		ck_assert_msg(json_object_object_get_ex(o, sub, &x),
+			      "status %s has no %s", key, sub);
+	else
+		x = o;
+	if (x)
+		v = json_object_get_double(x);
+	json_object_put(root);
+	return v;
+}
+
+void status_str(struct pk_test_daemon *d, const char *key, char *out,
+		size_t len)
+{
+	json_object *root = status_root(d), *o;
+
+	ck_assert_msg(json_object_object_get_ex(root, key, &o), "status has "
+		      "no %s", key);
+	snprintf(out, len, "%s", json_object_get_string(o));
+	json_object_put(root);
+}
+
 char proc_state(pid_t pid)
 {
 	char path[64], buf[512], *p;

@@ -64,6 +64,12 @@ json_object *status_root(struct pk_test_daemon *d);
  * asserts the object and the key exist. */
 double status_field(struct pk_test_daemon *d, const char *object,
 		    const char *key);
+/* A number at the status root, key or key.sub ("states_entered",
+ * "soft"); -1 when it is null.  Asserts it exists. */
+double status_num(struct pk_test_daemon *d, const char *key, const char *sub);
+/* A string at the status root into out (asserts it exists). */
+void status_str(struct pk_test_daemon *d, const char *key, char *out,
+		size_t len);
 /* One status figure of one VM; -1 when the VM is not registered. */
 double vm_field(struct pk_test_daemon *d, const char *name, const char *key);
 /* Several figures of one VM from one status snapshot, so that figures

@@ -533,28 +533,6 @@ START_TEST(test_daemon_bad_config)
 }
 END_TEST
 
-static double status_num(struct pk_test_daemon *d, const char *key)
-{
-	json_object *root = status_root(d), *v;
-	double x = -1;
-
-	if (json_object_object_get_ex(root, key, &v) && v)
-		x = json_object_get_double(v);
-	json_object_put(root);
-	return x;
-}
-
-static void status_str(struct pk_test_daemon *d, const char *key, char *out,
-		       size_t len)
-{
-	json_object *root = status_root(d), *v;
-
-	out[0] = '\0';
-	if (json_object_object_get_ex(root, key, &v) && v)
-		snprintf(out, len, "%s", json_object_get_string(v));
-	json_object_put(root);
-}
-
 START_TEST(test_flags_override_file)
 {
 	struct pk_test_daemon d;
@@ -570,7 +548,7 @@ START_TEST(test_flags_override_file)
 	status_str(&d, "policy", kind, sizeof(kind));
 	ck_assert_msg(strcmp(kind, "manual") == 0, "status policy '%s': the "
 		      "file's 'policy = manual' was not read", kind);
-	double mib = status_num(&d, "swap_write_budget_mib");
+	double mib = status_num(&d, "swap_write_budget_mib", NULL);
 	ck_assert_msg(mib == 200, "swap_write_budget_mib %.1f MiB: want the "
 		      "flag's 200 over the file's 100", mib);
 	pk_test_daemon_stop_ok(&d);
@@ -590,13 +568,13 @@ START_TEST(test_sighup_reload)
 			 "[sharing]\nscan-rate = 100M\n");
 	snprintf(args, sizeof(args), "--config %s", path);
 	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
-	ck_assert_msg(status_num(&d, "swap_write_budget_mib") == 100,
+	ck_assert_msg(status_num(&d, "swap_write_budget_mib", NULL) == 100,
 		      "swap_write_budget_mib: want the file's 100 MiB");
 
 	write_file(path, "[policy]\nswap-write-budget = 300M/d\n"
 			 "[sharing]\nscan-rate = 200M\n");
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-	WAIT_FOR((mib = status_num(&d, "swap_write_budget_mib")) == 300, 2000,
+	WAIT_FOR((mib = status_num(&d, "swap_write_budget_mib", NULL)) == 300, 2000,
 		 20, "swap_write_budget_mib 300 MiB after SIGHUP (now %.1f)",
 		 mib);
 	WAIT_FOR(file_has(d.log, "reload: scan-rate changed ('100M' -> "
@@ -611,7 +589,7 @@ START_TEST(test_sighup_reload)
 		 20, "the log to reject the bad file (%s)", d.log);
 	ck_assert_msg(file_has(d.log, "pk.conf:3: [policy] budget: bad value"),
 		      "the rejection names no FILE:LINE and key");
-	mib = status_num(&d, "swap_write_budget_mib");
+	mib = status_num(&d, "swap_write_budget_mib", NULL);
 	ck_assert_msg(mib == 300, "swap_write_budget_mib %.1f MiB after a bad "
 		      "file: want the running 300", mib);
 	pk_test_daemon_stop_ok(&d);

@@ -57,37 +57,6 @@ static const char *start(struct pk_test_daemon *d, const char *args)
 	return d->dir;
 }
 
-/* A number at a JSON path of the status root ("a" or "a.b"); -1: null. */
-static double root_num(struct pk_test_daemon *d, const char *key,
-		       const char *sub)
-{
-	json_object *root = status_root(d), *o = NULL, *x = NULL;
-	double v = -1;
-
-	ck_assert_msg(json_object_object_get_ex(root, key, &o),
-		      "status has no %s", key);
-	if (sub && o)
-		ck_assert_msg(json_object_object_get_ex(o, sub, &x),
-			      "status %s has no %s", key, sub);
-	else
-		x = o;
-	if (x)
-		v = json_object_get_double(x);
-	json_object_put(root);
-	return v;
-}
-
-static void root_str(struct pk_test_daemon *d, const char *key, char *out,
-		     size_t len)
-{
-	json_object *root = status_root(d), *o;
-
-	ck_assert_msg(json_object_object_get_ex(root, key, &o), "status has "
-		      "no %s", key);
-	snprintf(out, len, "%s", json_object_get_string(o));
-	json_object_put(root);
-}
-
 /* The guest's run ends: report, exit 0, every page verified. */
 static void finish_ok(struct guest *g, double pages)
 {
@@ -121,30 +90,30 @@ START_TEST(esx_budget)
 	/* 120 MiB of working sets on 96 MiB: the state must leave high
 	 * once the guests have filled (40 MiB each at >= 4 MiB/s); they
 	 * run for 8 s, so the daemon's ticks see them however fast. */
-	WAIT_FOR(root_num(&d, "state_transitions", NULL) >= 1, 10000 + BASE_MS,
+	WAIT_FOR(status_num(&d, "state_transitions", NULL) >= 1, 10000 + BASE_MS,
 		 100, "a memory state change (free %.1f%%)",
-		 root_num(&d, "free_pct", NULL));
-	WAIT_FOR(root_num(&d, "balloon_commands", NULL) >= 1, BASE_MS + 2000,
+		 status_num(&d, "free_pct", NULL));
+	WAIT_FOR(status_num(&d, "balloon_commands", NULL) >= 1, BASE_MS + 2000,
 		 100, "the policy's first balloon target");
 	for (int i = 0; i < 3; i++)
 		finish_ok(&g[i], 10240);
-	first_b = root_num(&d, "first_balloon_ms", NULL);
-	first_e = root_num(&d, "first_evict_ms", NULL);
-	high_ev = root_num(&d, "policy_evicted_mib", "high");
-	soft = root_num(&d, "policy_evicted_mib", "soft");
-	short_mib = root_num(&d, "policy_evicted_short_mib", NULL);
+	first_b = status_num(&d, "first_balloon_ms", NULL);
+	first_e = status_num(&d, "first_evict_ms", NULL);
+	high_ev = status_num(&d, "policy_evicted_mib", "high");
+	soft = status_num(&d, "policy_evicted_mib", "soft");
+	short_mib = status_num(&d, "policy_evicted_short_mib", NULL);
 	printf("esx_budget: first balloon at %.0f ms, first eviction at %.0f "
 	       "ms; evicted in soft %.1f MiB (short balloons %.1f MiB), hard "
 	       "%.1f MiB, low %.1f MiB; states entered soft %.0f, hard %.0f, "
 	       "low %.0f; reaction soft -> balloon %.0f ms, hard -> evict "
 	       "%.0f ms (-1: none)\n", first_b, first_e, soft, short_mib,
-	       root_num(&d, "policy_evicted_mib", "hard"),
-	       root_num(&d, "policy_evicted_mib", "low"),
-	       root_num(&d, "states_entered", "soft"),
-	       root_num(&d, "states_entered", "hard"),
-	       root_num(&d, "states_entered", "low"),
-	       root_num(&d, "soft_reaction_ms", NULL),
-	       root_num(&d, "hard_reaction_ms", NULL));
+	       status_num(&d, "policy_evicted_mib", "hard"),
+	       status_num(&d, "policy_evicted_mib", "low"),
+	       status_num(&d, "states_entered", "soft"),
+	       status_num(&d, "states_entered", "hard"),
+	       status_num(&d, "states_entered", "low"),
+	       status_num(&d, "soft_reaction_ms", NULL),
+	       status_num(&d, "hard_reaction_ms", NULL));
 	ck_assert_msg(first_b >= 0, "the policy never ballooned");
 	ck_assert_msg(first_e < 0 || first_b <= first_e,
 		      "evicted at %.0f ms, before the first balloon target at "
@@ -175,13 +144,13 @@ static void baseline(const char *policy, double *balloons, double *evicted,
 	snprintf(args, sizeof(args), "--budget 96M --swap-size 256M --policy %s",
 		 policy);
 	start(&d, args);
-	root_str(&d, "policy", shown, sizeof(shown));
+	status_str(&d, "policy", shown, sizeof(shown));
 	ck_assert_str_eq(shown, policy);
 	for (int i = 0; i < 3; i++)
 		guest_start(&g[i], d.sock, names[i], extra);
-	WAIT_FOR(root_num(&d, "state_transitions", NULL) >= 1, 10000 + BASE_MS,
+	WAIT_FOR(status_num(&d, "state_transitions", NULL) >= 1, 10000 + BASE_MS,
 		 100, "a memory state change (free %.1f%%)",
-		 root_num(&d, "free_pct", NULL));
+		 status_num(&d, "free_pct", NULL));
 	*stalled = 0;
 	for (int i = 0; i < 3; i++) {
 		double ms = vm_field(&d, names[i], "stalled_ms");
@@ -189,10 +158,10 @@ static void baseline(const char *policy, double *balloons, double *evicted,
 	}
 	for (int i = 0; i < 3; i++)
 		finish_ok(&g[i], 10240);
-	*balloons = root_num(&d, "balloon_commands", NULL);
-	*evicted = root_num(&d, "policy_evicted_mib", "soft") +
-		   root_num(&d, "policy_evicted_mib", "hard") +
-		   root_num(&d, "policy_evicted_mib", "low");
+	*balloons = status_num(&d, "balloon_commands", NULL);
+	*evicted = status_num(&d, "policy_evicted_mib", "soft") +
+		   status_num(&d, "policy_evicted_mib", "hard") +
+		   status_num(&d, "policy_evicted_mib", "low");
 	printf("baseline %s: %.0f balloon targets, %.1f MiB evicted\n", policy,
 	       *balloons, *evicted);
 	pk_test_daemon_stop_ok(&d);
@@ -237,15 +206,15 @@ START_TEST(low_stalls)
 		 100, "the second guest stalled (stalled %.0f, faults parked "
 		 "%.0f, free %.1f%%)", vm_field(&d, "grow", "stalled"),
 		 vm_field(&d, "grow", "faults_parked"),
-		 root_num(&d, "free_pct", NULL));
+		 status_num(&d, "free_pct", NULL));
 	/* Parked at the fault near the low line, before the tick. */
-	WAIT_FOR((root_str(&d, "state", state, sizeof(state)),
+	WAIT_FOR((status_str(&d, "state", state, sizeof(state)),
 		  !strcmp(state, "hard") || !strcmp(state, "low")), BASE_MS,
 		 100, "the hard or low state (state %s, free %.1f%%)", state,
-		 root_num(&d, "free_pct", NULL));
-	ck_assert_msg(root_num(&d, "free_pct", NULL) > 0.5,
+		 status_num(&d, "free_pct", NULL));
+	ck_assert_msg(status_num(&d, "free_pct", NULL) > 0.5,
 		      "free memory %.2f%%: the stall let the guests take the "
-		      "last of it", root_num(&d, "free_pct", NULL));
+		      "last of it", status_num(&d, "free_pct", NULL));
 	ck_assert_msg(vm_field(&d, "grow", "stalled") == 1 &&
 		      vm_field(&d, "grow", "stalled_ms") > 0,
 		      "not stalled (stalled_ms %.0f)",
@@ -284,19 +253,19 @@ START_TEST(locked_short)
 		 vm_field(&d, "locked", "balloon_actual_mib"),
 		 vm_field(&d, "locked", "target_mib"));
 	/* Its shortfall goes to swap in soft, within a tick or two. */
-	WAIT_FOR(root_num(&d, "policy_evicted_short_mib", NULL) > 0 &&
+	WAIT_FOR(status_num(&d, "policy_evicted_short_mib", NULL) > 0 &&
 		 vm_field(&d, "locked", "swapped_mib") > 0, BASE_MS + 2000, 100,
 		 "the shortfall swapped (short evictions %.1f MiB, swapped %.1f "
-		 "MiB)", root_num(&d, "policy_evicted_short_mib", NULL),
+		 "MiB)", status_num(&d, "policy_evicted_short_mib", NULL),
 		 vm_field(&d, "locked", "swapped_mib"));
-	root_str(&d, "state", state, sizeof(state));
-	in_soft = root_num(&d, "policy_evicted_mib", "soft");
+	status_str(&d, "state", state, sizeof(state));
+	in_soft = status_num(&d, "policy_evicted_mib", "soft");
 	ck_assert_msg(in_soft > 0, "nothing evicted in soft (state now %s)",
 		      state);
-	ck_assert_msg(in_soft == root_num(&d, "policy_evicted_short_mib", NULL),
+	ck_assert_msg(in_soft == status_num(&d, "policy_evicted_short_mib", NULL),
 		      "%.1f MiB evicted in soft, %.1f MiB of it for the short "
 		      "balloon", in_soft,
-		      root_num(&d, "policy_evicted_short_mib", NULL));
+		      status_num(&d, "policy_evicted_short_mib", NULL));
 	ck_assert_int_eq(kill(g.pid, SIGUSR1), 0);
 	finish_ok(&g, 14336);
 	pk_test_daemon_stop_ok(&d);
@@ -362,24 +331,24 @@ START_TEST(swap_budget)
 	/* 48 MiB of guests without balloons on 40 MiB, host swap capped at
 	 * 4 MiB an hour: 4 MiB is swapped, the rest must wait. */
 	start(&d, "--budget 40M --swap-size 128M --swap-write-budget 4M/h");
-	ck_assert_msg(root_num(&d, "swap_write_budget_mib", NULL) == 4,
+	ck_assert_msg(status_num(&d, "swap_write_budget_mib", NULL) == 4,
 		      "budget shown %.1f MiB",
-		      root_num(&d, "swap_write_budget_mib", NULL));
+		      status_num(&d, "swap_write_budget_mib", NULL));
 	guest_start(&a, d.sock, "hold", hold);
 	guest_expect(&a, "HOLDING", NULL, pk_test_deadline_ms(BASE_MS),
 		     "fill of 24 MiB");
 	guest_start(&b, d.sock, "grow", grow);
-	WAIT_FOR(root_num(&d, "swap_written_period_mib", NULL) >= 4 &&
+	WAIT_FOR(status_num(&d, "swap_written_period_mib", NULL) >= 4 &&
 		 vm_field(&d, "grow", "stalled") == 1, BASE_MS + 5000, 100,
 		 "the budget spent and the guest stalled (asked %.1f MiB)",
-		 root_num(&d, "swap_written_period_mib", NULL));
+		 status_num(&d, "swap_written_period_mib", NULL));
 	/* Three more of the daemon's ticks (the stall's clock, not ours):
 	 * nothing more is asked. */
 	stalled0 = vm_field(&d, "grow", "stalled_ms");
 	WAIT_FOR(vm_field(&d, "grow", "stalled_ms") >= stalled0 + 3000,
 		 3000 + BASE_MS, 100, "3 s more of the stall (%.0f ms)",
 		 vm_field(&d, "grow", "stalled_ms"));
-	asked = root_num(&d, "swap_written_period_mib", NULL);
+	asked = status_num(&d, "swap_written_period_mib", NULL);
 	ck_assert_msg(asked == 4, "%.2f MiB asked of a 4 MiB budget", asked);
 	ck_assert_msg(file_has(d.log, "swap-write budget spent: 4 MiB"),
 		      "no log line about the spent budget");
