@@ -163,7 +163,7 @@ static struct pk_vm *vm_for(struct pk_conn *c, const char *vm_name,
 			 "(only its owner, root and the admin group may)",
 			 name, (unsigned)vm->owner_uid, (unsigned)c->peer.uid,
 			 what);
-		pk_log(c->engine, "refused %s of vm %s to uid %u (pid %d): "
+		pk_log(&c->engine->log, "refused %s of vm %s to uid %u (pid %d): "
 				  "it belongs to uid %u",
 		       what, name, (unsigned)c->peer.uid, (int)c->peer.pid,
 		       (unsigned)vm->owner_uid);
@@ -245,7 +245,7 @@ static void vm_gone(struct pk_event_loop *loop, struct pk_watch *w,
 	struct pk_vm *vm = data;
 	(void)loop, (void)events;
 
-	pk_log(vm->engine, "vm %s (pid %d): %s; freeing its state", vm->name,
+	pk_log(&vm->engine->log, "vm %s (pid %d): %s; freeing its state", vm->name,
 	       (int)vm->pid,
 	       w == vm->pidfd_watch ? "process exited" : "client detached");
 	pk_vm_destroy(vm);
@@ -430,7 +430,7 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 		pk_vm_destroy(vm);
 		return;
 	}
-	pk_log(e, "vm %s registered: id %u, pid %d, %llu MiB in %u region(s), %s RAM",
+	pk_log(&e->log, "vm %s registered: id %u, pid %d, %llu MiB in %u region(s), %s RAM",
 	       vm->name, vm->id, (int)vm->pid,
 	       (unsigned long long)(vm->configured_bytes >> 20), vm->n_regions,
 	       vm->anon ? "anonymous" : "shared");
@@ -439,7 +439,7 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 reject:
 	for (int i = 0; i < n_fds; i++)
 		close(fds[i]);
-	pk_log(e, "rejected registration: %s", reason);
+	pk_log(&e->log, "rejected registration: %s", reason);
 	send_reply(c->fd, PK_MSG_REGISTER_REPLY, err, 0, reason);
 }
 
@@ -548,7 +548,7 @@ static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 	r.target_bytes = err ? 0 : m->target_bytes;
 	r.actual_bytes = actual;
 	if (err && err != -EPERM) /* vm_for logged a refusal */
-		pk_log(c->engine, "balloon request refused: %s", r.reason);
+		pk_log(&c->engine->log, "balloon request refused: %s", r.reason);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -572,7 +572,7 @@ static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 				       m->no_balloon, why, sizeof(why));
 	}
 	if (err && err != -EPERM) /* vm_for logged a refusal */
-		pk_log(c->engine, "set request refused: %s", why);
+		pk_log(&c->engine->log, "set request refused: %s", why);
 	pk_reply_encode(&r, PK_MSG_SET_REPLY, err, vm ? vm->id : 0, why);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -702,7 +702,7 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 reject:
 	for (int i = 0; i < n_fds; i++)
 		close(fds[i]);
-	pk_log(c->engine, "rejected request: %s", reason);
+	pk_log(&c->engine->log, "rejected request: %s", reason);
 	send_reply(c->fd, PK_MSG_ERROR_REPLY, err, 0, reason);
 }
 
@@ -723,7 +723,7 @@ static void accept_pause(struct pk_engine *e, int err)
 	};
 
 	if (!e->accept_pauses++)
-		pk_log(e, "accept: %s; new connections wait (retried every "
+		pk_log(&e->log, "accept: %s; new connections wait (retried every "
 			  "%d ms) until some close",
 		       strerror(err), PK_ACCEPT_PAUSE_MS);
 	pk_watch_del(e->loop, e->listen_watch);
@@ -763,7 +763,7 @@ static void listen_ready(struct pk_event_loop *loop, struct pk_watch *w,
 			return;
 		}
 		if (e->accept_pauses) {
-			pk_log(e, "accepting connections again (paused %llu "
+			pk_log(&e->log, "accepting connections again (paused %llu "
 				  "time(s) for lack of fds)",
 			       (unsigned long long)e->accept_pauses);
 			e->accept_pauses = 0;
@@ -798,7 +798,7 @@ static int group_gid(struct pk_engine *e, const char *name, const char *what,
 	struct group *g = getgrnam(name);
 
 	if (!g) {
-		pk_log(e, "%s '%s': no such group", what, name);
+		pk_log(&e->log, "%s '%s': no such group", what, name);
 		return -ENOENT;
 	}
 	*gid = g->gr_gid;
@@ -835,7 +835,7 @@ static int socket_access(struct pk_engine *e, const char *path)
 	}
 	if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
 		return -errno;
-	pk_log(e, "control socket %s: mode 0660, group %s (gid %u); admins: "
+	pk_log(&e->log, "control socket %s: mode 0660, group %s (gid %u); admins: "
 		  "root%s%s",
 	       path, name, (unsigned)gid, e->cfg.admin_group ? " and group " : "",
 	       e->cfg.admin_group ? e->cfg.admin_group : "");
@@ -856,7 +856,7 @@ static void raise_fd_limit(struct pk_engine *e)
 	rlim_t was = rl.rlim_cur;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-		pk_log(e, "open files limit raised from %llu to %llu fds",
+		pk_log(&e->log, "open files limit raised from %llu to %llu fds",
 		       (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 

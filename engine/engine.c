@@ -27,15 +27,12 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <syslog.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,47 +43,6 @@
  * wait too, so this bounds the stall; what is left waits a tick.
  */
 #define PK_SCRUB_BUDGET_NS (5 * 1000 * 1000)
-
-int pk_log_is_journal(FILE *f)
-{
-	const char *js = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	struct stat st;
-
-	return f && js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
-	       fstat(fileno(f), &st) == 0 && (unsigned long long)st.st_dev == dev &&
-	       (unsigned long long)st.st_ino == ino;
-}
-
-static void vlog(struct pk_engine *e, int prio, const char *fmt, va_list ap)
-{
-	if (!e->log)
-		return;
-	if (e->log_journal)
-		fprintf(e->log, "<%d>", prio);
-	fputs("pagekeeperd: ", e->log);
-	vfprintf(e->log, fmt, ap);
-	fputc('\n', e->log);
-	fflush(e->log);
-}
-
-void pk_log(struct pk_engine *e, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(e, LOG_INFO, fmt, ap);
-	va_end(ap);
-}
-
-void pk_log_prio(struct pk_engine *e, int prio, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(e, prio, fmt, ap);
-	va_end(ap);
-}
 
 static void on_signal(struct pk_event_loop *loop, struct pk_watch *w,
 		      uint32_t events, void *data)
@@ -101,10 +57,10 @@ static void on_signal(struct pk_event_loop *loop, struct pk_watch *w,
 		if (e->cfg.reload_hook)
 			e->cfg.reload_hook(e, e->cfg.hook_arg);
 		else
-			pk_log(e, "SIGHUP: nothing to reload");
+			pk_log(&e->log, "SIGHUP: nothing to reload");
 		return;
 	}
-	pk_log(e, "signal %u: shutting down", si.ssi_signo);
+	pk_log(&e->log, "signal %u: shutting down", si.ssi_signo);
 	e->stop = 1;
 }
 
@@ -173,7 +129,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 	if (e->swap) {
 		int r = pk_swap_store_scrub(e->swap, PK_SCRUB_BUDGET_NS);
 		if (r < 0)
-			pk_log_prio(e, LOG_WARNING, "swap file: punching "
+			pk_log_prio(&e->log, LOG_WARNING, "swap file: punching "
 				    "freed slots: %s", strerror(-r));
 	}
 	if (e->cfg.tick_hook)
@@ -207,8 +163,7 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 	e->retry_timer_fd = e->accept_pause_fd = -1;
 	e->state_dirfd = e->run_dirfd = e->state_lock_fd = e->run_lock_fd = -1;
-	e->log = stderr;
-	e->log_journal = pk_log_is_journal(e->log);
+	pk_log_init(&e->log, stderr);
 	if (!e->cfg.run_dir)
 		e->cfg.run_dir = e->cfg.state_dir;
 	if (!e->cfg.fault_around_max)
@@ -281,7 +236,7 @@ int pk_engine_run(struct pk_engine *e)
 		deferred += (unsigned)e->evict_pending;
 		int n = pk_event_loop_run_once(e->loop, deferred ? 1 : 1000);
 		if (n < 0) {
-			pk_log_prio(e, LOG_ERR, "event loop: %s", strerror(-n));
+			pk_log_prio(&e->log, LOG_ERR, "event loop: %s", strerror(-n));
 			return n;
 		}
 	}

@@ -25,6 +25,7 @@
 #include "engine/event_loop.h"
 #include "engine/page_table.h"
 #include "hashing/rate_limit.h"
+#include "engine/log.h"
 #include "swapper/swap_store.h"
 #include "swapper/victim.h"
 
@@ -154,8 +155,7 @@ struct pk_engine {
 	int swap_lost;	/* the previous daemon's swap file is gone */
 	int keep_state; /* stopping: VMs close, their state stays */
 	struct pk_policy *policy; /* the memory-state policy (policy.h) */
-	FILE *log;
-	int log_journal; /* log is the journal: <N> priority prefixes */
+	struct pk_log log; /* log.h */
 };
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);
@@ -177,18 +177,6 @@ int pk_scan_init(struct pk_engine *e);
 void pk_scan_fini(struct pk_engine *e);
 void pk_scan_tick(struct pk_engine *e, uint64_t seconds);
 
-/*
- * Logging: one line, prefixed, to e->log.  When e->log is the journal's
- * stream (JOURNAL_STREAM names its device and inode: systemd.exec(5)),
- * each line starts with a <N> syslog priority that journald takes as the
- * line's level: pk_log is LOG_INFO, pk_log_prio says which.
- */
-void pk_log(struct pk_engine *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void pk_log_prio(struct pk_engine *e, int prio, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Is f the journal's stream (JOURNAL_STREAM)?  1 or 0. */
-int pk_log_is_journal(FILE *f);
 
 /* Status of every VM as a JSON document; caller frees. */
 char *pk_engine_status_json(struct pk_engine *e);

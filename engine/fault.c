@@ -175,7 +175,7 @@ static void retry_note(struct pk_vm *vm, const char *what, int err)
 		return;
 	vm->retry_episode_ms = pk_monotonic_ms();
 	vm->retry_episode_retries = 1;
-	pk_log(vm->engine, "vm %s: %s: %s; its faults wait and are retried "
+	pk_log(&vm->engine->log, "vm %s: %s: %s; its faults wait and are retried "
 	       "every %u ms to %u ms until it succeeds (logged once per "
 	       "episode)", vm->name, what, strerror(-err),
 	       PK_RETRY_BACKOFF_MIN_MS, PK_RETRY_BACKOFF_MAX_MS);
@@ -278,7 +278,7 @@ static int poison_page(struct pk_vm *vm, uint64_t addr)
 			return 0;
 	}
 	if (errno != EAGAIN)
-		pk_log(vm->engine, "vm %s: UFFDIO_POISON at 0x%llx: %s",
+		pk_log(&vm->engine->log, "vm %s: UFFDIO_POISON at 0x%llx: %s",
 		       vm->name, (unsigned long long)addr, strerror(errno));
 	return -errno;
 }
@@ -365,7 +365,7 @@ static enum swapin_next swapin_resolve(struct pk_vm *vm, struct pk_swapin *op,
 		int err = poison_page(vm, op->addr);
 		if (err == -EAGAIN)
 			return SWAPIN_AGAIN;
-		pk_log(vm->engine,
+		pk_log(&vm->engine->log,
 		       "vm %s: PAGE %llu LOST: swap slot %llu %s; the guest "
 		       "gets a memory error instead of wrong data (%u reads)",
 		       vm->name, (unsigned long long)op->idx,
@@ -448,7 +448,7 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 				 .len = PK_PAGE_SIZE };
 
 	if (!src) { /* cannot happen: the page holds a reference */
-		pk_log(vm->engine, "vm %s: page %llu: canonical copy %llu is "
+		pk_log(&vm->engine->log, "vm %s: page %llu: canonical copy %llu is "
 		       "gone; poisoned", vm->name, (unsigned long long)idx,
 		       (unsigned long long)id);
 		if (poison_page(vm, addr) == -EAGAIN)
@@ -523,7 +523,7 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 
 	if (!r) {
 		/* Cannot happen for a range we registered; never hang it. */
-		pk_log(vm->engine, "vm %s: fault at 0x%llx outside every region",
+		pk_log(&vm->engine->log, "vm %s: fault at 0x%llx outside every region",
 		       vm->name, (unsigned long long)fault_addr);
 		wake_page(vm, addr);
 		return 0;
@@ -572,7 +572,7 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		 * a memory error for the guest, never wrong bytes, never a
 		 * loop. */
 		if (st != PK_PAGE_POISONED)
-			pk_log(vm->engine, "vm %s: page %llu in state %s has "
+			pk_log(&vm->engine->log, "vm %s: page %llu in state %s has "
 			       "no resolver; poisoned", vm->name, (unsigned long long)idx,
 		       pk_page_state_name(st));
 		if (poison_page(vm, addr) == -EAGAIN)
@@ -816,7 +816,7 @@ void pk_fault_handle_events(struct pk_vm *vm)
 				m->event = 0;
 				break;
 			default:
-				pk_log(vm->engine, "vm %s: unexpected uffd event %u",
+				pk_log(&vm->engine->log, "vm %s: unexpected uffd event %u",
 				       vm->name, m->event);
 			}
 		}
@@ -865,7 +865,7 @@ static void retry_episode_check(struct pk_vm *vm)
 	vm->faults_waiting = deferred_waiting + vm->swapins_waiting;
 	if (!vm->retry_episode_ms || vm->faults_waiting)
 		return;
-	pk_log(vm->engine, "vm %s: faults served again after %llu retries "
+	pk_log(&vm->engine->log, "vm %s: faults served again after %llu retries "
 	       "over %llu ms", vm->name,
 	       (unsigned long long)vm->retry_episode_retries,
 	       (unsigned long long)(pk_monotonic_ms() - vm->retry_episode_ms));
@@ -976,7 +976,7 @@ int pk_fault_drain_start(struct pk_vm *vm, int reply_fd, char *reason,
 	/* A reclaim in flight ends with its batches; the queue is dropped. */
 	vm->reclaim_left = 0;
 	vm->n_share_queue = 0;
-	pk_log(vm->engine, "vm %s: draining %llu swapped and %llu merged pages",
+	pk_log(&vm->engine->log, "vm %s: draining %llu swapped and %llu merged pages",
 	       vm->name,
 	       (unsigned long long)vm->pages.count[PK_PAGE_SWAPPED],
 	       (unsigned long long)vm->pages.count[PK_PAGE_SHARED]);
@@ -1000,7 +1000,7 @@ void pk_fault_drain_end(struct pk_vm *vm, int status, const char *reason)
 	send(vm->drain_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(vm->drain_fd);
 	vm->drain_fd = -1;
-	pk_log(vm->engine, "vm %s: drain %s: %llu pages swapped in, %llu "
+	pk_log(&vm->engine->log, "vm %s: drain %s: %llu pages swapped in, %llu "
 	       "unshared, %llu poisoned in %llu ms", vm->name,
 	       status ? "stopped" : "done",
 	       (unsigned long long)r.pages_swapped_in,

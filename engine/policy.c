@@ -147,14 +147,14 @@ int pk_policy_init(struct pk_engine *e)
 	e->policy = p;
 	r = pk_mem_source_open(&p->src, e->cfg.budget_bytes, p->cfg.cgroup);
 	if (r < 0) {
-		pk_log(e, "memory source: %s", p->src.err);
+		pk_log(&e->log, "memory source: %s", p->src.err);
 		return r;
 	}
 	p->src_ok = 1;
 	pk_mem_states_init(&p->states, &p->cfg.th, pk_monotonic_ms());
 	p->period_start_ms = p->start_ms = pk_monotonic_ms();
 	pk_mem_source_read(&p->src, engine_used_bytes(e), &p->last);
-	pk_log(e, "policy %s: free memory from %s: %.1f%% free of %.0f MiB; "
+	pk_log(&e->log, "policy %s: free memory from %s: %.1f%% free of %.0f MiB; "
 	       "states soft < %.1f%%, hard < %.1f%%, low < %.1f%% "
 	       "(hysteresis %.1f%%), idle memory tax %.2f",
 	       pk_policy_kind_name(p->cfg.kind),
@@ -181,7 +181,7 @@ void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c)
 	p->cfg.swap_write_budget = c->swap_write_budget;
 	p->cfg.swap_write_period_s = c->swap_write_period_s;
 	p->budget_spent_logged = 0;
-	pk_log(e, "policy: states soft < %.1f%%, hard < %.1f%%, low < %.1f%% "
+	pk_log(&e->log, "policy: states soft < %.1f%%, hard < %.1f%%, low < %.1f%% "
 	       "(hysteresis %.1f%%), idle memory tax %.2f, swap-write budget "
 	       "%.0f MiB per %llu s", p->cfg.th.soft_pct, p->cfg.th.hard_pct,
 	       p->cfg.th.low_pct, p->cfg.th.hyst_pct, p->cfg.tau,
@@ -252,7 +252,7 @@ int pk_policy_vm_set(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
 	vp->max_bytes = mx;
 	if (no_balloon >= 0)
 		vp->no_balloon = no_balloon;
-	pk_log(vm->engine, "vm %s: shares %u, min %.0f MiB, max %.0f MiB%s",
+	pk_log(&vm->engine->log, "vm %s: shares %u, min %.0f MiB, max %.0f MiB%s",
 	       vm->name, vp->shares, (double)vp->min_bytes / MIB,
 	       (double)(vp->max_bytes ? vp->max_bytes : size) / MIB,
 	       vp->no_balloon ? ", no balloon" : "");
@@ -311,7 +311,7 @@ static void shortfall_check(struct pk_vm *vm, uint64_t actual, int ready,
 		why = vp->no_balloon ? "ballooning is off for this VM"
 				     : "no balloon channel";
 		if (!vp->balloon_short)
-			pk_log(vm->engine, "vm %s: %.1f MiB above its target "
+			pk_log(&vm->engine->log, "vm %s: %.1f MiB above its target "
 			       "and %s: the excess is swapped", vm->name,
 			       (double)excess / MIB, why);
 		vp->balloon_short = 1;
@@ -336,7 +336,7 @@ static void shortfall_check(struct pk_vm *vm, uint64_t actual, int ready,
 		why = ready ? "the balloon has not moved for 10 s"
 			    : "the guest's balloon driver does not answer";
 	if (why && !vp->balloon_short)
-		pk_log(vm->engine, "vm %s: balloon short by %.1f MiB: %s; the "
+		pk_log(&vm->engine->log, "vm %s: balloon short by %.1f MiB: %s; the "
 		       "shortfall is swapped", vm->name,
 		       (double)(actual - vp->balloon_goal) / MIB, why);
 	vp->balloon_short = why != NULL;
@@ -362,7 +362,7 @@ static void evict_excess(struct pk_engine *e, struct pk_vm *vm,
 	if (p->cfg.swap_write_budget) {
 		if (p->period_written >= p->cfg.swap_write_budget) {
 			if (!p->budget_spent_logged)
-				pk_log(e, "swap-write budget spent: %.0f MiB in "
+				pk_log(&e->log, "swap-write budget spent: %.0f MiB in "
 				       "this period of %llu s; until it ends the "
 				       "balloon and the stall must do",
 				       (double)p->period_written / MIB,
@@ -421,11 +421,11 @@ static void stall_set(struct pk_vm *vm, int on, uint64_t now_ms)
 	vp->stalled = on;
 	if (on) {
 		vp->stall_start_ms = now_ms;
-		pk_log(vm->engine, "vm %s: stalled (low memory, %.0f MiB above "
+		pk_log(&vm->engine->log, "vm %s: stalled (low memory, %.0f MiB above "
 		       "its target): faults that take a page wait",
 		       vm->name, (double)(held_bytes(vm) - vp->target_bytes) / MIB);
 	} else {
-		pk_log(vm->engine, "vm %s: resumed after %llu ms stalled",
+		pk_log(&vm->engine->log, "vm %s: resumed after %llu ms stalled",
 		       vm->name,
 		       (unsigned long long)(now_ms - vp->stall_start_ms));
 		pk_fault_unpark(vm);
@@ -470,7 +470,7 @@ static void compute_targets(struct pk_engine *e)
 		 * targets stand (pk_policy_vm_set refuses such settings, so
 		 * this is a bug; said once). */
 		if (!p->alloc_error_logged)
-			pk_log(e, "allocation: %s; targets kept", strerror(-r));
+			pk_log(&e->log, "allocation: %s; targets kept", strerror(-r));
 		p->alloc_error_logged = 1;
 		free(a);
 		return;
@@ -640,7 +640,7 @@ static void log_transition(struct pk_engine *e, enum pk_mem_state from,
 	struct pk_policy *p = e->policy;
 	enum pk_mem_state to = p->states.state;
 
-	pk_log(e, "memory state %s -> %s: %.2f%% free (%.0f of %.0f MiB), "
+	pk_log(&e->log, "memory state %s -> %s: %.2f%% free (%.0f of %.0f MiB), "
 	       "memory PSI some %.2f%%", pk_mem_state_name(from),
 	       pk_mem_state_name(to), p->last.free_pct,
 	       (double)p->last.free_bytes / MIB,

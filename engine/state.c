@@ -167,13 +167,13 @@ static int lock_dir(struct pk_engine *e, const char *dir, int *dirfd,
 	*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*dirfd < 0) {
 		int err = -errno;
-		pk_log(e, "cannot open %s: %s", dir, strerror(errno));
+		pk_log(&e->log, "cannot open %s: %s", dir, strerror(errno));
 		return err;
 	}
 	*lockfd = openat(*dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (*lockfd < 0) {
 		int err = -errno;
-		pk_log(e, "cannot create %s/lock: %s", dir, strerror(errno));
+		pk_log(&e->log, "cannot create %s/lock: %s", dir, strerror(errno));
 		return err;
 	}
 	if (flock(*lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -181,7 +181,7 @@ static int lock_dir(struct pk_engine *e, const char *dir, int *dirfd,
 		ssize_t n = pread(*lockfd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		pk_log(e, "%s is in use by another pagekeeperd (pid %s); "
+		pk_log(&e->log, "%s is in use by another pagekeeperd (pid %s); "
 		       "nothing was touched", dir, pid[0] ? pid : "?");
 		return err;
 	}
@@ -203,7 +203,7 @@ int pk_state_open(struct pk_engine *e)
 		return err;
 	if (fstat(e->state_dirfd, &a) < 0 || stat(e->cfg.run_dir, &b) < 0) {
 		err = -errno;
-		pk_log(e, "cannot stat %s: %s", e->cfg.run_dir, strerror(errno));
+		pk_log(&e->log, "cannot stat %s: %s", e->cfg.run_dir, strerror(errno));
 		return err;
 	}
 	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
@@ -217,11 +217,11 @@ int pk_state_open(struct pk_engine *e)
 			return err;
 	}
 	if (e->cfg.volatile_state)
-		pk_log(e, "--volatile-state: VM records and canonical copies "
+		pk_log(&e->log, "--volatile-state: VM records and canonical copies "
 		       "are in this process's memory; a restart loses every "
 		       "swapped and merged page");
 	else if (fstatfs(e->run_dirfd, &sfs) == 0 && sfs.f_type != TMPFS_MAGIC)
-		pk_log(e, "note: the run directory %s is not on tmpfs: VM "
+		pk_log(&e->log, "note: the run directory %s is not on tmpfs: VM "
 		       "records are written back to its disk, and canonical "
 		       "copies use 4 KiB pages (refaults of merged pages are "
 		       "slower)", e->cfg.run_dir);
@@ -251,7 +251,7 @@ int pk_state_swap_open(struct pk_engine *e)
 		o.size_bytes = e->cfg.swap_bytes;
 		err = pk_swap_store_open_opts(&e->swap, &o);
 		if (err) {
-			pk_log(e, "cannot create the swap file %s: %s", path,
+			pk_log(&e->log, "cannot create the swap file %s: %s", path,
 			       strerror(-err));
 			return err;
 		}
@@ -268,7 +268,7 @@ int pk_state_swap_open(struct pk_engine *e)
 		    pk_sfile_payload_bytes(sums) ==
 			    m->size / PK_SWAP_PAGE_SIZE * sizeof(uint64_t)) {
 			if (m->size != e->cfg.swap_bytes)
-				pk_log(e, "keeping the previous daemon's swap "
+				pk_log(&e->log, "keeping the previous daemon's swap "
 				       "file (%" PRIu64 " MiB, not the %" PRIu64
 				       " MiB asked for): guests' pages are in it",
 				       m->size >> 20, e->cfg.swap_bytes >> 20);
@@ -278,7 +278,7 @@ int pk_state_swap_open(struct pk_engine *e)
 			if (err == 0 && !pk_swap_store_reopened(e->swap))
 				err = -ENOENT;
 			if (err) {
-				pk_log(e, "cannot reopen the swap file %s: %s",
+				pk_log(&e->log, "cannot reopen the swap file %s: %s",
 				       path, strerror(-err));
 				pk_swap_store_close(e->swap);
 				e->swap = NULL;
@@ -286,20 +286,20 @@ int pk_state_swap_open(struct pk_engine *e)
 				return err;
 			}
 			e->swap_sums = sums;
-			pk_log(e, "swap file %s: %" PRIu64 " MiB, kept from the "
+			pk_log(&e->log, "swap file %s: %" PRIu64 " MiB, kept from the "
 			       "previous daemon, %s I/O", path, m->size >> 20,
 			       pk_swap_store_is_direct(e->swap) ? "O_DIRECT"
 								: "buffered");
 			return swap_watch_and_dedup(e);
 		}
-		pk_log(e, "the swap file %s is not the one the previous daemon "
+		pk_log(&e->log, "the swap file %s is not the one the previous daemon "
 		       "left (missing, replaced or resized): pages swapped "
 		       "there are lost, and their guests get memory errors for "
 		       "them", path);
 		e->swap_lost = 1;
 		pk_sfile_remove(sums);
 	} else if (err != -ENOENT) {
-		pk_log(e, "%s/%s is damaged (%s): pages swapped by the previous "
+		pk_log(&e->log, "%s/%s is damaged (%s): pages swapped by the previous "
 		       "daemon are lost", e->cfg.run_dir, SUMS_NAME,
 		       strerror(-err));
 		e->swap_lost = 1;
@@ -313,7 +313,7 @@ int pk_state_swap_open(struct pk_engine *e)
 	o.size_bytes = e->cfg.swap_bytes;
 	err = pk_swap_store_open_opts(&e->swap, &o);
 	if (err) {
-		pk_log(e, "cannot create the swap file %s: %s", path,
+		pk_log(&e->log, "cannot create the swap file %s: %s", path,
 		       strerror(-err));
 		return err;
 	}
@@ -327,13 +327,13 @@ int pk_state_swap_open(struct pk_engine *e)
 			      sizeof(m), m.size / PK_SWAP_PAGE_SIZE *
 						 sizeof(uint64_t));
 	if (err) {
-		pk_log(e, "cannot create %s/%s: %s", e->cfg.run_dir, SUMS_NAME,
+		pk_log(&e->log, "cannot create %s/%s: %s", e->cfg.run_dir, SUMS_NAME,
 		       strerror(-err));
 		return err;
 	}
 	pk_swap_store_use_checksums(e->swap, pk_sfile_payload(sums));
 	e->swap_sums = sums;
-	pk_log(e, "swap file %s: %" PRIu64 " MiB, %s I/O", path,
+	pk_log(&e->log, "swap file %s: %" PRIu64 " MiB, %s I/O", path,
 	       e->cfg.swap_bytes >> 20,
 	       pk_swap_store_is_direct(e->swap) ? "O_DIRECT"
 						: "buffered (no O_DIRECT here)");
@@ -463,7 +463,7 @@ static void waiting_free(struct pk_vm *vm, const char *why)
 {
 	const struct pk_page_table *pt = &vm->pages;
 
-	pk_log(vm->engine, "vm %s (pid %d) %s: freeing the %" PRIu64
+	pk_log(&vm->engine->log, "vm %s (pid %d) %s: freeing the %" PRIu64
 	       " swapped and %" PRIu64 " merged pages it left", vm->name,
 	       (int)vm->pid, why, pt->count[PK_PAGE_SWAPPED],
 	       pt->count[PK_PAGE_SHARED]);
@@ -529,7 +529,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 	if (err) {
 		char bad[512];
 		snprintf(bad, sizeof(bad), "%s.bad", fname);
-		pk_log(e, "VM record %s/%s cannot be read (%s): set aside as "
+		pk_log(&e->log, "VM record %s/%s cannot be read (%s): set aside as "
 		       "%s; its guest's swapped and merged pages are lost",
 		       e->cfg.run_dir, fname, strerror(-err), bad);
 		renameat(e->run_dirfd, fname, e->run_dirfd, bad);
@@ -569,13 +569,13 @@ static void record_load(struct pk_engine *e, const char *fname)
 	e->waiting = vm;
 	e->n_waiting++;
 	if (pk_share_rejoin(vm, m->share_domain) < 0)
-		pk_log(e, "vm %s: cannot reopen its sharing domain's copies",
+		pk_log(&e->log, "vm %s: cannot reopen its sharing domain's copies",
 		       vm->name);
 
 	inbox_attach(vm);
 	uint64_t discarded = inbox_replay(vm);
 	if (discarded)
-		pk_log(e, "vm %s: %" PRIu64 " pages the guest discarded as the "
+		pk_log(&e->log, "vm %s: %" PRIu64 " pages the guest discarded as the "
 		       "previous daemon stopped are recorded discarded",
 		       vm->name, discarded);
 
@@ -602,7 +602,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 		}
 	}
 	if (lost)
-		pk_log(e, "vm %s: %" PRIu64 " pages LOST with the previous "
+		pk_log(&e->log, "vm %s: %" PRIu64 " pages LOST with the previous "
 		       "daemon's state (swap file or canonical copies gone); "
 		       "its guest gets memory errors for them, never zeros",
 		       vm->name, lost);
@@ -625,7 +625,7 @@ int pk_state_replay(struct pk_engine *e)
 		if (e->cfg.volatile_state) {
 			if (strncmp(de->d_name, "vm-", 3) == 0) {
 				closedir(d);
-				pk_log(e, "%s holds a previous daemon's VM records: "
+				pk_log(&e->log, "%s holds a previous daemon's VM records: "
 				       "--volatile-state would lose their pages; "
 				       "start without it", e->cfg.run_dir);
 				return -EEXIST;
@@ -651,7 +651,7 @@ int pk_state_replay(struct pk_engine *e)
 	if (e->swap) {
 		uint64_t stale = pk_swap_store_restore_done(e->swap);
 		if (stale)
-			pk_log(e, "swap file: %" PRIu64 " slots no page owns any "
+			pk_log(&e->log, "swap file: %" PRIu64 " slots no page owns any "
 			       "more; punched by the scrub", stale);
 	}
 	pk_state_canon_sweep(e);
@@ -664,7 +664,7 @@ int pk_state_replay(struct pk_engine *e)
 		}
 		vm->pidfd_watch = pk_watch_add(e->loop, vm->pidfd, EPOLLIN,
 					       waiting_exited, vm);
-		pk_log(e, "vm %s (pid %d): waiting up to %u s for its guest to "
+		pk_log(&e->log, "vm %s (pid %d): waiting up to %u s for its guest to "
 		       "reconnect; %" PRIu64 " pages swapped, %" PRIu64
 		       " merged", vm->name, (int)vm->pid,
 		       e->cfg.restart_grace_s,
@@ -672,7 +672,7 @@ int pk_state_replay(struct pk_engine *e)
 		       vm->pages.count[PK_PAGE_SHARED]);
 	}
 	if (loaded)
-		pk_log(e, "replayed %u VM record(s) from %s", loaded,
+		pk_log(&e->log, "replayed %u VM record(s) from %s", loaded,
 		       e->cfg.run_dir);
 	return 0;
 }
@@ -702,7 +702,7 @@ static void waiting_expire(struct pk_vm *vm)
 		pk_page_set(pt, i, PK_PAGE_POISONED, 0);
 	}
 	vm->grace_deadline_ms = UINT64_MAX;
-	pk_log(vm->engine, "vm %s (pid %d) did not reconnect within the grace "
+	pk_log(&vm->engine->log, "vm %s (pid %d) did not reconnect within the grace "
 	       "period (--restart-grace): freeing the %" PRIu64 " swapped and %"
 	       PRIu64 " merged pages it left; should it come back, it gets "
 	       "memory errors there, never zeros", vm->name, (int)vm->pid,
@@ -816,7 +816,7 @@ void pk_state_restore_pages(struct pk_vm *vm)
 		};
 		ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp);
 	}
-	pk_log(e, "vm %s (pid %d) is back: %" PRIu64 " resident, %" PRIu64
+	pk_log(&e->log, "vm %s (pid %d) is back: %" PRIu64 " resident, %" PRIu64
 	       " swapped, %" PRIu64 " merged, %" PRIu64 " zero pages",
 	       vm->name, (int)vm->pid, pt->count[PK_PAGE_RESIDENT],
 	       pt->count[PK_PAGE_SWAPPED], pt->count[PK_PAGE_SHARED],

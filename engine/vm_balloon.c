@@ -74,7 +74,7 @@ static void rewatch(struct pk_vm_balloon *vb)
 	vb->watch = pk_watch_add(loop, fd, events, on_io, vb);
 	if (!vb->watch)
 		/* The tick comes back within a second and tries again. */
-		pk_log(vb->vm->engine, "vm %s: cannot watch its balloon "
+		pk_log(&vb->vm->engine->log, "vm %s: cannot watch its balloon "
 		       "channel: %s", vb->vm->name, strerror(errno));
 }
 
@@ -131,14 +131,14 @@ static void on_event(struct pk_balloon *b, enum pk_balloon_event ev,
 	switch (ev) {
 	case PK_BLN_EV_UP:
 		if (vb->logged != LOGGED_UP)
-			pk_log(e, "vm %s: %s balloon up (%s): the guest is %.1f "
+			pk_log(&e->log, "vm %s: %s balloon up (%s): the guest is %.1f "
 			       "MiB now", vm->name, kind, vm->balloon_channel,
 			       (double)in->actual_bytes / MIB);
 		vb->logged = LOGGED_UP;
 		break;
 	case PK_BLN_EV_NO_DRIVER:
 		if (vb->logged != LOGGED_NO_DRIVER)
-			pk_log(e, "vm %s: %s balloon channel %s answers, but "
+			pk_log(&e->log, "vm %s: %s balloon channel %s answers, but "
 			       "the guest has no balloon driver%s%s", vm->name,
 			       kind, vm->balloon_channel, in->why[0] ? ": " : "",
 			       in->why);
@@ -146,7 +146,7 @@ static void on_event(struct pk_balloon *b, enum pk_balloon_event ev,
 		break;
 	case PK_BLN_EV_GONE:
 		if (vb->logged != LOGGED_GONE)
-			pk_log(e, "vm %s: %s balloon channel %s %s: %s (retrying "
+			pk_log(&e->log, "vm %s: %s balloon channel %s %s: %s (retrying "
 			       "quietly)", vm->name, kind, vm->balloon_channel,
 			       vb->logged == LOGGED_NOTHING ? "not reachable"
 							    : "gone",
@@ -154,11 +154,11 @@ static void on_event(struct pk_balloon *b, enum pk_balloon_event ev,
 		vb->logged = LOGGED_GONE;
 		break;
 	case PK_BLN_EV_FAILED:
-		pk_log(e, "vm %s: the guest refused balloon target %.1f MiB: %s",
+		pk_log(&e->log, "vm %s: the guest refused balloon target %.1f MiB: %s",
 		       vm->name, (double)in->target_bytes / MIB, in->why);
 		break;
 	case PK_BLN_EV_STALLED:
-		pk_log(e, "vm %s: balloon stalled at %.1f MiB, %.1f MiB short of "
+		pk_log(&e->log, "vm %s: balloon stalled at %.1f MiB, %.1f MiB short of "
 		       "its target %.1f MiB", vm->name,
 		       (double)in->actual_bytes / MIB,
 		       (double)in->shortfall_bytes / MIB,
@@ -166,12 +166,12 @@ static void on_event(struct pk_balloon *b, enum pk_balloon_event ev,
 		break;
 	case PK_BLN_EV_MIGRATION:
 		if (in->link == PK_BLN_MIGRATING && vb->logged != LOGGED_MIGRATING) {
-			pk_log(e, "vm %s: migrating: no balloon changes until it "
+			pk_log(&e->log, "vm %s: migrating: no balloon changes until it "
 			       "ends", vm->name);
 			vb->logged = LOGGED_MIGRATING;
 		} else if (in->link != PK_BLN_MIGRATING &&
 			   vb->logged == LOGGED_MIGRATING) {
-			pk_log(e, "vm %s: migration over: balloon %s", vm->name,
+			pk_log(&e->log, "vm %s: migration over: balloon %s", vm->name,
 			       pk_balloon_link_name(in->link));
 			vb->logged = in->link == PK_BLN_READY ? LOGGED_UP
 							      : LOGGED_NOTHING;
@@ -201,7 +201,7 @@ void pk_vm_balloon_open(struct pk_vm *vm)
 		return;
 	vb = calloc(1, sizeof(*vb));
 	if (!vb) {
-		pk_log(e, "vm %s: no memory for its balloon bridge", vm->name);
+		pk_log(&e->log, "vm %s: no memory for its balloon bridge", vm->name);
 		return;
 	}
 	vb->vm = vm;
@@ -222,7 +222,7 @@ void pk_vm_balloon_open(struct pk_vm *vm)
 	if (err) {
 		if (!vb->why[0])
 			snprintf(vb->why, sizeof(vb->why), "%s", strerror(-err));
-		pk_log(e, "vm %s: %s balloon channel %s unavailable: %s",
+		pk_log(&e->log, "vm %s: %s balloon channel %s unavailable: %s",
 		       vm->name, pk_balloon_driver_name(cfg.driver),
 		       vm->balloon_channel, vb->why);
 		vb->b = NULL;
@@ -284,7 +284,7 @@ int pk_vm_balloon_set_target(struct pk_vm *vm, uint64_t bytes,
 	vb->due_ms = 0;
 	rewatch(vb);
 	if (!err)
-		pk_log(vm->engine, "vm %s: balloon target %.1f MiB (the guest "
+		pk_log(&vm->engine->log, "vm %s: balloon target %.1f MiB (the guest "
 		       "is %.1f MiB now)", vm->name, (double)bytes / MIB,
 		       (double)*actual / MIB);
 	return err;

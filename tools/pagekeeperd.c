@@ -304,7 +304,7 @@ static void tick_hook(struct pk_engine *e, void *arg)
 static void log_line(void *arg, const char *line)
 {
 	pk_log_prio(arg, strstr(line, "needs a restart") ? LOG_NOTICE : LOG_INFO,
-		    "%s", line);
+		    "%s", line); /* arg: the engine's struct pk_log */
 }
 
 /* "<3>" when stderr is the journal: an error's priority (engine.h). */
@@ -322,17 +322,17 @@ static void reload_hook(struct pk_engine *e, void *arg)
 	int r, policy_changed;
 
 	if (!d->config_path) {
-		pk_log(e, "SIGHUP: no configuration file; nothing to reload");
+		pk_log(&e->log, "SIGHUP: no configuration file; nothing to reload");
 		return;
 	}
 	sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
 	r = build_config(d, &next, err, sizeof(err));
 	if (r) {
-		pk_log_prio(e, LOG_WARNING, "reload: %s; keeping the running "
+		pk_log_prio(&e->log, LOG_WARNING, "reload: %s; keeping the running "
 			    "configuration", err[0] ? err : "bad flags");
 	} else if (!pk_dcfg_apply_live(&d->conf, &next, &policy_changed,
-				       log_line, e)) {
-		pk_log(e, "reload: %s: nothing changed", d->config_path);
+				       log_line, &e->log)) {
+		pk_log(&e->log, "reload: %s: nothing changed", d->config_path);
 	} else if (policy_changed) {
 		pk_policy_set_live(e, &d->conf.policy);
 	}
@@ -409,14 +409,14 @@ static int run(struct daemon *d, int foreground)
 		return 1;
 	}
 	if (!d->conf.quiet)
-		pk_log(&engine, "listening on %s, state in %s and %s, "
+		pk_log(&engine.log, "listening on %s, state in %s and %s, "
 		       "fault-around %u pages, swap readahead %u pages%s%s",
 		       cfg->socket_path, cfg->state_dir, cfg->run_dir,
 		       cfg->fault_around_max, cfg->swap_readahead_max,
 		       d->config_path ? ", configuration " : "",
 		       d->config_path ? d->config_path : "");
 	if (d->watchdog && wd_usec < 2000000)
-		pk_log_prio(&engine, LOG_WARNING, "systemd watchdog every %llu ms: below the "
+		pk_log_prio(&engine.log, LOG_WARNING, "systemd watchdog every %llu ms: below the "
 		       "2000 ms two ticks need, expect restarts",
 		       (unsigned long long)(wd_usec / 1000));
 	/* The socket listens and the replay is done. */
