@@ -108,6 +108,12 @@ typedef void pk_balloon_event_fn(struct pk_balloon *b,
 struct pk_balloon_cfg {
 	enum pk_balloon_driver driver;
 	const char *channel;	 /* as registered */
+	/* Lab and QMP, when check_owner: the channel must be a socket of
+	 * uid owner, checked at every connect on the inode connected to
+	 * (json_lines.h): the daemon connects as root to a path a user
+	 * named. */
+	int check_owner;
+	unsigned owner;
 	uint64_t ram_bytes;	 /* the guest's RAM: targets above are refused */
 	unsigned stats_period_ms; /* 0: 2000 */
 	unsigned timeout_ms;	 /* a request unanswered this long: 0: 5000 */

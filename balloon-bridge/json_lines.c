@@ -4,7 +4,8 @@
  * What: the framing the QMP and lab drivers share (json_lines.h): a fixed
  * input buffer of max_line + 1 bytes cut into lines, each line parsed by
  * json-c into one object; a growing output queue (capped) written as far
- * as the socket accepts; a non-blocking connect to a UNIX socket path.
+ * as the socket accepts; a non-blocking connect to a UNIX socket path
+ * (optionally only to a socket a given uid owns: owned_socket()).
  *
  * How: input is kept contiguous; after each taken line the rest moves to
  * the front (at most max_line bytes: the lines are short).  A full buffer
@@ -18,11 +19,13 @@
 #include "balloon-bridge/json_lines.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -85,10 +88,59 @@ void pk_jl_attach(struct pk_json_lines *jl, int fd)
 	jl->fd = fd;
 }
 
-int pk_jl_connect_unix(const char *path, int *fd, char *why, size_t why_len)
+/*
+ * The socket at path, held by an O_PATH fd, if it is owner's: -EPERM
+ * with why otherwise.  Why an O_PATH fd and not a check of the path
+ * before the connect: the path is the user's (a directory it can write),
+ * and whoever registered it can swap the file between a check and a
+ * connect (for a symbolic link to root's socket, or another user's).
+ * The fd pins the inode that was checked, and the connect goes through
+ * /proc/self/fd/N to exactly that inode.  Checking the listener
+ * (SO_PEERCRED) after connecting would work too, but would first connect
+ * to whatever the path names: a peer that is not the user's would see a
+ * connection from root before the check refuses it.
+ */
+static int owned_socket(const char *path, long owner, int *pfd, char *why,
+			size_t why_len)
+{
+	struct stat st;
+	/* O_PATH | O_NOFOLLOW opens a symbolic link itself: refused below
+	 * (it may name anyone's socket). */
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), e;
+
+	if (fd < 0) {
+		e = errno;
+		say(why, why_len, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		close(fd);
+		say(why, why_len, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		close(fd);
+		say(why, why_len, "%s is a symbolic link (name the socket "
+		    "itself): not connected", path);
+		return -EPERM;
+	}
+	if (!S_ISSOCK(st.st_mode) || (long)st.st_uid != owner) {
+		close(fd);
+		say(why, why_len, "%s is %s of uid %u, not a socket of uid %ld: "
+		    "not connected", path, S_ISSOCK(st.st_mode) ? "a socket"
+		    : "a file", (unsigned)st.st_uid, owner);
+		return -EPERM;
+	}
+	*pfd = fd;
+	return 0;
+}
+
+int pk_jl_connect_unix(const char *path, long owner, int *fd, char *why,
+		       size_t why_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int s, e;
+	int s, e, pfd = -1;
 
 	*fd = -1;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -97,17 +149,27 @@ int pk_jl_connect_unix(const char *path, int *fd, char *why, size_t why_len)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (owner >= 0) {
+		if ((e = owned_socket(path, owner, &pfd, why, why_len)) < 0)
+			return e;
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d",
+			 pfd);
+	}
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s < 0) {
 		e = errno;
+		if (pfd >= 0)
+			close(pfd);
 		say(why, why_len, "socket: %s", strerror(e));
 		return -e;
 	}
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+	e = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+	if (pfd >= 0)
+		close(pfd);
+	if (e == 0) {
 		*fd = s;
 		return 0;
 	}
-	e = errno;
 	if (e == EINPROGRESS) {
 		*fd = s;
 		return 1;

@@ -54,8 +54,11 @@ void pk_jl_attach(struct pk_json_lines *jl, int fd);
  * Start a non-blocking connect to the UNIX stream socket at path:
  * 0 with *fd connected, 1 with *fd still connecting (wait for EPOLLOUT,
  * then pk_jl_connected()), or a negative errno with why filled.
+ * owner >= 0: the socket must be that uid's (checked on the very inode
+ * connected to, never a symbolic link): else -EPERM, nothing connected.
  */
-int pk_jl_connect_unix(const char *path, int *fd, char *why, size_t why_len);
+int pk_jl_connect_unix(const char *path, long owner, int *fd, char *why,
+		       size_t why_len);
 /* After EPOLLOUT on a connecting fd: 0, or the connect's negative errno. */
 int pk_jl_connected(int fd, char *why, size_t why_len);
 

@@ -457,7 +457,9 @@ static void start_connect(struct pk_balloon *b, uint64_t now)
 {
 	struct qmp *q = Q(b);
 	char why[sizeof(b->info.why) - 32];
-	int fd, rc = pk_jl_connect_unix(b->channel, &fd, why, sizeof(why));
+	int fd, rc = pk_jl_connect_unix(b->channel,
+					 b->cfg.check_owner ? (long)b->cfg.owner : -1,
+					 &fd, why, sizeof(why));
 
 	if (rc < 0) {
 		pk_balloon_why(b, "QMP: %s (retry in %u ms)", why,

@@ -172,14 +172,116 @@ static struct pk_vm *vm_for(struct pk_conn *c, const char *vm_name,
 	return vm;
 }
 
+/* Is the VM named n (live, or waiting if waiting) the peer's? */
+static int peer_owns(struct pk_engine *e, const struct pk_peer *p,
+		     json_object *n, int waiting)
+{
+	const char *name = json_object_get_string(n);
+
+	for (struct pk_vm *vm = waiting ? e->waiting : e->vms; name && vm;
+	     vm = vm->next)
+		if (strcmp(vm->name, name) == 0)
+			return vm->owner_uid == p->uid;
+	return 0;
+}
+
+/* Keep the members of the array at key whose "name" passes keep(). */
+static json_object *filter_named(json_object *root, const char *key,
+				 int (*keep)(void *arg, json_object *name),
+				 void *arg)
+{
+	json_object *all, *kept = json_object_new_array();
+
+	if (json_object_object_get_ex(root, key, &all))
+		for (size_t i = 0; i < json_object_array_length(all); i++) {
+			json_object *v = json_object_array_get_idx(all, i), *n;
+			if (json_object_object_get_ex(v, "name", &n) &&
+			    keep(arg, n))
+				json_object_array_add(kept, json_object_get(v));
+		}
+	json_object_object_add(root, key, kept);
+	return kept;
+}
+
+struct peer_filter {
+	struct pk_engine *e;
+	const struct pk_peer *p;
+};
+
+static int keep_vm(void *arg, json_object *n)
+{
+	struct peer_filter *f = arg;
+	return peer_owns(f->e, f->p, n, 0);
+}
+
+static int keep_waiting(void *arg, json_object *n)
+{
+	struct peer_filter *f = arg;
+	return peer_owns(f->e, f->p, n, 1);
+}
+
+/* A sharing domain one of the peer's own VMs is in. */
+static int keep_domain(void *arg, json_object *n)
+{
+	struct peer_filter *f = arg;
+	const char *name = json_object_get_string(n);
+
+	for (struct pk_vm *vm = f->e->vms; name && vm; vm = vm->next)
+		if (vm->owner_uid == f->p->uid &&
+		    strcmp(vm->share_domain, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The number at key in o, 0 if none. */
+static double num_of(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v)
+						     : 0;
+}
+
 /*
- * A status for a peer that is not an admin: only its own VMs (and no
- * VM of the previous daemon still waiting for its guest).
+ * Issue 17, 1b: the sharing section names other users' domains and sums
+ * their pages.  For a peer that is not an admin, only the domains its
+ * own VMs are in, and the totals summed over those (zero_mib over its
+ * own VMs).
+ */
+static void sharing_for_peer(json_object *root, json_object *vms,
+			     struct peer_filter *f)
+{
+	static const char *const sums[] = { "shared_mib", "canonical_frames",
+					    "store_mib", "saved_mib" };
+	json_object *sh, *doms;
+	double zero = 0;
+
+	if (!json_object_object_get_ex(root, "sharing", &sh))
+		return;
+	doms = filter_named(sh, "domains", keep_domain, f);
+	for (size_t k = 0; k < sizeof(sums) / sizeof(sums[0]); k++) {
+		double t = 0;
+		for (size_t i = 0; i < json_object_array_length(doms); i++)
+			t += num_of(json_object_array_get_idx(doms, i), sums[k]);
+		json_object_object_add(sh, sums[k],
+				       k == 1 ? json_object_new_int64((int64_t)t)
+					      : json_object_new_double(t));
+	}
+	for (size_t i = 0; i < json_object_array_length(vms); i++)
+		zero += num_of(json_object_array_get_idx(vms, i), "zero_mib");
+	json_object_object_add(sh, "zero_mib", json_object_new_double(zero));
+}
+
+/*
+ * A status for a peer that is not an admin: only its own VMs, its own
+ * VMs of the previous daemon still waiting for their guests, and the
+ * sharing domains its VMs are in.
  */
 static char *status_for_peer(struct pk_engine *e, const struct pk_peer *p,
 			     char *json)
 {
-	json_object *root, *vms, *mine;
+	struct peer_filter f = { e, p };
+	json_object *root, *mine;
 	char *out;
 
 	if (!json || p->admin)
@@ -188,22 +290,10 @@ static char *status_for_peer(struct pk_engine *e, const struct pk_peer *p,
 	free(json);
 	if (!root)
 		return NULL;
-	mine = json_object_new_array();
-	if (json_object_object_get_ex(root, "vms", &vms))
-		for (size_t i = 0; i < json_object_array_length(vms); i++) {
-			json_object *v = json_object_array_get_idx(vms, i), *n;
-			struct pk_vm *vm = NULL;
-			if (json_object_object_get_ex(v, "name", &n))
-				vm = pk_vm_find_by_name(
-					e, json_object_get_string(n));
-			if (vm && vm->owner_uid == p->uid)
-				json_object_array_add(mine,
-						      json_object_get(v));
-		}
-	json_object_object_add(root, "vms", mine);
-	if (json_object_object_get_ex(root, "waiting", NULL))
-		json_object_object_add(root, "waiting",
-				       json_object_new_array());
+	mine = filter_named(root, "vms", keep_vm, &f);
+	if (json_object_object_get_ex(root, "waiting_vms", NULL))
+		filter_named(root, "waiting_vms", keep_waiting, &f);
+	sharing_for_peer(root, mine, &f);
 	out = strdup(json_object_to_json_string_ext(root,
 						    JSON_C_TO_STRING_PLAIN));
 	json_object_put(root);
@@ -397,6 +487,8 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 	err = balloon_channel_allowed(c, &reg, reason, sizeof(reason));
 	if (err)
 		goto reject;
+	reg.owner_uid = c->peer.uid;
+	reg.owner_admin = c->peer.admin;
 	err = pk_vm_create(e, &reg, cred.pid, fds[0], n_fds > 1 ? fds[1] : -1,
 			   c->fd, &vm, reason, sizeof(reason));
 	if (err)
@@ -577,6 +669,11 @@ static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+static void close_fd(int fd)
+{
+	close(fd);
+}
+
 static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		       uint32_t events, void *data)
 {
@@ -606,20 +703,7 @@ static void conn_ready(struct pk_event_loop *loop, struct pk_watch *w,
 		conn_close(c);
 		return;
 	}
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
-	     cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (int i = 0; i < k; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (n_fds < PK_MAX_RX_FDS)
-				fds[n_fds++] = fd;
-			else
-				close(fd);
-		}
-	}
+	n_fds = pk_proto_cmsg_fds(&mh, fds, PK_MAX_RX_FDS, close_fd);
 	/* SEQPACKET: 0 bytes is an empty message unless the peer hung up. */
 	if (n == 0 && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
 		err = pk_msg_check_header(buf, 0, &type, reason, sizeof(reason));

@@ -26,6 +26,7 @@
 #include "engine/page_table.h"
 #include "hashing/rate_limit.h"
 #include "engine/log.h"
+#include "engine/metrics.h" /* issue 18: struct pk_host_stats */
 #include "swapper/swap_store.h"
 #include "swapper/victim.h"
 
@@ -38,6 +39,7 @@ struct pk_content_index;
 struct pk_sfile;
 struct pk_policy;
 struct pk_policy_config;
+struct pk_metrics;
 
 /* A VM whose sharing domain the configuration sets (--share-domain). */
 struct pk_share_override {
@@ -56,6 +58,7 @@ struct pk_engine_config {
 	const char *state_dir;	     /* swap file (disk) */
 	const char *run_dir;	     /* VM records, copies (tmpfs): state.h */
 	unsigned restart_grace_s;    /* a previous daemon's VMs wait this long */
+	unsigned name_reserve_s;     /* a gone VM's name stays its owner's */
 	int volatile_state;	     /* records in memory: a benchmark anchor */
 	struct pk_swap_inject swap_inject; /* tests: swap I/O errors */
 	int test_kill_on_remove;     /* tests: SIGKILL itself on a REMOVE read */
@@ -72,6 +75,8 @@ struct pk_engine_config {
 	const struct pk_share_override *share_overrides;
 	unsigned n_share_overrides;
 	int verbose;
+	const char *metrics_listen; /* issue 18: "ADDR:PORT", "unix:PATH";
+				     * NULL: no /metrics (metrics.h) */
 	/*
 	 * The daemon's hooks, called on the loop thread (NULL: none).  tick
 	 * runs at the end of every 1 s tick, so a watchdog ping from it
@@ -156,6 +161,10 @@ struct pk_engine {
 	int keep_state; /* stopping: VMs close, their state stays */
 	struct pk_policy *policy; /* the memory-state policy (policy.h) */
 	struct pk_log log; /* log.h */
+	/* Issue 18, metrics.h: host totals (the fault path counts into
+	 * them) and the /metrics endpoint (NULL: not serving). */
+	struct pk_host_stats host_stats;
+	struct pk_metrics *metrics;
 };
 
 int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg);

@@ -411,6 +411,7 @@ static void batch_finish(struct pk_evict_batch *b)
 				vm->stats.swap_dedup_slots++;
 			} else {
 				pk_swap_dedup_add(vm, p->slot);
+				vm->engine->host_stats.swap_written_pages++;
 			}
 			vm->stats.evictions++;
 			vm->reclaim_swapped++;

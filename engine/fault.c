@@ -207,6 +207,8 @@ static int swapin_start(struct pk_vm *vm, uint64_t idx, uint64_t addr,
 	op->addr = addr;
 	op->slot = pk_page_payload(&vm->pages, idx);
 	op->readahead = (uint8_t)readahead;
+	if (!readahead) /* the fault latency histogram (metrics.h) */
+		op->fault_ns = pk_metrics_now_ns();
 	if (pk_swap_read(e->swap, op->slot, op->buf_idx,
 			 (uint64_t)(uintptr_t)&op->op) < 0) {
 		pk_swap_buf_put(e->swap, op->buf_idx);
@@ -397,6 +399,10 @@ static enum swapin_next swapin_resolve(struct pk_vm *vm, struct pk_swapin *op,
 	}
 	pk_page_set(pt, op->idx, PK_PAGE_RESIDENT, 0);
 	vm->stats.swapins++;
+	vm->engine->host_stats.swapins++;
+	if (op->fault_ns)
+		pk_fault_hist_observe(&vm->engine->host_stats.fault_latency,
+				      pk_metrics_now_ns() - op->fault_ns);
 	return SWAPIN_DONE;
 }
 
@@ -765,6 +771,19 @@ static ssize_t uffd_read_nowait(int uffd, void *buf, size_t len)
 	return read(uffd, buf, len);
 }
 
+/*
+ * After resolve_fault() returned 0: is the page still on its way (a
+ * swap-in read)?  Then swapin_resolve() counts its latency, not us.
+ */
+static int fault_in_flight(const struct pk_vm *vm, uint64_t fault_addr)
+{
+	uint64_t addr = fault_addr & ~(uint64_t)(PK_PAGE_SIZE - 1);
+	const struct pk_vm_region *r = pk_vm_region_of(vm, addr);
+
+	return r && pk_page_busy(&vm->pages, r->first_page +
+				 (addr - r->start) / PK_PAGE_SIZE);
+}
+
 void pk_fault_handle_events(struct pk_vm *vm)
 {
 	/* The kernel lets a discarding guest go on as this read takes its
@@ -779,6 +798,7 @@ void pk_fault_handle_events(struct pk_vm *vm)
 		if (got <= 0)
 			break; /* EAGAIN: drained */
 		size_t n = (size_t)got / sizeof(msgs[0]);
+		uint64_t read_ns = pk_metrics_now_ns(); /* metrics.h */
 		if (vm->engine->cfg.test_kill_on_remove)
 			for (size_t i = 0; i < n; i++)
 				if (msgs[i].event == UFFD_EVENT_REMOVE)
@@ -794,9 +814,16 @@ void pk_fault_handle_events(struct pk_vm *vm)
 					break;
 				}
 				vm->stats.faults++;
+				vm->engine->host_stats.faults++;
 				int err = resolve_fault(
 					vm, m->arg.pagefault.address,
 					m->arg.pagefault.flags);
+				if (err == 0 && !fault_in_flight(vm,
+						m->arg.pagefault.address))
+					pk_fault_hist_observe(
+						&vm->engine->host_stats
+							 .fault_latency,
+						pk_metrics_now_ns() - read_ns);
 				if (err < 0)
 					defer_fault(vm,
 						    m->arg.pagefault.address,

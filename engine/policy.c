@@ -140,9 +140,15 @@ int pk_policy_init(struct pk_engine *e)
 
 	if (!p)
 		return -ENOMEM;
-	if (e->cfg.policy)
+	if (e->cfg.policy) {
 		p->cfg = *e->cfg.policy;
-	else
+		if (p->cfg.n_vm_settings > PK_VM_SETTINGS_MAX)
+			p->cfg.n_vm_settings = PK_VM_SETTINGS_MAX;
+		if (p->cfg.n_vm_settings)
+			memcpy(p->vm_set, p->cfg.vm_settings,
+			       p->cfg.n_vm_settings * sizeof(p->vm_set[0]));
+		p->cfg.vm_settings = p->vm_set;
+	} else
 		pk_mem_thresholds_default(&p->cfg.th), p->cfg.tau = 0.75;
 	e->policy = p;
 	r = pk_mem_source_open(&p->src, e->cfg.budget_bytes, p->cfg.cgroup);
@@ -165,12 +171,53 @@ int pk_policy_init(struct pk_engine *e)
 	return 0;
 }
 
+static void apply_vm_setting(struct pk_vm *vm);
+
+static const struct pk_vm_setting *
+find_setting(const struct pk_vm_setting *set, unsigned n, const char *vm)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(set[i].vm, vm))
+			return &set[i];
+	return NULL;
+}
+
+/* A reload's per-VM settings: applied to the running VMs whose entry
+ * is new or changed (a removed entry leaves the VM as it is). */
+static void set_vm_settings(struct pk_engine *e, const struct pk_policy_config *c)
+{
+	struct pk_policy *p = e->policy;
+	unsigned n = c->n_vm_settings < PK_VM_SETTINGS_MAX ? c->n_vm_settings
+							   : PK_VM_SETTINGS_MAX;
+	struct pk_vm_setting *old = malloc(sizeof(p->vm_set));
+	unsigned n_old = p->cfg.n_vm_settings;
+
+	if (!old) {
+		pk_log_prio(&e->log, LOG_WARNING, "reload: out of memory; the "
+			    "per-VM settings are not changed");
+		return;
+	}
+	memcpy(old, p->vm_set, sizeof(p->vm_set));
+	if (n)
+		memcpy(p->vm_set, c->vm_settings, n * sizeof(p->vm_set[0]));
+	p->cfg.n_vm_settings = n;
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next) {
+		const struct pk_vm_setting *now = find_setting(p->vm_set, n, vm->name);
+		const struct pk_vm_setting *was = find_setting(old, n_old, vm->name);
+
+		if (now && (!was || memcmp(now, was, sizeof(*now))))
+			apply_vm_setting(vm);
+	}
+	free(old);
+}
+
 void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c)
 {
 	struct pk_policy *p = e->policy;
 
 	if (!p)
 		return;
+	set_vm_settings(e, c);
 	p->cfg.th = c->th;
 	p->states.th = c->th;
 	p->cfg.tau = c->tau;
@@ -198,6 +245,27 @@ void pk_policy_fini(struct pk_engine *e)
 static void compute_targets(struct pk_engine *e);
 static void fault_limits(struct pk_engine *e);
 
+/*
+ * The admin's settings for vm, if the configuration names it.  A setting
+ * the VM cannot take (a min above its size) is logged and left out: the
+ * VM runs with what it had, never refused for the admin's typo.
+ */
+static void apply_vm_setting(struct pk_vm *vm)
+{
+	struct pk_policy *p = vm->engine->policy;
+	char why[160];
+
+	const struct pk_vm_setting *s;
+
+	if (!p || !(s = find_setting(p->vm_set, p->cfg.n_vm_settings, vm->name)))
+		return;
+	if (pk_policy_vm_set(vm, s->shares, s->min_bytes, s->max_bytes,
+			     s->no_balloon, why, sizeof(why)) < 0)
+		pk_log_prio(&vm->engine->log, LOG_WARNING, "vm %s: the "
+			    "configuration's [vm %s] is not applied: %s",
+			    vm->name, s->vm, why);
+}
+
 void pk_policy_vm_init(struct pk_vm *vm)
 {
 	struct pk_vm_policy *vp = &vm->policy;
@@ -206,6 +274,7 @@ void pk_policy_vm_init(struct pk_vm *vm)
 	vp->shares = PK_POLICY_DEFAULT_SHARES;
 	pk_active_init(&vp->active);
 	vp->target_bytes = vm->configured_bytes;
+	apply_vm_setting(vm);
 	/* Its share at once, from a fresh reading: a guest can fill
 	 * gigabytes before the next tick. */
 	struct pk_engine *e = vm->engine;

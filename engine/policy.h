@@ -52,6 +52,20 @@ enum pk_policy_kind {
 
 enum pk_victims { PK_VICTIMS_RANDOM = 0, PK_VICTIMS_COLD };
 
+/*
+ * An admin's settings for the VM named vm ([vm NAME] in pagekeeper.conf,
+ * pagekeeperd --vm): applied when it registers, and to a running VM when
+ * a reload changes them; pagekeeper set overrides them until then.  -1:
+ * not given (shares, min, max, no_balloon keep what the VM has).
+ */
+struct pk_vm_setting {
+	char vm[64];
+	int64_t shares;
+	int64_t min_bytes, max_bytes;
+	int no_balloon;
+};
+#define PK_VM_SETTINGS_MAX 256
+
 /* The daemon's options for the policy (pagekeeperd --help). */
 struct pk_policy_config {
 	enum pk_policy_kind kind;
@@ -61,6 +75,8 @@ struct pk_policy_config {
 	enum pk_victims victims;
 	uint64_t swap_write_budget; /* bytes per period; 0: no cap */
 	uint64_t swap_write_period_s;
+	const struct pk_vm_setting *vm_settings; /* the admin's, per VM */
+	unsigned n_vm_settings;
 };
 
 /* Balloon steps: at most this much, and at most this % of the VM. */
@@ -111,6 +127,10 @@ struct pk_vm_policy {
 /* The policy's own state, off the engine (engine.h). */
 struct pk_policy {
 	struct pk_policy_config cfg;
+	/* The admin's per-VM settings, the policy's own copy (cfg points
+	 * here): a reload applies only the entries that changed, so a value
+	 * set at run time stays until the admin changes the file. */
+	struct pk_vm_setting vm_set[PK_VM_SETTINGS_MAX];
 	struct pk_mem_source src;
 	int src_ok;
 	struct pk_mem_states states;
@@ -146,8 +166,9 @@ int pk_victims_parse(const char *s, enum pk_victims *v);
 
 /*
  * A reload (SIGHUP): new state thresholds, idle memory tax and swap-write
- * budget, from the next tick on.  The current state and its history stay;
- * the budget's period starts again when its length changes.
+ * budget, from the next tick on, and the admin's per-VM settings, applied
+ * at once to the running VMs they name.  The current state and its
+ * history stay; the budget's period starts again when its length changes.
  */
 void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c);
 /* Open the memory source and start in high; logs what it reads. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static int reject(char *reason, size_t reason_len, int err, const char *fmt,
 		  ...)
@@ -360,4 +361,38 @@ int pk_balloon_reply_decode(const void *buf, size_t len,
 	memcpy(out, buf, sizeof(*out));
 	out->reason[sizeof(out->reason) - 1] = '\0';
 	return 0;
+}
+
+int pk_proto_cmsg_fds(const struct msghdr *mh, int *fds, int max,
+		      void (*drop)(int fd))
+{
+	const unsigned char *p = mh->msg_control;
+	size_t len = p ? mh->msg_controllen : 0, off = 0;
+	int n = 0;
+
+	/* By hand, with every bound explicit: the buffer is the kernel's
+	 * today, but a cmsg_len past the buffer or below a header would
+	 * read past it (or loop), and a fuzzer feeds this directly. */
+	while (len - off >= sizeof(struct cmsghdr)) {
+		struct cmsghdr h;
+		memcpy(&h, p + off, sizeof(h));
+		if (h.cmsg_len < CMSG_LEN(0) || h.cmsg_len > len - off)
+			break;
+		if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
+			size_t k = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, p + off + CMSG_LEN(0) + i * sizeof(int),
+				       sizeof(int));
+				if (n < max)
+					fds[n++] = fd;
+				else if (drop)
+					drop(fd);
+			}
+		}
+		if (CMSG_ALIGN(h.cmsg_len) >= len - off)
+			break;
+		off += CMSG_ALIGN(h.cmsg_len);
+	}
+	return n;
 }

@@ -187,6 +187,11 @@ struct pk_registration {
 	uint32_t flags;
 	uint32_t n_regions;
 	const struct pk_region_desc *regions;
+	/* Not on the wire: the daemon's, from the peer (engine/control.c).
+	 * The VM's owner, and whether the peer was an admin (whose balloon
+	 * channel may be anyone's socket). */
+	uint32_t owner_uid;
+	int owner_admin;
 };
 
 void pk_msg_header_init(struct pk_msg_header *hdr, uint16_t type,
@@ -225,6 +230,18 @@ void pk_reply_encode(struct pk_reply_msg *msg, uint16_t type, int status,
 		     uint32_t vm_id, const char *reason);
 
 int pk_reply_decode(const void *buf, size_t len, struct pk_reply_msg *out);
+
+/*
+ * The fds that a received message's SCM_RIGHTS headers carry (mh as
+ * recvmsg() filled it in), in order: the first max into fds; each one
+ * past max is handed to drop() (the daemon closes it).  Returns how many
+ * are in fds.  Only whole fds inside msg_controllen and inside their
+ * header's cmsg_len are taken; a header shorter than a header or running
+ * past the buffer ends the walk.  (issue 17: tests/fuzz/cmsg.c)
+ */
+struct msghdr;
+int pk_proto_cmsg_fds(const struct msghdr *mh, int *fds, int max,
+		      void (*drop)(int fd));
 
 /* BALLOON for vm_name (-ENAMETOOLONG past 63 bytes). */
 int pk_balloon_msg_encode(struct pk_balloon_msg *msg, const char *vm_name,

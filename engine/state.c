@@ -17,7 +17,9 @@
  *                                 updates in place, a word of flags
  *                                 (drained), and the inbox: the buffer
  *                                 the VM's uffd is read into (2 KiB);
- *   RUN/canon-<hex key>.pages     a sharing domain's canonical copies.
+ *   RUN/canon-<hex key>.pages     a sharing domain's canonical copies;
+ *   RUN/name-<hex name>           a VM name's reservation: its owner's
+ *                                 uid as text (state.h).
  * RUN is expected on tmpfs (/run): records then cost memory like the
  * anonymous tables they replace, and nothing is written back.  (Records
  * are described in swapper/state_file.h: header written once before a
@@ -84,6 +86,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KIND_VM 0x564d5054u   /* "VMPT" */
@@ -231,6 +234,9 @@ int pk_state_open(struct pk_engine *e)
 /* ---- the swap file and its checksums ---------------------------------- */
 
 static int swap_watch_and_dedup(struct pk_engine *e);
+static int name_read(struct pk_engine *e, const char *f, uid_t *uid,
+		     time_t *mtime);
+static void names_sweep(struct pk_engine *e);
 
 int pk_state_swap_open(struct pk_engine *e)
 {
@@ -559,6 +565,12 @@ static void record_load(struct pk_engine *e, const char *fname)
 		first += m->regions[i].length / PK_PAGE_SIZE;
 	}
 	vm->configured_bytes = m->n_pages * PK_PAGE_SIZE;
+	/* Its owner, from its name's reservation (written at its
+	 * registration, before this record could be left behind). */
+	char resv[PK_PROTO_NAME_MAX * 2 + 16];
+	time_t resv_mtime;
+	hex_name(resv, sizeof(resv), "name-", vm->name, "");
+	vm->name_held = name_read(e, resv, &vm->owner_uid, &resv_mtime) == 0;
 	pk_page_table_attach(&vm->pages, pk_sfile_payload(rec), m->n_pages);
 	vm->drained = !!(vm->pages.entries[m->n_pages] & RECORD_DRAINED);
 	vm->id = ++e->next_vm_id;
@@ -620,6 +632,7 @@ int pk_state_replay(struct pk_engine *e)
 			close(fd);
 		return -errno;
 	}
+	rewinddir(d); /* dups share the directory's offset */
 	while ((de = readdir(d))) {
 		size_t n = strlen(de->d_name);
 		if (e->cfg.volatile_state) {
@@ -655,6 +668,7 @@ int pk_state_replay(struct pk_engine *e)
 			       "more; punched by the scrub", stale);
 	}
 	pk_state_canon_sweep(e);
+	names_sweep(e);
 
 	for (struct pk_vm *vm = e->waiting, *next; vm; vm = next) {
 		next = vm->next;
@@ -865,6 +879,9 @@ void pk_state_canon_sweep(struct pk_engine *e)
 			close(fd);
 		return;
 	}
+	/* A dup shares the directory's offset, which the replay's walk
+	 * left at its end: from the start again. */
+	rewinddir(d);
 	while ((de = readdir(d))) {
 		char name[PK_PROTO_NAME_MAX * 2 + 32];
 		int owned = 0;
@@ -876,6 +893,113 @@ void pk_state_canon_sweep(struct pk_engine *e)
 			owned = strcmp(name, de->d_name) == 0;
 		}
 		if (!owned)
+			unlinkat(e->run_dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+/* ---- VM name reservations (state.h) ----------------------------------- */
+
+void pk_state_name_hold(struct pk_engine *e, const char *name, uid_t uid)
+{
+	char f[PK_PROTO_NAME_MAX * 2 + 16], tmp[sizeof(f) + 8], buf[16];
+	int fd, n, ok;
+
+	hex_name(f, sizeof(f), "name-", name, "");
+	snprintf(tmp, sizeof(tmp), "%s.new", f);
+	fd = openat(e->run_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
+				       O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		pk_log(&e->log, "vm %s: cannot reserve its name for uid %u (%s/%s: "
+		       "%s)", name, (unsigned)uid, e->cfg.run_dir, tmp,
+		       strerror(errno));
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%u\n", (unsigned)uid);
+	ok = write(fd, buf, (size_t)n) == n;
+	close(fd);
+	/* The rename replaces a reservation whole, and sets its mtime. */
+	if (!ok || renameat(e->run_dirfd, tmp, e->run_dirfd, f) < 0) {
+		pk_log(&e->log, "vm %s: cannot reserve its name for uid %u (%s/%s)",
+		       name, (unsigned)uid, e->cfg.run_dir, f);
+		unlinkat(e->run_dirfd, tmp, 0);
+	}
+}
+
+/* The reservation file f: 0 with its uid and mtime, or -ENOENT. */
+static int name_read(struct pk_engine *e, const char *f, uid_t *uid,
+		     time_t *mtime)
+{
+	char buf[16], *end;
+	struct stat st;
+	unsigned long u;
+	ssize_t n;
+	int fd = openat(e->run_dirfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return -ENOENT;
+	n = fstat(fd, &st) == 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	close(fd);
+	if (n <= 0)
+		return -ENOENT;
+	buf[n] = '\0';
+	u = strtoul(buf, &end, 10);
+	if (end == buf || *end != '\n' || u > UINT32_MAX)
+		return -ENOENT;
+	*uid = (uid_t)u;
+	*mtime = st.st_mtime;
+	return 0;
+}
+
+int pk_state_name_owner(struct pk_engine *e, const char *name, uid_t *uid,
+			unsigned *left_s)
+{
+	char f[PK_PROTO_NAME_MAX * 2 + 16];
+	time_t now = time(NULL), mtime;
+
+	hex_name(f, sizeof(f), "name-", name, "");
+	if (name_read(e, f, uid, &mtime) < 0)
+		return -ENOENT;
+	if (now >= mtime + (time_t)e->cfg.name_reserve_s) {
+		unlinkat(e->run_dirfd, f, 0);
+		return -ENOENT;
+	}
+	*left_s = (unsigned)(mtime + (time_t)e->cfg.name_reserve_s - now);
+	return 0;
+}
+
+/*
+ * Replay: remove the reservations past --name-reserve whose VM does not
+ * wait for its guest (a name nobody registers again would otherwise
+ * keep its file for good; one registered again is renewed or removed
+ * then).
+ */
+static void names_sweep(struct pk_engine *e)
+{
+	int fd = dup(e->run_dirfd);
+	time_t now = time(NULL), mtime;
+	struct dirent *de;
+	uid_t uid;
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d); /* the dup shares the offset earlier walks moved */
+	while ((de = readdir(d))) {
+		char f[PK_PROTO_NAME_MAX * 2 + 16];
+		int waits = 0;
+		if (strncmp(de->d_name, "name-", 5) ||
+		    name_read(e, de->d_name, &uid, &mtime) < 0 ||
+		    now < mtime + (time_t)e->cfg.name_reserve_s)
+			continue;
+		for (struct pk_vm *vm = e->waiting; vm && !waits; vm = vm->next) {
+			hex_name(f, sizeof(f), "name-", vm->name, "");
+			waits = strcmp(f, de->d_name) == 0;
+		}
+		if (!waits)
 			unlinkat(e->run_dirfd, de->d_name, 0);
 	}
 	closedir(d);

@@ -88,6 +88,24 @@ void pk_state_canon_remove(struct pk_engine *e, const char *key);
 /* Replay: delete the copies files no domain owns (no page names them). */
 void pk_state_canon_sweep(struct pk_engine *e);
 
+/*
+ * VM name reservations (PROTOCOL.md, "Access control"): a name is its
+ * owner's while its VM lives or waits, and for --name-reserve seconds
+ * after the VM went (its guest died, detached, or never came back after
+ * a restart), so that another uid cannot take it while the owner may
+ * come back.  Kept as RUN/name-<hex of name>, the owner's uid as text,
+ * its mtime the time the VM went; root frees one early by removing that
+ * file, or by registering the name itself.
+ *  - hold: the VM registered (or went: the clock starts again);
+ *  - owner: 0 with the uid and the seconds left while a reservation
+ *    holds, -ENOENT when there is none (an expired one is removed).
+ * Replay also removes the expired ones of names no VM waits for.
+ */
+#define PK_NAME_RESERVE_DEFAULT_S 3600u
+void pk_state_name_hold(struct pk_engine *e, const char *name, uid_t uid);
+int pk_state_name_owner(struct pk_engine *e, const char *name, uid_t *uid,
+			unsigned *left_s);
+
 /* Waiting VMs: one line each for status. */
 unsigned pk_state_n_waiting(const struct pk_engine *e);
 

@@ -380,6 +380,8 @@ static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
 	}
 	vm->uffd = uffd;
 	vm->conn_fd = conn_fd;
+	vm->owner_uid = reg->owner_uid;
+	vm->owner_admin = reg->owner_admin;
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
 		 reg->balloon_channel);
@@ -427,12 +429,35 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	if (err == 0) {
 		err = adopt(vm, reg, &st, uffd, ram_fd, conn_fd, reason,
 			    reason_len);
-		if (err == 0)
+		if (err == 0) {
+			vm->name_held = 1;
+			pk_state_name_hold(e, vm->name, vm->owner_uid);
 			*out = vm;
+		}
 		return err;
 	}
 	if (err != -ENOENT)
 		return err;
+	/* A new VM: its name must not be reserved for another uid, whose
+	 * guest died or did not come back (state.h).  Root and the admin
+	 * group may take it over. */
+	uid_t holder;
+	unsigned left;
+	if (pk_state_name_owner(e, reg->vm_name, &holder, &left) == 0 &&
+	    holder != reg->owner_uid) {
+		if (!reg->owner_admin) {
+			pk_log(&e->log, "refused vm name %s to uid %u: reserved for uid "
+			       "%u for %u s more", reg->vm_name,
+			       (unsigned)reg->owner_uid, (unsigned)holder, left);
+			REJECT(-EEXIST, "VM name '%s' is reserved for uid %u, "
+			       "whose VM of that name went, for %u s more "
+			       "(--name-reserve)", reg->vm_name,
+			       (unsigned)holder, left);
+		}
+		pk_log(&e->log, "vm name %s, reserved for uid %u, taken over by "
+		       "uid %u", reg->vm_name, (unsigned)holder,
+		       (unsigned)reg->owner_uid);
+	}
 
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -447,6 +472,8 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->reclaim_fd = vm->drain_fd = -1;
 	vm->inbox = vm->inbox_mem;
 	snprintf(vm->name, sizeof(vm->name), "%s", reg->vm_name);
+	vm->owner_uid = reg->owner_uid;
+	vm->owner_admin = reg->owner_admin;
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
 		 reg->balloon_channel);
@@ -493,6 +520,8 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	wake_all(vm);
 	pk_policy_vm_init(vm);
 	pk_vm_balloon_open(vm);
+	vm->name_held = 1;
+	pk_state_name_hold(e, vm->name, vm->owner_uid);
 	*out = vm;
 	return 0;
 fail:
@@ -557,6 +586,9 @@ void pk_vm_destroy(struct pk_vm *vm)
 	if (vm->ram_map)
 		munmap(vm->ram_map, vm->ram_map_len);
 	pk_page_table_free(&vm->pages);
+	/* The VM went: its name stays its owner's for --name-reserve. */
+	if (vm->name_held && !keep)
+		pk_state_name_hold(e, vm->name, vm->owner_uid);
 	if (keep)
 		pk_sfile_close(vm->record);
 	else

@@ -89,6 +89,7 @@ struct pk_swapin {
 	uint8_t keep_slot; /* given back SWAPPED: the page keeps the slot */
 	uint32_t backoff_ms; /* 0: EAGAIN, retried at once */
 	uint64_t due_ms;     /* CLOCK_MONOTONIC time of the retry */
+	uint64_t fault_ns;   /* a guest's fault: when it was read (metrics.h) */
 };
 
 struct pk_evict_batch;
@@ -153,6 +154,8 @@ struct pk_vm {
 
 	pid_t pid;
 	uid_t owner_uid; /* who registered it (SO_PEERCRED): control.c */
+	int owner_admin; /* ... root or the admin group: any balloon socket */
+	int name_held;	 /* its name is reserved for owner_uid (state.h) */
 	int pidfd;
 	int uffd;
 	int conn_fd;

@@ -194,6 +194,9 @@ void pk_vm_balloon_open(struct pk_vm *vm)
 		.channel = vm->balloon_channel,
 		.ram_bytes = vm->configured_bytes,
 		.on_event = on_event,
+		/* A user's socket must stay the user's (PROTOCOL.md). */
+		.check_owner = !vm->owner_admin,
+		.owner = vm->owner_uid,
 	};
 	int err;
 

@@ -664,6 +664,8 @@ double pk_test_time_scale(void)
 		return s;
 #if defined(__SANITIZE_ADDRESS__)
 	return 3.0;
+#elif defined(__SANITIZE_THREAD__) /* issue 17: tools/test --tsan */
+	return 5.0;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 	return 3.0;

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -437,4 +438,42 @@ int proc_fd_find(pid_t pid, const char *needle, char *path, size_t len)
 	if (hit && path)
 		snprintf(path, len, "%s", link);
 	return hit;
+}
+
+int pk_test_run_capture(char *const argv[], char *out, size_t len, int both,
+			long uid)
+{
+	int p[2], status;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		if (both)
+			dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		if (uid >= 0 && (setgroups(0, NULL) < 0 ||
+				 setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0)) {
+			fprintf(stderr, "cannot become uid %ld: %s\n", uid,
+				strerror(errno));
+			_exit(126);
+		}
+		execvp(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	while (n + 1 < len && (r = read(p[0], out + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	while (read(p[0], &(char){ 0 }, 1) > 0)
+		;
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

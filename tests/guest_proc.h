@@ -167,4 +167,13 @@ int pk_test_reclaim_recv(int conn, const char *vm, struct pk_reclaim_reply *r,
 int pk_test_reclaim(const char *sock, const char *vm, uint64_t bytes,
 		    struct pk_reclaim_reply *r);
 
+/*
+ * Run argv (execvp) and wait for it: its stdout, and its stderr too with
+ * both, into out (NUL-terminated, cut at len - 1; the rest is read and
+ * dropped).  With uid >= 0 the child becomes that uid (and gid) first.
+ * Returns the exit status, -1 when it did not exit (a signal).
+ */
+int pk_test_run_capture(char *const argv[], char *out, size_t len, int both,
+			long uid);
+
 #endif

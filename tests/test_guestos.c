@@ -13,6 +13,9 @@
  *    back (free rises); then the workload runs and every page of the
  *    working set verifies, in RAM and in the page file; the page file and
  *    the socket are gone after the exit.
+ *  - elastic_collects: --live 0.3, an elastic heap: the runtime
+ *    collects when the heap is full, and a balloon deeper than the free
+ *    memory makes it give its garbage back instead of paging.
  *  - locked_stalls: a --locked 0.8 guest's balloon stops short and says
  *    so (a stalled event whose shortfall is actual - target > 0); every
  *    page still verifies.
@@ -328,6 +331,89 @@ START_TEST(protocol_inflate_deflate)
 		      jnum(res, "balloon_mib"));
 	json_object_put(res);
 	close(p.fd);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/*
+ * --live: an elastic heap, like the seed's .NET application.  20000
+ * allocations (--churn 1) in a 28 MiB heap that keeps 30% live: the
+ * runtime collects each time the heap is full, and every page that still
+ * holds data verifies.  Then a balloon deeper than the guest's free
+ * memory: the guest's runtime gives its garbage back instead of the OS
+ * paging anything out (swap_out stays 0; one more collection, which freed
+ * exactly the garbage the heap held).
+ */
+START_TEST(protocol_elastic_collects)
+{
+	struct pk_test_daemon d;
+	struct guest g;
+	struct peer p;
+	const char *dir;
+	char sock[128];
+	json_object *o, *res;
+	double committed, live, garbage, free0, gc0, freed0;
+	unsigned long long target;
+	int events;
+	const char *extra[] = { "--no-daemon", "--balloon", "--balloon-socket",
+				sock, "--size", "32M", "--working-set", "28M",
+				"--live", "0.3", "--churn", "1", "--workload",
+				"random", "--ops", "20000", "--verify", "--json",
+				"--hold", NULL };
+
+	dir = start(&d);
+	snprintf(sock, sizeof(sock), "%s/b.sock", dir);
+	guest_start(&g, "/nonexistent", "gel", extra);
+	guest_expect(&g, "HOLDING", &res, pk_test_deadline_ms(BASE_MS + 5000),
+		     "20000 ops and 20000 allocations in 28 MiB");
+	ck_assert_msg(res, "guest printed no JSON report");
+	committed = round(jnum(res, "committed_mib") * 256);
+	live = round(jnum(res, "live_mib") * 256);
+	/* 5017 pages of garbage fill the heap: 3 collections in 20000. */
+	ck_assert_msg(jnum(res, "allocs") == 20000 && jnum(res, "gc_runs") == 3,
+		      "%.0f allocations, %.0f collections (want 20000, 3)",
+		      jnum(res, "allocs"), jnum(res, "gc_runs"));
+	ck_assert_int_eq((long)jnum(res, "mismatches"), 0);
+	ck_assert_msg(jnum(res, "pages_verified") == committed &&
+		      committed > live + 1024,
+		      "%.0f pages verified of %.0f committed (%.0f live)",
+		      jnum(res, "pages_verified"), committed, live);
+	ck_assert_int_eq((long)jnum(res, "page_outs"), 0);
+	json_object_put(res);
+
+	peer_connect(&p, sock);
+	json_object_put(peer_recv(&p, BASE_MS, "the hello"));
+	o = peer_stats(&p);
+	free0 = jnum(o, "free");
+	gc0 = jnum(o, "gc_runs");
+	freed0 = jnum(o, "gc_freed");
+	json_object_put(o);
+	garbage = (committed - live) * 4096;
+	/* All the free memory and half the garbage. */
+	target = 32 * MIB - ((unsigned long long)(free0 + garbage / 2) &
+			     ~4095ULL);
+	set_target(&p, target);
+	o = until_settled(&p, target, (32 * MIB - target) / (double)MIB,
+			  &events);
+	ck_assert_msg(!strcmp(jstr(o, "event"), "balloon"),
+		      "balloon did not reach %llu bytes: %s", target,
+		      json_object_to_json_string(o));
+	json_object_put(o);
+	o = peer_stats(&p);
+	ck_assert_msg(jnum(o, "swap_out") == 0 && jnum(o, "gc_runs") == gc0 + 1 &&
+		      jnum(o, "gc_freed") - freed0 == garbage,
+		      "a %.1f MiB balloon with %.1f MiB free and %.1f MiB of "
+		      "garbage: paged out %.0f bytes, %.0f collections (want "
+		      "0 bytes, 1 collection), which freed %.0f bytes (want "
+		      "%.0f)", (32 * MIB - target) / (double)MIB,
+		      free0 / MIB, garbage / MIB, jnum(o, "swap_out"),
+		      jnum(o, "gc_runs") - gc0, jnum(o, "gc_freed") - freed0,
+		      garbage);
+	json_object_put(o);
+	close(p.fd);
+	ck_assert_int_eq(guest_finish(&g, 2000), 0);
+	ck_assert_msg(dir_count(dir, "pk-guestsim") == 0,
+		      "the guest left its page file or socket in %s", dir);
 	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
@@ -681,6 +767,7 @@ int main(void)
 
 	add(s, "protocol_inflate_deflate", protocol_inflate_deflate);
 	add(s, "protocol_locked_stalls", protocol_locked_stalls);
+	add(s, "protocol_elastic_collects", protocol_elastic_collects);
 	add(s, "bad_input", bad_input);
 	add(s, "daemon_inflate_deflate", daemon_inflate_deflate);
 	add(s, "daemon_locked_stalls", daemon_locked_stalls);

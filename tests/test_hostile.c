@@ -56,6 +56,20 @@
  *    u65532.pool; with --share-domain-allow both get "pool".
  *  - name_squat: root's VM name is -EEXIST for a user, also after a
  *    restart while the VM waits for its guest.
+ *  - name_reserved: a user's VM whose guest died leaves its name
+ *    reserved for that user: another user gets -EEXIST (logged), also
+ *    after a restart; the owner takes it back, root takes it over; with
+ *    --name-reserve 1 another user gets it once the second is over, and
+ *    a restart removes the expired reservation of a name nobody took.
+ *  - status_sharing: STATUS's sharing section lists, for a user, only
+ *    the domains its own VMs are in (not root's "secret"), and its
+ *    waiting_vms list after a restart shows no VM of root's.
+ *  - balloon_swap: a user registers a QMP channel that is its own
+ *    socket (nothing listens yet), then swaps the file for a symbolic
+ *    link to root's socket, then for root's socket itself (the test
+ *    does the swaps as root; a user does them in its own directory).
+ *    The bridge's reconnects refuse both (its balloon_why says why)
+ *    and root's listener never sees a connection.
  */
 #include "tests/guest_proc.h"
 #include "engine/uffd_compat.h"
@@ -468,9 +482,11 @@ static int raw_request(const char *sock, const void *msg, size_t len,
 	return status;
 }
 
-enum act { ACT_RECLAIM, ACT_DRAIN, ACT_SET, ACT_BALLOON, ACT_STATUS };
+enum act { ACT_RECLAIM, ACT_DRAIN, ACT_SET, ACT_BALLOON, ACT_STATUS,
+	   ACT_STATUS_HAS };
 
-/* The status of act on vm (ACT_STATUS: how many VMs it lists). */
+/* The status of act on vm (ACT_STATUS: how many VMs it lists;
+ * ACT_STATUS_HAS: 1 if the status text holds vm, as a string, else 0). */
 static int act_on(const char *sock, enum act act, const char *vm)
 {
 	union {
@@ -506,6 +522,16 @@ static int act_on(const char *sock, enum act act, const char *vm)
 		break;
 	case ACT_STATUS:
 		return pk_test_vm_count(sock);
+	case ACT_STATUS_HAS: {
+		char *json = NULL, needle[PK_PROTO_NAME_MAX + 2];
+		int rc = pk_test_status_json(sock, &json);
+		if (rc == 0) {
+			snprintf(needle, sizeof(needle), "\"%s\"", vm);
+			rc = strstr(json, needle) != NULL;
+		}
+		free(json);
+		return rc;
+	}
 	}
 	return raw_request(sock, &m, len, NULL, 0);
 }
@@ -709,9 +735,10 @@ struct held_vm {
 	pid_t pid;
 };
 
-static int vm_hold(struct held_vm *h, const char *sock, uid_t uid,
-		   const gid_t *groups, int n, const char *name,
-		   const char *domain)
+static int vm_hold_channel(struct held_vm *h, const char *sock, uid_t uid,
+			   const gid_t *groups, int n, const char *name,
+			   const char *domain, uint32_t kind,
+			   const char *channel)
 {
 	int res[2], rc;
 
@@ -721,8 +748,8 @@ static int vm_hold(struct held_vm *h, const char *sock, uid_t uid,
 	if (h->pid == 0) {
 		/* Dies with the test (SIGKILL by vm_drop, or PDEATHSIG). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		rc = child_register(sock, uid, groups, n, name, domain,
-				    PK_BALLOON_NONE, "");
+		rc = child_register(sock, uid, groups, n, name, domain, kind,
+				    channel);
 		if (write(res[1], &rc, sizeof(rc)) != sizeof(rc))
 			_exit(1);
 		for (;;)
@@ -733,6 +760,14 @@ static int vm_hold(struct held_vm *h, const char *sock, uid_t uid,
 		      "the child registering %s died", name);
 	close(res[0]);
 	return rc;
+}
+
+static int vm_hold(struct held_vm *h, const char *sock, uid_t uid,
+		   const gid_t *groups, int n, const char *name,
+		   const char *domain)
+{
+	return vm_hold_channel(h, sock, uid, groups, n, name, domain,
+			       PK_BALLOON_NONE, "");
 }
 
 static void vm_drop(struct held_vm *h)
@@ -812,6 +847,201 @@ START_TEST(name_squat)
 }
 END_TEST
 
+/* uid registers name (then lets it go): the register status. */
+static int try_name(const char *sock, uid_t uid, const gid_t *groups, int n,
+		    const char *name)
+{
+	struct held_vm h;
+	int rc = vm_hold(&h, sock, uid, groups, n, name, "");
+
+	vm_drop(&h);
+	return rc;
+}
+
+/* The held VM's guest dies; wait for the daemon to free the VM. */
+static void guest_dies(struct pk_test_daemon *d, struct held_vm *h)
+{
+	vm_drop(h);
+	ck_assert_msg(pk_test_wait_vm_count(d->sock, 0, scaled_ms(BASE_MS)) == 0,
+		      "the daemon did not free a VM whose guest died");
+}
+
+START_TEST(name_reserved)
+{
+	struct pk_test_daemon d;
+	struct held_vm a;
+	gid_t user[] = { group_id("users") }, root[] = { 0 };
+	const char *line = "refused vm name web to uid 65532: reserved for "
+			   "uid 65534";
+
+	access_daemon(&d, ACCESS_ARGS);
+	ck_assert_int_eq(vm_hold(&a, d.sock, ATTACKER_UID, user, 1, "web", ""),
+			 0);
+	guest_dies(&d, &a);
+	/* Another user may not take the name while its owner may return. */
+	ck_assert_int_eq(try_name(d.sock, OUTSIDER_UID, user, 1, "web"),
+			 -EEXIST);
+	ck_assert_msg(file_count(d.log, line) == 1, "want one line '%s' in %s",
+		      line, d.log);
+	/* Nor after a restart. */
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGTERM) == 0, "%s", d.error);
+	ck_assert_msg(pk_test_daemon_restart(&d, NULL) == 0, "%s", d.error);
+	ck_assert_int_eq(chmod(d.dir, 0711), 0);
+	ck_assert_int_eq(try_name(d.sock, OUTSIDER_UID, user, 1, "web"),
+			 -EEXIST);
+	/* Its owner takes it back; root takes it over. */
+	ck_assert_int_eq(vm_hold(&a, d.sock, ATTACKER_UID, user, 1, "web", ""),
+			 0);
+	guest_dies(&d, &a);
+	ck_assert_int_eq(vm_hold(&a, d.sock, 0, root, 1, "web", ""), 0);
+	guest_dies(&d, &a);
+	ck_assert_msg(file_has(d.log, "vm name web, reserved for uid 65534, "
+				      "taken over by uid 0"),
+		      "no log line about root taking the name over in %s",
+		      d.log);
+	/* Now root's: the user may not have it back. */
+	ck_assert_int_eq(try_name(d.sock, ATTACKER_UID, user, 1, "web"),
+			 -EEXIST);
+	pk_test_daemon_stop_ok(&d);
+
+	/* A reservation ends after --name-reserve. */
+	access_daemon(&d, ACCESS_ARGS " --name-reserve 1");
+	ck_assert_int_eq(vm_hold(&a, d.sock, ATTACKER_UID, user, 1, "old", ""),
+			 0);
+	guest_dies(&d, &a);
+	ck_assert_int_eq(vm_hold(&a, d.sock, ATTACKER_UID, user, 1, "web", ""),
+			 0);
+	guest_dies(&d, &a);
+	WAIT_FOR(try_name(d.sock, OUTSIDER_UID, user, 1, "web") == 0,
+		 BASE_MS + 1000, 100,
+		 "another user to get name web once its 1 s reservation ended");
+	/* "old" (hex 6f6c64), expired too, is swept at the next start. */
+	char resv[sizeof(d.run_dir) + 32];
+	snprintf(resv, sizeof(resv), "%s/name-6f6c64", d.run_dir);
+	ck_assert_msg(access(resv, F_OK) == 0, "no reservation file %s", resv);
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGTERM) == 0, "%s", d.error);
+	ck_assert_msg(pk_test_daemon_restart(&d, NULL) == 0, "%s", d.error);
+	ck_assert_msg(access(resv, F_OK) < 0 && errno == ENOENT,
+		      "the expired reservation %s is still there after a "
+		      "restart", resv);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+START_TEST(status_sharing)
+{
+	struct pk_test_daemon d;
+	struct held_vm a, r;
+	gid_t user[] = { group_id("users") }, root[] = { 0 };
+	gid_t admin[] = { group_id("users"), group_id("nogroup") };
+
+	access_daemon(&d, ACCESS_ARGS);
+	ck_assert_int_eq(vm_hold(&r, d.sock, 0, root, 1, "rootvm", "secret"), 0);
+	ck_assert_int_eq(vm_hold(&a, d.sock, ATTACKER_UID, user, 1, "a1",
+				 "pool"), 0);
+	ck_assert_int_eq(act_as(d.sock, ATTACKER_UID, user, 1, ACT_STATUS_HAS,
+				"u65534.pool"), 1);
+	ck_assert_msg(act_as(d.sock, ATTACKER_UID, user, 1, ACT_STATUS_HAS,
+			     "secret") == 0,
+		      "a user's STATUS names root's sharing domain 'secret'");
+	ck_assert_int_eq(act_as(d.sock, ADMIN_UID, admin, 2, ACT_STATUS_HAS,
+				"secret"), 1);
+	/* After a restart root's VM waits for its guest: not the user's. */
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGTERM) == 0, "%s", d.error);
+	ck_assert_msg(pk_test_daemon_restart(&d, NULL) == 0, "%s", d.error);
+	ck_assert_int_eq(chmod(d.dir, 0711), 0);
+	ck_assert_int_eq(act_as(d.sock, ADMIN_UID, admin, 2, ACT_STATUS_HAS,
+				"rootvm"), 1);
+	ck_assert_msg(act_as(d.sock, ATTACKER_UID, user, 1, ACT_STATUS_HAS,
+			     "rootvm") == 0,
+		      "a user's STATUS lists root's VM waiting for its guest");
+	vm_drop(&a);
+	vm_drop(&r);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/* A UNIX stream socket bound at path; listening unless !listening. */
+static int bound_socket(const char *path, int listening)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(s, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ck_assert_msg(bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+		      "bind %s: %s", path, strerror(errno));
+	if (listening)
+		ck_assert_int_eq(listen(s, 4), 0);
+	return s;
+}
+
+/* Does the VM's balloon_why (kept in why for the messages) hold what? */
+static char why[384];
+static int why_has(struct pk_test_daemon *d, const char *vm, const char *what)
+{
+	vm_string(d, vm, "balloon_why", why, sizeof(why));
+	return strstr(why, what) != NULL;
+}
+
+/* Backoff of the bridge's reconnects: 1 s doubling (balloon-bridge/qmp.c). */
+#define RECONNECT_MS 8000
+
+START_TEST(balloon_swap)
+{
+	struct pk_test_daemon d;
+	struct held_vm a;
+	gid_t user[] = { group_id("users") };
+	char udir[160], chan[192], root_sock[160];
+	int root_l, dead, c;
+
+	access_daemon(&d, "--swap-size 64M " ACCESS_ARGS);
+	/* Root's listener: the daemon must never connect to it. */
+	snprintf(root_sock, sizeof(root_sock), "%s/root.sock", d.dir);
+	root_l = bound_socket(root_sock, 1);
+	/* The user's directory and its socket, nothing listening yet. */
+	snprintf(udir, sizeof(udir), "%s/u", d.dir);
+	ck_assert_int_eq(mkdir(udir, 0755), 0);
+	ck_assert_int_eq(chown(udir, ATTACKER_UID, (gid_t)-1), 0);
+	snprintf(chan, sizeof(chan), "%s/qmp.sock", udir);
+	dead = bound_socket(chan, 0);
+	ck_assert_int_eq(chown(chan, ATTACKER_UID, (gid_t)-1), 0);
+	close(dead);
+	ck_assert_int_eq(vm_hold_channel(&a, d.sock, ATTACKER_UID, user, 1,
+					 "bln", "", PK_BALLOON_QMP, chan), 0);
+	WAIT_FOR(why_has(&d, "bln", "refused"), BASE_MS, 20,
+		 "the bridge's first connect to be refused (nothing listens); "
+		 "balloon_why: %.300s", why);
+
+	/* Swap 1: a symbolic link to root's socket. */
+	ck_assert_int_eq(unlink(chan), 0);
+	ck_assert_int_eq(symlink(root_sock, chan), 0);
+	ck_assert_int_eq(lchown(chan, ATTACKER_UID, (gid_t)-1), 0);
+	WAIT_FOR(why_has(&d, "bln", "a symbolic link"), BASE_MS + RECONNECT_MS,
+		 50, "the bridge to refuse the link at its reconnect; "
+		 "balloon_why: %.300s", why);
+	c = accept4(root_l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_msg(c < 0 && errno == EAGAIN,
+		      "the daemon connected to root's socket through the "
+		      "user's symbolic link");
+
+	/* Swap 2: root's socket itself, moved to the user's path. */
+	ck_assert_int_eq(unlink(chan), 0);
+	ck_assert_int_eq(rename(root_sock, chan), 0);
+	WAIT_FOR(why_has(&d, "bln", "a socket of uid 0, not a socket of uid "
+			 "65534"), BASE_MS + 2 * RECONNECT_MS, 50,
+		 "the bridge to refuse root's socket at its reconnect; "
+		 "balloon_why: %.300s", why);
+	c = accept4(root_l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_msg(c < 0 && errno == EAGAIN,
+		      "the daemon connected to root's socket swapped in at the "
+		      "user's path");
+	close(root_l);
+	vm_drop(&a);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
@@ -830,6 +1060,9 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, own_vm_and_channels);
 	tcase_add_test(tc, share_domains);
 	tcase_add_test(tc, name_squat);
+	tcase_add_test(tc, name_reserved);
+	tcase_add_test(tc, status_sharing);
+	tcase_add_test(tc, balloon_swap);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -40,6 +40,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
@@ -80,32 +81,7 @@ static const char *env_or_fail(const char *name)
 /* Run argv, its stdout+stderr into out; the exit status (-1: no exit). */
 static int run_capture(char *const argv[], char *out, size_t len)
 {
-	int p[2], status;
-	size_t n = 0;
-	ssize_t r;
-	pid_t pid;
-
-	ck_assert_int_eq(pipe(p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		close(p[0]);
-		close(p[1]);
-		execvp(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	while (n + 1 < len && (r = read(p[0], out + n, len - 1 - n)) > 0)
-		n += (size_t)r;
-	out[n] = '\0';
-	while (read(p[0], &(char){ 0 }, 1) > 0)
-		;
-	close(p[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return pk_test_run_capture(argv, out, len, 1, -1);
 }
 
 static void rm_rf(const char *dir)
@@ -155,6 +131,53 @@ static void list_dir(const char *dest, const char *env_dir, char *out,
 	pclose(f);
 }
 
+/* The whole of a file (at most len - 1 bytes) into buf. */
+static void read_all(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ck_assert_msg(f, "cannot read %s: %s", path, strerror(errno));
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/*
+ * Issue 18, item 5: every --flag the installed program's --help lists is
+ * in its installed manual page (roff writes '-' as "\-": undone first).
+ */
+static void man_names_every_flag(const char *dest, const char *env_dir,
+				 const char *prog, const char *page)
+{
+	static char help[65536], man[131072];
+	char bin[512], path[512];
+	size_t j = 0;
+
+	dest_path(bin, sizeof(bin), dest, env_dir, prog);
+	dest_path(path, sizeof(path), dest, "PK_MANDIR", page);
+	char *argv[] = { bin, "--help", NULL };
+	run_capture(argv, help, sizeof(help));
+	read_all(path, man, sizeof(man));
+	for (size_t i = 0; man[i]; i++)
+		if (!(man[i] == '\\' && man[i + 1] == '-'))
+			man[j++] = man[i];
+	man[j] = '\0';
+	int flags = 0;
+	for (char *p = help; (p = strstr(p, "  --")); p += 4) {
+		char flag[64];
+		if (sscanf(p + 2, "%63[a-z-]", flag) != 1 || strlen(flag) < 3)
+			continue;
+		char want[80];
+		snprintf(want, sizeof(want), "%s", flag);
+		ck_assert_msg(strstr(man, want), "%s names %s in --help but "
+			      "its manual page %s does not", prog, flag, page);
+		flags++;
+	}
+	ck_assert_msg(flags >= 3, "%s --help listed %d flags: %.300s", prog,
+		      flags, help);
+}
+
 START_TEST(test_install_files)
 {
 	static const struct { const char *dir, *name; } want[] = {
@@ -168,6 +191,11 @@ START_TEST(test_install_files)
 		{ "PK_UNITDIR", "pagekeeperd.service" },
 		{ "PK_SYSUSERSDIR", "pagekeeper.conf" },
 		{ "PK_SYSCONFDIR", "pagekeeper/pagekeeper.conf" },
+		/* Issue 18, item 5: the manual pages (doc/man). */
+		{ "PK_MANDIR", "man8/pagekeeperd.8" },
+		{ "PK_MANDIR", "man1/pagekeeper.1" },
+		{ "PK_MANDIR", "man1/pk-guestsim.1" },
+		{ "PK_MANDIR", "man5/pagekeeper.conf.5" },
 	};
 	char dest[96], path[512], names[1024], out[4096];
 	struct stat st;
@@ -196,6 +224,12 @@ START_TEST(test_install_files)
 	int rc = run_capture(argv, out, sizeof(out));
 	ck_assert_msg(rc == 0 && strstr(out, ": ok"), "installed pagekeeperd "
 		      "--check-config %s: exit %d: %s", conf, rc, out);
+	man_names_every_flag(dest, "PK_SBINDIR", "pagekeeperd",
+			     "man8/pagekeeperd.8");
+	man_names_every_flag(dest, "PK_BINDIR", "pagekeeper",
+			     "man1/pagekeeper.1");
+	man_names_every_flag(dest, "PK_BINDIR", "pk-guestsim",
+			     "man1/pk-guestsim.1");
 	rm_rf(dest);
 }
 END_TEST
@@ -447,6 +481,16 @@ START_TEST(test_check_config_rules)
 		  "duplicate key" },
 		{ "[daemon]\nswap-size 1G\n", ":2: ", "syntax error" },
 		{ "socket = /x\n", ":1: ", "key 'socket' outside a section" },
+		{ "[vm web1]\nshares = 0\n", ":2: ",
+		  "[vm web1] shares: bad value '0': want shares 1..1000000" },
+		{ "[vm web1]\ncolour = red\n", ":2: ",
+		  "unknown key 'colour' (shares, min, max, balloon)" },
+		{ "[vm web1]\nmin = 64M\nmax = 32M\n", ":3: ",
+		  "min is above max" },
+		{ "[vm web1]\nmin = 5000\n", ":2: ", "multiple of 4 KiB" },
+		{ "[vm web1]\nballoon = off\nballoon = on\n", ":3: ",
+		  "duplicate key" },
+		{ "[vm a/b]\nshares = 5\n", ":2: ", "VM names are" },
 	};
 	char path[128], out[2048], want[256];
 	int rc;
@@ -598,6 +642,91 @@ START_TEST(test_sighup_reload)
 END_TEST
 
 /*
+ * [vm NAME]: the admin's shares, min and balloon opt-out for a VM apply
+ * when it registers; `pagekeeper set` changes them at run time and a
+ * reload that leaves [vm web1] as it was keeps the set value; a reload
+ * that changes [vm web1] applies the file's at once.
+ */
+static double vm_num(struct pk_test_daemon *d, const char *key)
+{
+	return vm_field(d, "web1", key);
+}
+
+START_TEST(test_vm_settings)
+{
+	struct pk_test_daemon d;
+	struct guest g;
+	char dir[96], path[128], args[256], out[1024];
+	double v = 0;
+	static const char *const gargs[] = { "--size", "8M", "--workload",
+					     "idle", "--duration", "0.1",
+					     "--hold", NULL };
+
+	make_dir(dir, sizeof(dir), "conf");
+	snprintf(path, sizeof(path), "%s/pk.conf", dir);
+	write_file(path, "[policy]\nswap-write-budget = 100M/d\n"
+			 "[vm web1]\nshares = 2000\nmin = 8M\nballoon = off\n"
+			 "[vm other]\nshares = 7\n");
+	snprintf(args, sizeof(args), "--config %s", path);
+	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
+	guest_start(&g, d.sock, "web1", gargs);
+	guest_expect(&g, "HOLDING", NULL, pk_test_deadline_ms(5000),
+		     "the attach and 0.1 s idle");
+	ck_assert_msg(wait_vm_listed(&d, "web1", 1,
+				     (int)(5000 * pk_test_time_scale())),
+		      "web1 never registered");
+	ck_assert_msg(vm_num(&d, "shares") == 2000 && vm_num(&d, "min_mib") == 8,
+		      "web1 registered with shares %.0f, min %.1f MiB: want the "
+		      "file's 2000 and 8", vm_num(&d, "shares"),
+		      vm_num(&d, "min_mib"));
+	json_object *root = status_root(&d), *vms, *vm = NULL;
+	ck_assert(json_object_object_get_ex(root, "vms", &vms));
+	for (size_t i = 0; i < json_object_array_length(vms); i++) {
+		json_object *x = json_object_array_get_idx(vms, i), *n, *b;
+		if (json_object_object_get_ex(x, "name", &n) &&
+		    !strcmp(json_object_get_string(n), "web1") &&
+		    json_object_object_get_ex(x, "balloon_opt_out", &b))
+			vm = b;
+	}
+	ck_assert_msg(vm && json_object_get_boolean(vm),
+		      "web1's balloon_opt_out is not true ('balloon = off')");
+	json_object_put(root);
+
+	char *set[] = { (char *)env_or_fail("PK_CLI"), "--socket", d.sock,
+			"set", "web1", "--shares", "500", NULL };
+	int rc = run_capture(set, out, sizeof(out));
+	ck_assert_msg(rc == 0 && vm_num(&d, "shares") == 500,
+		      "pagekeeper set --shares 500: exit %d, shares %.0f: %s", rc,
+		      vm_num(&d, "shares"), out);
+
+	/* Another key changes, [vm web1] does not: the set value stays. */
+	write_file(path, "[policy]\nswap-write-budget = 300M/d\n"
+			 "[vm web1]\nshares = 2000\nmin = 8M\nballoon = off\n"
+			 "[vm other]\nshares = 8\n");
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	WAIT_FOR(status_num(&d, "swap_write_budget_mib", NULL) == 300, 2000, 20,
+		 "the reload of swap-write-budget");
+	ck_assert_msg(vm_num(&d, "shares") == 500, "a reload that left [vm web1] "
+		      "alone changed its shares to %.0f (want the set 500)",
+		      vm_num(&d, "shares"));
+
+	/* [vm web1] changes: applied at once. */
+	write_file(path, "[policy]\nswap-write-budget = 300M/d\n"
+			 "[vm web1]\nshares = 3000\nmin = 8M\nballoon = off\n"
+			 "[vm other]\nshares = 8\n");
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	WAIT_FOR((v = vm_num(&d, "shares")) == 3000, 2000, 20,
+		 "web1's shares 3000 after the reload (now %.0f)", v);
+	ck_assert_msg(file_has(d.log, "reload: vm is now"),
+		      "the log does not say the per-VM settings changed (%s)",
+		      d.log);
+	ck_assert_int_eq(guest_finish(&g, 2000), 0);
+	pk_test_daemon_stop_ok(&d);
+	rm_rf(dir);
+}
+END_TEST
+
+/*
  * journald: with JOURNAL_STREAM naming the daemon's stderr (its log
  * file's device and inode here) each line starts with <N>; with it naming
  * another file, or unset, no line does.  The fixture's restart appends
@@ -639,6 +768,164 @@ START_TEST(test_journal_priorities)
 }
 END_TEST
 
+/*
+ * Issue 18, item 4: the syscalls pagekeeperd makes, against systemd's
+ * @system-service.  No service manager runs here (no systemd as PID 1),
+ * so the unit's SystemCallFilter= stays commented; this keeps the
+ * evidence for enabling it honest: strace -f -c counts every syscall of a
+ * daemon that starts (io_uring, memfd, the sockets), serves a lab guest's
+ * faults, evicts (RECLAIM) and swaps back in, merges pages, answers status
+ * and a metrics scrape, and reloads on SIGHUP; each must be in the group
+ * `systemd-analyze syscall-filter @system-service` expands to.
+ */
+static void syscall_group(const char *group, char *out, size_t len)
+{
+	char cmd[1024];
+	FILE *f;
+	size_t n = 0;
+	int ch;
+
+	snprintf(cmd, sizeof(cmd),
+		 "x() { systemd-analyze syscall-filter \"$1\" | sed -n "
+		 "'s/^    //p' | grep -v '^#' | while read -r s; do case $s "
+		 "in @*) x \"$s\";; *) echo \"$s\";; esac; done; }; "
+		 "x '%s' | sort -u | tr '\\n' ' '", group);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	out[n++] = ' ';
+	while (n + 1 < len && (ch = fgetc(f)) != EOF)
+		out[n++] = (char)ch;
+	out[n] = '\0';
+	ck_assert_int_eq(pclose(f), 0);
+}
+
+START_TEST(test_syscalls_in_filter)
+{
+	char dir[96], sock[160], state[160], run[160], out[160], msock[160];
+	char listen[200], conf[160], allowed[16384], word[80];
+	static char summary[65536];
+	int p[2];
+
+	syscall_group("@system-service", allowed, sizeof(allowed));
+	ck_assert_msg(strstr(allowed, " userfaultfd "), "systemd-analyze "
+		      "syscall-filter gave no list: %.200s", allowed);
+	make_dir(dir, sizeof(dir), "strace");
+	snprintf(sock, sizeof(sock), "%s/pk.sock", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(run, sizeof(run), "%s/run", dir);
+	snprintf(out, sizeof(out), "%s/strace.txt", dir);
+	snprintf(msock, sizeof(msock), "%s/m.sock", dir);
+	snprintf(listen, sizeof(listen), "unix:%s", msock);
+	snprintf(conf, sizeof(conf), "%s/pagekeeper.conf", dir);
+	write_file(conf, "[policy]\nidle-tax = 0.5\n");
+	/* strace and the daemon in a process group of their own; a cleaner
+	 * SIGKILLs the group however this test ends. */
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid_t grp = fork();
+	ck_assert_int_ge(grp, 0);
+	if (grp == 0) {
+		setpgid(0, 0);
+		char *argv[] = { "strace", "-f", "-qq", "-c", "-o", out,
+				 (char *)env_or_fail("PK_DAEMON"), "--socket", sock,
+				 "--state-dir", state, "--run-dir", run,
+				 "--config", conf, "--foreground", "--quiet",
+				 "--swap-size", "64M", "--scan-rate", "200M",
+				 "--metrics-listen", listen, NULL };
+		execvp(argv[0], argv);
+		fprintf(stderr, "cannot run strace: %s (tools/bootstrap "
+			"installs it)\n", strerror(errno));
+		_exit(127);
+	}
+	setpgid(grp, grp);
+	pid_t cleaner = fork();
+	ck_assert_int_ge(cleaner, 0);
+	if (cleaner == 0) {
+		char b;
+		close(p[1]);
+		setpgid(0, 0);
+		while (read(p[0], &b, 1) > 0)
+			;
+		kill(-grp, SIGKILL);
+		_exit(0);
+	}
+	close(p[0]);
+	/* Wait for the socket, then work it. */
+	long deadline = pk_test_deadline_ms(10000);
+	int c;
+	while ((c = pk_test_connect(sock)) < 0) {
+		ck_assert_msg(pk_test_now_ms() < deadline, "the traced daemon "
+			      "never listened on %s", sock);
+		usleep(20 * 1000);
+	}
+	close(c);
+	struct guest g;
+	static const char *const gargs[] = { "--size", "32M", "--workload",
+					     "random", "--duration", "0.5",
+					     "--idle-before", "60", "--verify",
+					     NULL };
+	guest_start(&g, sock, "sys1", gargs);
+	guest_expect(&g, "IDLE", NULL, pk_test_deadline_ms(20000), "the fill");
+	struct pk_reclaim_reply r;
+	ck_assert_int_eq(pk_test_reclaim(sock, "sys1", 8 << 20, &r), 0);
+	kill(g.pid, SIGUSR1); /* the workload: swap-ins */
+	char *json = NULL;
+	ck_assert_int_eq(pk_test_status_json(sock, &json), 0);
+	free(json);
+	char *curl[] = { "curl", "-sS", "--fail", "--max-time", "20",
+			 "--unix-socket", msock, "http://localhost/metrics", NULL };
+	ck_assert_int_eq(run_capture(curl, summary, sizeof(summary)), 0);
+	ck_assert_int_eq(guest_finish(&g, 20000), 0);
+	/* SIGHUP: the reload; then SIGTERM the daemon (strace's child). */
+	char kids[64] = "";
+	snprintf(word, sizeof(word), "/proc/%d/task/%d/children", (int)grp,
+		 (int)grp);
+	FILE *f = fopen(word, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(kids, sizeof(kids), f));
+	fclose(f);
+	pid_t daemon = (pid_t)atoi(kids);
+	ck_assert_int_gt(daemon, 0);
+	kill(daemon, SIGHUP);
+	ck_assert_int_eq(pk_test_status_json(sock, &json), 0); /* after it */
+	free(json);
+	kill(daemon, SIGTERM);
+	int status;
+	deadline = pk_test_deadline_ms(10000);
+	while (waitpid(grp, &status, WNOHANG) == 0) {
+		ck_assert_msg(pk_test_now_ms() < deadline, "strace did not end "
+			      "after the daemon's SIGTERM");
+		usleep(20 * 1000);
+	}
+	close(p[1]); /* the cleaner finds an empty group */
+	waitpid(cleaner, NULL, 0);
+	/* The summary: one syscall a line, its name last. */
+	f = fopen(out, "r");
+	ck_assert_msg(f, "no strace summary %s", out);
+	char line[512], bad[1024] = "";
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *last = strrchr(line, ' ');
+		if (!last || !strchr(line, '.') || strstr(line, "total"))
+			continue; /* header, rules, the total */
+		snprintf(word, sizeof(word), " %s", last + 1);
+		word[strcspn(word, "\n")] = ' ';
+		if (word[1] == ' ' || strchr(word, '-'))
+			continue;
+		n++;
+		if (!strstr(allowed, word) &&
+		    strlen(bad) + strlen(word) < sizeof(bad))
+			strcat(bad, word);
+	}
+	fclose(f);
+	ck_assert_msg(n >= 30, "only %d syscalls in %s", n, out);
+	ck_assert_msg(!bad[0], "pagekeeperd made syscalls outside "
+		      "@system-service:%s", bad);
+	fprintf(stderr, "syscall filter: %d distinct syscalls, all in "
+		"@system-service\n", n);
+	rm_rf(dir);
+}
+END_TEST
+
 static Suite *service_suite(void)
 {
 	Suite *s = suite_create("service");
@@ -647,6 +934,7 @@ static Suite *service_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_install_files);
 	tcase_add_test(tc, test_unit_verifies);
+	tcase_add_test(tc, test_syscalls_in_filter); /* issue 18, item 4 */
 	suite_add_tcase(s, tc);
 	tc = tcase_create("notify");
 	tcase_set_timeout(tc, 60);
@@ -655,6 +943,7 @@ static Suite *service_suite(void)
 	tc = tcase_create("config");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_check_config_rules);
+	tcase_add_test(tc, test_vm_settings);
 	tcase_add_test(tc, test_daemon_bad_config);
 	tcase_add_test(tc, test_flags_override_file);
 	tcase_add_test(tc, test_sighup_reload);

@@ -129,6 +129,14 @@ static int set_restart_grace(struct pk_daemon_config *c, const char *v,
 	return 0;
 }
 
+static int set_name_reserve(struct pk_daemon_config *c, const char *v,
+			    char *why, size_t n)
+{
+	if (uint_in(v, 0, 30 * 86400, &c->cfg.name_reserve_s))
+		return why_is(why, n, "want seconds, 0..2592000");
+	return 0;
+}
+
 static int set_volatile(struct pk_daemon_config *c, const char *v,
 			char *why, size_t n)
 {
@@ -329,6 +337,104 @@ static int set_share_domain(struct pk_daemon_config *c, const char *v,
 	return add_share_domain(c, v, (size_t)(eq - v), eq + 1, why, n);
 }
 
+/*
+ * Per-VM settings: [vm NAME] in the file (shares, min, max, balloon), or
+ * --vm NAME:KEY=VALUE[,KEY=VALUE...].  One entry per VM name; a key
+ * given again for the same VM is a duplicate.
+ */
+static int add_vm_setting(struct pk_daemon_config *c, const char *vm,
+			  size_t vm_len, const char *key, const char *val,
+			  char *why, size_t n)
+{
+	struct pk_vm_setting *s = NULL;
+	uint64_t bytes;
+	unsigned u;
+	int on;
+
+	if (!vm_len || vm_len >= sizeof(s->vm))
+		return why_is(why, n, "want a VM name of 1-63 characters");
+	for (unsigned i = 0; i < c->n_vm_settings; i++)
+		if (strlen(c->vm_settings[i].vm) == vm_len &&
+		    !memcmp(c->vm_settings[i].vm, vm, vm_len))
+			s = &c->vm_settings[i];
+	if (!s) {
+		if (c->n_vm_settings == PK_VM_SETTINGS_MAX)
+			return why_is(why, n, "at most %u VMs",
+				      PK_VM_SETTINGS_MAX);
+		s = &c->vm_settings[c->n_vm_settings];
+		*s = (struct pk_vm_setting){ .shares = -1, .min_bytes = -1,
+					     .max_bytes = -1, .no_balloon = -1 };
+		memcpy(s->vm, vm, vm_len);
+		s->vm[vm_len] = '\0';
+		if (!pk_proto_name_valid(s->vm))
+			return why_is(why, n, "VM names are 1-63 of letters, "
+				      "digits, '-', '_' and '.'");
+		c->n_vm_settings++;
+	}
+	if (!strcmp(key, "shares")) {
+		if (s->shares >= 0)
+			return why_is(why, n, "duplicate key");
+		if (uint_in(val, 1, 1000000, &u))
+			return why_is(why, n, "want shares 1..1000000");
+		s->shares = u;
+	} else if (!strcmp(key, "min") || !strcmp(key, "max")) {
+		int64_t *to = key[1] == 'i' ? &s->min_bytes : &s->max_bytes;
+		const char *bad = pk_size_parse(val, &bytes);
+
+		if (*to >= 0)
+			return why_is(why, n, "duplicate key");
+		if (bad || bytes % 4096 || bytes > (uint64_t)INT64_MAX)
+			return why_is(why, n, "%s; want a size like 512M, a "
+				      "multiple of 4 KiB", bad ? bad : "not "
+				      "page aligned");
+		*to = (int64_t)bytes;
+	} else if (!strcmp(key, "balloon")) {
+		if (s->no_balloon >= 0)
+			return why_is(why, n, "duplicate key");
+		if (bool_parse(val, &on))
+			return why_is(why, n, "want on or off");
+		s->no_balloon = !on;
+	} else {
+		return why_is(why, n, "unknown key '%s' (shares, min, max, "
+			      "balloon)", key);
+	}
+	if (s->min_bytes > 0 && s->max_bytes > 0 && s->min_bytes > s->max_bytes)
+		return why_is(why, n, "min is above max");
+	return 0;
+}
+
+/* --vm NAME:KEY=VALUE[,KEY=VALUE...] */
+static int set_vm(struct pk_daemon_config *c, const char *v, char *why,
+		  size_t n)
+{
+	const char *colon = strchr(v, ':'), *p;
+	char item[128];
+
+	if (!colon || !colon[1])
+		return why_is(why, n, "want NAME:KEY=VALUE[,KEY=VALUE...] "
+			      "(shares, min, max, balloon)");
+	for (p = colon + 1; *p;) {
+		size_t len = strcspn(p, ",");
+		char *eq;
+		int r;
+
+		if (len >= sizeof(item))
+			return why_is(why, n, "'%.40s...' is too long", p);
+		memcpy(item, p, len);
+		item[len] = '\0';
+		eq = strchr(item, '=');
+		if (!eq)
+			return why_is(why, n, "want KEY=VALUE, not '%s'", item);
+		*eq = '\0';
+		r = add_vm_setting(c, v, (size_t)(colon - v), item, eq + 1,
+				   why, n);
+		if (r)
+			return r;
+		p += len + (p[len] == ',');
+	}
+	return 0;
+}
+
 static int set_swap_eio(struct pk_daemon_config *c, const char *v,
 			char *why, size_t n)
 {
@@ -378,6 +484,19 @@ static int set_share_domain_allow(struct pk_daemon_config *c, const char *v,
 	return 0;
 }
 
+/* Issue 18: where GET /metrics listens (engine/metrics.h). */
+static int set_metrics_listen(struct pk_daemon_config *c, const char *v,
+			      char *why, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (pk_metrics_parse_listen(v, &ss, &len, why, n) < 0)
+		return -EINVAL;
+	c->cfg.metrics_listen = v;
+	return 0;
+}
+
 #define ARG required_argument
 #define NOARG no_argument
 static const struct key keys[] = {
@@ -387,6 +506,7 @@ static const struct key keys[] = {
 	{ "daemon", "state-dir", ARG, 0, set_state_dir },
 	{ "daemon", "run-dir", ARG, 0, set_run_dir },
 	{ "daemon", "restart-grace", ARG, 0, set_restart_grace },
+	{ "daemon", "name-reserve", ARG, 0, set_name_reserve },
 	{ "daemon", "volatile-state", NOARG, 0, set_volatile },
 	{ "daemon", "swap-size", ARG, 0, set_swap_size },
 	{ "daemon", "swap-readahead", ARG, 0, set_swap_readahead },
@@ -404,24 +524,50 @@ static const struct key keys[] = {
 	{ "sharing", "scan-cpu", ARG, 0, set_scan_cpu },
 	{ "sharing", "share-stable-scans", ARG, 0, set_stable_scans },
 	{ "sharing", "share-domain-allow", ARG, 0, set_share_domain_allow },
+	/* Issue 18: [metrics] listen = ADDR:PORT | unix:PATH. */
+	{ "metrics", "metrics-listen", ARG, 0, set_metrics_listen },
 	/* The file has a [share-domains] section instead (read_handler). */
 	{ NULL, "share-domain", ARG, 0, set_share_domain },
+	/* The file has [vm NAME] sections instead (read_handler). */
+	{ NULL, "vm", ARG, 1, set_vm },
 	{ NULL, "test-swap-eio", ARG, 0, set_swap_eio },
 	{ NULL, "test-kill-on-remove", NOARG, 0, set_kill_on_remove },
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Issue 18: a flag named SECTION-KEY is KEY in [SECTION] of the file
+ * (--metrics-listen is "listen" in [metrics]). */
+static int file_key_is(const struct key *k, const char *name)
+{
+	size_t sl = strlen(k->section);
+
+	return strncmp(k->name, k->section, sl) == 0 && k->name[sl] == '-' &&
+	       strcmp(k->name + sl + 1, name) == 0;
+}
 #define SHARE_SECTION "share-domains"
 _Static_assert(N_KEYS <= PK_DCFG_MAX_KEYS, "raise PK_DCFG_MAX_KEYS");
+
+static unsigned row_of(const char *name)
+{
+	unsigned k = 0;
+
+	while (k < N_KEYS && strcmp(keys[k].name, name))
+		k++;
+	return k;
+}
 
 /* The row of --share-domain, which the file spells [share-domains]. */
 static unsigned share_row(void)
 {
-	unsigned k = 0;
-
-	while (k < N_KEYS && strcmp(keys[k].name, "share-domain"))
-		k++;
-	return k;
+	return row_of("share-domain");
 }
+
+/* The row of --vm, which the file spells [vm NAME]. */
+static unsigned vm_row(void)
+{
+	return row_of("vm");
+}
+#define VM_SECTION "vm "
 
 void pk_dcfg_init(struct pk_daemon_config *c)
 {
@@ -430,6 +576,7 @@ void pk_dcfg_init(struct pk_daemon_config *c)
 		.socket_path = PK_DEFAULT_SOCKET,
 		.state_dir = "/var/lib/pagekeeper",
 		.restart_grace_s = PK_RESTART_GRACE_DEFAULT_S,
+		.name_reserve_s = PK_NAME_RESERVE_DEFAULT_S,
 		.fault_around_max = PK_FAULT_AROUND_DEFAULT,
 		.swap_bytes = PK_SWAP_DEFAULT_BYTES,
 		.swap_readahead_max = PK_SWAP_READAHEAD_DEFAULT,
@@ -466,8 +613,9 @@ static const char *keep(struct pk_daemon_config *c, unsigned k,
 {
 	char *copy;
 
-	if (k == share_row() && c->value[k]) {
-		/* Repeatable: the value is every VM=DOMAIN, one a word. */
+	if ((k == share_row() || k == vm_row()) && c->value[k]) {
+		/* Repeatable: the value is every VM=DOMAIN (or every
+		 * NAME:KEY=VALUE), one a word. */
 		if (asprintf(&copy, "%s %s", c->value[k], text) < 0)
 			return NULL;
 		free(c->value[k]);
@@ -576,9 +724,24 @@ static int read_handler(void *user, const char *section, const char *name,
 	char why[256];
 	unsigned k;
 
+	if (!strncmp(section, VM_SECTION, strlen(VM_SECTION))) {
+		/* [vm NAME]: that VM's shares, min, max, balloon. */
+		const char *vm = section + strlen(VM_SECTION);
+		char text[256];
+
+		snprintf(text, sizeof(text), "%s:%s=%s", vm, name, value);
+		if (!keep(c, vm_row(), text) ||
+		    add_vm_setting(c, vm, strlen(vm), name, value, why,
+				   sizeof(why))) {
+			fail(r, "[%s] %s: bad value '%s': %s", section, name,
+			     value, why);
+			return 0;
+		}
+		return 1;
+	}
 	if (!*section) {
 		fail(r, "key '%s' outside a section ([daemon], [policy], "
-		     "[sharing], [share-domains])", name);
+		     "[sharing], [metrics], [share-domains], [vm NAME])", name);
 		return 0;
 	}
 	if (known_section) {
@@ -604,12 +767,13 @@ static int read_handler(void *user, const char *section, const char *name,
 		if (!keys[k].section || strcmp(keys[k].section, section))
 			continue;
 		known_section = 1;
-		if (strcmp(keys[k].name, name) == 0)
+		if (strcmp(keys[k].name, name) == 0 || file_key_is(&keys[k], name))
 			break;
 	}
 	if (!known_section) {
 		fail(r, "unknown section [%s] (key '%s'): want [daemon], "
-		     "[policy], [sharing] or [share-domains]", section, name);
+		     "[policy], [sharing], [metrics], [share-domains] or "
+		     "[vm NAME]", section, name);
 		return 0;
 	}
 	if (k == N_KEYS) {
@@ -681,6 +845,8 @@ int pk_dcfg_finish(struct pk_daemon_config *c, char *err, size_t errlen)
 	}
 	if (!c->policy.swap_write_period_s)
 		c->policy.swap_write_period_s = 86400;
+	c->policy.vm_settings = c->vm_settings;
+	c->policy.n_vm_settings = c->n_vm_settings;
 	c->cfg.policy = &c->policy;
 	return 0;
 }
@@ -730,6 +896,11 @@ unsigned pk_dcfg_apply_live(struct pk_daemon_config *cur,
 		cur->policy.swap_write_budget = next->policy.swap_write_budget;
 		cur->policy.swap_write_period_s =
 			next->policy.swap_write_period_s;
+		memcpy(cur->vm_settings, next->vm_settings,
+		       sizeof(cur->vm_settings));
+		cur->n_vm_settings = next->n_vm_settings;
+		cur->policy.vm_settings = cur->vm_settings;
+		cur->policy.n_vm_settings = cur->n_vm_settings;
 	}
 	return changed;
 }

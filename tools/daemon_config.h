@@ -6,8 +6,8 @@
  * "budget" in [policy]); pk_dcfg_set() parses a value the same way
  * whether it came from a flag or from a file line, so the two can never
  * disagree.  The file (read with inih) has the sections [daemon],
- * [policy], [sharing] and [share-domains] (one "VM = DOMAIN" line per
- * VM); the tests' flags (--test-*) and --foreground have no key.
+ * [policy], [sharing], [share-domains] (one "VM = DOMAIN" line per
+ * VM) and [vm NAME] (that VM's shares, min, max, balloon); the tests' flags (--test-*) and --foreground have no key.
  *
  * How: pagekeeperd reads the file first, then its flags over it, then
  * pk_dcfg_finish() checks what spans keys.  Each key keeps the text it
@@ -42,6 +42,8 @@ struct pk_daemon_config {
 	struct pk_engine_config cfg;
 	struct pk_policy_config policy;
 	struct pk_share_override overrides[PK_SHARE_OVERRIDES_MAX];
+	struct pk_vm_setting vm_settings[PK_VM_SETTINGS_MAX]; /* [vm NAME] */
+	unsigned n_vm_settings;
 	int quiet;
 	int max_rate_set;
 	int share_from_flags;	/* flags' --share-domain replace the file's */

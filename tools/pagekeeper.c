@@ -6,6 +6,8 @@
  *   pagekeeper [--socket PATH] drain VM
  *   pagekeeper [--socket PATH] balloon VM --target SIZE [--no-wait]
  *                                         [--timeout SECONDS]
+ *   pagekeeper [--socket PATH] top [-d SECONDS] [-n N]  (top.c)
+ *   pagekeeper [--socket PATH] vm VM                     (top.c)
  *   pagekeeper lab [SCENARIO] [options]  (see lab/run.c; the demo: lab.c)
  *
  * Sends one request on a fresh control connection and prints the answer:
@@ -15,7 +17,8 @@
  *   0 done, 1 the daemon refused or failed the request, 2 bad usage,
  *   3 no pagekeeperd answers at the socket (not running, wrong --socket,
  *   or it died before it replied); balloon only: 4 the balloon stalled
- *   short of the target, 5 the target was not reached by --timeout.
+ *   short of the target, 5 the target was not reached by --timeout;
+ *   6 no permission to use the socket (EACCES/EPERM).
  */
 #include "engine/client/pagekeeper-client.h"
 #include "engine/protocol.h"
@@ -35,14 +38,7 @@
 
 #define STATUS_REPLY_MAX (1 << 20)
 
-enum {
-	PK_EXIT_OK = 0,
-	PK_EXIT_FAILED = 1,	 /* the daemon refused or failed the request */
-	PK_EXIT_USAGE = 2,
-	PK_EXIT_UNREACHABLE = 3, /* no pagekeeperd answers at the socket */
-	PK_EXIT_STALLED = 4,	 /* balloon: stopped short of the target */
-	PK_EXIT_TIMEOUT = 5,	 /* balloon: target not reached in time */
-};
+/* The exit codes (PK_EXIT_*) are in tools/cli.h (issue 18: top, vm). */
 
 #define BALLOON_TIMEOUT_DEFAULT_S 60
 
@@ -56,6 +52,8 @@ static void usage(FILE *f)
 		"                  [--timeout SECONDS]\n"
 		"       pagekeeper [--socket PATH] set VM [--shares N] [--min SIZE]\n"
 		"                  [--max SIZE] [--balloon on|off]\n"
+		"       pagekeeper [--socket PATH] top [-d SECONDS] [-n N]\n"
+		"       pagekeeper [--socket PATH] vm VM\n"
 		"       pagekeeper lab [SCENARIO] [--out DIR] [--short] [--policy P]\n"
 		"                      [--budget SIZE|PCT] [--seed N]\n"
 		"       pagekeeper lab [--guests N] [--size SIZE] [--duration SECONDS]\n"
@@ -80,6 +78,13 @@ static void usage(FILE *f)
 		"               (reservation; 0: none), --max SIZE (limit; 0: its\n"
 		"               size), --balloon off (the policy never balloons it,\n"
 		"               it swaps it instead); others stay as they are\n"
+		"  top          live per-VM view refreshed every -d SECONDS (default\n"
+		"               2): state, free %%, budget, faults/s, swap-ins/s,\n"
+		"               swap-outs/s, and each VM's granted, active, target,\n"
+		"               ballooned, swapped and shared MiB; q quits; -n N\n"
+		"               stops after N frames; not on a terminal: one plain\n"
+		"               frame per interval\n"
+		"  vm           every status figure of one VM, with its unit\n"
 		"  lab          run a lab scenario (default case-study) with a private\n"
 		"               daemon and lab guests: a baseline, then each policy,\n"
 		"               a table of run times and stretch; the second form is\n"
@@ -88,7 +93,8 @@ static void usage(FILE *f)
 		"2 bad usage, 3 no pagekeeperd answers at the socket (not running,\n"
 		"another --socket, or it died before replying); balloon also: 4 the\n"
 		"balloon stalled short of the target (locked guest pages), 5 the\n"
-		"guest had not reached the target when --timeout passed.\n",
+		"guest had not reached the target when --timeout passed; every\n"
+		"command: 6 no permission to use the socket (not in its group).\n",
 		PK_DEFAULT_SOCKET, BALLOON_TIMEOUT_DEFAULT_S);
 }
 
@@ -113,13 +119,25 @@ static int connect_daemon(const char *path, int quiet)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = errno;
-		if (!quiet)
+		/* Issue 18: absent and not allowed are told apart. */
+		int denied = err == EACCES || err == EPERM;
+		if (!quiet && denied)
+			fprintf(stderr, "pagekeeper: no permission to use "
+				"pagekeeperd's socket %s: %s (its group, "
+				"--socket-group, may use it)\n", path,
+				strerror(err));
+		else if (!quiet)
 			fprintf(stderr,
-				"pagekeeper: cannot reach pagekeeperd at %s: %s\n",
-				path, strerror(err));
+				"pagekeeper: cannot reach pagekeeperd at %s: %s%s\n",
+				path, strerror(err),
+				err == ENOENT ? " (is pagekeeperd running? "
+						"another --socket?)"
+				: err == ECONNREFUSED ? " (pagekeeperd is not "
+							"running: a stale socket)"
+						      : "");
 		if (fd >= 0)
 			close(fd);
-		return -PK_EXIT_UNREACHABLE;
+		return denied ? -PK_EXIT_DENIED : -PK_EXIT_UNREACHABLE;
 	}
 	return fd;
 }
@@ -397,6 +415,11 @@ json_object *pk_cli_status(const char *sock, int quiet)
 {
 	int rc;
 	return status_root(sock, quiet, &rc);
+}
+
+json_object *pk_cli_status_rc(const char *sock, int quiet, int *rc)
+{
+	return status_root(sock, quiet, rc);
 }
 
 static int cmd_status(const char *sock, int as_json)
@@ -950,6 +973,13 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[i], "lab") == 0)
 		return pk_cli_lab(argc - i, argv + i);
+	if (strcmp(argv[i], "advise") == 0)	/* issue 16 (advise.c) */
+		return pk_cli_advise(sock, argc - i, argv + i);
+	/* Issue 18: the live view and one VM in detail (top.c). */
+	if (strcmp(argv[i], "top") == 0)
+		return pk_cli_top(sock, argc - i, argv + i);
+	if (strcmp(argv[i], "vm") == 0)
+		return pk_cli_vm(sock, argc - i, argv + i);
 	fprintf(stderr, "pagekeeper: unknown command '%s'\n", argv[i]);
 	usage(stderr);
 	return PK_EXIT_USAGE;

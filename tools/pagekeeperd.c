@@ -7,6 +7,7 @@
  *               [--share-stable-scans N]
  *               [--share-domain VM=DOMAIN ...]
  *               [--fault-around PAGES] [--foreground] [--quiet]
+ *               [--metrics-listen ADDR:PORT|unix:PATH]
  *
  *   pagekeeperd --check-config FILE
  *
@@ -22,9 +23,10 @@
  * keeps STATUS= up to date, and pings WATCHDOG=1 from the engine's 1 s
  * tick: a loop that hangs misses the pings and systemd restarts the
  * daemon, which loses no guest page (state.h).  Without NOTIFY_SOCKET
- * none of that happens.  SIGHUP reads the file again: the state
- * thresholds, idle tax and swap-write budget change live; every other
- * changed key is logged as needing a restart.
+ * none of that happens.  With --metrics-listen (issue 18) it serves GET
+ * /metrics from the engine's loop (engine/metrics.h).  SIGHUP reads the
+ * file again: the state thresholds, idle tax and swap-write budget change
+ * live; every other changed key is logged as needing a restart.
  */
 #include "engine/engine.h"
 #include "engine/policy.h"
@@ -63,7 +65,9 @@ static void usage(FILE *f)
 		"                   [--scan-rate SIZE] [--scan-rate-max SIZE]\n"
 		"                   [--scan-cpu PERCENT] [--share-stable-scans N]\n"
 		"                   [--share-domain VM=DOMAIN ...]\n"
+		"                   [--vm NAME:KEY=VALUE[,...] ...]\n"
 		"                   [--fault-around PAGES] [--foreground] [--quiet]\n"
+		"                   [--metrics-listen ADDR:PORT|unix:PATH]\n"
 		"       pagekeeperd --check-config FILE\n"
 		"  --config FILE         read the settings from this INI file;\n"
 		"                        every flag below is a key there, and a\n"
@@ -81,6 +85,10 @@ static void usage(FILE *f)
 		"  --restart-grace SECONDS  after a restart, how long the pages of\n"
 		"                        a VM whose guest has not reconnected are\n"
 		"                        kept, 1..86400 (default %u)\n"
+		/* issue 17: VM name reservations (engine/state.h) */
+		"  --name-reserve SECONDS  how long a VM's name stays its\n"
+		"                        owner's after the VM went, so no other\n"
+		"                        uid takes it, 0..2592000 (default 3600)\n"
 		"  --volatile-state      keep VM records and canonical copies in\n"
 		"                        this process's memory: a restart loses\n"
 		"                        every swapped and merged page (the\n"
@@ -126,6 +134,12 @@ static void usage(FILE *f)
 		"                        registers with (repeatable); non-zero\n"
 		"                        pages merge only within a domain, and a\n"
 		"                        VM with no domain shares only with itself\n"
+		"  --vm NAME:KEY=VALUE[,...]  the admin's settings for VM NAME,\n"
+		"                        applied when it registers (repeatable):\n"
+		"                        shares=N (1..1000000), min=SIZE,\n"
+		"                        max=SIZE, balloon=on|off; in the file,\n"
+		"                        a [vm NAME] section; a reload applies a\n"
+		"                        changed section at once\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --test-swap-eio KIND:AFTER:COUNT  tests only: after AFTER good\n"
@@ -147,7 +161,13 @@ static void usage(FILE *f)
 		"  --share-domain-allow DOMAIN:UID[,...]  let uid's VMs join\n"
 		"                        sharing DOMAIN as named; otherwise a\n"
 		"                        user's DOMAIN is its own, u<UID>.DOMAIN\n"
-		"  --quiet               log nothing but errors at start-up\n",
+		"  --quiet               log nothing but errors at start-up\n"
+		"  --metrics-listen ADDR:PORT|unix:PATH  serve Prometheus\n"
+		"                        metrics at GET /metrics on a loopback\n"
+		"                        TCP port (127.0.0.1:9187, [::1]:9187)\n"
+		"                        or a UNIX socket (mode 0660 with the\n"
+		"                        admin group, else 0600); [metrics]\n"
+		"                        listen in the file (default: none)\n",
 		PK_DEFAULT_CONFIG, PK_EXIT_CONFIG, PK_EXIT_CONFIG_READ,
 		PK_DEFAULT_SOCKET, DEFAULT_STATE_DIR, PK_RESTART_GRACE_DEFAULT_S,
 		PK_SWAP_READAHEAD_LIMIT,
@@ -408,6 +428,15 @@ static int run(struct daemon *d, int foreground)
 		free(sock_dir);
 		return 1;
 	}
+	/* Issue 18: GET /metrics on the engine's loop (engine/metrics.h). */
+	if (cfg->metrics_listen &&
+	    (err = pk_metrics_start(&engine, cfg->metrics_listen)) < 0) {
+		fprintf(stderr, "%spagekeeperd: cannot serve metrics on %s: %s\n",
+			err_prio(), cfg->metrics_listen, strerror(-err));
+		pk_engine_fini(&engine);
+		free(sock_dir);
+		return 1;
+	}
 	if (!d->conf.quiet)
 		pk_log(&engine.log, "listening on %s, state in %s and %s, "
 		       "fault-around %u pages, swap readahead %u pages%s%s",
@@ -429,6 +458,7 @@ static int run(struct daemon *d, int foreground)
 	err = pk_engine_run(&engine);
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping: the VMs' state stays for "
 		  "the next daemon");
+	pk_metrics_stop(&engine); /* issue 18 */
 	pk_engine_fini(&engine);
 	free(sock_dir);
 	return err ? 1 : 0;

@@ -23,6 +23,15 @@
  * the whole working set unless a signal or --duration cut the growth: a
  * page never grown holds no content and is not verified.
  *
+ * With --live F (guestos.c) the fill or the growth makes the live set,
+ * the first F of the working set; then, after each op, the application
+ * allocates new page-sized objects at --churn objects per op (spread
+ * evenly: op i allocates floor((i+1)c) - floor(ic)), each replacing a
+ * live object picked at random (never a --locked one), which becomes
+ * garbage for the runtime to collect.  Accesses go to the live objects:
+ * the picker's index into the live list.  The allocations are work on top
+ * of the --ops accesses, the same for every run with the same options.
+ *
  * How: the main thread runs the phase itself and takes SIGINT/SIGTERM with
  * a zero-timeout sigtimedwait() every 256 accesses, so a signal stops it
  * at an access boundary and the verify and report still run.
@@ -32,9 +41,11 @@
  * with --ops the run time is the measure: one thread makes it exact and
  * repeatable.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,6 +53,7 @@
 #include "control.h"
 #include "guestapp.h"
 #include "guestos.h"
+#include "rng.h"
 
 #define SIGNAL_CHECK 256	/* accesses between signal checks */
 #define MAX_REPORTS 10
@@ -74,7 +86,7 @@ int gs_app_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 		res->complete = true;
 		return 0;
 	}
-	for (v = 0; v < os->n_vpages; v++) {
+	for (v = 0; v < os->live_n; v++) {
 		if (v % SIGNAL_CHECK == 0 &&
 		    (res->signal = pending_signal(&ctx->sigs)))
 			break;
@@ -83,7 +95,7 @@ int gs_app_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 			return io_failed("fill", v, rc);
 	}
 	res->pages = v;
-	res->complete = v == os->n_vpages;
+	res->complete = v == os->live_n;
 	res->seconds = (double)(gs_now_ns() - start) / 1e9;
 	return 0;
 }
@@ -96,10 +108,10 @@ int gs_app_fill(struct gs_ctx *ctx, struct gs_fill_result *res)
 static int grow(struct gs_ctx *ctx, uint64_t elapsed_ns, uint64_t *next_ns)
 {
 	struct gs_os *os = ctx->os;
-	double per_page_ns = ctx->opts->grow_s * 1e9 / os->n_vpages;
+	double per_page_ns = ctx->opts->grow_s * 1e9 / os->live_n;
 	double f = (double)elapsed_ns / 1e9 / ctx->opts->grow_s;
-	uint32_t want = f >= 1 ? os->n_vpages
-			       : (uint32_t)(f * (double)os->n_vpages);
+	uint32_t want = f >= 1 ? os->live_n
+			       : (uint32_t)(f * (double)os->live_n);
 	long bad;
 	int rc;
 
@@ -116,6 +128,34 @@ static int grow(struct gs_ctx *ctx, uint64_t elapsed_ns, uint64_t *next_ns)
 	return 0;
 }
 
+/*
+ * --live: after op i, allocate the objects due (see the top), each in
+ * place of a random live one grown so far, which dies.
+ */
+static int churn(struct gs_ctx *ctx, uint32_t *live, uint64_t i,
+		 uint64_t *rng)
+{
+	struct gs_os *os = ctx->os;
+	double c = ctx->opts->churn;
+	uint64_t due = (uint64_t)((double)(i + 1) * c) -
+		       (uint64_t)((double)i * c);
+	uint32_t span = os->heap > os->locked_n ? os->heap - os->locked_n : 0;
+
+	if (!span)
+		return 0;
+	while (due--) {
+		uint32_t k = os->locked_n + (uint32_t)(gs_next(rng) % span);
+		uint32_t v;
+		int rc = gs_os_alloc(os, &v);
+
+		if (rc)
+			return io_failed("allocate", live[k], rc);
+		gs_os_retire(os, live[k]);
+		live[k] = v;
+	}
+	return 0;
+}
+
 int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 {
 	const struct gs_opts *o = ctx->opts;
@@ -123,7 +163,11 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 	unsigned mix = o->writers + o->readers;
 	uint64_t start = gs_now_ns(), now = start, i;
 	uint64_t deadline = start + (uint64_t)(o->duration_s * 1e9);
+	bool elastic = os->live_n < os->n_vpages;
+	uint64_t rng = gs_hash2(o->seed, 0x6c697665 /* "live" */);
+	uint32_t *live = NULL;
 	struct gs_picker pk;
+	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
 	if (o->workload == GS_WL_IDLE || mix == 0) {
@@ -131,15 +175,21 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 		res->seconds = (double)(gs_now_ns() - start) / 1e9;
 		return 0;
 	}
+	if (elastic) {		/* the live objects, at first [0, live_n) */
+		live = malloc(sizeof(*live) * os->live_n);
+		if (!live)
+			return io_failed("workload", 0, -ENOMEM);
+		for (uint32_t k = 0; k < os->live_n; k++)
+			live[k] = k;
+	}
 	/* One thread: it is the only writer, of every page. */
 	gs_picker_init(&pk, o->workload, &ctx->hot, o->seed, true, 0, 1);
-	for (i = 0; !o->ops || i < o->ops || os->heap < os->n_vpages; i++) {
+	for (i = 0; !o->ops || i < o->ops || os->heap < os->live_n; i++) {
 		bool write = i % mix < o->writers;
 		uint32_t v = (uint32_t)gs_picker_next(
 			&pk, (double)(now - start) / 1e9);
 		uint64_t t0 = now;
 		long bad;
-		int rc;
 
 		if (i % SIGNAL_CHECK == 0 || (o->ops && i >= o->ops)) {
 			if ((res->signal = pending_signal(&ctx->sigs)))
@@ -152,13 +202,13 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 
 			rc = grow(ctx, now - start, &next);
 			if (rc)
-				return rc;
+				goto out;
 			if (o->ops && i >= o->ops) {
 				/* Only growing now: sleep to the next page
 				 * (10 ms at most, for the --duration cap). */
 				if (next > now - start + 10000000)
 					next = now - start + 10000000;
-				if (os->heap < os->n_vpages &&
+				if (os->heap < os->live_n &&
 				    (res->signal = gs_control_sleep(
 					     &ctx->sigs, start + next)))
 					break;
@@ -167,9 +217,15 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 			}
 			v %= os->heap;
 		}
+		if (elastic)
+			v = live[v % os->live_n];
 		rc = gs_os_access(os, v, write, false, &bad);
-		if (rc)
-			return io_failed("workload", v, rc);
+		if (rc) {
+			rc = io_failed("workload", v, rc);
+			goto out;
+		}
+		if (elastic && (rc = churn(ctx, live, i, &rng)))
+			goto out;
 		now = gs_now_ns();
 		gs_hist_add(write ? &res->writes : &res->reads, now - t0);
 		if (bad >= 0 && res->mismatches++ < MAX_REPORTS)
@@ -178,7 +234,9 @@ int gs_app_workload(struct gs_ctx *ctx, struct gs_workload_result *res)
 				"%ld\n", v, bad);
 	}
 	res->seconds = (double)(gs_now_ns() - start) / 1e9;
-	return 0;
+out:
+	free(live);
+	return rc;
 }
 
 int gs_app_verify(struct gs_ctx *ctx, struct gs_verify_result *res)

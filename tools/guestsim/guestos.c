@@ -16,6 +16,24 @@
  * --locked F pins the first F of the working set ("Lock Pages in Memory"):
  * never paged out, so the balloon stalls short of a deep target.
  *
+ * --live F makes the heap elastic, like the managed heap of the seeds'
+ * .NET benchmark (seed 002, Figs. 9, 13 and 18): the application keeps F
+ * of the working set live, allocates new page-sized objects that replace
+ * dead ones (gs_os_alloc, gs_os_retire) and so leaves garbage behind,
+ * committed pages that hold data nobody will read again.  Its runtime
+ * collects that garbage, releasing the pages (frames back to the free
+ * list, page-file copies dropped: VirtualFree / MADV_DONTNEED), when the
+ * heap reaches its limit (--working-set) and when the OS runs out of free
+ * frames: the low-memory notification the CLR waits on, which the OS
+ * sends before it trims working sets, and which a balloon that inflates
+ * sends too.  That is how a balloon shrinks the seed's heap (Fig. 13)
+ * without paging out live data, and what the host cannot do by itself: a
+ * host that swaps guest frames at random takes live pages as often as
+ * garbage, and a frame the guest freed and reuses must come back from the
+ * host's swap before the guest can write it.  A collection costs no
+ * simulated time (a real one costs CPU for its mark phase); gc_runs and
+ * gc_pages in the report count them.
+ *
  * How: all state is in the simulator's heap, never in guest RAM (the
  * daemon may lose guest RAM; the truth must survive): vpage -> frame and
  * frame -> owner maps, per-vpage content version and flags, a free-frame
@@ -55,6 +73,7 @@
 #define F_CLEAN 4u	/* ... and it is current (not written since) */
 #define F_LOCKED 8u	/* never paged out */
 #define F_TOUCHED 16u	/* has had its first touch */
+#define F_GARBAGE 32u	/* --live: dead, released by the next collection */
 
 #define MAX_SAMPLES 100000
 
@@ -63,14 +82,14 @@ static unsigned char *frame_addr(const struct gs_os *os, uint32_t f)
 	return os->ram->base + (uint64_t)f * GS_PAGE_SIZE;
 }
 
-static int pf_io(struct gs_os *os, bool write, uint32_t vpage)
+static int pf_io_buf(struct gs_os *os, bool write, uint32_t vpage, void *buf)
 {
 	off_t off = (off_t)vpage * GS_PAGE_SIZE;
 	ssize_t n;
 
 	do {
-		n = write ? pwrite(os->pf_fd, os->bounce, GS_PAGE_SIZE, off)
-			  : pread(os->pf_fd, os->bounce, GS_PAGE_SIZE, off);
+		n = write ? pwrite(os->pf_fd, buf, GS_PAGE_SIZE, off)
+			  : pread(os->pf_fd, buf, GS_PAGE_SIZE, off);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -81,6 +100,11 @@ static int pf_io(struct gs_os *os, bool write, uint32_t vpage)
 	else
 		os->c.pf_reads++;
 	return 0;
+}
+
+static int pf_io(struct gs_os *os, bool write, uint32_t vpage)
+{
+	return pf_io_buf(os, write, vpage, os->bounce);
 }
 
 int gs_os_init(struct gs_os *os, struct gs_ram *r,
@@ -99,6 +123,11 @@ int gs_os_init(struct gs_os *os, struct gs_ram *r,
 	os->n_vpages = (uint32_t)(o->working_set / GS_PAGE_SIZE);
 	os->reserve = (uint32_t)gs_os_reserve_frames(n_frames);
 	os->locked_n = (uint32_t)(o->locked * os->n_vpages);
+	os->live_n = (uint32_t)(o->live * os->n_vpages);
+	if (os->live_n < os->locked_n)	/* opts.c: locked <= live */
+		os->live_n = os->locked_n;
+	if (os->live_n < 1)
+		os->live_n = 1;
 	avail = n_frames - os->reserve - gs_os_min_app_frames(n_frames);
 	/* opts.c checked that these fit. */
 	os->max_balloon = (uint32_t)(avail - os->locked_n);
@@ -112,9 +141,12 @@ int gs_os_init(struct gs_os *os, struct gs_ram *r,
 	os->balloon_stack = malloc(sizeof(*os->balloon_stack) * n_frames);
 	os->bounce = aligned_alloc(GS_PAGE_SIZE, GS_PAGE_SIZE);
 	os->scratch = aligned_alloc(GS_PAGE_SIZE, GS_PAGE_SIZE);
+	os->app_bounce = aligned_alloc(GS_PAGE_SIZE, GS_PAGE_SIZE);
+	os->pin = GS_OS_NONE;
+	os->garbage = malloc(sizeof(*os->garbage) * os->n_vpages);
 	if (!os->frame_of || !os->version || !os->flags || !os->owner ||
 	    !os->free_stack || !os->balloon_stack || !os->bounce ||
-	    !os->scratch) {
+	    !os->scratch || !os->app_bounce || !os->garbage) {
 		snprintf(err, err_len, "allocating the guest OS's page tables");
 		gs_os_destroy(os);
 		return -ENOMEM;
@@ -182,7 +214,11 @@ void gs_os_destroy(struct gs_os *os)
 	free(os->balloon_stack);
 	free(os->bounce);
 	free(os->scratch);
+	free(os->app_bounce);
+	os->app_bounce = NULL;
 	free(os->samples);
+	free(os->garbage);
+	os->garbage = NULL;
 	os->frame_of = os->version = os->owner = NULL;
 	os->free_stack = os->balloon_stack = NULL;
 	os->flags = NULL;
@@ -201,7 +237,8 @@ static uint32_t clock_victim(struct gs_os *os)
 
 		if (++os->hand == os->n_frames)
 			os->hand = os->reserve;
-		if (v >= os->n_vpages || (os->flags[v] & F_LOCKED))
+		if (v >= os->n_vpages || (os->flags[v] & F_LOCKED) ||
+		    f == os->pin)
 			continue;
 		if (os->flags[v] & F_REF) {
 			os->flags[v] &= (unsigned char)~F_REF;
@@ -232,12 +269,42 @@ static int evict(struct gs_os *os, uint32_t f)
 	return 0;
 }
 
-/* A frame for the application: a free one, else the clock's victim. */
+/*
+ * --live: the runtime's collection.  Every garbage page is released: its
+ * frame (if any) goes back to the free list without a write, its page
+ * file copy is forgotten, and its vpage can be allocated again (with a
+ * new version, so stale bytes can never pass for the next object's).
+ */
+static void collect(struct gs_os *os)
+{
+	for (uint32_t i = 0; i < os->n_garbage; i++) {
+		uint32_t v = os->garbage[i], f = os->frame_of[v];
+
+		if (f != GS_OS_NONE) {
+			os->owner[f] = OWN_FREE;
+			os->free_stack[os->n_free++] = f;
+			os->frame_of[v] = GS_OS_NONE;
+			os->resident--;
+		}
+		os->flags[v] = 0;
+		os->version[v]++;
+		os->committed--;
+	}
+	os->c.gc_pages += os->n_garbage;
+	os->c.gc_runs++;
+	os->n_garbage = 0;
+}
+
+/* A frame for the application: a free one; else, if there is garbage,
+ * the free frames the runtime's collection gives back (the low-memory
+ * notification); else the clock's victim. */
 static int get_frame(struct gs_os *os, uint32_t *out)
 {
 	uint32_t f;
 	int rc;
 
+	if (!os->n_free && os->n_garbage)
+		collect(os);
 	if (os->n_free) {
 		*out = os->free_stack[--os->n_free];
 		return 0;
@@ -253,20 +320,23 @@ static int get_frame(struct gs_os *os, uint32_t *out)
 	return 0;
 }
 
-static int fault_in(struct gs_os *os, uint32_t v, bool fill)
+/* A frame for v; *page_in: its page-file copy is in app_bounce, for the
+ * caller to copy into the frame (outside the lock, the frame pinned). */
+static int fault_in(struct gs_os *os, uint32_t v, bool fill, bool *page_in)
 {
 	uint32_t f;
 	int rc = get_frame(os, &f);
 
+	*page_in = false;
 	if (rc)
 		return rc;
 	if (os->flags[v] & F_PAGED) {
-		rc = pf_io(os, false, v);
+		rc = pf_io_buf(os, false, v, os->app_bounce);
 		if (rc) {
 			os->free_stack[os->n_free++] = f;
 			return rc;
 		}
-		memcpy(frame_addr(os, f), os->bounce, GS_PAGE_SIZE);
+		*page_in = true;
 		os->c.page_ins++;
 	} else if (!fill) {
 		/* Only fill touches a page first (the caller checks). */
@@ -281,38 +351,113 @@ static int fault_in(struct gs_os *os, uint32_t v, bool fill)
 	return 0;
 }
 
-int gs_os_access(struct gs_os *os, uint32_t v, bool write, bool fill,
-		 long *bad_off)
+/*
+ * The application's access, called and returning with the lock held.  The
+ * bytes are touched with the lock dropped and the frame pinned (the clock
+ * and the balloon pass it by): a touch may wait on the host (a page the
+ * host swapped out, or a new page while the host stalls the guest), and
+ * the balloon driver, another vCPU in a real guest, must not wait with
+ * it.  Only this thread touches, allocates or retires vpages, so v's
+ * flags and version are its own while the lock is dropped.
+ */
+static int access_locked(struct gs_os *os, uint32_t v, bool write, bool fill,
+			 long *bad_off)
 {
+	bool first = fill && !(os->flags[v] & F_TOUCHED), page_in = false;
 	unsigned char *addr;
-	int rc = 0;
+	uint32_t version = os->version[v];
+	int rc;
 
 	*bad_off = -1;
-	pthread_mutex_lock(&os->lock);
 	if (os->frame_of[v] == GS_OS_NONE) {
-		rc = fault_in(os, v, fill && !(os->flags[v] & F_TOUCHED));
+		rc = fault_in(os, v, first, &page_in);
 		if (rc)
-			goto out;
+			return rc;
 	}
-	addr = frame_addr(os, os->frame_of[v]);
-	if (fill && !(os->flags[v] & F_TOUCHED)) {
-		gs_content_generate(os->content, v, 0, addr);
-		if (v >= os->heap)
+	os->pin = os->frame_of[v];
+	addr = frame_addr(os, os->pin);
+	pthread_mutex_unlock(&os->lock);
+	if (page_in)
+		memcpy(addr, os->app_bounce, GS_PAGE_SIZE);
+	/* First fill: version 0, or the version a collection moved on to. */
+	if (first || write)
+		gs_content_generate(os->content, v, version + !first, addr);
+	else
+		*bad_off = gs_content_check(os->content, v, version, addr,
+					    os->scratch);
+	pthread_mutex_lock(&os->lock);
+	os->pin = GS_OS_NONE;
+	if (first) {
+		if (v >= os->heap && v < os->live_n)	/* the growth */
 			os->heap = v + 1;
 		os->flags[v] |= F_TOUCHED;
+		os->committed++;
 	} else if (write) {
-		os->version[v]++;
-		gs_content_generate(os->content, v, os->version[v], addr);
+		os->version[v] = version + 1;
 		os->flags[v] &= (unsigned char)~F_CLEAN;
-	} else {
-		*bad_off = gs_content_check(os->content, v, os->version[v],
-					    addr, os->scratch);
 	}
 	os->flags[v] |= F_REF;
 	os->c.ops += !fill;
-out:
+	return 0;
+}
+
+int gs_os_access(struct gs_os *os, uint32_t v, bool write, bool fill,
+		 long *bad_off)
+{
+	int rc;
+
+	pthread_mutex_lock(&os->lock);
+	rc = access_locked(os, v, write, fill, bad_off);
 	pthread_mutex_unlock(&os->lock);
 	return rc;
+}
+
+/* The next vpage that holds no data, from the allocation hand on; never
+ * one of [heap, live_n): those are the growth's, still to come. */
+static uint32_t free_vpage(struct gs_os *os)
+{
+	for (uint32_t i = 0; i < os->n_vpages; i++) {
+		uint32_t v = os->alloc_hand;
+
+		if (++os->alloc_hand == os->n_vpages)
+			os->alloc_hand = 0;
+		if (!(os->flags[v] & F_TOUCHED) &&
+		    (v < os->heap || v >= os->live_n))
+			return v;
+	}
+	return GS_OS_NONE;
+}
+
+int gs_os_alloc(struct gs_os *os, uint32_t *out)
+{
+	uint32_t v;
+	long bad;
+	int rc = -ENOMEM;
+
+	pthread_mutex_lock(&os->lock);
+	if (os->committed + (os->live_n - os->heap) == os->n_vpages &&
+	    os->n_garbage)
+		collect(os);		/* the heap is at its limit */
+	v = free_vpage(os);
+	if (v != GS_OS_NONE) {
+		rc = access_locked(os, v, true, true, &bad);
+		if (!rc) {
+			os->c.allocs++;
+			*out = v;
+		}
+	}
+	pthread_mutex_unlock(&os->lock);
+	return rc;
+}
+
+void gs_os_retire(struct gs_os *os, uint32_t v)
+{
+	pthread_mutex_lock(&os->lock);
+	if ((os->flags[v] & (F_TOUCHED | F_GARBAGE | F_LOCKED)) == F_TOUCHED) {
+		os->flags[v] |= F_GARBAGE;
+		os->garbage[os->n_garbage++] = v;
+	}
+	pthread_mutex_unlock(&os->lock);
 }
 
 void gs_os_set_target(struct gs_os *os, uint64_t actual_bytes)
@@ -344,6 +489,8 @@ static int balloon_one(struct gs_os *os, bool *stalled)
 		*stalled = true;
 		return 0;
 	}
+	if (!os->n_free && os->n_garbage)
+		collect(os);	/* the low-memory notification */
 	if (os->n_free) {
 		f = os->free_stack[--os->n_free];
 	} else {
@@ -399,6 +546,13 @@ int gs_os_verify(struct gs_os *os, const atomic_int *stop, uint64_t *verified,
 		long off;
 
 		pthread_mutex_lock(&os->lock);
+		if (os->live_n < os->n_vpages &&
+		    !(os->flags[v] & F_TOUCHED)) {
+			/* --live: a hole the allocator has not filled (or
+			 * the runtime released); it holds no data. */
+			pthread_mutex_unlock(&os->lock);
+			continue;
+		}
 		if (os->frame_of[v] != GS_OS_NONE) {
 			mem = frame_addr(os, os->frame_of[v]);
 		} else if (os->flags[v] & F_PAGED) {
@@ -453,6 +607,7 @@ static void snapshot(const struct gs_os *os, struct gs_os_counters *out)
 	out->balloon_target = os->balloon_target;
 	out->stalled = os->stalled;
 	out->locked_resident = 0;
+	out->committed = os->committed;
 }
 
 void gs_os_counters(struct gs_os *os, struct gs_os_counters *out)
@@ -494,7 +649,7 @@ void gs_os_sample(struct gs_os *os, uint64_t interval_ns, bool force)
 	s->ops_per_s = (double)(c.ops - os->last.ops) / dt;
 	s->balloon_mib = (double)c.balloon * GS_PAGE_SIZE / (1 << 20);
 	s->resident_mib = (double)c.resident * GS_PAGE_SIZE / (1 << 20);
-	s->heap_mib = (double)os->heap * GS_PAGE_SIZE / (1 << 20);
+	s->heap_mib = (double)os->committed * GS_PAGE_SIZE / (1 << 20);
 	os->last = c;
 	os->last_sample_ns = now;
 out:

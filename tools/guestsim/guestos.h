@@ -42,6 +42,10 @@ struct gs_os_counters {
 	uint64_t free_frames, resident, balloon, balloon_target;
 	bool stalled;		   /* the balloon stopped short of its target */
 	uint64_t locked_resident;  /* locked pages in frames: all of them */
+	uint64_t allocs;	   /* --live: objects allocated (page-sized) */
+	uint64_t gc_runs;	   /* --live: collections by the runtime */
+	uint64_t gc_pages;	   /* --live: garbage pages they released */
+	uint64_t committed;	   /* heap pages that hold data (live+garbage) */
 };
 
 /* One point of the --json timeline. */
@@ -49,7 +53,7 @@ struct gs_os_sample {
 	double t_s;		   /* since the guest OS started */
 	double page_ins_per_s, page_outs_per_s, ops_per_s;
 	double balloon_mib, resident_mib;
-	double heap_mib;	   /* heap grown so far (--grow) */
+	double heap_mib;	   /* heap committed: grown, not yet collected */
 };
 
 struct gs_os {
@@ -60,6 +64,7 @@ struct gs_os {
 	uint32_t reserve;	   /* kernel frames: [0, reserve), never used */
 	uint32_t locked_n;	   /* vpages [0, locked_n) are never paged out */
 	uint32_t max_balloon;	   /* frames the balloon can ever hold */
+	uint32_t live_n;	   /* --live: pages the application keeps live */
 	int pf_fd;
 	char pf_path[4096];
 	uint64_t start_ns;
@@ -76,10 +81,15 @@ struct gs_os {
 	bool stalled;		   /* it can't: locked pages (until a new target) */
 	uint32_t resident;	   /* application pages in frames */
 	uint32_t heap;		   /* vpages [0, heap) grown (first touched) */
+	uint32_t committed;	   /* vpages holding data: touched, not freed */
+	uint32_t *garbage, n_garbage; /* --live: dead, not yet collected */
+	uint32_t alloc_hand;	   /* --live: next vpage the allocator tries */
 	uint32_t hand;		   /* clock hand, a frame index */
 	struct gs_os_counters c;
 	void *bounce;		   /* page file I/O buffer, 4096-aligned */
 	void *scratch;		   /* expected content, for checks */
+	void *app_bounce;	   /* the application's page-ins */
+	uint32_t pin;		   /* frame the application touches, unlocked */
 	/* --json timeline */
 	struct gs_os_sample *samples;
 	size_t n_samples, cap_samples;
@@ -115,6 +125,19 @@ int gs_os_access(struct gs_os *os, uint32_t vpage, bool write, bool fill,
  * -errno; *stalled when it cannot inflate further (locked pages).
  */
 long gs_os_balloon_step(struct gs_os *os, uint32_t max_frames, bool *stalled);
+
+/*
+ * --live: the application allocates a page-sized object: a vpage that
+ * holds no data (never touched, or released by a collection) gets fresh
+ * content (a new version) and is committed; *vpage is it.  When every
+ * vpage is committed (the heap is at its limit) the runtime collects
+ * first.  0, -ENOMEM if the heap is full of live data, or -errno (I/O).
+ */
+int gs_os_alloc(struct gs_os *os, uint32_t *vpage);
+
+/* --live: the object in vpage died: garbage, released at the next
+ * collection.  Its data stays (and is verified) until then. */
+void gs_os_retire(struct gs_os *os, uint32_t vpage);
 
 /* Set the target: the guest's RAM minus its balloon, in bytes, <= RAM. */
 void gs_os_set_target(struct gs_os *os, uint64_t actual_bytes);

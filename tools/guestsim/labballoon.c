@@ -206,6 +206,10 @@ static void send_stats(struct gs_lab_balloon *lb)
 	add_u64(o, "major_faults", c.page_ins);
 	add_u64(o, "minor_faults", c.minor_faults);
 	add_u64(o, "stalls", c.stalls);
+	/* The application's runtime (--live): its collections, and what
+	 * they gave back to the free list. */
+	add_u64(o, "gc_runs", c.gc_runs);
+	add_u64(o, "gc_freed", c.gc_pages * GS_PAGE_SIZE);
 	reply(lb, o);
 }
 

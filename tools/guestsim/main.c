@@ -298,9 +298,14 @@ int main(int argc, char **argv)
 	}
 
 	status = run(&ctx, res);
-	/* --grow: the application owns the pages it grew, no more. */
-	if (ctx.os && opts.grow_s > 0)
-		owned = ctx.os->heap;
+	/* --grow: the application owns the pages it grew, no more; --live:
+	 * those that hold data (its runtime released the rest). */
+	if (ctx.os && (opts.grow_s > 0 || opts.live < 1)) {
+		struct gs_os_counters c;
+
+		gs_os_counters(ctx.os, &c);	/* the balloon may collect */
+		owned = c.committed;
+	}
 	if (status == GS_EXIT_OK) {
 		if (ctx.os)
 			gs_os_sample(ctx.os, 0, true);

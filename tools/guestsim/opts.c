@@ -100,6 +100,15 @@ static const char usage_text[] =
 "  --locked F           fraction 0..1 of the working set the guest never pages\n"
 "                       out (Lock Pages in Memory): the balloon stalls short\n"
 "                       of a target that would need them (default 0)\n"
+"  --live F             fraction (0, 1] of the working set the application\n"
+"                       keeps live (default 1).  Below 1 the heap is elastic,\n"
+"                       like a garbage-collected runtime's: the application\n"
+"                       allocates new page-sized objects (--churn) in place of\n"
+"                       random live ones, which turn to garbage, and its\n"
+"                       runtime collects the garbage, freeing the pages, when\n"
+"                       the heap reaches --working-set or the OS runs out of\n"
+"                       free frames (a balloon inflating makes it run out)\n"
+"  --churn N            --live: objects allocated per op (default 0.25)\n"
 "  --ops N              a fixed amount of work: N accesses, then stop; the run\n"
 "                       time is the measure (--duration, if given, still caps\n"
 "                       it).  The application is one thread; of every\n"
@@ -107,7 +116,8 @@ static const char usage_text[] =
 "                       --readers check one.  With --verify every page of the\n"
 "                       working set is checked, in RAM or in the page file\n"
 "  --grow SECONDS       the heap starts empty and grows linearly, by first\n"
-"                       touches in address order, to --working-set over\n"
+"                       touches in address order, to --working-set (with\n"
+"                       --live: to the live data) over\n"
 "                       SECONDS of the guest's clock; accesses go to the part\n"
 "                       grown so far, and the run lasts until --ops are done\n"
 "                       and the heap is full (default 0: filled before the run)\n"
@@ -134,7 +144,7 @@ enum {
 	OPT_SHARE_DOMAIN, OPT_IDLE_BEFORE, OPT_DISCARD, OPT_NO_DAEMON,
 	OPT_MERGEABLE, OPT_HOLD, OPT_BALLOON_CHANNEL,
 	OPT_BALLOON, OPT_BALLOON_SOCKET, OPT_WORKING_SET, OPT_PAGE_FILE,
-	OPT_LOCKED, OPT_OPS, OPT_TIMELINE, OPT_GROW,
+	OPT_LOCKED, OPT_OPS, OPT_TIMELINE, OPT_GROW, OPT_LIVE, OPT_CHURN,
 	OPT_JSON, OPT_QUIET,
 	OPT_HELP,
 };
@@ -163,6 +173,8 @@ static const struct option long_opts[] = {
 	{ "working-set", required_argument, NULL, OPT_WORKING_SET },
 	{ "page-file", required_argument, NULL, OPT_PAGE_FILE },
 	{ "locked", required_argument, NULL, OPT_LOCKED },
+	{ "live", required_argument, NULL, OPT_LIVE },
+	{ "churn", required_argument, NULL, OPT_CHURN },
 	{ "ops", required_argument, NULL, OPT_OPS },
 	{ "timeline-interval", required_argument, NULL, OPT_TIMELINE },
 	{ "grow", required_argument, NULL, OPT_GROW },
@@ -349,6 +361,14 @@ static int check_guest_os(struct gs_opts *o, bool duration_set)
 			   "fit in the %" PRIu64 " MiB of RAM left after the "
 			   "kernel reserve and the application's minimum",
 			   o->locked, locked >> 8, room >> 8);
+	if (o->locked > o->live)
+		return bad("--locked %g is more than --live %g: locked pages "
+			   "are live data", o->locked, o->live);
+	if (o->churn >= 0 && o->live >= 1)
+		return bad("--churn needs --live below 1: with every page "
+			   "live, a new object has nowhere to go");
+	if (o->churn < 0)
+		o->churn = o->live < 1 ? 0.25 : 0;
 	if (o->ops && !duration_set)
 		o->duration_s = 1e7;
 	if (o->timeline_s <= 0)
@@ -385,6 +405,8 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 	o->workload = GS_WL_RANDOM;
 	o->writers = 1;
 	o->readers = 1;
+	o->live = 1;
+	o->churn = -1;		/* 0.25 with --live below 1 */
 	snprintf(o->default_name, sizeof(o->default_name), "guestsim-%ld",
 		 (long)getpid());
 	o->name = o->default_name;
@@ -499,6 +521,18 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 				return bad("--timeline-interval '%s': not a "
 					   "number of seconds in 0.01..86400", arg);
 			break;
+		case OPT_LIVE:
+			if (parse_double(arg, &o->live) || !(o->live > 0) ||
+			    o->live > 1)
+				return bad("--live '%s': not a fraction in "
+					   "(0, 1]", arg);
+			break;
+		case OPT_CHURN:
+			if (parse_double(arg, &o->churn) || !(o->churn >= 0) ||
+			    o->churn > 64)
+				return bad("--churn '%s': not a number of "
+					   "objects per op in 0..64", arg);
+			break;
 		case OPT_GROW:
 			if (parse_double(arg, &o->grow_s) || o->grow_s < 0 ||
 			    o->grow_s > 1e7)
@@ -554,10 +588,11 @@ int gs_opts_parse(struct gs_opts *o, int argc, char **argv)
 		return bad("--grow needs --balloon: only the guest OS's "
 			   "application has a heap that grows");
 	} else if (o->balloon_socket || o->working_set || o->page_file ||
-		   o->locked > 0 || o->ops || o->timeline_s > 0) {
+		   o->locked > 0 || o->ops || o->timeline_s > 0 ||
+		   o->live < 1 || o->churn >= 0) {
 		return bad("--balloon-socket, --working-set, --page-file, "
-			   "--locked, --ops and --timeline-interval need "
-			   "--balloon");
+			   "--locked, --live, --churn, --ops and "
+			   "--timeline-interval need --balloon");
 	}
 	return parse_corrupt(o);
 }

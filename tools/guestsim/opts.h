@@ -34,6 +34,8 @@ struct gs_opts {
 	const char *page_file;	   /* NULL: a temp file under $TMPDIR */
 	uint64_t working_set;	   /* bytes, multiple of 4096; 0 until parsed */
 	double locked;		   /* fraction of the working set, 0..1 */
+	double live;		   /* --live: fraction kept live, 0..1 (1) */
+	double churn;		   /* --churn: objects allocated per op */
 	uint64_t ops;		   /* --ops: accesses to do, 0: by --duration */
 	double timeline_s;	   /* --json timeline interval */
 	double grow_s;		   /* --grow: heap grows over this, 0: full */

@@ -16,9 +16,11 @@
  * RAM: counted, not assumed), ops, run_s, page_ins, page_outs,
  * page_ins_per_s, page_outs_per_s, page_file_reads, page_file_writes, alloc_stalls,
  * balloon_mib, balloon_target_mib, balloon_stalled, shortfall_mib,
- * resident_mib, balloon_connections, balloon_errors, and "timeline": an
- * array of {t_s, page_ins_per_s, page_outs_per_s, ops_per_s, balloon_mib,
- * resident_mib, heap_mib}, one per --timeline-interval; grow_s (--grow).
+ * resident_mib, live_mib, committed_mib, allocs, gc_runs, gc_mib (the
+ * elastic heap, --live: "heap" in text), balloon_connections,
+ * balloon_errors, and "timeline": an array of {t_s, page_ins_per_s,
+ * page_outs_per_s, ops_per_s, balloon_mib, resident_mib, heap_mib (the
+ * committed heap)}, one per --timeline-interval; grow_s (--grow).
  *
  * How: plain fprintf; the only string from outside (the VM name) is
  * escaped for JSON.  Rates over a zero duration are reported as 0.
@@ -89,6 +91,12 @@ static void text_os(FILE *f, const struct gs_ctx *ctx,
 		   PRIu64 " writes, %" PRIu64 " faults had to evict first\n",
 		c.page_ins, rate((double)c.page_ins, s), c.page_outs,
 		c.pf_reads, c.pf_writes, c.stalls);
+	if (os->live_n < os->n_vpages)
+		fprintf(f, "heap:     live %.1f MiB, committed %.1f MiB; %"
+			   PRIu64 " objects allocated, %" PRIu64 " collections "
+			   "released %.1f MiB\n", frames_mib(os->live_n),
+			frames_mib(c.committed), c.allocs, c.gc_runs,
+			frames_mib(c.gc_pages));
 }
 
 static void json_os(FILE *f, const struct gs_ctx *ctx,
@@ -118,6 +126,10 @@ static void json_os(FILE *f, const struct gs_ctx *ctx,
 		frames_mib(c.balloon), frames_mib(c.balloon_target),
 		c.stalled ? "true" : "false", frames_mib(shortfall(&c)),
 		frames_mib(c.resident));
+	fprintf(f, ",\"live_mib\":%.3f,\"committed_mib\":%.3f,\"allocs\":%"
+		   PRIu64 ",\"gc_runs\":%" PRIu64 ",\"gc_mib\":%.3f",
+		frames_mib(os->live_n), frames_mib(c.committed), c.allocs,
+		c.gc_runs, frames_mib(c.gc_pages));
 	fprintf(f, ",\"balloon_connections\":%" PRIu64 ",\"balloon_errors\":%"
 		   PRIu64, (uint64_t)atomic_load(&ctx->lab->connections),
 		(uint64_t)atomic_load(&ctx->lab->errors_sent));

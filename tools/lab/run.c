@@ -20,7 +20,10 @@
  * turned on for that run only (tools/bench kswap, memcg; the guardian,
  * sys_guard, undoes both on any exit, even SIGKILL); it is sampled from
  * the cgroup and /proc.  [scenario] smaller adds a last esx run with the
- * guests configured smaller (the locked-pages fix).
+ * guests configured smaller (the locked-pages fix).  [scenario] sweep runs
+ * the sharing sweep instead (sweep.h: identical-guests).  Every run ends
+ * with OUT/report.html (report.h: the charts of the seed's figures and the
+ * tables); OUT is --out, else a new pagekeeper-lab-SCENARIO-DATE-TIME here.
  * How: the benchmark harness (tools/bench: daemon_proc, guest_proc,
  * cleanup, status_json) starts and tracks every process by PID and every
  * directory, and tears them down at exit, on error and on SIGHUP; SIGINT
@@ -44,6 +47,9 @@
 #include "lab.h"
 #include "sample.h"
 #include "scenario.h"
+#include "report.h"	/* issue 16: the report */
+#include "sweep.h"	/* issue 16: identical-guests */
+#include <time.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -96,6 +102,7 @@ struct run_res {
 	struct gres g[LAB_MAX_GUESTS];
 	bool seen[4];		/* states visited: high, soft, hard, low */
 	double wall_s;
+	double used_peak_mib;	/* the guests' and the daemon's memory, at most */
 };
 
 struct lab {
@@ -137,8 +144,10 @@ void pk_lab_usage(FILE *f)
 		"  SCENARIO            a scenario name (default case-study; --list shows\n"
 		"                      them) or an INI file (README \"Lab scenarios\")\n"
 		"  --out DIR           write DIR/samples.csv (the daemon's status every\n"
-		"                      second), DIR/guests.csv (the guests' timelines)\n"
-		"                      and DIR/daemon-RUN.log (each run's daemon log)\n"
+		"                      second), DIR/guests.csv (the guests' timelines),\n"
+		"                      DIR/daemon-RUN.log (each run's daemon log) and\n"
+		"                      DIR/report.html (charts and tables; default DIR:\n"
+		"                      pagekeeper-lab-SCENARIO-YYYYMMDD-HHMMSS here)\n"
 		"  --short             the scenario's [short] version (tests: well under\n"
 		"                      a minute)\n"
 		"  --policy P          run only policy P instead of the scenario's list\n"
@@ -265,7 +274,8 @@ static int start_guest(struct lab *lab, const struct pk_daemon *d, unsigned i,
 		       struct gout *o, char *err, size_t err_len)
 {
 	const struct lab_scenario *s = &lab->sc;
-	char size[32], ws[32], grow[32], ops[32], seed[32], locked[32], sock[PATH_MAX + 64];
+	char size[32], ws[32], grow[32], ops[32], seed[32], locked[32], live[32], churn[32];
+	char sock[PATH_MAX + 64];
 	const char *args[GUEST_MAX_ARGS + 1];
 	size_t n = 0;
 
@@ -277,6 +287,8 @@ static int start_guest(struct lab *lab, const struct pk_daemon *d, unsigned i,
 	/* The same content and accesses for a guest in every run. */
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)(s->seed * 100 + i));
 	snprintf(locked, sizeof(locked), "%g", s->g.locked);
+	snprintf(live, sizeof(live), "%g", s->g.live);
+	snprintf(churn, sizeof(churn), "%g", s->g.churn);
 	if (snprintf(sock, sizeof(sock), "%s/%s.sock", lab->tmp, o->name) >= 108) {
 		snprintf(err, err_len, "the balloon socket path %.200s is longer than a UNIX "
 			 "socket address allows (set a shorter TMPDIR)", sock);
@@ -315,6 +327,14 @@ static int start_guest(struct lab *lab, const struct pk_daemon *d, unsigned i,
 		args[n++] = grow;
 		args[n++] = "--locked";
 		args[n++] = locked;
+		if (s->g.live < 1) {	/* an elastic heap */
+			args[n++] = "--live";
+			args[n++] = live;
+		}
+		if (s->g.churn >= 0) {
+			args[n++] = "--churn";
+			args[n++] = churn;
+		}
 	}
 	args[n++] = "--verify";
 	args[n++] = "--json";
@@ -349,6 +369,7 @@ static void take_sample(struct lab *lab, struct run_res *rr, json_object *root, 
 				rr->seen[k] = true;
 	}
 	*free_pct = status_num(root, "free_pct", -1);
+	rr->used_peak_mib = fmax(rr->used_peak_mib, status_num(root, "used_mib", 0));
 	if (json_object_object_get_ex(root, "states_entered", &v) && v)
 		for (int k = 1; k < 4; k++)
 			if (status_num(v, state_names[k], 0) > 0)
@@ -422,8 +443,15 @@ static void read_report(struct lab *lab, struct run_res *rr, unsigned i, struct 
 	g->page_ins = jnum(r, "page_ins");
 	g->pages_verified = jnum(r, "pages_verified");
 	g->mismatches = jnum(r, "mismatches");
+	/* An elastic heap (live < 1) holds data in the pages its runtime
+	 * has not released: the guest counts them when it verifies (and
+	 * exits 5 if it checked fewer); a collection after that only
+	 * lowers the count it reports. */
+	if (lab->sc.g.live < 1)
+		g->pages_expected = round(jnum(r, "committed_mib") * 256);
 	g->ok = g->exit_code == 0 && g->mismatches == 0 &&
-		g->pages_verified == g->pages_expected;
+		(lab->sc.g.live < 1 ? g->pages_verified >= g->pages_expected
+				    : g->pages_verified == g->pages_expected);
 	lab_csv_timeline(&lab->csv, rr->name, o->name, r);
 	json_object_put(r);
 }
@@ -520,6 +548,7 @@ static void kernel_sample(struct lab *lab, struct run_res *rr, struct gout *o, d
 	p.used_mib = used >= 0 ? (double)used / 1048576.0 : -1;
 	p.free_pct = used >= 0 ? fmax(0, 100.0 * (budget - p.used_mib) / budget) : -1;
 	*free_pct = p.free_pct;
+	rr->used_peak_mib = fmax(rr->used_peak_mib, p.used_mib);
 	for (unsigned i = 0; i < lab->sc.g.count; i++) {
 		if (o[i].done || o[i].g.pid <= 0)
 			continue;
@@ -726,7 +755,7 @@ static int summary(const struct lab *lab)
 {
 	const struct lab_scenario *s = &lab->sc;
 	const struct run_res *base = &lab->runs[0];
-	unsigned killed = 0, failed = 0, mismatches = 0;
+	unsigned killed = 0, failed = 0, mismatches = 0, stopped = 0;
 	double pages = 0;
 
 	printf("\nlab: %s: %u guests of %.0f MiB (working set %.1f MiB, %llu ops, %s), "
@@ -764,7 +793,9 @@ static int summary(const struct lab *lab)
 			       rr->name, i, rt, st, g->have ? g->page_ins : 0, g->swapins, bp, sp,
 			       states);
 			killed += g->killed;
-			failed += !g->ok;
+			/* Stopped at the limit: unfinished, so unverified. */
+			stopped += g->timed_out;
+			failed += !g->ok && !g->timed_out;
 			mismatches += g->have && g->mismatches > 0 ? (unsigned)g->mismatches : 0;
 			pages += g->have ? g->pages_verified : 0;
 		}
@@ -792,16 +823,66 @@ static int summary(const struct lab *lab)
 		}
 	}
 	if (!failed)
-		printf("verified: every page (%.0f pages in %u runs), 0 mismatches\n", pages,
-		       lab->n_runs);
+		printf("verified: every page (%.0f pages in %u runs), 0 mismatches%s\n", pages,
+		       lab->n_runs, stopped ? ", of the guests that finished" : "");
 	else
 		printf("verified: FAILED: %u guest runs did not verify every page, %u "
 		       "mismatches\n", failed, mismatches);
+	if (stopped)
+		printf("stopped at the limit of %.0f s: %u guest runs (unfinished, not "
+		       "verified)\n", s->limit_s, stopped);
 	printf("guests killed: %u\n", killed);
+	/* The budget is the machine's memory; only the policy holds the
+	 * guests to it.  balloon-only (MoM) never swaps nor stalls, so
+	 * nothing stops its guests from using more than the machine has:
+	 * say so, since a real host would have had to swap or OOM-kill. */
+	for (unsigned r = 1; r < lab->n_runs; r++) {
+		double b = (double)lab_budget_bytes(s) / 1048576.0, u = lab->runs[r].used_peak_mib;
+
+		if (u > b * 1.02)
+			printf("budget: %s used up to %.1f MiB of the %.1f MiB budget (%.0f%% "
+			       "over)%s\n", lab->runs[r].name, u, b, 100.0 * (u - b) / b,
+			       strcmp(lab->runs[r].name, "balloon-only") ? ""
+			       : ": nothing holds balloon-only to the budget; a host with only "
+				 "that memory would have swapped or OOM-killed a guest");
+	}
 	if (lab->out_dir)
 		printf("samples: %s/samples.csv (%u rows), %s/guests.csv; columns: pagekeeper "
 		       "lab --columns\n", lab->out_dir, lab->csv.rows, lab->out_dir);
 	return failed || killed ? 1 : 0;
+}
+
+/* ---- the report (issue 16, report.h) ---- */
+
+/* OUT/report.html from the runs (or the sweep's steps); its path on stdout. */
+static void write_report(const struct lab *lab, bool short_run,
+			 const struct lab_report_share *share, unsigned n_share)
+{
+	struct lab_report_run runs[RUNS_MAX];
+	struct lab_report rep = { .sc = &lab->sc, .out_dir = lab->out_dir,
+				  .scenario_path = lab->path, .short_run = short_run,
+				  .n_runs = lab->n_runs, .runs = runs, .n_share = n_share,
+				  .share = share };
+	char err[1024];
+
+	memset(runs, 0, sizeof(runs));
+	for (unsigned r = 0; r < lab->n_runs; r++) {
+		const struct run_res *rr = &lab->runs[r];
+		snprintf(runs[r].name, sizeof(runs[r].name), "%s", rr->name);
+		states_str(rr, runs[r].states, sizeof(runs[r].states));
+		for (unsigned i = 0; i < lab->sc.g.count; i++) {
+			const struct gres *g = &rr->g[i];
+			runs[r].g[i] = (struct lab_report_guest){
+				.have = g->have, .timed_out = g->timed_out, .run_s = g->run_s,
+				.page_ins = g->page_ins, .swapins = g->swapins,
+				.balloon_peak_mib = g->balloon_peak_mib,
+				.swapped_peak_mib = g->swapped_peak_mib };
+		}
+	}
+	if (lab_report_write(&rep, err, sizeof(err)) < 0)
+		fprintf(stderr, "pagekeeper lab: the report: %s\n", err);
+	printf("report: %s/report.html (charts: %s/report.gp, gnuplot)\n", lab->out_dir,
+	       lab->out_dir);
 }
 
 /* ---- arguments ---- */
@@ -1010,6 +1091,15 @@ int pk_cli_lab(int argc, char **argv)
 		guard_finish();
 		return 1;
 	}
+	/* issue 16: the report needs a directory: by default a new one here. */
+	char def_out[sizeof(lab.sc.name) + 64];
+	if (!lab.out_dir) {
+		char stamp[32];
+		time_t now = time(NULL);
+		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", localtime(&now));
+		snprintf(def_out, sizeof(def_out), "pagekeeper-lab-%s-%s", lab.sc.name, stamp);
+		lab.out_dir = def_out;
+	}
 	if (lab.out_dir && lab_csv_open(&lab.csv, lab.out_dir, err, sizeof(err)) < 0) {
 		fprintf(stderr, "pagekeeper lab: %s\n", err);
 		cleanup_all();
@@ -1024,7 +1114,18 @@ int pk_cli_lab(int argc, char **argv)
 	 * result: ">LIMIT s"); only the baseline is needed by the others.
 	 */
 	int ret = 0, r1;
-	for (int r = -1; r < (int)lab.sc.n_policies; r++) {
+	/* issue 16: a sharing sweep (identical-guests) instead of policy runs */
+	struct lab_report_share share[LAB_MAX_GUESTS];
+	unsigned n_share = 0;
+	if (lab.sc.sweep_to) {
+		struct lab_sweep_env env = { .sc = &lab.sc, .daemon_bin = lab.daemon_bin,
+					     .guestsim_bin = lab.guestsim_bin,
+					     .csv = &lab.csv, .out_dir = lab.out_dir,
+					     .interrupted = &interrupted, .tty = lab.tty };
+		r1 = lab_sweep_run(&env, share, &n_share);
+		ret = r1 == -EINTR ? r1 : r1 < 0 ? 1 : 0;
+	}
+	for (int r = -1; !lab.sc.sweep_to && r < (int)lab.sc.n_policies; r++) {
 		struct run_res *rr = &lab.runs[lab.n_runs++];
 		r1 = run_one(&lab, r < 0 ? -1 : (int)lab.sc.policies[r], false, rr);
 		if (r1 == -EINTR || (r < 0 && r1 < 0)) {
@@ -1046,9 +1147,11 @@ int pk_cli_lab(int argc, char **argv)
 		fprintf(stderr, "pagekeeper lab: interrupted; stopping\n");
 		status = 130;
 	} else {
-		status = summary(&lab) || ret ? 1 : 0;
+		status = (!lab.sc.sweep_to && summary(&lab)) || ret ? 1 : 0;
 	}
 	lab_csv_close(&lab.csv);
+	if (status != 130)
+		write_report(&lab, short_run, share, n_share);
 	if (lab.kernel)
 		kswap_teardown(&lab.ks);
 	cleanup_all();

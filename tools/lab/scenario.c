@@ -2,8 +2,8 @@
  * scenario.c - read and check a lab scenario file (see scenario.h).
  *
  * The file: [scenario] (name, description, budget, policies, thresholds,
- * swap_size, limit, smaller, seed), [guests] (count, size, os, working_set, grow,
- * ops, locked, workload) and [short] (any of those keys again, for
+ * swap_size, limit, smaller, seed, sweep), [guests] (count, size, os, working_set,
+ * grow, ops, locked, live, churn, workload, content, share_domain) and [short] (any of those keys again, for
  * --short).  Every key is checked where it is read; the first error is
  * kept as "[section] key = 'value': why" and inih gives its line.
  */
@@ -205,6 +205,16 @@ static const char *scenario_key(struct lab_scenario *s, const char *k, const cha
 		return parse_pages(v, &s->smaller);
 	if (!strcmp(k, "seed"))
 		return parse_u64(v, 0, UINT32_MAX, &s->seed);
+	if (!strcmp(k, "sweep")) {	/* issue 16: identical-guests */
+		unsigned a, b;
+		int end = 0;
+		if (sscanf(v, "%u-%u%n", &a, &b, &end) != 2 || v[end] || a < 1 || a > b ||
+		    b > LAB_MAX_GUESTS)
+			return "want A-B guests, 1 <= A <= B <= 16";
+		s->sweep_from = a;
+		s->sweep_to = b;
+		return NULL;
+	}
 	return "";
 }
 
@@ -242,6 +252,13 @@ static const char *guests_key(struct lab_guests *g, const char *k, const char *v
 			return "want a fraction 0..1 of the working set";
 		return NULL;
 	}
+	if (!strcmp(k, "live")) {
+		if (parse_double(v, 0, 1, &g->live) || !(g->live > 0))
+			return "want a fraction (0, 1] of the working set";
+		return NULL;
+	}
+	if (!strcmp(k, "churn"))
+		return parse_double(v, 0, 64, &g->churn);
 	if (!strcmp(k, "workload")) {
 		static const char *const kinds[] = { "seq", "random", "zipf", "phases" };
 		for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
@@ -250,6 +267,21 @@ static const char *guests_key(struct lab_guests *g, const char *k, const char *v
 				return NULL;
 			}
 		return "want seq, random, zipf or phases";
+	}
+	if (!strcmp(k, "content")) {	/* issue 16: identical-guests */
+		double z, sh;
+		int end = 0;
+		if (sscanf(v, "zero=%lf,shared=%lf%n", &z, &sh, &end) != 2 || v[end] ||
+		    !(z >= 0 && sh >= 0 && z + sh <= 1) || strlen(v) >= sizeof(g->content))
+			return "want zero=F,shared=F, fractions with a sum <= 1";
+		snprintf(g->content, sizeof(g->content), "%s", v);
+		return NULL;
+	}
+	if (!strcmp(k, "share_domain")) {
+		if (!*v || strlen(v) >= sizeof(g->share_domain) || strpbrk(v, " \t/"))
+			return "want a name of 1-63 characters, no spaces or '/'";
+		snprintf(g->share_domain, sizeof(g->share_domain), "%s", v);
+		return NULL;
 	}
 	return "";
 }
@@ -281,9 +313,9 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	if (why && !*why)
 		why = is_short ? "unknown key" : !strcmp(section, "scenario")
 			? "unknown key (name, description, budget, policies, thresholds, "
-			  "swap_size, limit, smaller, seed)"
+			  "swap_size, limit, smaller, seed, sweep)"
 			: "unknown key (count, size, os, working_set, grow, ops, locked, "
-			  "workload)";
+			  "live, churn, workload, content, share_domain)";
 	if (why) {
 		if (!c->why[0]) {
 			snprintf(c->why, sizeof(c->why), "[%s] %s = '%s': %s", section, key,
@@ -301,7 +333,7 @@ static void defaults(struct lab_scenario *s)
 	snprintf(s->name, sizeof(s->name), "unnamed");
 	s->g = (struct lab_guests){ .count = 4, .size = 128u << 20, .balloon = true,
 				    .ws_frac = 0.9, .grow_s = 5, .ops = 500000,
-				    .workload = "random" };
+				    .live = 1, .churn = -1, .workload = "random" };
 	s->budget_frac = 0.5;
 	s->policies[0] = LAB_ESX;
 	s->n_policies = 1;
@@ -335,8 +367,13 @@ static const char *check_whole(const struct lab_scenario *s)
 	if (!s->g.balloon && ws > s->g.size)
 		return "[guests] working_set larger than size needs os = balloon (the "
 		       "guest OS's page file)";
-	if (!s->g.balloon && (s->g.locked > 0 || s->g.grow_s > 0))
-		return "[guests] locked and grow need os = balloon";
+	if (!s->g.balloon && (s->g.locked > 0 || s->g.grow_s > 0 ||
+			      s->g.live < 1 || s->g.churn >= 0))
+		return "[guests] locked, live, churn and grow need os = balloon";
+	if (s->g.locked > s->g.live)
+		return "[guests] locked is more than live (locked pages are live data)";
+	if (s->g.churn >= 0 && s->g.live >= 1)
+		return "[guests] churn needs live below 1";
 	if (s->smaller && (s->smaller >= s->g.size || s->smaller < (4u << 20)))
 		return "[scenario] smaller: want at least 4M and less than [guests] size";
 	if (lab_budget_bytes(s) < (1u << 20))

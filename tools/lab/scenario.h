@@ -42,7 +42,12 @@ struct lab_guests {
 	double grow_s;
 	uint64_t ops;
 	double locked;
+	double live;		/* live = F: elastic heap (pk-guestsim --live) */
+	double churn;		/* churn = N: its objects per op, <0: default */
 	char workload[16];
+	/* identical-guests (issue 16): pk-guestsim --content, --share-domain */
+	char content[40];
+	char share_domain[64];
 };
 
 struct lab_scenario {
@@ -58,6 +63,8 @@ struct lab_scenario {
 	double limit_s;		/* each run: stopped and failed past it */
 	uint64_t smaller;	/* a last run, esx, guests of this size (0: none) */
 	uint64_t seed;
+	/* sweep = A-B (issue 16): a sharing sweep of A..B guests, no policy runs */
+	unsigned sweep_from, sweep_to;
 };
 
 /* "esx", "swap-only", "balloon-only", "kernel". */
