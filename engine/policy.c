@@ -43,7 +43,9 @@
  * Baselines (--policy): swap-only evicts the excess from soft on and
  * never balloons; balloon-only follows MoM's published rules (host free
  * below 20%: every guest's balloon grows 5% of its size a cycle, above
- * it shrinks, moves under 0.25% skipped) and never swaps nor stalls;
+ * it shrinks, moves under 0.25% skipped) and never swaps nor stalls (on
+ * a --budget its guests still wait at the end of memory, the floor line:
+ * the budget stands for a machine that has no more);
  * manual decides nothing (reclaim and balloon by request only).
  *
  * Why the loop never waits here: the memory source reads small procfs
@@ -635,7 +637,8 @@ static void act_esx(struct pk_engine *e, struct pk_vm *vm, int swap_only,
 	stall_set(vm, !swap_only && st == PK_STATE_LOW && excess > 0, now_ms);
 }
 
-/* MoM's balloon rules (balloon-only): no swap, no stall. */
+/* MoM's balloon rules (balloon-only): no swap, no stall (but the end of
+ * a --budget's memory, fault_limits()). */
 static void act_mom(struct pk_engine *e, struct pk_vm *vm, uint64_t now_ms)
 {
 	struct pk_policy *p = e->policy;
@@ -694,8 +697,17 @@ static void fault_limits(struct pk_engine *e)
 	struct pk_policy *p = e->policy;
 
 	if (p->cfg.kind == PK_POLICY_MANUAL ||
-	    p->cfg.kind == PK_POLICY_BALLOON_ONLY) {
+	    (p->cfg.kind == PK_POLICY_BALLOON_ONLY && !e->cfg.budget_bytes)) {
 		p->fault_limit_pages = p->fault_floor_pages = 0;
+		return;
+	}
+	if (p->cfg.kind == PK_POLICY_BALLOON_ONLY) {
+		/* A --budget is the machine's memory, and MoM's rules never
+		 * swap nor stall: only the end of memory stops its guests,
+		 * where a real host would swap or OOM-kill.  The floor line
+		 * is that end: there every VM waits for the balloons. */
+		p->fault_limit_pages = p->fault_floor_pages = pages_at_free_pct(
+			e, p->cfg.th.low_pct / 2);
 		return;
 	}
 	p->fault_limit_pages = pages_at_free_pct(

@@ -391,8 +391,10 @@ static void check_table(const char *out, const char *policy, unsigned guests)
 		ck_assert_msg(sscanf(p + strlen(want), " %lf s %lfx", &run_s, &stretch) == 2,
 			      "%s lab%u: no run time in s and stretch in x: %.120s", policy, i,
 			      p + 1);
-		ck_assert_msg(run_s > 0 && stretch >= 1.0, "%s lab%u: run %.2f s, stretch "
-			      "%.2fx (want >= 1.0)", policy, i, run_s, stretch);
+		/* The short runs are bounded by the heap's 0.5 s growth, so an
+		 * esx run can end a few ms before its baseline: 0.95, not 1. */
+		ck_assert_msg(run_s > 0 && stretch >= 0.95, "%s lab%u: run %.2f s, stretch "
+			      "%.2fx (want >= 0.95)", policy, i, run_s, stretch);
 	}
 }
 
