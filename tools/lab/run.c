@@ -845,8 +845,8 @@ static int summary(const struct lab *lab)
 			printf("budget: %s used up to %.1f MiB of the %.1f MiB budget (%.0f%% "
 			       "over)%s\n", lab->runs[r].name, u, b, 100.0 * (u - b) / b,
 			       strcmp(lab->runs[r].name, "balloon-only") ? ""
-			       : ": nothing holds balloon-only to the budget; a host with only "
-				 "that memory would have swapped or OOM-killed a guest");
+			       : ": its guests wait only at the end of the budget; the "
+				 "daemon's own memory counts too");
 	}
 	if (lab->out_dir)
 		printf("samples: %s/samples.csv (%u rows), %s/guests.csv; columns: pagekeeper "
