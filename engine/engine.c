@@ -198,7 +198,9 @@ int pk_engine_init(struct pk_engine *e, const struct pk_engine_config *cfg)
 	    !pk_watch_add(e->loop, e->retry_timer_fd, EPOLLIN, on_retry_timer,
 			  e))
 		return -errno;
-	e->victim_policy = pk_victim_random;
+	/* --victims: cold-first needs write tracking (track.h). */
+	e->victim_policy = cfg->policy && cfg->policy->victims == PK_VICTIMS_COLD
+				   ? pk_victim_cold : pk_victim_random;
 	e->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	/* The locks before anything in the directories is touched. */
 	if ((err = pk_state_open(e)) != 0 ||

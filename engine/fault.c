@@ -35,7 +35,8 @@
  * resident and the range is woken.  -EAGAIN with no progress means the
  * guest's address space is changing (a REMOVE event is in flight): the
  * fault is deferred and retried after the events are read, never spun on.
- * -ESRCH means the guest is gone; its pidfd will tear the VM down.
+ * The same holds for a write-protect fault's unprotect, which the kernel
+ * refuses then too, waking nobody.  -ESRCH means the guest is gone; its pidfd will tear the VM down.
  *
  * Any other error never loses a page and never hangs a fault.  An ioctl
  * that fails for want of memory (ENOMEM, ENOSPC: the guest's memory
@@ -482,8 +483,15 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 	return 0;
 }
 
-/* A write to a write-protected page (eviction in progress, or done). */
-static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
+/*
+ * A write to a write-protected page (eviction in progress, or done; or
+ * write tracking for --victims cold, track.h: a resident page is marked
+ * written, then unprotected).  Returns 0, or -EAGAIN: the unprotect was refused because a REMOVE
+ * event is in flight (FACTS.md), and the kernel then wakes nobody, so
+ * the fault is deferred like any other, never dropped (a dropped one is
+ * a vCPU asleep for good).
+ */
+static int handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 {
 	uint64_t addr = fault_addr & ~(uint64_t)(PK_PAGE_SIZE - 1);
 	const struct pk_vm_region *r = pk_vm_region_of(vm, addr);
@@ -493,18 +501,27 @@ static void handle_wp_fault(struct pk_vm *vm, uint64_t fault_addr)
 	if (r) {
 		uint64_t idx = r->first_page + (addr - r->start) / PK_PAGE_SIZE;
 		enum pk_page_state st;
-		pk_evict_on_wp_fault(vm, idx); /* abort its eviction */
+		/* Abort its eviction; either way a written page is marked
+		 * (track.h), and outside a batch the fault was tracking's. */
+		int in_batch = pk_evict_on_wp_fault(vm, idx);
 		st = pk_page_state(&vm->pages, idx);
+		if (st == PK_PAGE_RESIDENT)
+			pk_track_written(vm, idx, !in_batch);
 		if (st == PK_PAGE_SWAPPED || st == PK_PAGE_SHARED ||
 		    st == PK_PAGE_ZERO) {
 			/* Punched after the write faulted: the retry is a
 			 * MISSING fault served from the slot or copy. */
 			struct uffdio_range rg = { addr, PK_PAGE_SIZE };
 			ioctl(vm->uffd, UFFDIO_WAKE, &rg);
-			return;
+			return 0;
 		}
 	}
-	ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp); /* unprotect and wake */
+	/* Unprotect and wake; the guest gone (ENOENT, ESRCH) needs none. */
+	if (ioctl(vm->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 && errno == EAGAIN) {
+		vm->stats.wp_deferred++;
+		return -EAGAIN;
+	}
+	return 0;
 }
 
 /*
@@ -565,8 +582,12 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		break;
 	case PK_PAGE_SWAPPED:
 		return swapin_fault(vm, r, idx, addr);
-	case PK_PAGE_SHARED:
-		return share_refault(vm, idx, addr);
+	case PK_PAGE_SHARED: {
+		int err = share_refault(vm, idx, addr);
+		if (!err && write) /* a write tracking did not see */
+			pk_track_written(vm, idx, 0);
+		return err;
+	}
 	case PK_PAGE_RESIDENT:
 		/* Our table says present but the kernel says missing: the
 		 * guest punched the page itself (shmem hole punch raises no
@@ -591,6 +612,8 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 	if (done > 0) {
 		pk_page_set_range(&vm->pages, idx, (uint64_t)done,
 				  PK_PAGE_RESIDENT);
+		if (write) /* a write tracking did not see (track.h) */
+			pk_track_written(vm, idx, 0);
 		vm->stats.pages_zero_filled += (uint64_t)done;
 		vm->stats.pages_around += (uint64_t)done - 1;
 		if (stream)
@@ -809,8 +832,12 @@ void pk_fault_handle_events(struct pk_vm *vm)
 			case UFFD_EVENT_PAGEFAULT:
 				if (m->arg.pagefault.flags &
 				    UFFD_PAGEFAULT_FLAG_WP) {
-					handle_wp_fault(vm,
-							m->arg.pagefault.address);
+					if (handle_wp_fault(vm,
+							    m->arg.pagefault.address) < 0)
+						defer_fault(vm,
+							    m->arg.pagefault.address,
+							    m->arg.pagefault.flags,
+							    -EAGAIN);
 					break;
 				}
 				vm->stats.faults++;
@@ -935,7 +962,9 @@ unsigned pk_fault_retry_deferred(struct pk_vm *vm, uint64_t now_ms,
 		if (d->due_ms > now_ms) {
 			vm->deferred[kept++] = *d;
 		} else {
-			int err = resolve_fault(vm, d->addr, d->flags);
+			int err = d->flags & UFFD_PAGEFAULT_FLAG_WP
+					  ? handle_wp_fault(vm, d->addr)
+					  : resolve_fault(vm, d->addr, d->flags);
 			if (err == 0)
 				continue;
 			if (err == PK_FAULT_PARKED) {

@@ -3,8 +3,9 @@
  *
  * One 64-bit entry per guest page, in a flat array indexed by the VM's
  * page number (regions are laid end to end, see vm.h).  The entry packs
- * the page's state in the low 4 bits, two flag bits, and a 56-bit payload
- * (swap slot or canonical-copy id in later issues).  8 bytes per guest
+ * the page's state in the low 4 bits, flag bits 4-6 (busy, and the two
+ * write-tracking bits of engine/track.h), and a 56-bit payload (swap slot
+ * or canonical-copy id in later issues).  8 bytes per guest
  * page is the whole per-page cost: there is no other per-page index.
  *
  * The table keeps a count of pages in each state, so status figures are
@@ -32,7 +33,11 @@ enum pk_page_state {
 
 #define PK_PTE_STATE_MASK 0xfULL
 #define PK_PTE_FLAG_BUSY 0x10ULL /* an operation owns the page (eviction) */
-#define PK_PTE_FLAG_RSVD 0x20ULL
+/* Write tracking (engine/track.h), for cold-first victims: the guest
+ * wrote the page in the current tracking period, or in the one before. */
+#define PK_PTE_FLAG_WRITTEN 0x20ULL
+#define PK_PTE_FLAG_WRITTEN_PREV 0x40ULL
+#define PK_PTE_FLAGS_WRITTEN (PK_PTE_FLAG_WRITTEN | PK_PTE_FLAG_WRITTEN_PREV)
 #define PK_PTE_PAYLOAD_SHIFT 8
 #define PK_PTE_PAYLOAD_MAX ((1ULL << 56) - 1)
 
@@ -85,6 +90,21 @@ static inline void pk_page_set_busy(struct pk_page_table *pt, uint64_t idx,
 		pt->entries[idx] |= PK_PTE_FLAG_BUSY;
 	else
 		pt->entries[idx] &= ~PK_PTE_FLAG_BUSY;
+}
+
+/* Written in this tracking period or the one before (engine/track.h)? */
+static inline int pk_page_written(const struct pk_page_table *pt, uint64_t idx)
+{
+	return !!(pt->entries[idx] & PK_PTE_FLAGS_WRITTEN);
+}
+
+/* Mark a page written in this tracking period; 1 if it was not yet. */
+static inline int pk_page_set_written(struct pk_page_table *pt, uint64_t idx)
+{
+	int was = !!(pt->entries[idx] & PK_PTE_FLAG_WRITTEN);
+
+	pt->entries[idx] |= PK_PTE_FLAG_WRITTEN;
+	return !was;
 }
 
 /* Set [first, first + n) to state with payload 0. */

@@ -29,7 +29,8 @@
  *        its goal in PK_POLICY_SHORT_MS, that has no driver or channel,
  *        or whose guest says it stalled, is short: the excess is evicted
  *        even in soft, and status says why;
- *      - eviction (evict.c, random victims) takes at most
+ *      - eviction (evict.c; random victims, or cold-first with write
+ *        tracking, track.h, while the VM may be a victim) takes at most
  *        PK_POLICY_EVICT_STEP_BYTES per VM per tick, one reclaim per VM
  *        at a time, and none once the swap-write budget of the period is
  *        spent (then the balloon and the stall must do);
@@ -736,6 +737,31 @@ static void log_transition(struct pk_engine *e, enum pk_mem_state from,
 	}
 }
 
+/*
+ * May vm be a victim of host swapping now (track.h: then --victims cold
+ * tracks its writes)?  Manual: always (pagekeeper reclaim); esx: in hard
+ * and low, and in soft when its balloon is short; swap-only: from soft on.
+ */
+static int track_wanted(const struct pk_engine *e, const struct pk_vm *vm)
+{
+	const struct pk_policy *p = e->policy;
+	enum pk_mem_state st = p->states.state;
+
+	if (p->cfg.victims != PK_VICTIMS_COLD || !e->swap)
+		return 0;
+	switch (p->cfg.kind) {
+	case PK_POLICY_MANUAL:
+		return 1;
+	case PK_POLICY_SWAP_ONLY:
+		return st >= PK_STATE_SOFT;
+	case PK_POLICY_ESX:
+		return st >= PK_STATE_HARD ||
+		       (st >= PK_STATE_SOFT && vm->policy.balloon_short);
+	default:
+		return 0;
+	}
+}
+
 void pk_policy_tick(struct pk_engine *e, uint64_t now_ms)
 {
 	struct pk_policy *p = e->policy;
@@ -755,6 +781,8 @@ void pk_policy_tick(struct pk_engine *e, uint64_t now_ms)
 				 p->last.psi_some_avg10, now_ms) != before)
 		log_transition(e, before, now_ms);
 	fault_limits(e);
+	for (struct pk_vm *vm = e->vms; vm; vm = vm->next)
+		pk_track_tick(vm, now_ms, track_wanted(e, vm));
 	if (p->cfg.kind == PK_POLICY_MANUAL)
 		return;
 	compute_targets(e);

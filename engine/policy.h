@@ -9,7 +9,8 @@
  *   high   sharing only; balloons deflate toward the VM's target (its
  *          whole size when memory allows), a step at a time;
  *   soft   balloon targets take memory from the lowest-rho VMs first;
- *   hard   keep ballooning, and evict random pages of VMs above target;
+ *   hard   keep ballooning, and evict random pages of VMs above target
+ *          (--victims cold: pages not written lately first, track.h);
  *   low    also stall: a VM above its target has its faults that would
  *          take a new page wait (fault.c) until it is back under, or the
  *          state lifts, instead of the host OOM-killing anyone.  A guest
@@ -50,6 +51,9 @@ enum pk_policy_kind {
 	PK_POLICY_MANUAL,	   /* nothing decided: reclaim by request only */
 };
 
+/* --victims: random (ESX), or cold: pages the write tracking (track.h)
+ * has not seen written for one to two periods first.  Writes only: a
+ * page the guest only reads counts as cold. */
 enum pk_victims { PK_VICTIMS_RANDOM = 0, PK_VICTIMS_COLD };
 
 /*

@@ -184,6 +184,12 @@ static void policy_vm_json(const struct pk_vm *vm, json_object *o)
 	put_mib(o, "policy_evicted_mib", vp->policy_evicted);
 	put_int(o, "sample_periods", vp->sample_periods);
 	put_int(o, "sample_cpu_us", vp->sample_cpu_ns / 1000);
+	/* Write tracking for --victims cold (track.h). */
+	json_object_object_add(o, "track_on",
+			       json_object_new_boolean(vm->track.on));
+	put_int(o, "track_periods", vm->track.periods);
+	put_int(o, "track_write_faults", vm->track.write_faults);
+	put_int(o, "track_wp_again", vm->track.wp_again);
 }
 
 static json_object *vm_json(const struct pk_vm *vm)
@@ -236,6 +242,7 @@ static json_object *vm_json(const struct pk_vm *vm)
 	json_object_object_add(o, "canonical_frames",
 			       json_object_new_double(frames));
 	put_int(o, "evict_aborts", vm->stats.evict_aborts);
+	put_int(o, "wp_faults_deferred", vm->stats.wp_deferred);
 	put_int(o, "swapins", vm->stats.swapins);
 	put_int(o, "swapins_readahead", vm->stats.swapins_readahead);
 	json_object_object_add(o, "swapins_per_s",
@@ -311,6 +318,8 @@ static void policy_json(const struct pk_engine *e, json_object *root)
 
 	json_object_object_add(root, "policy", json_object_new_string(
 		pk_policy_kind_name(p->cfg.kind)));
+	json_object_object_add(root, "victims", json_object_new_string(
+		p->cfg.victims == PK_VICTIMS_COLD ? "cold" : "random"));
 	json_object_object_add(root, "state", json_object_new_string(
 		pk_mem_state_name(m->state)));
 	json_object_object_add(root, "free_pct",

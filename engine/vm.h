@@ -26,6 +26,7 @@
 #include "engine/protocol.h"
 #include "engine/scan.h"
 #include "engine/share.h"
+#include "engine/track.h"
 
 /* A run of sequential first touches, for fault-around. */
 struct pk_fault_stream {
@@ -127,6 +128,8 @@ struct pk_vm_stats {
 	uint64_t swap_dedup_slots; /* of those, a reference on a swap slot */
 	uint64_t swap_dedup_misses; /* slot candidates whose bytes differed */
 	uint64_t evict_aborts;	   /* guest wrote during eviction */
+	uint64_t wp_deferred;	   /* write-protect faults whose unprotect a
+				    * REMOVE in flight refused: retried */
 	uint64_t swapins;
 	uint64_t swapins_readahead; /* of those, read ahead of the guest */
 	uint64_t swapins_last_tick;
@@ -177,6 +180,8 @@ struct pk_vm {
 	struct pk_vm_stats stats;
 	/* The memory-state policy's view of the VM (policy.h). */
 	struct pk_vm_policy policy;
+	/* Write tracking for cold-first victims (track.h). */
+	struct pk_vm_track track;
 
 	/* Swapping (evict.c, fault.c). */
 	struct pk_evict_batch *evicting; /* batches in flight, a list */

@@ -1,15 +1,22 @@
 /*
- * victim.c - the random victim policy (see victim.h).
+ * victim.c - the random and cold-first victim policies (see victim.h).
  *
  * Each pick starts at a uniformly random page and takes the resident,
  * non-busy pages of the next PK_VICTIM_RUN pages.  Over many picks every
  * resident page is equally likely to go, as with ESX's random
  * replacement; the run only makes the kernel work per page cheaper.
+ * Cold-first picks the same way among the pages the write tracking has
+ * not marked written (engine/track.h), then tops up with random ones:
+ * it never evicts fewer pages than random would.
  */
 #include "swapper/victim.h"
 
 #define PK_VICTIM_RUN 64
 #define PK_VICTIM_TRIES 64
+/* Cold-first sweeps at most this many pages (1 GiB of guest) for cold
+ * ones before it falls back to random: each batch would otherwise read
+ * the whole table of a big guest whose pages are all hot. */
+#define PK_VICTIM_COLD_SWEEP (1ULL << 18)
 
 static uint64_t xorshift64(uint64_t *s)
 {
@@ -21,42 +28,63 @@ static uint64_t xorshift64(uint64_t *s)
 	return x;
 }
 
-unsigned pk_victim_random(const struct pk_page_table *pt, uint64_t *out,
-			  unsigned max, uint64_t *rng_state)
+/* May page i be taken?  cold: only a page not marked written. */
+static int eligible(const struct pk_page_table *pt, uint64_t i, int cold)
 {
-	unsigned n = 0;
+	return pk_page_state(pt, i) == PK_PAGE_RESIDENT && !pk_page_busy(pt, i) &&
+	       !(cold && pk_page_written(pt, i));
+}
 
-	if (pt->count[PK_PAGE_RESIDENT] == 0)
-		return 0;
+static int chosen(const uint64_t *out, unsigned n, uint64_t i)
+{
+	for (unsigned k = 0; k < n; k++)
+		if (out[k] == i)
+			return 1;
+	return 0;
+}
+
+/* Add up to max - n pages to out[0..n): runs from random starting
+ * points, then one sweep from a random point.  Returns the new n. */
+static unsigned pick(const struct pk_page_table *pt, uint64_t *out,
+		     unsigned n, unsigned max, uint64_t *rng_state, int cold)
+{
 	for (int t = 0; t < PK_VICTIM_TRIES && n < max; t++) {
 		uint64_t start = xorshift64(rng_state) % pt->n_pages;
 		for (uint64_t i = start; i < start + PK_VICTIM_RUN &&
-					 i < pt->n_pages && n < max; i++) {
-			int dup = 0;
-			if (pk_page_state(pt, i) != PK_PAGE_RESIDENT ||
-			    pk_page_busy(pt, i))
-				continue;
-			for (unsigned k = 0; k < n && !dup; k++)
-				dup = out[k] == i;
-			if (!dup)
+					 i < pt->n_pages && n < max; i++)
+			if (eligible(pt, i, cold) && !chosen(out, n, i))
 				out[n++] = i;
-		}
 	}
-	/* Few resident pages left: random probes miss them, so sweep the
+	/* Few eligible pages left: random probes miss them, so sweep the
 	 * table once from a random point rather than give up early. */
 	if (n < max) {
 		uint64_t start = xorshift64(rng_state) % pt->n_pages;
-		for (uint64_t k = 0; k < pt->n_pages && n < max; k++) {
+		uint64_t len = cold && pt->n_pages > PK_VICTIM_COLD_SWEEP
+				       ? PK_VICTIM_COLD_SWEEP : pt->n_pages;
+		for (uint64_t k = 0; k < len && n < max; k++) {
 			uint64_t i = (start + k) % pt->n_pages;
-			int dup = 0;
-			if (pk_page_state(pt, i) != PK_PAGE_RESIDENT ||
-			    pk_page_busy(pt, i))
-				continue;
-			for (unsigned j = 0; j < n && !dup; j++)
-				dup = out[j] == i;
-			if (!dup)
+			if (eligible(pt, i, cold) && !chosen(out, n, i))
 				out[n++] = i;
 		}
 	}
 	return n;
+}
+
+unsigned pk_victim_random(const struct pk_page_table *pt, uint64_t *out,
+			  unsigned max, uint64_t *rng_state)
+{
+	if (pt->count[PK_PAGE_RESIDENT] == 0)
+		return 0;
+	return pick(pt, out, 0, max, rng_state, 0);
+}
+
+unsigned pk_victim_cold(const struct pk_page_table *pt, uint64_t *out,
+			unsigned max, uint64_t *rng_state)
+{
+	unsigned n;
+
+	if (pt->count[PK_PAGE_RESIDENT] == 0)
+		return 0;
+	n = pick(pt, out, 0, max, rng_state, 1);
+	return n < max ? pick(pt, out, n, max, rng_state, 0) : n;
 }

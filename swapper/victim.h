@@ -3,8 +3,8 @@
  *
  * A policy fills out[] with up to max page indexes of pages that are
  * resident and not busy, and returns how many it chose.  The engine calls
- * whichever policy is configured, so a cold-first policy can be added and
- * compared without touching the eviction protocol.
+ * whichever policy is configured (--victims), so random and cold-first
+ * victims can be compared without touching the eviction protocol.
  */
 #ifndef PK_VICTIM_H
 #define PK_VICTIM_H
@@ -24,5 +24,16 @@ typedef unsigned pk_victim_policy_fn(const struct pk_page_table *pt,
  * punching a run costs about the same as one page (TLB shootdowns).
  */
 pk_victim_policy_fn pk_victim_random;
+
+/*
+ * Cold first (--victims cold): the same runs from random starting points,
+ * but a run takes only pages without a write mark (PK_PTE_FLAGS_WRITTEN,
+ * set by the engine's write tracking, engine/track.h): pages the guest
+ * has not written for one to two tracking periods.  When there are not
+ * enough of those, the rest are random resident pages, as
+ * pk_victim_random picks them.  Write tracking sees writes only: a page
+ * the guest only reads counts as cold.
+ */
+pk_victim_policy_fn pk_victim_cold;
 
 #endif

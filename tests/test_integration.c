@@ -33,6 +33,10 @@
  *    through UFFD_EVENT_REMOVE and come back as zeros; every byte of
  *    every page is checked (removed pages read zeros, kept ones their
  *    pattern).
+ *  - wp_during_remove: writes that meet evictions while another thread
+ *    discards are never left asleep (see the test).
+ *  - cold_victims: --victims cold chooses pages the guest has not
+ *    written (>= 90% of them; the control, random, must stay below).
  *
  * Fault-around (engine/fault.c), the rule the counts are derived from: a
  * fault on a zero-fill page either continues one of PK_FAULT_STREAMS
@@ -68,7 +72,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -976,6 +983,307 @@ START_TEST(removes_anon)
 }
 END_TEST
 
+/*
+ * wp_during_remove: a guest write that meets a page under eviction is a
+ * write-protect fault, which the daemon answers by unprotecting the page
+ * (engine/fault.c).  While another thread's discard is in flight (a
+ * REMOVE event the daemon has not finished taking) the kernel refuses
+ * that unprotect with EAGAIN and wakes nobody (FACTS.md): the daemon must
+ * retry it, or the writer sleeps for good.  Here one thread discards page
+ * 0 in a loop (each MADV_REMOVE waits for the daemon to read its event,
+ * so one is nearly always in flight), another writes a word into every
+ * other page, round after round, and RECLAIMs evict the guest meanwhile.
+ * Checked: the writer never stops for WPR_STUCK_MS (one page write, and
+ * nothing else it could wait for), the daemon did meet refused unprotects
+ * (wp_faults_deferred > 0, so the race was run), and every page holds its
+ * last write and the rest of its pattern.
+ */
+#define WPR_PAGES 2048		/* 8 MiB */
+#define WPR_RECLAIMS 40		/* whole-guest evictions while both run */
+#define WPR_STUCK_MS 10000	/* a page write that long: never answered */
+
+struct wpr {
+	unsigned char *ram;
+	atomic_int stop;
+	atomic_uint_fast64_t written;	/* page writes done */
+	atomic_uint_fast64_t discards;
+	uint64_t last[WPR_PAGES];	/* the word last written, by page */
+};
+
+static uint64_t wpr_word(uint64_t page, uint64_t round)
+{
+	return round << 32 | page;
+}
+
+static void *wpr_discarder(void *arg)
+{
+	struct wpr *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		if (madvise(w->ram, PAGE, MADV_REMOVE) == 0)
+			atomic_fetch_add(&w->discards, 1);
+		w->ram[0] = 1; /* back in, to be discarded again */
+	}
+	return NULL;
+}
+
+static void *wpr_writer(void *arg)
+{
+	struct wpr *w = arg;
+
+	for (uint64_t round = 1; !atomic_load(&w->stop); round++)
+		for (uint64_t p = 1; p < WPR_PAGES; p++) {
+			uint64_t v = wpr_word(p, round);
+			memcpy(w->ram + p * PAGE, &v, sizeof(v));
+			w->last[p] = v;
+			atomic_fetch_add(&w->written, 1);
+		}
+	return NULL;
+}
+
+START_TEST(wp_during_remove)
+{
+	static struct wpr w; /* 16 KiB of last words: not on the stack */
+	struct pk_test_daemon d;
+	struct pk_test_guest g;
+	struct pk_client *c;
+	pthread_t disc, wr;
+	uint64_t evicted = 0, aborted = 0;
+	double deferred;
+
+	ck_assert_msg(pk_test_daemon_start(&d, "--scan-rate 0 --swap-size 64M") == 0,
+		      "%s", d.error);
+	c = one_region_guest(&d, "wpr", WPR_PAGES, &g);
+	memset(&w, 0, sizeof(w));
+	w.ram = g.addr;
+	for (uint64_t p = 0; p < WPR_PAGES; p++)
+		fill_page(w.ram + p * PAGE, p + 1);
+	ck_assert_int_eq(pthread_create(&disc, NULL, wpr_discarder, &w), 0);
+	ck_assert_int_eq(pthread_create(&wr, NULL, wpr_writer, &w), 0);
+
+	for (int i = 0; i < WPR_RECLAIMS; i++) {
+		struct pk_reclaim_reply r;
+		uint64_t before = atomic_load(&w.written);
+		long since = pk_test_now_ms(), stuck = scaled_ms(WPR_STUCK_MS);
+
+		ck_assert_int_eq(pk_test_reclaim(d.sock, "wpr",
+						 (uint64_t)WPR_PAGES * PAGE, &r), 0);
+		evicted += r.pages_swapped;
+		aborted += r.pages_aborted;
+		/* The writer must move on: it only waits for faults. */
+		while (atomic_load(&w.written) == before) {
+			ck_assert_msg(pk_test_now_ms() - since < stuck,
+				      "the writer made no page write in %ld ms "
+				      "after %" PRIu64 " writes (%" PRIu64
+				      " discards): a write-protect fault was "
+				      "never answered (wp_faults_deferred %.0f)",
+				      stuck, before, atomic_load(&w.discards),
+				      vm_field(&d, "wpr", "wp_faults_deferred"));
+			usleep(1000);
+		}
+	}
+	deferred = vm_field(&d, "wpr", "wp_faults_deferred");
+	atomic_store(&w.stop, 1);
+	ck_assert_int_eq(pthread_join(wr, NULL), 0);
+	ck_assert_int_eq(pthread_join(disc, NULL), 0);
+	fprintf(stderr, "wp_during_remove: %d reclaims, %" PRIu64 " pages "
+		"evicted, %" PRIu64 " aborted by writes, %" PRIu64 " writes, %"
+		PRIu64 " discards, %.0f unprotects refused and retried\n",
+		WPR_RECLAIMS, evicted, aborted, atomic_load(&w.written),
+		atomic_load(&w.discards), deferred);
+	ck_assert_msg(deferred > 0, "no unprotect was refused in %d reclaims "
+		      "(%" PRIu64 " aborted by writes, %" PRIu64 " discards): "
+		      "the race was not run", WPR_RECLAIMS, aborted,
+		      atomic_load(&w.discards));
+	for (uint64_t p = 1; p < WPR_PAGES; p++) {
+		unsigned char want[PAGE];
+		uint64_t v;
+
+		fill_page(want, p + 1);
+		memcpy(&v, w.ram + p * PAGE, sizeof(v));
+		ck_assert_msg(v == w.last[p], "page %" PRIu64 ": word 0x%"
+			      PRIx64 ", last written 0x%" PRIx64, p, v, w.last[p]);
+		ck_assert_msg(memcmp(w.ram + p * PAGE + 8, want + 8, PAGE - 8) == 0,
+			      "page %" PRIu64 ": its pattern changed", p);
+	}
+	pk_client_detach(c);
+	pk_test_guest_destroy(&g);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/* ---- cold_victims (--victims cold, engine/track.h) ---- */
+
+/*
+ * cold_victims: with --victims cold, eviction takes the pages the guest
+ * has not written lately.  A guest of CV_PAGES unique pages; a writer
+ * thread writes one word into each hot page round after round: half the
+ * pages, in blocks of CV_BLOCK alternating with cold ones, so that each
+ * run of the random policy (64 pages) takes about as many of either.
+ * Once the daemon has begun two tracking periods (and the writer has
+ * gone round once since), a RECLAIM of CV_RECLAIM pages runs while the
+ * writer goes on.  Which pages the policy chose: the cold ones
+ * nobody touches show as holes in the page cache (mincore); every other
+ * choice was a hot page, swapped (the writer faults it back in at once)
+ * or aborted because the writer wrote it during its eviction (a cold page
+ * never is), so choices = swapped + aborted.  At least CV_COLD_MIN of the
+ * choices must be cold; with --victims random, the control, fewer (about
+ * half: a busy machine slows eviction until the writer aborts every hot
+ * choice, so evicted pages alone would look all cold under random too).
+ * Then the writer stops and every byte of every page is verified.
+ */
+#define CV_PAGES 2048		/* 8 MiB */
+#define CV_HOT (CV_PAGES / 2)	/* pages written */
+#define CV_BLOCK 8		/* hot and cold blocks alternate */
+#define CV_RECLAIM 512		/* 2 MiB */
+#define CV_COLD_MIN 0.90
+
+struct cv {
+	unsigned char *ram;
+	atomic_int stop;
+	atomic_uint_fast64_t rounds;	/* rounds over the hot pages done */
+	uint64_t last[CV_PAGES];	/* the word last written, by page */
+};
+
+static int cv_hot(uint64_t p)
+{
+	return (p / CV_BLOCK) % 2 == 0;
+}
+
+static void *cv_writer(void *arg)
+{
+	struct cv *w = arg;
+
+	for (uint64_t round = 1; !atomic_load(&w->stop); round++) {
+		for (uint64_t p = 0; p < CV_PAGES; p++) {
+			if (!cv_hot(p))
+				continue;
+			uint64_t v = wpr_word(p, round);
+			memcpy(w->ram + p * PAGE, &v, sizeof(v));
+			w->last[p] = v;
+		}
+		atomic_fetch_add(&w->rounds, 1);
+	}
+	return NULL;
+}
+
+/* Wait for the writer to finish a round it had not begun at the call. */
+static void cv_one_round(struct cv *w, const char *what)
+{
+	uint64_t r0 = atomic_load(&w->rounds);
+
+	WAIT_FOR(atomic_load(&w->rounds) >= r0 + 2,
+		 2 * CV_HOT * FAULT_MS_PER_PAGE + TICK_MS, 1,
+		 "a full round of the writer over %d hot pages (%s)", CV_HOT,
+		 what);
+}
+
+/* One daemon with --victims victims: the cold fraction of its choices. */
+static double cv_run(const char *victims, uint64_t *chosen_out)
+{
+	static struct cv w; /* 16 KiB of last words: not on the stack */
+	struct pk_test_daemon d;
+	struct pk_test_guest g;
+	struct pk_client *c;
+	struct pk_reclaim_reply r;
+	unsigned char vec[CV_PAGES];
+	char args[256], got[32];
+	uint64_t cold_out = 0, chosen;
+	pthread_t wr;
+	double periods = 0, wfaults;
+
+	snprintf(args, sizeof(args), "--policy manual --victims %s "
+		 "--scan-rate 0 --swap-size 64M", victims);
+	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
+	status_str(&d, "victims", got, sizeof(got));
+	ck_assert_str_eq(got, victims);
+	c = one_region_guest(&d, "cold", CV_PAGES, &g);
+	memset(&w, 0, sizeof(w));
+	w.ram = g.addr;
+	for (uint64_t p = 0; p < CV_PAGES; p++)
+		fill_page(w.ram + p * PAGE, p + 1);
+	ck_assert_int_eq(pthread_create(&wr, NULL, cv_writer, &w), 0);
+	if (!strcmp(victims, "cold")) {
+		/* The first period begins at the next tick, the second a
+		 * period later. */
+		periods = wait_vm_field(&d, "cold", "track_periods", 2, 0,
+					2 * PK_TRACK_PERIOD_MS + 2 * TICK_MS,
+					"two tracking periods");
+	}
+	cv_one_round(&w, victims);
+	ck_assert_int_eq(pk_test_reclaim(d.sock, "cold",
+					 (uint64_t)CV_RECLAIM * PAGE, &r), 0);
+	/* Nobody touches the cold pages: their holes are their evictions. */
+	ck_assert_int_eq(mincore(w.ram, (size_t)CV_PAGES * PAGE, vec), 0);
+	for (unsigned i = 0; i < CV_PAGES; i++)
+		cold_out += !cv_hot(i) && !(vec[i] & 1);
+	wfaults = vm_field(&d, "cold", "track_write_faults");
+	atomic_store(&w.stop, 1);
+	ck_assert_int_eq(pthread_join(wr, NULL), 0);
+	chosen = r.pages_swapped + r.pages_aborted;
+	fprintf(stderr, "cold_victims: --victims %s: %" PRIu64 " of %" PRIu64
+		" pages chosen were cold (%.1f%%); %" PRIu64 " evicted, %"
+		PRIu64 " aborted by writes; %.0f tracking periods, %.0f "
+		"tracked write faults\n", victims, cold_out, chosen,
+		chosen ? 100.0 * (double)cold_out / (double)chosen : 0.0,
+		(uint64_t)r.pages_swapped, (uint64_t)r.pages_aborted, periods,
+		wfaults);
+	ck_assert_msg(cold_out <= r.pages_swapped, "%" PRIu64 " cold pages "
+		      "out of the page cache, only %" PRIu64 " evicted", cold_out,
+		      (uint64_t)r.pages_swapped);
+	ck_assert_msg(chosen >= CV_RECLAIM / 2, "--victims %s: only %" PRIu64
+		      " of %d pages chosen (%" PRIu64 " evicted, %" PRIu64
+		      " aborted)", victims, chosen, CV_RECLAIM,
+		      (uint64_t)r.pages_swapped, (uint64_t)r.pages_aborted);
+	if (!strcmp(victims, "cold"))
+		ck_assert_msg(wfaults >= CV_HOT, "only %.0f tracked write "
+			      "faults with %d pages written every round", wfaults,
+			      CV_HOT);
+	else
+		ck_assert_msg(wfaults == 0, "%.0f tracked write faults with "
+			      "--victims random", wfaults);
+
+	/* Every byte back: hot pages their last word, all their pattern. */
+	for (uint64_t p = 0; p < CV_PAGES; p++) {
+		unsigned char want[PAGE];
+		uint64_t v;
+
+		fill_page(want, p + 1);
+		if (cv_hot(p)) {
+			memcpy(&v, w.ram + p * PAGE, sizeof(v));
+			ck_assert_msg(v == w.last[p], "page %" PRIu64 ": word 0x%"
+				      PRIx64 ", last written 0x%" PRIx64, p, v,
+				      w.last[p]);
+		}
+		ck_assert_msg(memcmp(w.ram + p * PAGE + 8, want + 8, PAGE - 8) == 0 &&
+			      (cv_hot(p) || memcmp(w.ram + p * PAGE, want, 8) == 0),
+			      "page %" PRIu64 ": its pattern changed", p);
+	}
+	pk_client_detach(c);
+	pk_test_guest_destroy(&g);
+	pk_test_daemon_stop_ok(&d);
+	*chosen_out = chosen;
+	return (double)cold_out / (double)chosen;
+}
+
+START_TEST(cold_victims)
+{
+	uint64_t n_cold, n_random;
+	double cold = cv_run("cold", &n_cold);
+	double random = cv_run("random", &n_random);
+
+	fprintf(stderr, "cold_victims: cold fraction of the pages chosen: %.3f "
+		"with --victims cold (%" PRIu64 " pages), %.3f with --victims "
+		"random (%" PRIu64 " pages)\n", cold, n_cold, random, n_random);
+	ck_assert_msg(cold >= CV_COLD_MIN, "--victims cold chose only %.1f%% "
+		      "cold pages (of %" PRIu64 "; want >= %.0f%%)",
+		      100 * cold, n_cold, 100 * CV_COLD_MIN);
+	ck_assert_msg(random < CV_COLD_MIN, "the control, --victims random, "
+		      "chose %.1f%% cold pages: the test cannot tell cold "
+		      "from random", 100 * random);
+}
+END_TEST
+
 /* Threads of pid sleeping in the kernel's userfaultfd wait. */
 static int threads_in_userfault(pid_t pid)
 {
@@ -1091,6 +1399,8 @@ int main(void)
 	add(s, "daemon_restart", daemon_restart);
 	add(s, "removes_shared", removes_shared);
 	add(s, "removes_anon", removes_anon);
+	add(s, "wp_during_remove", wp_during_remove);
+	add(s, "cold_victims", cold_victims); /* --victims cold */
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

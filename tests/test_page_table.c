@@ -11,12 +11,16 @@
  * in for the state file): counts taken from the entries, invalid states
  * (7..15) counted and rewritten as poisoned in the record, valid entries
  * kept; free leaves borrowed entries mapped and unmaps its own.
+ * The write marks (pk_page_set_written) and the cold-first victim
+ * policy over them (swapper/victim.h, pk_victim_cold): unmarked resident
+ * pages first, then random ones, never busy or repeated ones.
  *
  * Why: the status report reads only the counters, and every memory
  * decision later (eviction, budget) trusts them; a counter that drifts
  * from the entries makes the daemon lie about guest memory.
  */
 #include "engine/page_table.h"
+#include "swapper/victim.h"
 
 #include <check.h>
 #include <errno.h>
@@ -144,11 +148,11 @@ START_TEST(test_set_clears_flags)
 
 	ck_assert_int_eq(pk_page_table_init(&pt, 2), 0);
 	pk_page_set(&pt, 0, PK_PAGE_RESIDENT, 5);
-	pt.entries[0] |= PK_PTE_FLAG_BUSY | PK_PTE_FLAG_RSVD;
+	pt.entries[0] |= PK_PTE_FLAG_BUSY | PK_PTE_FLAGS_WRITTEN;
 	ck_assert_int_eq(pk_page_state(&pt, 0), PK_PAGE_RESIDENT);
 	ck_assert_uint_eq(pk_page_payload(&pt, 0), 5);
 	pk_page_set(&pt, 0, PK_PAGE_SWAPPED, 9);
-	ck_assert_uint_eq(pt.entries[0] & (PK_PTE_FLAG_BUSY | PK_PTE_FLAG_RSVD), 0);
+	ck_assert_uint_eq(pt.entries[0] & (PK_PTE_FLAG_BUSY | PK_PTE_FLAGS_WRITTEN), 0);
 	ck_assert_uint_eq(pk_page_payload(&pt, 0), 9);
 	assert_counts_match_entries(&pt);
 	pk_page_table_free(&pt);
@@ -318,7 +322,7 @@ START_TEST(test_attach_counts_and_poisons)
 		uint64_t payload = ((uint64_t)rand_r(&seed) << 31 ^
 				    (uint64_t)rand_r(&seed)) & PK_PTE_PAYLOAD_MAX;
 		uint64_t flags = (uint64_t)rand_r(&seed) &
-				 (PK_PTE_FLAG_BUSY | PK_PTE_FLAG_RSVD);
+				 (PK_PTE_FLAG_BUSY | PK_PTE_FLAGS_WRITTEN);
 
 		e[i] = orig[i] = payload << PK_PTE_PAYLOAD_SHIFT | flags | state;
 		if (state < PK_PAGE_NSTATES) {
@@ -434,6 +438,58 @@ START_TEST(test_free_borrowed_and_owned)
 }
 END_TEST
 
+/*
+ * pk_victim_cold: 4096 resident pages, the even ones marked written (this
+ * period or the one before), a few cold ones busy.  A pick smaller than
+ * the cold pages takes only cold, non-busy ones; a pick of every page
+ * takes the cold ones and tops up with marked ones; never a busy page,
+ * never one twice.
+ */
+START_TEST(test_victim_cold)
+{
+	enum { N = 4096, BUSY = 7 };
+	struct pk_page_table pt;
+	uint64_t out[N], rng = 12345;
+	static unsigned char seen[N];
+	unsigned n, cold = 0;
+
+	ck_assert_int_eq(pk_page_table_init(&pt, N), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		pk_page_set(&pt, i, PK_PAGE_RESIDENT, 0);
+		if (i % 2 == 0 && i % 4 == 0)
+			ck_assert_int_eq(pk_page_set_written(&pt, i), 1);
+		else if (i % 2 == 0)
+			pt.entries[i] |= PK_PTE_FLAG_WRITTEN_PREV;
+	}
+	ck_assert_int_eq(pk_page_set_written(&pt, 0), 0); /* marked already */
+	for (uint64_t i = 1; i < 2 * BUSY; i += 2)
+		pk_page_set_busy(&pt, i, 1);
+	ck_assert(pk_page_written(&pt, 2) && pk_page_written(&pt, 4) &&
+		  !pk_page_written(&pt, 3));
+
+	n = pk_victim_cold(&pt, out, 256, &rng);
+	ck_assert_uint_eq(n, 256);
+	for (unsigned k = 0; k < n; k++) {
+		ck_assert_msg(out[k] % 2 == 1 && !pk_page_busy(&pt, out[k]),
+			      "pick %u: page %llu is written or busy", k,
+			      (unsigned long long)out[k]);
+		ck_assert_msg(!seen[out[k]]++, "page %llu picked twice",
+			      (unsigned long long)out[k]);
+	}
+	memset(seen, 0, sizeof(seen));
+	n = pk_victim_cold(&pt, out, N, &rng);
+	ck_assert_uint_eq(n, N - BUSY);
+	for (unsigned k = 0; k < n; k++) {
+		ck_assert(!pk_page_busy(&pt, out[k]) && !seen[out[k]]++);
+		if (k < N / 2 - BUSY)
+			cold += out[k] % 2 == 1;
+	}
+	ck_assert_msg(cold == N / 2 - BUSY, "only %u of the first %u picks "
+		      "cold", cold, N / 2 - BUSY);
+	pk_page_table_free(&pt);
+}
+END_TEST
+
 static Suite *page_table_suite(void)
 {
 	Suite *s = suite_create("page_table");
@@ -454,6 +510,7 @@ static Suite *page_table_suite(void)
 	tcase_add_test(tc, test_attach_counts_and_poisons);
 	tcase_add_test(tc, test_attach_zeroed);
 	tcase_add_test(tc, test_free_borrowed_and_owned);
+	tcase_add_test(tc, test_victim_cold);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -235,8 +235,6 @@ static int set_victims(struct pk_daemon_config *c, const char *v,
 {
 	if (pk_victims_parse(v, &c->policy.victims))
 		return why_is(why, n, "want random or cold");
-	if (c->policy.victims == PK_VICTIMS_COLD)
-		return why_is(why, n, "cold is not built yet; random is");
 	return 0;
 }
 

@@ -219,7 +219,10 @@ int daemon_start(struct pk_daemon *d, const char *exe, const char *const *extra_
 		d->run_dir[0] = '\0';
 		return r;
 	}
-	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->dir);
+	/* The socket next to the records, as pagekeeperd puts it by
+	 * default: a /dev/shm path always fits sun_path, however long
+	 * $TMPDIR is (a CI checkout deep in a build tree). */
+	snprintf(d->sock, sizeof(d->sock), "%s/pk.sock", d->run_dir);
 	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
 	if (strlen(d->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		snprintf(err, err_len, "socket path too long: %s", d->sock);

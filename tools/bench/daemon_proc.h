@@ -1,9 +1,10 @@
 /*
  * daemon_proc.h - a private pagekeeperd for the benchmark.
  *
- * What: start `pagekeeperd --socket DIR/pk.sock --state-dir DIR --run-dir
+ * What: start `pagekeeperd --socket RUN/pk.sock --state-dir DIR --run-dir
  * RUN --foreground [EXTRA ARGS...]` in a fresh temp dir DIR and a fresh
- * RUN on /dev/shm, wait until it accepts connections, watch that it stays
+ * RUN on /dev/shm (the socket there, as pagekeeperd's default puts it
+ * beside its records: it fits sun_path whatever $TMPDIR is), wait until it accepts connections, watch that it stays
  * alive, and stop it (SIGTERM, SIGKILL after 2 s).  Several may run at
  * once, each in its own dirs.  For restarts: kill it with a chosen signal
  * (the dirs stay), then start a new one on the same dirs, same arguments.

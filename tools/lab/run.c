@@ -110,7 +110,9 @@ struct lab {
 	const char *out_dir;
 	char path[PATH_MAX];	/* the scenario file */
 	char daemon_bin[PATH_MAX], guestsim_bin[PATH_MAX];
-	char tmp[PATH_MAX];	/* guests' balloon sockets and page files */
+	char tmp[PATH_MAX];	/* guests' page files */
+	char sock_dir[PATH_MAX]; /* their balloon sockets: tmp, or a short
+				  * /tmp dir when tmp is too deep */
 	uint64_t size_now;	/* the guests' RAM in this run */
 	bool kernel;		/* the kernel anchor is in the list */
 	struct kswap ks;	/* its swap file and memory cgroup */
@@ -137,7 +139,7 @@ void pk_lab_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pagekeeper lab [SCENARIO | FILE.ini] [--out DIR] [--short]\n"
-		"                      [--policy esx|swap-only|balloon-only|kernel]\n"
+		"                      [--policy esx|esx-cold|swap-only|balloon-only|kernel]\n"
 		"                      [--budget SIZE|PCT]\n"
 		"                      [--seed N] [--ops N] [--limit SECONDS] [--columns]\n"
 		"                      [--list]\n"
@@ -152,7 +154,7 @@ void pk_lab_usage(FILE *f)
 		"                      a minute)\n"
 		"  --policy P          run only policy P instead of the scenario's list\n"
 		"                      (kernel: no daemon, a memory cgroup and kernel swap;\n"
-		"                      root)\n"
+		"                      root; esx-cold: esx with --victims cold)\n"
 		"  --budget SIZE|PCT   machine memory for the guests: a size (256M) or a\n"
 		"                      fraction of their total memory (50%%)\n"
 		"  --seed N            the guests' content and access seed\n"
@@ -291,9 +293,9 @@ static int start_guest(struct lab *lab, const struct pk_daemon *d, unsigned i,
 	snprintf(locked, sizeof(locked), "%g", s->g.locked);
 	snprintf(live, sizeof(live), "%g", s->g.live);
 	snprintf(churn, sizeof(churn), "%g", s->g.churn);
-	if (snprintf(sock, sizeof(sock), "%s/%s.sock", lab->tmp, o->name) >= 108) {
+	if (snprintf(sock, sizeof(sock), "%s/%s.sock", lab->sock_dir, o->name) >= 108) {
 		snprintf(err, err_len, "the balloon socket path %.200s is longer than a UNIX "
-			 "socket address allows (set a shorter TMPDIR)", sock);
+			 "socket address allows", sock);
 		return -ENAMETOOLONG;
 	}
 	/* A guest of the last run killed at its limit left its socket. */
@@ -593,7 +595,12 @@ static int run_one(struct lab *lab, int policy, bool smaller, struct run_res *rr
 	if (policy < 0) {
 		extra[n++] = "manual";
 	} else {
-		extra[n++] = lab_policy_name(policy);
+		/* esx-cold is a run label: esx with cold-first victims. */
+		extra[n++] = policy == LAB_ESX_COLD ? "esx" : lab_policy_name(policy);
+		if (policy == LAB_ESX_COLD) {
+			extra[n++] = "--victims";
+			extra[n++] = "cold";
+		}
 		extra[n++] = "--budget";
 		extra[n++] = budget;
 		if (s->thresholds[0]) {
@@ -608,6 +615,7 @@ static int run_one(struct lab *lab, int policy, bool smaller, struct run_res *rr
 	else
 		fprintf(stderr, "lab: %s: pagekeeperd %s%s%s%s\n", rr->name, policy < 0 ?
 		"--policy manual (no memory limit)" : "--policy ", policy < 0 ? "" :
+		policy == LAB_ESX_COLD ? "esx --victims cold" :
 		lab_policy_name(policy), policy < 0 ? "" : " --budget ",
 		policy < 0 ? "" : budget);
 	memset(&d, 0, sizeof(d));
@@ -1005,8 +1013,8 @@ int pk_cli_lab(int argc, char **argv)
 	if (policy) {
 		int p = lab_policy_parse(policy);
 		if (p < 0) {
-			fprintf(stderr, "pagekeeper lab: bad --policy '%s': want esx, swap-only, "
-				"balloon-only or kernel\n", policy);
+			fprintf(stderr, "pagekeeper lab: bad --policy '%s': want esx, esx-cold, "
+				"swap-only, balloon-only or kernel\n", policy);
 			return 2;
 		}
 		lab.sc.policies[0] = (enum lab_policy)p;
@@ -1074,6 +1082,17 @@ int pk_cli_lab(int argc, char **argv)
 	}
 	/* The guests' page files and the daemons' dirs go there too. */
 	setenv("TMPDIR", lab.tmp, 1);
+	/* Their balloon sockets too, unless a deep $TMPDIR (a build
+	 * tree's) leaves no room in sun_path for "/labNNN.sock". */
+	snprintf(lab.sock_dir, sizeof(lab.sock_dir), "%s", lab.tmp);
+	if (strlen(lab.sock_dir) + sizeof("/lab999.sock") > 108) {
+		snprintf(lab.sock_dir, sizeof(lab.sock_dir), "/tmp/pagekeeper-lab-sock.XXXXXX");
+		if (!mkdtemp(lab.sock_dir) || cleanup_track_dir(lab.sock_dir) < 0) {
+			fprintf(stderr, "pagekeeper lab: mkdtemp %s: %s\n", lab.sock_dir,
+				strerror(errno));
+			return 1;
+		}
+	}
 	/*
 	 * The swap file in a directory of its own that only the guardian
 	 * removes, after swapoff: cleanup_all() must never unlink an active

@@ -25,6 +25,7 @@ static const char *const policy_names[LAB_POLICY_COUNT] = {
 	[LAB_SWAP_ONLY] = "swap-only",
 	[LAB_BALLOON_ONLY] = "balloon-only",
 	[LAB_KERNEL] = "kernel",
+	[LAB_ESX_COLD] = "esx-cold",
 };
 
 const char *lab_policy_name(enum lab_policy p)
@@ -141,9 +142,10 @@ static const char *parse_policies(const char *v, struct lab_scenario *s)
 	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
 		int p = lab_policy_parse(t);
 		if (p < 0)
-			return "unknown policy (esx, swap-only, balloon-only, kernel)";
+			return "unknown policy (esx, esx-cold, swap-only, "
+			       "balloon-only, kernel)";
 		if (s->n_policies == LAB_MAX_POLICIES)
-			return "more than 4 policies";
+			return "more than 5 policies";
 		for (unsigned i = 0; i < s->n_policies; i++)
 			if (s->policies[i] == (enum lab_policy)p)
 				return "a policy listed twice";

@@ -23,13 +23,14 @@
 #include <stdint.h>
 
 #define LAB_MAX_GUESTS 16
-#define LAB_MAX_POLICIES 4
+#define LAB_MAX_POLICIES 5
 
 enum lab_policy {
 	LAB_ESX,
 	LAB_SWAP_ONLY,
 	LAB_BALLOON_ONLY,
 	LAB_KERNEL,	/* no daemon: a memory cgroup and kernel swap */
+	LAB_ESX_COLD,	/* esx with --victims cold (engine/track.h) */
 	LAB_POLICY_COUNT
 };
 

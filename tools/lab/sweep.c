@@ -28,6 +28,7 @@
 struct totals {
 	double configured, shared, zero, saved;
 	double min_passes;	/* the least scanned guest's scan passes */
+	double stable_scans;	/* the daemon's --share-stable-scans */
 	unsigned vms;
 };
 
@@ -35,7 +36,11 @@ static void add_up(json_object *root, struct totals *t)
 {
 	json_object *vms;
 
-	*t = (struct totals){ .min_passes = INFINITY };
+	json_object *sharing;
+
+	*t = (struct totals){ .min_passes = INFINITY, .stable_scans = 1 };
+	if (json_object_object_get_ex(root, "sharing", &sharing))
+		t->stable_scans = status_num(sharing, "stable_scans", 1);
 	if (!json_object_object_get_ex(root, "vms", &vms))
 		return;
 	for (size_t j = 0; j < json_object_array_length(vms); j++) {
@@ -129,7 +134,10 @@ static int step(const struct lab_sweep_env *e, unsigned n, struct lab_report_sha
 			fprintf(stderr, "\r\033[Klab: %s: %3.0f s, shared %.1f MiB of %.0f MiB "
 				"(%.1f%%), scan passes %.0f", run, t, tot.shared, tot.configured,
 				p->shared_pct, isinf(tot.min_passes) ? 0 : tot.min_passes);
-		if (tot.vms == n && tot.min_passes >= 2 && same >= 2) {
+		/* A page is merged in the pass that finds it stable (the
+		 * stable_scans + 1st read); two more passes see that done,
+		 * however slowly a loaded machine scans. */
+		if (tot.vms == n && tot.min_passes >= tot.stable_scans + 3 && same >= 2) {
 			p->settled = true;
 			break;
 		}
