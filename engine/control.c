@@ -163,7 +163,7 @@ static struct pk_vm *vm_for(struct pk_conn *c, const char *vm_name,
 			 "(only its owner, root and the admin group may)",
 			 name, (unsigned)vm->owner_uid, (unsigned)c->peer.uid,
 			 what);
-		pk_log(&c->engine->log, "refused %s of vm %s to uid %u (pid %d): "
+		pk_log_prio(&c->engine->log, LOG_NOTICE, "refused %s of vm %s to uid %u (pid %d): "
 				  "it belongs to uid %u",
 		       what, name, (unsigned)c->peer.uid, (int)c->peer.pid,
 		       (unsigned)vm->owner_uid);
@@ -640,7 +640,7 @@ static void handle_balloon(struct pk_conn *c, const struct pk_balloon_msg *m)
 	r.target_bytes = err ? 0 : m->target_bytes;
 	r.actual_bytes = actual;
 	if (err && err != -EPERM) /* vm_for logged a refusal */
-		pk_log(&c->engine->log, "balloon request refused: %s", r.reason);
+		pk_log_prio(&c->engine->log, LOG_NOTICE, "balloon request refused: %s", r.reason);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -664,7 +664,7 @@ static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 				       m->no_balloon, why, sizeof(why));
 	}
 	if (err && err != -EPERM) /* vm_for logged a refusal */
-		pk_log(&c->engine->log, "set request refused: %s", why);
+		pk_log_prio(&c->engine->log, LOG_NOTICE, "set request refused: %s", why);
 	pk_reply_encode(&r, PK_MSG_SET_REPLY, err, vm ? vm->id : 0, why);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -807,7 +807,7 @@ static void accept_pause(struct pk_engine *e, int err)
 	};
 
 	if (!e->accept_pauses++)
-		pk_log(&e->log, "accept: %s; new connections wait (retried every "
+		pk_log_prio(&e->log, LOG_WARNING, "accept: %s; new connections wait (retried every "
 			  "%d ms) until some close",
 		       strerror(err), PK_ACCEPT_PAUSE_MS);
 	pk_watch_del(e->loop, e->listen_watch);

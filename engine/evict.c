@@ -420,7 +420,7 @@ static void batch_finish(struct pk_evict_batch *b)
 	}
 	if (punch_err) {
 		if (!vm->punch_error_logged++)
-			pk_log(&vm->engine->log, "vm %s: cannot punch pages out of its "
+			pk_log_prio(&vm->engine->log, LOG_ERR, "vm %s: cannot punch pages out of its "
 			       "RAM file (%s): they stay resident; eviction and "
 			       "merging of this VM stop here", vm->name,
 			       strerror(-punch_err));
@@ -577,7 +577,7 @@ void pk_evict_io_done(struct pk_engine *e, struct pk_io_op *op, int result)
 		if (vm) {
 			vm->stats.swap_write_errors++;
 			if (!vm->reclaim_status && !vm->reclaim_reason)
-				pk_log(&e->log, "vm %s: writing the swap file failed "
+				pk_log_prio(&e->log, LOG_ERR, "vm %s: writing the swap file failed "
 				       "(%s): eviction stops, the pages stay in "
 				       "the guest", vm->name, strerror(-result));
 			reclaim_stop(vm, result, result == -ENOSPC

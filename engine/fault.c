@@ -176,7 +176,7 @@ static void retry_note(struct pk_vm *vm, const char *what, int err)
 		return;
 	vm->retry_episode_ms = pk_monotonic_ms();
 	vm->retry_episode_retries = 1;
-	pk_log(&vm->engine->log, "vm %s: %s: %s; its faults wait and are retried "
+	pk_log_prio(&vm->engine->log, LOG_WARNING, "vm %s: %s: %s; its faults wait and are retried "
 	       "every %u ms to %u ms until it succeeds (logged once per "
 	       "episode)", vm->name, what, strerror(-err),
 	       PK_RETRY_BACKOFF_MIN_MS, PK_RETRY_BACKOFF_MAX_MS);
@@ -281,7 +281,7 @@ static int poison_page(struct pk_vm *vm, uint64_t addr)
 			return 0;
 	}
 	if (errno != EAGAIN)
-		pk_log(&vm->engine->log, "vm %s: UFFDIO_POISON at 0x%llx: %s",
+		pk_log_prio(&vm->engine->log, LOG_ERR, "vm %s: UFFDIO_POISON at 0x%llx: %s",
 		       vm->name, (unsigned long long)addr, strerror(errno));
 	return -errno;
 }
@@ -368,7 +368,7 @@ static enum swapin_next swapin_resolve(struct pk_vm *vm, struct pk_swapin *op,
 		int err = poison_page(vm, op->addr);
 		if (err == -EAGAIN)
 			return SWAPIN_AGAIN;
-		pk_log(&vm->engine->log,
+		pk_log_prio(&vm->engine->log, LOG_ERR,
 		       "vm %s: PAGE %llu LOST: swap slot %llu %s; the guest "
 		       "gets a memory error instead of wrong data (%u reads)",
 		       vm->name, (unsigned long long)op->idx,
@@ -455,7 +455,7 @@ static int share_refault(struct pk_vm *vm, uint64_t idx, uint64_t addr)
 				 .len = PK_PAGE_SIZE };
 
 	if (!src) { /* cannot happen: the page holds a reference */
-		pk_log(&vm->engine->log, "vm %s: page %llu: canonical copy %llu is "
+		pk_log_prio(&vm->engine->log, LOG_ERR, "vm %s: page %llu: canonical copy %llu is "
 		       "gone; poisoned", vm->name, (unsigned long long)idx,
 		       (unsigned long long)id);
 		if (poison_page(vm, addr) == -EAGAIN)
@@ -599,7 +599,7 @@ static int resolve_fault(struct pk_vm *vm, uint64_t fault_addr, uint64_t flags)
 		 * a memory error for the guest, never wrong bytes, never a
 		 * loop. */
 		if (st != PK_PAGE_POISONED)
-			pk_log(&vm->engine->log, "vm %s: page %llu in state %s has "
+			pk_log_prio(&vm->engine->log, LOG_ERR, "vm %s: page %llu in state %s has "
 			       "no resolver; poisoned", vm->name, (unsigned long long)idx,
 		       pk_page_state_name(st));
 		if (poison_page(vm, addr) == -EAGAIN)
@@ -870,7 +870,7 @@ void pk_fault_handle_events(struct pk_vm *vm)
 				m->event = 0;
 				break;
 			default:
-				pk_log(&vm->engine->log, "vm %s: unexpected uffd event %u",
+				pk_log_prio(&vm->engine->log, LOG_WARNING, "vm %s: unexpected uffd event %u",
 				       vm->name, m->event);
 			}
 		}

@@ -914,7 +914,7 @@ int pk_metrics_start(struct pk_engine *e, const char *spec)
 
 fail_errno:
 	err = -errno;
-	pk_log(&e->log, "metrics: cannot listen on %s: %s", spec,
+	pk_log_prio(&e->log, LOG_ERR, "metrics: cannot listen on %s: %s", spec,
 	       strerror(-err));
 	pk_watch_del(e->loop, m->timer_watch);
 	if (m->timer_fd >= 0)

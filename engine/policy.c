@@ -542,7 +542,7 @@ static void compute_targets(struct pk_engine *e)
 		 * targets stand (pk_policy_vm_set refuses such settings, so
 		 * this is a bug; said once). */
 		if (!p->alloc_error_logged)
-			pk_log(&e->log, "allocation: %s; targets kept", strerror(-r));
+			pk_log_prio(&e->log, LOG_WARNING, "allocation: %s; targets kept", strerror(-r));
 		p->alloc_error_logged = 1;
 		free(a);
 		return;

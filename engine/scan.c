@@ -248,7 +248,7 @@ static uint64_t scan_vm(struct pk_vm *vm, uint64_t max_pages,
 				 want > PK_SCAN_STEP ? PK_SCAN_STEP : (unsigned)want,
 				 on_page, vm);
 		if (n < 0) {
-			pk_log(&vm->engine->log, "vm %s: scan: %s", vm->name,
+			pk_log_prio(&vm->engine->log, LOG_WARNING, "vm %s: scan: %s", vm->name,
 			       strerror(-n));
 			break;
 		}

@@ -340,7 +340,7 @@ void pk_share_consider(struct pk_vm *vm, uint64_t idx, const void *page,
 				    pk_page_payload(&vm->pages, idx) |
 					    PK_SCAN_CANDIDATE);
 		else
-			pk_log(&e->log, "vm %s: candidate index: %s", vm->name,
+			pk_log_prio(&e->log, LOG_WARNING, "vm %s: candidate index: %s", vm->name,
 			       strerror(-r));
 		return;
 	}

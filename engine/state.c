@@ -170,13 +170,13 @@ static int lock_dir(struct pk_engine *e, const char *dir, int *dirfd,
 	*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*dirfd < 0) {
 		int err = -errno;
-		pk_log(&e->log, "cannot open %s: %s", dir, strerror(errno));
+		pk_log_prio(&e->log, LOG_ERR, "cannot open %s: %s", dir, strerror(errno));
 		return err;
 	}
 	*lockfd = openat(*dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (*lockfd < 0) {
 		int err = -errno;
-		pk_log(&e->log, "cannot create %s/lock: %s", dir, strerror(errno));
+		pk_log_prio(&e->log, LOG_ERR, "cannot create %s/lock: %s", dir, strerror(errno));
 		return err;
 	}
 	if (flock(*lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -206,7 +206,7 @@ int pk_state_open(struct pk_engine *e)
 		return err;
 	if (fstat(e->state_dirfd, &a) < 0 || stat(e->cfg.run_dir, &b) < 0) {
 		err = -errno;
-		pk_log(&e->log, "cannot stat %s: %s", e->cfg.run_dir, strerror(errno));
+		pk_log_prio(&e->log, LOG_ERR, "cannot stat %s: %s", e->cfg.run_dir, strerror(errno));
 		return err;
 	}
 	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
@@ -257,7 +257,7 @@ int pk_state_swap_open(struct pk_engine *e)
 		o.size_bytes = e->cfg.swap_bytes;
 		err = pk_swap_store_open_opts(&e->swap, &o);
 		if (err) {
-			pk_log(&e->log, "cannot create the swap file %s: %s", path,
+			pk_log_prio(&e->log, LOG_ERR, "cannot create the swap file %s: %s", path,
 			       strerror(-err));
 			return err;
 		}
@@ -284,7 +284,7 @@ int pk_state_swap_open(struct pk_engine *e)
 			if (err == 0 && !pk_swap_store_reopened(e->swap))
 				err = -ENOENT;
 			if (err) {
-				pk_log(&e->log, "cannot reopen the swap file %s: %s",
+				pk_log_prio(&e->log, LOG_ERR, "cannot reopen the swap file %s: %s",
 				       path, strerror(-err));
 				pk_swap_store_close(e->swap);
 				e->swap = NULL;
@@ -298,14 +298,14 @@ int pk_state_swap_open(struct pk_engine *e)
 								: "buffered");
 			return swap_watch_and_dedup(e);
 		}
-		pk_log(&e->log, "the swap file %s is not the one the previous daemon "
+		pk_log_prio(&e->log, LOG_ERR, "the swap file %s is not the one the previous daemon "
 		       "left (missing, replaced or resized): pages swapped "
 		       "there are lost, and their guests get memory errors for "
 		       "them", path);
 		e->swap_lost = 1;
 		pk_sfile_remove(sums);
 	} else if (err != -ENOENT) {
-		pk_log(&e->log, "%s/%s is damaged (%s): pages swapped by the previous "
+		pk_log_prio(&e->log, LOG_ERR, "%s/%s is damaged (%s): pages swapped by the previous "
 		       "daemon are lost", e->cfg.run_dir, SUMS_NAME,
 		       strerror(-err));
 		e->swap_lost = 1;
@@ -319,7 +319,7 @@ int pk_state_swap_open(struct pk_engine *e)
 	o.size_bytes = e->cfg.swap_bytes;
 	err = pk_swap_store_open_opts(&e->swap, &o);
 	if (err) {
-		pk_log(&e->log, "cannot create the swap file %s: %s", path,
+		pk_log_prio(&e->log, LOG_ERR, "cannot create the swap file %s: %s", path,
 		       strerror(-err));
 		return err;
 	}
@@ -333,7 +333,7 @@ int pk_state_swap_open(struct pk_engine *e)
 			      sizeof(m), m.size / PK_SWAP_PAGE_SIZE *
 						 sizeof(uint64_t));
 	if (err) {
-		pk_log(&e->log, "cannot create %s/%s: %s", e->cfg.run_dir, SUMS_NAME,
+		pk_log_prio(&e->log, LOG_ERR, "cannot create %s/%s: %s", e->cfg.run_dir, SUMS_NAME,
 		       strerror(-err));
 		return err;
 	}
@@ -535,7 +535,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 	if (err) {
 		char bad[512];
 		snprintf(bad, sizeof(bad), "%s.bad", fname);
-		pk_log(&e->log, "VM record %s/%s cannot be read (%s): set aside as "
+		pk_log_prio(&e->log, LOG_ERR, "VM record %s/%s cannot be read (%s): set aside as "
 		       "%s; its guest's swapped and merged pages are lost",
 		       e->cfg.run_dir, fname, strerror(-err), bad);
 		renameat(e->run_dirfd, fname, e->run_dirfd, bad);
@@ -581,7 +581,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 	e->waiting = vm;
 	e->n_waiting++;
 	if (pk_share_rejoin(vm, m->share_domain) < 0)
-		pk_log(&e->log, "vm %s: cannot reopen its sharing domain's copies",
+		pk_log_prio(&e->log, LOG_ERR, "vm %s: cannot reopen its sharing domain's copies",
 		       vm->name);
 
 	inbox_attach(vm);
@@ -614,7 +614,7 @@ static void record_load(struct pk_engine *e, const char *fname)
 		}
 	}
 	if (lost)
-		pk_log(&e->log, "vm %s: %" PRIu64 " pages LOST with the previous "
+		pk_log_prio(&e->log, LOG_ERR, "vm %s: %" PRIu64 " pages LOST with the previous "
 		       "daemon's state (swap file or canonical copies gone); "
 		       "its guest gets memory errors for them, never zeros",
 		       vm->name, lost);
@@ -910,7 +910,7 @@ void pk_state_name_hold(struct pk_engine *e, const char *name, uid_t uid)
 	fd = openat(e->run_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
 				       O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		pk_log(&e->log, "vm %s: cannot reserve its name for uid %u (%s/%s: "
+		pk_log_prio(&e->log, LOG_WARNING, "vm %s: cannot reserve its name for uid %u (%s/%s: "
 		       "%s)", name, (unsigned)uid, e->cfg.run_dir, tmp,
 		       strerror(errno));
 		return;
@@ -920,7 +920,7 @@ void pk_state_name_hold(struct pk_engine *e, const char *name, uid_t uid)
 	close(fd);
 	/* The rename replaces a reservation whole, and sets its mtime. */
 	if (!ok || renameat(e->run_dirfd, tmp, e->run_dirfd, f) < 0) {
-		pk_log(&e->log, "vm %s: cannot reserve its name for uid %u (%s/%s)",
+		pk_log_prio(&e->log, LOG_WARNING, "vm %s: cannot reserve its name for uid %u (%s/%s)",
 		       name, (unsigned)uid, e->cfg.run_dir, f);
 		unlinkat(e->run_dirfd, tmp, 0);
 	}

@@ -446,7 +446,7 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	if (pk_state_name_owner(e, reg->vm_name, &holder, &left) == 0 &&
 	    holder != reg->owner_uid) {
 		if (!reg->owner_admin) {
-			pk_log(&e->log, "refused vm name %s to uid %u: reserved for uid "
+			pk_log_prio(&e->log, LOG_NOTICE, "refused vm name %s to uid %u: reserved for uid "
 			       "%u for %u s more", reg->vm_name,
 			       (unsigned)reg->owner_uid, (unsigned)holder, left);
 			REJECT(-EEXIST, "VM name '%s' is reserved for uid %u, "

@@ -74,7 +74,7 @@ static void rewatch(struct pk_vm_balloon *vb)
 	vb->watch = pk_watch_add(loop, fd, events, on_io, vb);
 	if (!vb->watch)
 		/* The tick comes back within a second and tries again. */
-		pk_log(&vb->vm->engine->log, "vm %s: cannot watch its balloon "
+		pk_log_prio(&vb->vm->engine->log, LOG_WARNING, "vm %s: cannot watch its balloon "
 		       "channel: %s", vb->vm->name, strerror(errno));
 }
 
@@ -154,7 +154,7 @@ static void on_event(struct pk_balloon *b, enum pk_balloon_event ev,
 		vb->logged = LOGGED_GONE;
 		break;
 	case PK_BLN_EV_FAILED:
-		pk_log(&e->log, "vm %s: the guest refused balloon target %.1f MiB: %s",
+		pk_log_prio(&e->log, LOG_WARNING, "vm %s: the guest refused balloon target %.1f MiB: %s",
 		       vm->name, (double)in->target_bytes / MIB, in->why);
 		break;
 	case PK_BLN_EV_STALLED:

@@ -764,6 +764,14 @@ START_TEST(test_journal_priorities)
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
 	WAIT_FOR(file_has(d.log, "<4>pagekeeperd: reload: "), 2000, 20,
 		 "a <4> (warning) line for the rejected file in %s", d.log);
+	/* A refused request: a notice, with its reason. */
+	char out[256], *set[] = { (char *)env_or_fail("PK_CLI"), "--socket", d.sock,
+				  "set", "novm", "--shares", "5", NULL };
+	int rc = run_capture(set, out, sizeof(out));
+	ck_assert_msg(rc != 0, "pagekeeper set of a VM that is not there: exit 0");
+	WAIT_FOR(file_has(d.log, "<5>pagekeeperd: set request refused: "), 2000, 20,
+		 "a <5> (notice) line for the refused set in %s (the CLI said: %.160s)",
+		 d.log, out);
 	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
