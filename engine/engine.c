@@ -123,6 +123,7 @@ static void on_tick(struct pk_event_loop *loop, struct pk_watch *w,
 		vm->stats.swapins_last_tick = vm->stats.swapins;
 	}
 	pk_scan_tick(e, expirations);
+	pk_log_flush(&e->log); /* lines a stalled log stream left waiting */
 	pk_share_tick(e);
 	pk_state_tick(e);
 	pk_policy_tick(e, now_ms);
@@ -284,6 +285,7 @@ void pk_engine_fini(struct pk_engine *e)
 	free(e->rx_buf);
 	if (e->zero_buf)
 		munmap(e->zero_buf, (size_t)e->cfg.fault_around_max * 4096);
+	pk_log_fini(&e->log, 1000); /* what a stalled stream still holds */
 	memset(e, 0, sizeof(*e));
 	e->listen_fd = e->signal_fd = e->timer_fd = e->scan_timer_fd = -1;
 	e->retry_timer_fd = -1;

@@ -35,6 +35,7 @@
  * never restarted) and a config key that parses differently from its
  * flag are all failures nobody sees until a host is in trouble.
  */
+#include "engine/protocol.h"
 #include "tests/daemon_fixture.h"
 #include "tests/guest_proc.h"
 
@@ -48,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -777,6 +779,110 @@ START_TEST(test_journal_priorities)
 END_TEST
 
 /*
+ * Issue 18, item 6: the log never blocks the loop.  pagekeeperd's stderr
+ * is a pipe nobody reads (journald stalled, say): LOG_REQUESTS refused
+ * SET requests each log a line, far more than the pipe (64 KiB) and the
+ * daemon's pending buffer (PK_LOG_PENDING_MAX) hold.  Every request must
+ * still be answered within LOG_REPLY_MS; then the pipe is read: whole
+ * lines only, and the count of the lines dropped meanwhile is logged once
+ * the stream drains (the daemon's 1 s tick flushes).  The daemon dies
+ * with this test's process (PR_SET_PDEATHSIG) if an assertion ends it.
+ */
+#define LOG_REQUESTS 4000	/* x ~60 bytes: twice pipe + pending */
+#define LOG_REPLY_MS 2000	/* one refused SET, logged */
+
+START_TEST(test_log_never_blocks)
+{
+	char dir[96], sock[128], state[128], run[128];
+	int p[2], st, conn;
+	pid_t pid;
+	long deadline;
+	static char text[1 << 20];
+	size_t len = 0;
+
+	make_dir(dir, sizeof(dir), "logpipe");
+	snprintf(sock, sizeof(sock), "%s/pk.sock", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(run, sizeof(run), "%s/run", dir);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null, 1);
+		dup2(p[1], 2);
+		execl(env_or_fail("PK_DAEMON"), "pagekeeperd", "--socket", sock,
+		      "--state-dir", state, "--run-dir", run, "--swap-size", "0",
+		      "--foreground", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	deadline = pk_test_deadline_ms(5000);
+	while ((conn = pk_test_connect(sock)) < 0) {
+		ck_assert_msg(pk_test_now_ms() < deadline && waitpid(pid, &st, WNOHANG) == 0,
+			      "pagekeeperd did not listen on %s", sock);
+		usleep(10000);
+	}
+	for (int i = 0; i < LOG_REQUESTS; i++) {
+		struct pk_set_msg m;
+		struct pk_reply_msg r;
+		ssize_t n;
+
+		ck_assert_int_eq(pk_set_msg_encode(&m, "novm", 5, -1, -1, -1), 0);
+		ck_assert_int_eq(pk_test_send(conn, &m, sizeof(m), NULL, 0), 0);
+		n = pk_test_recv(conn, &r, sizeof(r), scaled_ms(LOG_REPLY_MS));
+		ck_assert_msg(n == (ssize_t)sizeof(r),
+			      "request %d of %d: no reply in %d ms (%zd): the daemon "
+			      "blocks on its full log stream", i + 1, LOG_REQUESTS,
+			      scaled_ms(LOG_REPLY_MS), n);
+	}
+	close(conn);
+	/* Now drain the pipe until the dropped count shows. */
+	deadline = pk_test_deadline_ms(5000);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		ssize_t n = read(p[0], text + len, sizeof(text) - 1 - len);
+
+		if (n > 0) {
+			len += (size_t)n;
+			text[len] = '\0';
+			if (strstr(text, " log lines dropped: "))
+				break;
+			continue;
+		}
+		ck_assert_msg(pk_test_now_ms() < deadline, "no 'log lines dropped' "
+			      "line in the %zu bytes read (the pending lines are "
+			      "sent at the daemon's 1 s tick)", len);
+		ck_assert_msg(len < sizeof(text) - 1, "the log has no end");
+		usleep(10000);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, &st, 0);
+	close(p[0]);
+	unsigned lines = 0, refused = 0;
+	for (char *l = text; *l; lines++) {
+		char *e = strchr(l, '\n');
+		ck_assert_msg(strncmp(l, "pagekeeperd: ", 13) == 0,
+			      "a torn line in the log: '%.80s'", l);
+		refused += strncmp(l, "pagekeeperd: set request refused", 32) == 0;
+		if (!e)
+			break;
+		l = e + 1;
+	}
+	const char *dl = strstr(text, " log lines dropped: ");
+	while (dl > text && dl[-1] != '\n')
+		dl--;
+	printf("log_never_blocks: %d requests answered; the log held %u lines "
+	       "(%u refusals), then '%.*s'\n", LOG_REQUESTS, lines, refused,
+	       (int)strcspn(dl, "\n"), dl);
+	ck_assert_msg(refused < LOG_REQUESTS, "all %u refusals were logged: the "
+		      "stream never filled", refused);
+	rm_rf(dir);
+}
+END_TEST
+
+/*
  * Issue 18, item 4: the syscalls pagekeeperd makes, against systemd's
  * @system-service.  No service manager runs here (no systemd as PID 1),
  * so the unit's SystemCallFilter= stays commented; this keeps the
@@ -956,6 +1062,7 @@ static Suite *service_suite(void)
 	tcase_add_test(tc, test_flags_override_file);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_journal_priorities);
+	tcase_add_test(tc, test_log_never_blocks); /* issue 18, item 6 */
 	suite_add_tcase(s, tc);
 	return s;
 }
