@@ -233,6 +233,8 @@ int pk_engine_run(struct pk_engine *e)
 				pk_fault_drain_step(vm);
 				deferred += vm->drain_fd >= 0;
 			}
+			if (vm->track.sweeping) /* track.h: a period begins */
+				deferred += (unsigned)pk_track_step(vm);
 			pk_vm_balloon_tick(vm, now_ms, &next_due);
 		}
 		pk_engine_retry_at(e, next_due);

@@ -28,11 +28,20 @@ struct pk_vm;
 
 #define PK_TRACK_PERIOD_MS 2000u
 
+/* A period begins in steps of the event loop (pk_track_step), each at
+ * most this many pages of the table and this many protect ioctls: no
+ * step holds the loop for more than a fraction of a millisecond. */
+#define PK_TRACK_STEP_PAGES 32768u
+#define PK_TRACK_STEP_RUNS 256u
+
 /* Per VM (embedded in struct pk_vm). */
 struct pk_vm_track {
 	int on;			 /* tracking runs for this VM */
+	int sweeping;		 /* a period is beginning: pk_track_step */
+	int sweep_clear;	 /* ... after tracking was off: clear marks */
+	uint64_t cursor;	 /* the sweep's next page */
 	uint64_t period_start_ms; /* CLOCK_MONOTONIC; 0: none begun */
-	uint64_t periods;	 /* periods begun */
+	uint64_t periods;	 /* periods begun (their sweeps done) */
 	uint64_t write_faults;	 /* write-protect faults that found a page
 				  * written first in a period */
 	uint64_t wp_again;	 /* period starts put off by EAGAIN */
@@ -40,11 +49,17 @@ struct pk_vm_track {
 
 /*
  * The policy's tick (policy.c): want says whether vm may be a victim now
- * and the victims are cold.  Begins a period when one is due; a
- * protection the kernel refuses with EAGAIN (a REMOVE in flight) is
- * tried again at the next tick.
+ * and the victims are cold.  Starts a period's sweep when one is due.
  */
 void pk_track_tick(struct pk_vm *vm, uint64_t now_ms, int want);
+
+/*
+ * One step of a beginning period's sweep, from the engine's loop while
+ * vm->track.sweeping.  Returns 1 while there is more to do (a protection
+ * the kernel refused with EAGAIN, a REMOVE in flight, is tried again at
+ * the next step, once the events are read), 0 when the period has begun.
+ */
+int pk_track_step(struct pk_vm *vm);
 
 /*
  * The fault path saw the guest write page idx: a write-protect fault of

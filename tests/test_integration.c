@@ -1116,7 +1116,9 @@ END_TEST
 
 /*
  * cold_victims: with --victims cold, eviction takes the pages the guest
- * has not written lately.  A guest of CV_PAGES unique pages; a writer
+ * has not written lately.  A guest of CV_PAGES unique pages, half at the
+ * start of a CV_SPAN-page mapping and half at its end (a tracking
+ * period's sweep, in steps of PK_TRACK_STEP_PAGES, must reach both); a writer
  * thread writes one word into each hot page round after round: half the
  * pages, in blocks of CV_BLOCK alternating with cold ones, so that each
  * run of the random policy (64 pages) takes about as many of either.
@@ -1132,7 +1134,8 @@ END_TEST
  * choice, so evicted pages alone would look all cold under random too).
  * Then the writer stops and every byte of every page is verified.
  */
-#define CV_PAGES 2048		/* 8 MiB */
+#define CV_PAGES 2048		/* 8 MiB filled */
+#define CV_SPAN (3 * PK_TRACK_STEP_PAGES - 1024) /* the mapping, in pages */
 #define CV_HOT (CV_PAGES / 2)	/* pages written */
 #define CV_BLOCK 8		/* hot and cold blocks alternate */
 #define CV_RECLAIM 512		/* 2 MiB */
@@ -1145,9 +1148,17 @@ struct cv {
 	uint64_t last[CV_PAGES];	/* the word last written, by page */
 };
 
-static int cv_hot(uint64_t p)
+static int cv_hot(uint64_t k)
 {
-	return (p / CV_BLOCK) % 2 == 0;
+	return (k / CV_BLOCK) % 2 == 0;
+}
+
+/* The filled page k's place in the mapping: half at its start, half at
+ * its end, so that a period's sweep (track.h) takes three steps to get
+ * from the one to the other. */
+static uint64_t cv_page(uint64_t k)
+{
+	return k < CV_PAGES / 2 ? k : CV_SPAN - CV_PAGES + k;
 }
 
 static void *cv_writer(void *arg)
@@ -1155,12 +1166,12 @@ static void *cv_writer(void *arg)
 	struct cv *w = arg;
 
 	for (uint64_t round = 1; !atomic_load(&w->stop); round++) {
-		for (uint64_t p = 0; p < CV_PAGES; p++) {
-			if (!cv_hot(p))
+		for (uint64_t k = 0; k < CV_PAGES; k++) {
+			if (!cv_hot(k))
 				continue;
-			uint64_t v = wpr_word(p, round);
-			memcpy(w->ram + p * PAGE, &v, sizeof(v));
-			w->last[p] = v;
+			uint64_t v = wpr_word(k, round);
+			memcpy(w->ram + cv_page(k) * PAGE, &v, sizeof(v));
+			w->last[k] = v;
 		}
 		atomic_fetch_add(&w->rounds, 1);
 	}
@@ -1186,7 +1197,7 @@ static double cv_run(const char *victims, uint64_t *chosen_out)
 	struct pk_test_guest g;
 	struct pk_client *c;
 	struct pk_reclaim_reply r;
-	unsigned char vec[CV_PAGES];
+	static unsigned char vec[CV_SPAN];
 	char args[256], got[32];
 	uint64_t cold_out = 0, chosen;
 	pthread_t wr;
@@ -1197,11 +1208,11 @@ static double cv_run(const char *victims, uint64_t *chosen_out)
 	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
 	status_str(&d, "victims", got, sizeof(got));
 	ck_assert_str_eq(got, victims);
-	c = one_region_guest(&d, "cold", CV_PAGES, &g);
+	c = one_region_guest(&d, "cold", CV_SPAN, &g);
 	memset(&w, 0, sizeof(w));
 	w.ram = g.addr;
-	for (uint64_t p = 0; p < CV_PAGES; p++)
-		fill_page(w.ram + p * PAGE, p + 1);
+	for (uint64_t k = 0; k < CV_PAGES; k++)
+		fill_page(w.ram + cv_page(k) * PAGE, k + 1);
 	ck_assert_int_eq(pthread_create(&wr, NULL, cv_writer, &w), 0);
 	if (!strcmp(victims, "cold")) {
 		/* The first period begins at the next tick, the second a
@@ -1214,9 +1225,9 @@ static double cv_run(const char *victims, uint64_t *chosen_out)
 	ck_assert_int_eq(pk_test_reclaim(d.sock, "cold",
 					 (uint64_t)CV_RECLAIM * PAGE, &r), 0);
 	/* Nobody touches the cold pages: their holes are their evictions. */
-	ck_assert_int_eq(mincore(w.ram, (size_t)CV_PAGES * PAGE, vec), 0);
-	for (unsigned i = 0; i < CV_PAGES; i++)
-		cold_out += !cv_hot(i) && !(vec[i] & 1);
+	ck_assert_int_eq(mincore(w.ram, (size_t)CV_SPAN * PAGE, vec), 0);
+	for (unsigned k = 0; k < CV_PAGES; k++)
+		cold_out += !cv_hot(k) && !(vec[cv_page(k)] & 1);
 	wfaults = vm_field(&d, "cold", "track_write_faults");
 	atomic_store(&w.stop, 1);
 	ck_assert_int_eq(pthread_join(wr, NULL), 0);
@@ -1244,20 +1255,21 @@ static double cv_run(const char *victims, uint64_t *chosen_out)
 			      "--victims random", wfaults);
 
 	/* Every byte back: hot pages their last word, all their pattern. */
-	for (uint64_t p = 0; p < CV_PAGES; p++) {
+	for (uint64_t k = 0; k < CV_PAGES; k++) {
+		const unsigned char *pg = w.ram + cv_page(k) * PAGE;
 		unsigned char want[PAGE];
 		uint64_t v;
 
-		fill_page(want, p + 1);
-		if (cv_hot(p)) {
-			memcpy(&v, w.ram + p * PAGE, sizeof(v));
-			ck_assert_msg(v == w.last[p], "page %" PRIu64 ": word 0x%"
-				      PRIx64 ", last written 0x%" PRIx64, p, v,
-				      w.last[p]);
+		fill_page(want, k + 1);
+		if (cv_hot(k)) {
+			memcpy(&v, pg, sizeof(v));
+			ck_assert_msg(v == w.last[k], "page %" PRIu64 ": word 0x%"
+				      PRIx64 ", last written 0x%" PRIx64,
+				      cv_page(k), v, w.last[k]);
 		}
-		ck_assert_msg(memcmp(w.ram + p * PAGE + 8, want + 8, PAGE - 8) == 0 &&
-			      (cv_hot(p) || memcmp(w.ram + p * PAGE, want, 8) == 0),
-			      "page %" PRIu64 ": its pattern changed", p);
+		ck_assert_msg(memcmp(pg + 8, want + 8, PAGE - 8) == 0 &&
+			      (cv_hot(k) || memcmp(pg, want, 8) == 0),
+			      "page %" PRIu64 ": its pattern changed", cv_page(k));
 	}
 	pk_client_detach(c);
 	pk_test_guest_destroy(&g);
