@@ -1173,6 +1173,52 @@ START_TEST(interrupt)
 END_TEST
 
 /* A scenario file with body; the lab must exit 2 with want on stderr. */
+/* ---- the kernel anchor's OOM kills ---- */
+
+/*
+ * kernel_oom: the kernel anchor (no daemon: the guests in a memory cgroup
+ * limited to the budget, with a kernel swap file) meets its own failure
+ * mode, the memory cgroup's OOM killer: two guests of 32 MiB on a budget
+ * of 16 MiB with 4 MiB of swap cannot fit.  Their deaths are the anchor's
+ * result, what the lab compares pagekeeper with: the table says "killed",
+ * a line names the OOM killer, and the lab exits 0 (a guest killed under
+ * a pagekeeper policy still fails it).  Needs root and the memory
+ * cgroup, as the anchor does.
+ */
+START_TEST(kernel_oom)
+{
+	struct lab_run r;
+	char ini[400];
+	FILE *f;
+
+	lab_dirs(&r);
+	snprintf(ini, sizeof(ini), "%s/anchor-oom.ini", r.dir);
+	f = fopen(ini, "w");
+	ck_assert(f);
+	fputs("[scenario]\nname = anchor-oom\nbudget = 16M\npolicies = kernel\n"
+	      "swap_size = 4M\nlimit = 60\nseed = 1\n[guests]\ncount = 2\nsize = 32M\n"
+	      "os = balloon\nworking_set = 90%\ngrow = 0.5\nops = 200000\nlive = 0.4\n"
+	      "workload = random\n", f);
+	fclose(f);
+	lab_start(&r, (const char *const[]){ ini, "--out", r.out, NULL });
+	lab_wait(&r, 2 * 60000L + STOP_MS);
+	printf("%s", r.stdout_text);
+	ck_assert_msg(r.status == 0, "pagekeeper lab exited %d with the kernel anchor's "
+		      "guests OOM-killed; stdout ends:\n%s\nstderr ends:\n%s", r.status,
+		      tail_of(r.stdout_text, 800), tail_of(r.stderr_text, 800));
+	ck_assert_msg(strstr(r.stdout_text, "killed by the kernel's OOM killer"),
+		      "no line about the anchor's OOM kills:\n%s", tail_of(r.stdout_text, 800));
+	ck_assert_msg(strstr(r.stdout_text, "kernel        lab0       killed") ||
+		      strstr(r.stdout_text, "kernel        lab1       killed"),
+		      "no guest of the kernel run shows as killed:\n%s",
+		      tail_of(r.stdout_text, 800));
+	ck_assert_msg(strstr(r.stdout_text, "guests killed: 0\n"),
+		      "the anchor's deaths counted as the lab's:\n%s",
+		      tail_of(r.stdout_text, 800));
+	lab_gone(&r);
+}
+END_TEST
+
 static void refused(const char *body, const char *const *extra, const char *want1,
 		    const char *want2)
 {
@@ -1261,6 +1307,10 @@ static Suite *lab_suite(void)
 	tc = tcase_create("advise_live");
 	tcase_add_test(tc, advise_live);
 	tcase_set_timeout(tc, 60 * pk_test_time_scale());
+	suite_add_tcase(s, tc);
+	tc = tcase_create("kernel_oom");
+	tcase_add_test(tc, kernel_oom);
+	tcase_set_timeout(tc, 150 * pk_test_time_scale());
 	suite_add_tcase(s, tc);
 	tc = tcase_create("identical_guests");
 	tcase_add_test(tc, identical_guests);

@@ -765,7 +765,7 @@ static int summary(const struct lab *lab)
 {
 	const struct lab_scenario *s = &lab->sc;
 	const struct run_res *base = &lab->runs[0];
-	unsigned killed = 0, failed = 0, mismatches = 0, stopped = 0;
+	unsigned killed = 0, failed = 0, mismatches = 0, stopped = 0, oom = 0;
 	double pages = 0;
 
 	printf("\nlab: %s: %u guests of %.0f MiB (working set %.1f MiB, %llu ops, %s), "
@@ -781,11 +781,17 @@ static int summary(const struct lab *lab)
 		const struct run_res *rr = &lab->runs[r];
 		char states[32];
 		states_str(rr, states, sizeof(states));
+		/* The kernel anchor's guests die by its OOM killer when the
+		 * memory cgroup runs out: that is the anchor's result (what
+		 * memtune and host swap give), pagekeeper's never. */
+		bool anchor = !strcmp(rr->name, "kernel");
 		for (unsigned i = 0; i < s->g.count; i++) {
 			const struct gres *g = &rr->g[i];
 			char rt[24] = "-", st[24] = "-";
 			if (g->have)
 				snprintf(rt, sizeof(rt), "%.2f s", g->run_s);
+			if (g->killed)
+				snprintf(rt, sizeof(rt), "killed");
 			if (g->have && base->g[i].have && base->g[i].run_s > 0)
 				snprintf(st, sizeof(st), "%.2fx", g->run_s / base->g[i].run_s);
 			if (g->timed_out) { /* at least the limit */
@@ -802,6 +808,10 @@ static int summary(const struct lab *lab)
 			printf("%-13s lab%-3u %10s %9s %10.0f pages %10.0f pages %14s %14s  %s\n",
 			       rr->name, i, rt, st, g->have ? g->page_ins : 0, g->swapins, bp, sp,
 			       states);
+			if (anchor && g->killed) {
+				oom++;
+				continue;
+			}
 			killed += g->killed;
 			/* Stopped at the limit: unfinished, so unverified. */
 			stopped += g->timed_out;
@@ -827,6 +837,8 @@ static int summary(const struct lab *lab)
 				if (g->timed_out && base->g[i].have && base->g[i].run_s > 0)
 					snprintf(cellbuf, sizeof(cellbuf), ">%.0fx (>%.0f s)",
 						 s->limit_s / base->g[i].run_s, s->limit_s);
+				if (g->killed)
+					snprintf(cellbuf, sizeof(cellbuf), "killed");
 				printf(" %18s", cellbuf);
 			}
 			printf("\n");
@@ -834,7 +846,7 @@ static int summary(const struct lab *lab)
 	}
 	if (!failed)
 		printf("verified: every page (%.0f pages in %u runs), 0 mismatches%s\n", pages,
-		       lab->n_runs, stopped ? ", of the guests that finished" : "");
+		       lab->n_runs, stopped || oom ? ", of the guests that finished" : "");
 	else
 		printf("verified: FAILED: %u guest runs did not verify every page, %u "
 		       "mismatches\n", failed, mismatches);
@@ -842,6 +854,11 @@ static int summary(const struct lab *lab)
 		printf("stopped at the limit of %.0f s: %u guest runs (unfinished, not "
 		       "verified)\n", s->limit_s, stopped);
 	printf("guests killed: %u\n", killed);
+	if (oom)
+		printf("kernel anchor: %u guest%s killed by the kernel's OOM killer (the "
+		       "memory cgroup at the budget, its swap too slow or full): the "
+		       "anchor's result, where pagekeeper stalls instead\n", oom,
+		       oom == 1 ? "" : "s");
 	/* The budget is the machine's memory; only the policy holds the
 	 * guests to it.  balloon-only (MoM) never swaps nor stalls, so
 	 * nothing stops its guests from using more than the machine has:
