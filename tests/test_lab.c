@@ -1216,6 +1216,7 @@ START_TEST(kernel_oom)
 		      "the anchor's deaths counted as the lab's:\n%s",
 		      tail_of(r.stdout_text, 800));
 	lab_gone(&r);
+	lab_free(&r);
 }
 END_TEST
 
