@@ -10,7 +10,8 @@
  *
  * The table keeps a count of pages in each state, so status figures are
  * O(1) and always agree with the entries: pk_page_set() is the only way
- * an entry changes.
+ * an entry's state changes (pk_page_set_payload() and the flag setters
+ * leave the state, and so the counts, alone).
  *
  * Not thread-safe: the engine touches a VM's table from its one event
  * loop thread.
@@ -76,6 +77,18 @@ static inline uint64_t pk_page_payload(const struct pk_page_table *pt,
 /* Set one page's state and payload; clears its flags. */
 void pk_page_set(struct pk_page_table *pt, uint64_t idx,
 		 enum pk_page_state state, uint64_t payload);
+
+/*
+ * Change one page's payload and keep its state and flags (the sharing
+ * scanner's hash and stamps on a resident page: write tracking's marks
+ * must outlive a scan).  The counts do not change.
+ */
+static inline void pk_page_set_payload(struct pk_page_table *pt, uint64_t idx,
+				       uint64_t payload)
+{
+	pt->entries[idx] = (payload << PK_PTE_PAYLOAD_SHIFT) |
+			   (pt->entries[idx] & ((1ULL << PK_PTE_PAYLOAD_SHIFT) - 1));
+}
 
 static inline int pk_page_busy(const struct pk_page_table *pt, uint64_t idx)
 {

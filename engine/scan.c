@@ -173,11 +173,7 @@ static int on_page(void *arg, uint64_t off, const void *page, uint64_t hash,
 	/* A candidate stays one while its hash does (share.c). */
 	now = pk_scan_payload(hash, stable, cur) |
 	      (same ? old & PK_SCAN_CANDIDATE : 0);
-	{ /* write tracking's marks stay (track.h) */
-		uint64_t marks = pt->entries[idx] & PK_PTE_FLAGS_WRITTEN;
-		pk_page_set(pt, idx, PK_PAGE_RESIDENT, now);
-		pt->entries[idx] |= marks;
-	}
+	pk_page_set_payload(pt, idx, now); /* write tracking's marks stay */
 	/* New to the scanner: read for the first time since it became
 	 * resident, or stable for the first time.  What sets the rate. */
 	if (!pk_scan_payload_stamp(old) ||

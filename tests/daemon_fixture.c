@@ -134,6 +134,26 @@ static void rm_rf(const char *dir)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+int pk_test_main_in_top_dir(struct Suite *s, const char *name, char *top,
+			    size_t len)
+{
+	SRunner *sr;
+	int failed;
+
+	snprintf(top, len, "/tmp/pk-%s-XXXXXX", name);
+	if (!mkdtemp(top)) {
+		fprintf(stderr, "test_%s: mkdtemp %s: %s\n", name, top,
+			strerror(errno));
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	rm_rf(top); /* outside a test: no Check assertion */
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 static int try_connect(const char *sock)
 {
 	int fd = pk_test_connect(sock);

@@ -94,6 +94,16 @@ void pk_test_daemon_stop_ok(struct pk_test_daemon *d);
 int pk_test_daemon_kill(struct pk_test_daemon *d, int sig);
 
 /*
+ * The main() of a test program whose tests share one scratch directory:
+ * makes /tmp/pk-NAME-XXXXXX into top (len bytes), runs every test of s,
+ * removes the directory with whatever the tests left in it, frees the
+ * runner and returns main's exit status.
+ */
+struct Suite;
+int pk_test_main_in_top_dir(struct Suite *s, const char *name, char *top,
+			    size_t len);
+
+/*
  * How much slower this build runs than a plain optimised one: 1, or 3 in
  * an ASan/UBSan build, or $PK_TEST_TIME_SCALE.  Every deadline a test
  * derives from its work is multiplied by it.

@@ -34,6 +34,8 @@
  * silently (new man pages, a moved unit); only building the packages
  * shows it, and a lintian error is what the archive would refuse.
  */
+#include "tests/daemon_fixture.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -374,8 +376,12 @@ static int listed(const char *listing, const char *pat, char *why,
 		char buf[1024], mode[16], owner[64], path[512];
 		unsigned long long size;
 
-		snprintf(buf, sizeof(buf), "%.*s",
-			 (int)(end ? end - line : (long)strlen(line)), line);
+		size_t n = end ? (size_t)(end - line) : strlen(line);
+
+		if (n >= sizeof(buf))
+			n = sizeof(buf) - 1;
+		memcpy(buf, line, n);
+		buf[n] = '\0';
 		line = end ? end + 1 : line + strlen(line);
 		if (sscanf(buf, "%15s %63s %llu %*s %*s %511s", mode, owner,
 			   &size, path) != 4 ||
@@ -478,25 +484,6 @@ static Suite *package_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(package_suite());
-	int failed;
-	pid_t pid;
-
-	snprintf(top_dir, sizeof(top_dir), "/tmp/pk-package-XXXXXX");
-	if (!mkdtemp(top_dir)) {
-		perror("test_package: mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	/* Outside a test: no Check assertion. */
-	pid = fork();
-	if (pid == 0) {
-		execlp("rm", "rm", "-rf", top_dir, (char *)NULL);
-		_exit(127);
-	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pk_test_main_in_top_dir(package_suite(), "package", top_dir,
+				       sizeof(top_dir));
 }

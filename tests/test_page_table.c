@@ -142,6 +142,35 @@ START_TEST(test_payload_max)
 }
 END_TEST
 
+/* The scanner's setter: the payload changes, the state, the busy flag and
+ * write tracking's marks stay, the counts too. */
+START_TEST(test_set_payload_keeps_flags)
+{
+	struct pk_page_table pt;
+
+	ck_assert_int_eq(pk_page_table_init(&pt, 3), 0);
+	pk_page_set(&pt, 1, PK_PAGE_RESIDENT, 5);
+	pk_page_set_busy(&pt, 1, 1);
+	ck_assert_int_eq(pk_page_set_written(&pt, 1), 1);
+	pt.entries[1] |= PK_PTE_FLAG_WRITTEN_PREV;
+	pk_page_set_payload(&pt, 1, PK_PTE_PAYLOAD_MAX);
+	ck_assert_uint_eq(pk_page_payload(&pt, 1), PK_PTE_PAYLOAD_MAX);
+	ck_assert_int_eq(pk_page_state(&pt, 1), PK_PAGE_RESIDENT);
+	ck_assert(pk_page_busy(&pt, 1));
+	ck_assert_uint_eq(pt.entries[1] & PK_PTE_FLAGS_WRITTEN,
+			  PK_PTE_FLAGS_WRITTEN);
+	pk_page_set_payload(&pt, 1, 7);
+	ck_assert_uint_eq(pk_page_payload(&pt, 1), 7);
+	ck_assert(pk_page_busy(&pt, 1) && pk_page_written(&pt, 1));
+	/* Its neighbours are left alone. */
+	ck_assert_uint_eq(pt.entries[0], 0);
+	ck_assert_uint_eq(pt.entries[2], 0);
+	ck_assert_uint_eq(pt.count[PK_PAGE_RESIDENT], 1);
+	assert_counts_match_entries(&pt);
+	pk_page_table_free(&pt);
+}
+END_TEST
+
 START_TEST(test_set_clears_flags)
 {
 	struct pk_page_table pt;
@@ -502,6 +531,7 @@ static Suite *page_table_suite(void)
 	tcase_add_test(tc, test_set_get_state_and_payload);
 	tcase_add_test(tc, test_payload_max);
 	tcase_add_test(tc, test_set_clears_flags);
+	tcase_add_test(tc, test_set_payload_keeps_flags);
 	tcase_add_test(tc, test_overwrite_same_state);
 	tcase_add_test(tc, test_set_range_bounds);
 	tcase_add_loop_test(tc, test_counters_random_model, 0, 3);

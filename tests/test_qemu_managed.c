@@ -88,6 +88,13 @@
  *    1 MiB, whose guest addresses are not RAM file offsets); evicted
  *    again, the guest resumes and the checker's rounds read its pages
  *    back with 0 errors.
+ *  - policy_esx: the memory-state policy on real guests, nothing asked by
+ *    hand: two 256 MiB guests on a 320 MiB --budget, one with a swap disk
+ *    of its own whose balloon can deliver, one whose checker holds most
+ *    of its memory and whose balloon stops short.  The daemon balloons
+ *    both through QMP before it evicts anything, marks the second short
+ *    and swaps it; 0 checker errors, the guests end within the budget
+ *    (meson test 'qemu_policy'; qemu_managed leaves it out).
  *  - measurements (printed with units, "MEASURE" lines): boot time to the
  *    ready line with and without the shim and daemon (3 runs each,
  *    median), and the checker's verification rate with 0%, 50% and 80% of
@@ -125,6 +132,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1879,21 +1887,226 @@ START_TEST(measurements)
 }
 END_TEST
 
+/* ---- 9. the memory-state policy deciding by itself ------------------------ */
+
+#define POL_RAM_MIB 256
+#define POL_BUDGET_MIB 320
+#define POL_SWAP_DISK_MIB 192
+
+/* What the policy did to one VM, the most seen while polling. */
+struct pol_seen {
+	double balloon_target_min; /* MiB; the guest's size until a target */
+	double ballooned_max, swapped_max;
+	double actual_min; /* MiB, QMP query-balloon on the test's monitor */
+	int short_seen;
+};
+
+static void pol_poll(struct pk_test_daemon *d, struct qmp_client *q,
+		     char n[][48], struct pol_seen *seen, double *used_max)
+{
+	for (int i = 0; i < 2; i++) {
+		long long bytes;
+		double v;
+
+		ck_assert_msg(qmp_balloon_actual(&q[i], &bytes, QMP_MS) == 0,
+			      "%s: %s", n[i], q[i].error);
+		seen[i].actual_min = fmin(seen[i].actual_min, bytes / MIB);
+
+		if (vm_figure(d, n[i], "balloon_target_mib", &v) &&
+		    v < seen[i].balloon_target_min)
+			seen[i].balloon_target_min = v;
+		if (vm_figure(d, n[i], "ballooned_mib", &v) &&
+		    v > seen[i].ballooned_max)
+			seen[i].ballooned_max = v;
+		if (vm_figure(d, n[i], "swapped_mib", &v) &&
+		    v > seen[i].swapped_max)
+			seen[i].swapped_max = v;
+		if (vm_field(d, n[i], "balloon_short") == 1)
+			seen[i].short_seen = 1;
+	}
+	*used_max = fmax(*used_max, status_num(d, "used_mib", NULL));
+}
+
+/*
+ * Two 256 MiB guests on a 320 MiB --budget under the default policy
+ * (esx), nothing asked by hand.  "bal" has a swap disk of its own
+ * (pkguest.swap=1) and a checker that first releases 128 MiB (free guest
+ * memory that still holds data in host RAM): its balloon can deliver.
+ * "locked" has no swap and a checker over 160 MiB of its 256 (about 220
+ * MiB once the kernel and its initramfs took theirs): its guest has
+ * little to give the balloon, which stops short (both guests' balloons
+ * deflate on the guest's OOM, as libvirt's deflate_on_oom, so a balloon
+ * that takes too much gives pages back rather than the guest killing
+ * its checker).  The daemon
+ * must leave high by itself, set balloon targets over QMP (the bridge
+ * on the monitor the shim registered) before it evicts any page, shrink
+ * bal through its balloon, mark locked's balloon short and swap its
+ * shortfall; both checkers go on with 0 errors, nobody is killed, and the
+ * guests end within the budget.
+ */
+START_TEST(policy_esx)
+{
+	struct pk_test_daemon d;
+	struct qemu_guest g[2];
+	struct qmp_client q[2];
+	struct pkcheck_status st[2];
+	struct pol_seen seen[2] = { { POL_RAM_MIB, 0, 0, POL_RAM_MIB, 0 },
+				    { POL_RAM_MIB, 0, 0, POL_RAM_MIB, 0 } };
+	char n[2][48], args[96], disk[256], drive[300], got[64];
+	/* As libvirt's <driver deflate_on_oom='on'/>: a guest that runs out
+	 * of memory takes pages back from its balloon instead of killing the
+	 * checker, so a balloon can stop short of its target. */
+	const char *disk_args[] = { "-drive", drive, "-global",
+		"virtio-balloon-pci.deflate-on-oom=on", NULL };
+	const char *oom_args[] = { "-global",
+		"virtio-balloon-pci.deflate-on-oom=on", NULL };
+	double used_max = 0, first_b, first_e, v;
+	long t0;
+	int fd, budget_ms;
+
+	vm_name(n[0], sizeof(n[0]), "pol-bal");
+	vm_name(n[1], sizeof(n[1]), "pol-locked");
+	snprintf(args, sizeof(args), "--swap-size 1G --budget %dM",
+		 POL_BUDGET_MIB);
+	start_daemon(&d, args);
+	snprintf(disk, sizeof(disk), "%s/guest-swap.img", d.dir);
+	fd = open(disk, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0 && ftruncate(fd, (off_t)POL_SWAP_DISK_MIB << 20)
+		      == 0, "cannot make the guest's swap disk %s", disk);
+	close(fd);
+	snprintf(drive, sizeof(drive), "file=%s,if=virtio,format=raw,"
+		 "cache=unsafe", disk);
+	start_managed(&g[0], n[0], POL_RAM_MIB, "pkguest.swap=1 "
+		      "pkcheck.mib=64 pkcheck.release-mib=128 "
+		      "pkcheck.rewrite=0.05", d.sock, NULL, disk_args);
+	start_managed(&g[1], n[1], POL_RAM_MIB, "pkcheck.mib=160 "
+		      "pkcheck.rewrite=0.05", d.sock, NULL, oom_args);
+	for (int i = 0; i < 2; i++) {
+		assert_attached(&d, &g[i], n[i], POL_RAM_MIB);
+		qmp_open(&q[i], &g[i]);
+	}
+	ck_assert_msg(qemu_guest_wait_line(&g[0], "pkguest: swap on",
+					   qemu_guest_boot_budget_ms(2), got,
+					   sizeof(got)) == 0 &&
+		      !strstr(got, "failed"), "%s: no swap disk: %s", n[0],
+		      g[0].error[0] ? g[0].error : got);
+
+	/* The policy acts alone: from the guests' filling, through the
+	 * states, to a balloon target for each, the locked one marked short
+	 * and its shortfall swapped.  The work: both boot side by side, fill
+	 * their checker and released memory at the checker's floor, the
+	 * balloon moves at its floor, and a short balloon is one
+	 * PK_POLICY_SHORT_MS plus a tick. */
+	budget_ms = qemu_guest_boot_budget_ms(2) +
+		    qemu_guest_rounds_budget_ms(&g[0], 1) +
+		    qemu_guest_rounds_budget_ms(&g[1], 1) +
+		    qemu_guest_mib_budget_ms(POL_RAM_MIB,
+					     QEMU_BALLOON_MIN_MIB_S) +
+		    scaled_ms(2 * 10000 + 2000);
+	t0 = pk_test_now_ms();
+	for (;;) {
+		pol_poll(&d, q, n, seen, &used_max);
+		if (seen[0].ballooned_max > 0 && seen[1].short_seen &&
+		    seen[1].swapped_max > 0)
+			break;
+		ck_assert_msg(pk_test_now_ms() - t0 < budget_ms,
+			      "%d ms: state %s, free %.1f%%; %s: balloon target "
+			      "%.0f MiB, ballooned %.1f MiB; %s: balloon target "
+			      "%.0f MiB, short %d, swapped %.1f MiB: waited "
+			      "for a balloon, a short one and a swap",
+			      budget_ms, (status_str(&d, "state", got,
+						     sizeof(got)), got),
+			      status_num(&d, "free_pct", NULL), n[0],
+			      seen[0].balloon_target_min, seen[0].ballooned_max,
+			      n[1], seen[1].balloon_target_min,
+			      seen[1].short_seen, seen[1].swapped_max);
+		sleep_ms(250);
+	}
+	print_vm(&d, "policy_esx: bal", n[0]);
+	print_vm(&d, "policy_esx: locked", n[1]);
+
+	/* Both checkers go on through the ballooning and the swapping. */
+	t0 = pk_test_now_ms();
+	more_rounds_all(g, 2, 2, st);
+	pol_poll(&d, q, n, seen, &used_max);
+	first_b = status_num(&d, "first_balloon_ms", NULL);
+	first_e = status_num(&d, "first_evict_ms", NULL);
+	fprintf(stderr, "MEASURE policy_esx: 2 guests of %d MiB on a %d MiB "
+		"budget: first balloon target at %.0f ms, first eviction at "
+		"%.0f ms; reaction soft -> balloon %.0f ms, hard -> evict %.0f "
+		"ms; states entered soft %.0f, hard %.0f, low %.0f; evicted in "
+		"soft %.1f MiB (short balloons %.1f MiB), hard %.1f MiB, low "
+		"%.1f MiB; bal: balloon target down to %.0f MiB, ballooned %.1f "
+		"MiB, guest size (QMP) down to %.0f MiB; locked: balloon target "
+		"down to %.0f MiB, swapped %.1f MiB; used at most %.1f MiB; 2 more checker rounds in %ld ms\n",
+		POL_RAM_MIB, POL_BUDGET_MIB, first_b, first_e,
+		status_num(&d, "soft_reaction_ms", NULL),
+		status_num(&d, "hard_reaction_ms", NULL),
+		status_num(&d, "states_entered", "soft"),
+		status_num(&d, "states_entered", "hard"),
+		status_num(&d, "states_entered", "low"),
+		status_num(&d, "policy_evicted_mib", "soft"),
+		status_num(&d, "policy_evicted_short_mib", NULL),
+		status_num(&d, "policy_evicted_mib", "hard"),
+		status_num(&d, "policy_evicted_mib", "low"),
+		seen[0].balloon_target_min, seen[0].ballooned_max,
+		seen[0].actual_min, seen[1].balloon_target_min, seen[1].swapped_max, used_max,
+		pk_test_now_ms() - t0);
+
+	/* The order ESX keeps: a balloon target before any eviction, no
+	 * eviction in high, and in soft only for a short balloon. */
+	ck_assert_msg(first_b >= 0, "the policy never set a balloon target");
+	ck_assert_msg(first_e >= 0 && first_b <= first_e, "first eviction "
+		      "at %.0f ms, first balloon target at %.0f ms", first_e,
+		      first_b);
+	ck_assert_double_eq(status_num(&d, "policy_evicted_mib", "high"), 0);
+	v = status_num(&d, "policy_evicted_mib", "soft");
+	ck_assert_msg(v == status_num(&d, "policy_evicted_short_mib", NULL),
+		      "%.1f MiB evicted in soft, %.1f MiB of it for short "
+		      "balloons", v,
+		      status_num(&d, "policy_evicted_short_mib", NULL));
+	/* bal's balloon went through QMP: the guest says so too. */
+	ck_assert_msg(seen[0].actual_min < POL_RAM_MIB - 16, "%s: QMP "
+		      "query-balloon actual never under %.0f MiB: the guest "
+		      "was not ballooned", n[0], seen[0].actual_min);
+	ck_assert_msg(seen[1].balloon_target_min < POL_RAM_MIB, "%s: never "
+		      "given a balloon target", n[1]);
+	for (int i = 0; i < 2; i++) {
+		assert_guest_ok(&g[i], &q[i]);
+		ck_assert_double_eq(vm_field(&d, n[i], "pages_poisoned"), 0);
+	}
+	/* In the end the guests fit the budget. */
+	WAIT_FOR(status_num(&d, "used_mib", NULL) <= POL_BUDGET_MIB,
+		 DAEMON_MS, 250, "used %.1f MiB within the %d MiB budget",
+		 status_num(&d, "used_mib", NULL), POL_BUDGET_MIB);
+	for (int i = 0; i < 2; i++) {
+		qmp_close(&q[i]);
+		qemu_guest_stop(&g[i]);
+	}
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
 int main(void)
 {
+	/* tags: meson runs the "policy" case as a test of its own
+	 * ('qemu_policy', CK_INCLUDE_TAGS), 'qemu_managed' the others
+	 * (CK_EXCLUDE_TAGS), each within its own timeout. */
 	struct {
 		const char *name;
 		const TTest *test;
+		const char *tags;
 	} cases[] = {
-		{ "eviction", eviction },
-		{ "sharing", sharing },
-		{ "balloon", balloon },
-		{ "balloon_bridge", balloon_bridge },
-		{ "postcopy", postcopy },
-		{ "qemu_killed", qemu_killed },
-		{ "daemon_restart", daemon_restart },
-		{ "late_attach", late_attach },
-		{ "measurements", measurements },
+		{ "eviction", eviction, NULL },
+		{ "sharing", sharing, NULL },
+		{ "balloon", balloon, NULL },
+		{ "balloon_bridge", balloon_bridge, NULL },
+		{ "postcopy", postcopy, NULL },
+		{ "qemu_killed", qemu_killed, NULL },
+		{ "daemon_restart", daemon_restart, NULL },
+		{ "late_attach", late_attach, NULL },
+		{ "measurements", measurements, NULL },
+		{ "policy_esx", policy_esx, "policy" },
 	};
 	Suite *s = suite_create("qemu_managed");
 	SRunner *sr;
@@ -1903,6 +2116,8 @@ int main(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *t = tcase_create(cases[i].name);
 		tcase_add_test(t, cases[i].test);
+		if (cases[i].tags)
+			tcase_set_tags(t, cases[i].tags);
 		tcase_set_timeout(t, 600 * pk_test_time_scale());
 		suite_add_tcase(s, t);
 	}

@@ -1069,24 +1069,6 @@ static Suite *service_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(service_suite());
-	int failed;
-
-	snprintf(top_dir, sizeof(top_dir), "/tmp/pk-service-XXXXXX");
-	if (!mkdtemp(top_dir)) {
-		perror("test_service: mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	/* Outside a test: no Check assertion (rm_rf has them). */
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("rm", "rm", "-rf", top_dir, (char *)NULL);
-		_exit(127);
-	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pk_test_main_in_top_dir(service_suite(), "service", top_dir,
+				       sizeof(top_dir));
 }
