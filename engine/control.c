@@ -20,7 +20,9 @@
  * member of --admin-group, and STATUS lists other users' VMs only to
  * those admins.  A balloon channel that is a socket path must belong to
  * the registering uid (the daemon connects to it as root); a libvirt URI
- * is for admins only.
+ * is for admins only.  A peer that is neither root nor an admin may
+ * not raise its own VM's claim, by REGISTER's settings trailer or by
+ * SET: no shares above the default, no min, no balloon opt-out.
  */
 #include "engine/engine.h"
 #include "engine/protocol.h"
@@ -450,6 +452,46 @@ static int share_domain_for(struct pk_conn *c, const char *name, char *out,
 	return 0;
 }
 
+/*
+ * A REGISTER's own allocation settings (PK_REG_SETTINGS).  Issue 17: a
+ * peer that is not root or an admin may not give its VM more than any
+ * other VM gets by default: no shares above the default, no reservation
+ * (min), no balloon opt-out (ballooning is how the host takes memory
+ * back before it swaps; a VM out of it escapes the cheap reclaim).  A
+ * max only limits the VM itself: anyone may set one.
+ */
+_Static_assert(PK_PROTO_SHARES_DEFAULT == PK_POLICY_DEFAULT_SHARES,
+	       "the wire's default shares are the policy's");
+
+static int settings_allowed(struct pk_conn *c, const struct pk_registration *reg,
+			    char *reason, size_t reason_len)
+{
+	const struct pk_register_settings *s = &reg->settings;
+	const char *what = NULL;
+	char buf[96];
+
+	if (c->peer.admin || !(reg->flags & PK_REG_SETTINGS))
+		return 0;
+	if (s->shares > PK_PROTO_SHARES_DEFAULT) {
+		snprintf(buf, sizeof(buf), "shares %u above the default %u",
+			 s->shares, PK_PROTO_SHARES_DEFAULT);
+		what = buf;
+	} else if (s->min_bytes) {
+		what = "a reservation (min)";
+	} else if (s->flags & PK_REGSET_NO_BALLOON) {
+		what = "a balloon opt-out";
+	}
+	if (!what)
+		return 0;
+	snprintf(reason, reason_len, "settings: %s needs root or the admin "
+		 "group (uid %u is neither); ask the admin for a [vm %s] "
+		 "section", what, (unsigned)c->peer.uid, reg->vm_name);
+	pk_log_prio(&c->engine->log, LOG_NOTICE, "refused vm %s's settings to uid %u "
+		    "(pid %d): %s", reg->vm_name, (unsigned)c->peer.uid,
+		    (int)c->peer.pid, what);
+	return -EPERM;
+}
+
 static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 			    int *fds, int n_fds)
 {
@@ -485,6 +527,9 @@ static void handle_register(struct pk_conn *c, const void *buf, size_t len,
 		goto reject;
 	}
 	err = balloon_channel_allowed(c, &reg, reason, sizeof(reason));
+	if (err)
+		goto reject;
+	err = settings_allowed(c, &reg, reason, sizeof(reason));
 	if (err)
 		goto reject;
 	reg.owner_uid = c->peer.uid;
@@ -659,11 +704,26 @@ static void handle_set(struct pk_conn *c, const struct pk_set_msg *m)
 		   m->no_balloon < -1 || m->no_balloon > 1) {
 		err = -EINVAL;
 		snprintf(why, sizeof(why), "a figure is out of range");
+	} else if (!c->peer.admin &&
+		   (m->shares > PK_PROTO_SHARES_DEFAULT || m->min_bytes > 0 ||
+		    m->no_balloon == 1)) {
+		/* The owner may lower its VM's claim, never raise it above
+		 * what every VM gets by default: the REGISTER rule
+		 * (settings_allowed), which SET must not get around. */
+		err = -EPERM;
+		snprintf(why, sizeof(why), "settings: %s needs root or the "
+			 "admin group (uid %u is neither)",
+			 m->shares > PK_PROTO_SHARES_DEFAULT
+				 ? "shares above the default 1000"
+				 : m->min_bytes > 0 ? "a reservation (min)"
+						    : "a balloon opt-out",
+			 (unsigned)c->peer.uid);
 	} else {
-		err = pk_policy_vm_set(vm, m->shares, m->min_bytes, m->max_bytes,
-				       m->no_balloon, why, sizeof(why));
+		err = pk_policy_vm_set_run(vm, m->shares, m->min_bytes,
+					   m->max_bytes, m->no_balloon, why,
+					   sizeof(why));
 	}
-	if (err && err != -EPERM) /* vm_for logged a refusal */
+	if (err && (err != -EPERM || vm)) /* vm_for logged its refusal */
 		pk_log_prio(&c->engine->log, LOG_NOTICE, "set request refused: %s", why);
 	pk_reply_encode(&r, PK_MSG_SET_REPLY, err, vm ? vm->id : 0, why);
 	send(c->fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);

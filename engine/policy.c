@@ -56,9 +56,11 @@
 #include "engine/policy.h"
 #include "engine/engine.h"
 #include "engine/vm.h"
+#include "engine/state.h"
 #include "engine/vm_balloon.h"
 #include "hashing/canonical_store.h"
 #include "swapper/swap_store.h"
+#include "swapper/victim.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -185,6 +187,26 @@ find_setting(const struct pk_vm_setting *set, unsigned n, const char *vm)
 	return NULL;
 }
 
+static int run_set_given(const struct pk_vm_setting *s)
+{
+	return s->shares >= 0 || s->min_bytes >= 0 || s->max_bytes >= 0 ||
+	       s->no_balloon >= 0;
+}
+
+/* The run-time settings give way to the admin's (and leave the record). */
+static void run_set_clear(struct pk_vm *vm)
+{
+	if (!run_set_given(&vm->run_set))
+		return;
+	vm->run_set.shares = vm->run_set.min_bytes = -1;
+	vm->run_set.max_bytes = -1;
+	vm->run_set.no_balloon = -1;
+	vm->run_set_section = 0;
+	pk_state_vm_settings(vm);
+	pk_log(&vm->engine->log, "vm %s: its [vm %s] section changed: it "
+	       "overrides what pagekeeper set gave", vm->name, vm->name);
+}
+
 /* A reload's per-VM settings: applied to the running VMs whose entry
  * is new or changed (a removed entry leaves the VM as it is). */
 static void set_vm_settings(struct pk_engine *e, const struct pk_policy_config *c)
@@ -208,8 +230,10 @@ static void set_vm_settings(struct pk_engine *e, const struct pk_policy_config *
 		const struct pk_vm_setting *now = find_setting(p->vm_set, n, vm->name);
 		const struct pk_vm_setting *was = find_setting(old, n_old, vm->name);
 
-		if (now && (!was || memcmp(now, was, sizeof(*now))))
+		if (now && (!was || memcmp(now, was, sizeof(*now)))) {
 			apply_vm_setting(vm);
+			run_set_clear(vm); /* the section changed: it wins */
+		}
 	}
 	free(old);
 }
@@ -221,6 +245,15 @@ void pk_policy_set_live(struct pk_engine *e, const struct pk_policy_config *c)
 	if (!p)
 		return;
 	set_vm_settings(e, c);
+	if (p->cfg.victims != c->victims) {
+		/* From the next eviction on; write tracking follows at the
+		 * next tick (track_wanted). */
+		p->cfg.victims = c->victims;
+		e->victim_policy = c->victims == PK_VICTIMS_COLD
+					   ? pk_victim_cold : pk_victim_random;
+		pk_log(&e->log, "policy: victims are now %s",
+		       c->victims == PK_VICTIMS_COLD ? "cold" : "random");
+	}
 	p->cfg.th = c->th;
 	p->states.th = c->th;
 	p->cfg.tau = c->tau;
@@ -269,6 +302,37 @@ static void apply_vm_setting(struct pk_vm *vm)
 			    vm->name, s->vm, why);
 }
 
+uint64_t pk_policy_vm_section_hash(const struct pk_vm *vm)
+{
+	struct pk_policy *p = vm->engine->policy;
+	const struct pk_vm_setting *s;
+	int64_t v[4];
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, 64 bits */
+
+	if (!p || !(s = find_setting(p->vm_set, p->cfg.n_vm_settings, vm->name)))
+		return 0;
+	v[0] = s->shares, v[1] = s->min_bytes, v[2] = s->max_bytes;
+	v[3] = s->no_balloon;
+	for (size_t i = 0; i < sizeof(v); i++) {
+		h ^= ((const unsigned char *)v)[i];
+		h *= 0x100000001b3ull;
+	}
+	return h | 1; /* never 0, which means no section */
+}
+
+/* One origin's settings (vm.h: reg_set, run_set); why it failed logged. */
+static void apply_origin(struct pk_vm *vm, const struct pk_vm_setting *s,
+			 const char *origin)
+{
+	char why[160];
+
+	if (run_set_given(s) &&
+	    pk_policy_vm_set(vm, s->shares, s->min_bytes, s->max_bytes,
+			     s->no_balloon, why, sizeof(why)) < 0)
+		pk_log_prio(&vm->engine->log, LOG_WARNING, "vm %s: %s not "
+			    "applied: %s", vm->name, origin, why);
+}
+
 void pk_policy_vm_init(struct pk_vm *vm)
 {
 	struct pk_vm_policy *vp = &vm->policy;
@@ -277,7 +341,18 @@ void pk_policy_vm_init(struct pk_vm *vm)
 	vp->shares = PK_POLICY_DEFAULT_SHARES;
 	pk_active_init(&vp->active);
 	vp->target_bytes = vm->configured_bytes;
+	/* Precedence, lowest first: the guest's registration, the admin's
+	 * [vm NAME], pagekeeper set's (kept in the record across a restart)
+	 * unless that section changed since. */
+	apply_origin(vm, &vm->reg_set, "its registration's settings are");
 	apply_vm_setting(vm);
+	if (run_set_given(&vm->run_set)) {
+		if (vm->run_set_section == pk_policy_vm_section_hash(vm))
+			apply_origin(vm, &vm->run_set,
+				     "the settings pagekeeper set gave are");
+		else
+			run_set_clear(vm);
+	}
 	/* Its share at once, from a fresh reading: a guest can fill
 	 * gigabytes before the next tick. */
 	struct pk_engine *e = vm->engine;
@@ -328,6 +403,29 @@ int pk_policy_vm_set(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
 	       vm->name, vp->shares, (double)vp->min_bytes / MIB,
 	       (double)(vp->max_bytes ? vp->max_bytes : size) / MIB,
 	       vp->no_balloon ? ", no balloon" : "");
+	return 0;
+}
+
+int pk_policy_vm_set_run(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
+			 int64_t max_bytes, int no_balloon, char *why,
+			 size_t why_len)
+{
+	struct pk_vm_setting *r = &vm->run_set;
+	int err = pk_policy_vm_set(vm, shares, min_bytes, max_bytes, no_balloon,
+				   why, why_len);
+
+	if (err)
+		return err;
+	if (shares > 0)
+		r->shares = shares;
+	if (min_bytes >= 0)
+		r->min_bytes = min_bytes;
+	if (max_bytes >= 0)
+		r->max_bytes = max_bytes;
+	if (no_balloon >= 0)
+		r->no_balloon = no_balloon;
+	vm->run_set_section = pk_policy_vm_section_hash(vm);
+	pk_state_vm_settings(vm);
 	return 0;
 }
 

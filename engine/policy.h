@@ -169,8 +169,9 @@ const char *pk_policy_kind_name(enum pk_policy_kind k);
 int pk_victims_parse(const char *s, enum pk_victims *v);
 
 /*
- * A reload (SIGHUP): new state thresholds, idle memory tax and swap-write
- * budget, from the next tick on, and the admin's per-VM settings, applied
+ * A reload (SIGHUP): new state thresholds, idle memory tax, victims and
+ * swap-write budget, from the next tick on, and the admin's per-VM
+ * settings, applied
  * at once to the running VMs they name.  The current state and its
  * history stay; the budget's period starts again when its length changes.
  */
@@ -195,9 +196,21 @@ uint64_t pk_policy_room(struct pk_vm *vm);
  * calls it while the host is overcommitted.
  */
 void pk_active_sample_tick(struct pk_vm *vm, uint64_t now_ms);
-/* pagekeeper set: -EINVAL with why on a bad combination. */
+/* Set the VM's settings (-1 keeps a figure): -EINVAL with why on a
+ * bad combination. */
 int pk_policy_vm_set(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
 		     int64_t max_bytes, int no_balloon, char *why,
 		     size_t why_len);
+/*
+ * pagekeeper set: pk_policy_vm_set, and on success the figures given are
+ * the VM's run-time settings (vm->run_set), kept in its record so they
+ * outlive a restart of the daemon (state.c), until its [vm NAME] section
+ * changes.
+ */
+int pk_policy_vm_set_run(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
+			 int64_t max_bytes, int no_balloon, char *why,
+			 size_t why_len);
+/* A hash of the admin's [vm NAME] section for vm now; 0: it has none. */
+uint64_t pk_policy_vm_section_hash(const struct pk_vm *vm);
 
 #endif

@@ -79,6 +79,13 @@ size_t pk_register_msg_size(uint32_t n_regions)
 	       (size_t)n_regions * sizeof(struct pk_region_desc);
 }
 
+size_t pk_register_msg_size_flags(uint32_t n_regions, uint32_t flags)
+{
+	return pk_register_msg_size(n_regions) +
+	       ((flags & PK_REG_SETTINGS) ? sizeof(struct pk_register_settings)
+					  : 0);
+}
+
 static int copy_string(char *dst, size_t dst_len, const char *src)
 {
 	size_t n = src ? strlen(src) : 0;
@@ -94,7 +101,7 @@ static int copy_string(char *dst, size_t dst_len, const char *src)
 int pk_register_encode(void *buf, size_t buf_len,
 		       const struct pk_registration *reg)
 {
-	size_t len = pk_register_msg_size(reg->n_regions);
+	size_t len = pk_register_msg_size_flags(reg->n_regions, reg->flags);
 	struct pk_register_msg *msg = buf;
 
 	if (reg->n_regions > PK_PROTO_MAX_REGIONS || len > PK_PROTO_MAX_MSG)
@@ -114,6 +121,9 @@ int pk_register_encode(void *buf, size_t buf_len,
 	msg->n_regions = reg->n_regions;
 	memcpy(msg->regions, reg->regions,
 	       (size_t)reg->n_regions * sizeof(struct pk_region_desc));
+	if (reg->flags & PK_REG_SETTINGS)
+		memcpy(&msg->regions[reg->n_regions], &reg->settings,
+		       sizeof(reg->settings));
 	return (int)len;
 }
 
@@ -224,6 +234,46 @@ static int check_region(const struct pk_region_desc *rg, uint32_t i,
 	return 0;
 }
 
+/*
+ * The settings trailer: shares as SET takes them, whole pages, min at
+ * most max and at most the regions' size; a max above that size is no
+ * limit, so it is clamped to 0 (the VM's size) rather than refused.
+ */
+static int check_settings(const struct pk_register_msg *msg,
+			  struct pk_register_settings *s, char *reason,
+			  size_t reason_len)
+{
+	uint64_t size = 0;
+
+	memcpy(s, &msg->regions[msg->n_regions], sizeof(*s));
+	for (uint32_t i = 0; i < msg->n_regions; i++)
+		size += msg->regions[i].length;
+	if (s->flags & ~PK_REGSET_KNOWN_FLAGS)
+		return reject(reason, reason_len, -EINVAL,
+			      "unknown settings flags 0x%x", s->flags);
+	if (s->shares > PK_PROTO_SHARES_MAX)
+		return reject(reason, reason_len, -EINVAL,
+			      "shares must be 1 to %u (0: the default), not %u",
+			      PK_PROTO_SHARES_MAX, s->shares);
+	if (s->min_bytes % PK_PAGE_SIZE || s->max_bytes % PK_PAGE_SIZE)
+		return reject(reason, reason_len, -EINVAL,
+			      "settings: min and max must be multiples of %u "
+			      "bytes", PK_PAGE_SIZE);
+	if (s->max_bytes > size)
+		s->max_bytes = 0;
+	if (s->min_bytes > size)
+		return reject(reason, reason_len, -EINVAL,
+			      "settings: min %llu bytes is above the VM's size "
+			      "(%llu bytes)", (unsigned long long)s->min_bytes,
+			      (unsigned long long)size);
+	if (s->max_bytes && s->min_bytes > s->max_bytes)
+		return reject(reason, reason_len, -EINVAL,
+			      "settings: min %llu bytes is above max %llu bytes",
+			      (unsigned long long)s->min_bytes,
+			      (unsigned long long)s->max_bytes);
+	return 0;
+}
+
 int pk_register_decode(const void *buf, size_t len,
 		       struct pk_registration *out, char *reason,
 		       size_t reason_len)
@@ -243,11 +293,14 @@ int pk_register_decode(const void *buf, size_t len,
 		return reject(reason, reason_len, -E2BIG,
 			      "too many regions: %u (limit %u)", msg->n_regions,
 			      PK_PROTO_MAX_REGIONS);
-	if (len != pk_register_msg_size(msg->n_regions))
+	if (len != pk_register_msg_size_flags(msg->n_regions, msg->flags))
 		return reject(reason, reason_len, -EBADMSG,
-			      "register message is %zu bytes but %u regions need %zu",
-			      len, msg->n_regions,
-			      pk_register_msg_size(msg->n_regions));
+			      "register message is %zu bytes but %u regions%s "
+			      "need %zu", len, msg->n_regions,
+			      (msg->flags & PK_REG_SETTINGS) ? " and settings"
+							     : "",
+			      pk_register_msg_size_flags(msg->n_regions,
+							 msg->flags));
 	n = field_strlen(msg->vm_name, sizeof(msg->vm_name));
 	if (n <= 0)
 		return reject(reason, reason_len, -EINVAL,
@@ -283,6 +336,13 @@ int pk_register_decode(const void *buf, size_t len,
 		return reject(reason, reason_len, -EINVAL,
 			      "region %u overlaps another region's file range", bad);
 
+	memset(&out->settings, 0, sizeof(out->settings));
+	if (msg->flags & PK_REG_SETTINGS) {
+		int err = check_settings(msg, &out->settings, reason,
+					 reason_len);
+		if (err)
+			return err;
+	}
 	out->vm_name = msg->vm_name;
 	out->share_domain = msg->share_domain;
 	out->balloon_kind = msg->balloon_kind;

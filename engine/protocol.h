@@ -54,7 +54,16 @@ enum pk_balloon_kind {
 
 /* Register flags. */
 #define PK_REG_ANON 0x1u /* private anonymous RAM: no backing fd is sent */
-#define PK_REG_KNOWN_FLAGS PK_REG_ANON
+#define PK_REG_SETTINGS 0x2u /* a struct pk_register_settings follows the regions */
+#define PK_REG_KNOWN_FLAGS (PK_REG_ANON | PK_REG_SETTINGS)
+
+/* Limits of the allocation settings, REGISTER's and SET's alike. */
+#define PK_PROTO_SHARES_MAX 1000000u
+#define PK_PROTO_SHARES_DEFAULT 1000u /* what shares 0 means */
+
+/* pk_register_settings.flags */
+#define PK_REGSET_NO_BALLOON 0x1u /* never balloon it: reclaim by swap */
+#define PK_REGSET_KNOWN_FLAGS PK_REGSET_NO_BALLOON
 
 struct pk_msg_header {
 	uint32_t magic;
@@ -86,6 +95,19 @@ struct pk_register_msg {
 	uint32_t n_regions;
 	uint32_t reserved;
 	struct pk_region_desc regions[]; /* n_regions entries */
+};
+
+/*
+ * The trailer of a REGISTER with PK_REG_SETTINGS, right after the last
+ * region: the guest's own allocation settings (policy.h), which the
+ * admin's [vm NAME] section and `pagekeeper set` override.  A client
+ * that does not set the flag sends the version-1 message unchanged.
+ */
+struct pk_register_settings {
+	uint32_t shares;    /* 1..PK_PROTO_SHARES_MAX; 0: the default */
+	uint32_t flags;	    /* PK_REGSET_* */
+	uint64_t min_bytes; /* reservation; 0: none */
+	uint64_t max_bytes; /* limit; 0 (or above the VM's size): its size */
 };
 
 /* REGISTER_REPLY and ERROR_REPLY share one shape. */
@@ -187,6 +209,9 @@ struct pk_registration {
 	uint32_t flags;
 	uint32_t n_regions;
 	const struct pk_region_desc *regions;
+	/* Valid with PK_REG_SETTINGS in flags (max_bytes clamped: 0 when it
+	 * was above the regions' size). */
+	struct pk_register_settings settings;
 	/* Not on the wire: the daemon's, from the peer (engine/control.c).
 	 * The VM's owner, and whether the peer was an admin (whose balloon
 	 * channel may be anyone's socket). */
@@ -204,8 +229,10 @@ void pk_msg_header_init(struct pk_msg_header *hdr, uint16_t type,
 int pk_msg_check_header(const void *buf, size_t received, uint16_t *type,
 			char *reason, size_t reason_len);
 
-/* Size of a REGISTER message with n regions. */
+/* Size of a REGISTER message with n regions (no settings trailer). */
 size_t pk_register_msg_size(uint32_t n_regions);
+/* ... and with the trailer when flags has PK_REG_SETTINGS. */
+size_t pk_register_msg_size_flags(uint32_t n_regions, uint32_t flags);
 
 /*
  * Build a REGISTER message into buf (at least pk_register_msg_size(n)

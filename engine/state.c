@@ -16,7 +16,8 @@
  *                                 vm->pages maps and the fault path
  *                                 updates in place, a word of flags
  *                                 (drained), and the inbox: the buffer
- *                                 the VM's uffd is read into (2 KiB);
+ *                                 the VM's uffd is read into (2 KiB),
+ *                                 and its run-time settings (below);
  *   RUN/canon-<hex key>.pages     a sharing domain's canonical copies;
  *   RUN/name-<hex name>           a VM name's reservation: its owner's
  *                                 uid as text (state.h).
@@ -57,6 +58,21 @@
  * had not punched yet, adoption finds the page present and keeps it.
  * The inbox's pages are locked, so the kernel's copy never faults.
  *
+ * Run-time settings (pagekeeper set: shares, min, max, balloon opt-out).
+ * A record's header, metadata included, is written once before its
+ * rename and checksummed (swapper/state_file.h): it cannot change in
+ * place, and a new record would mean copying the whole table.  So a
+ * version 3 record's metadata says where its settings block is: 9 words
+ * after the inbox, a sequence word and two slots of 4 words (which
+ * fields were given and the balloon opt-out, min, max, and the hash of
+ * the [vm NAME] section they override).  Written at registration (all
+ * zeros: nothing set), on each successful SET, and when a changed [vm
+ * NAME] section (a reload, or a restart with another file) makes them
+ * void: the slot the sequence does not name is filled, then the
+ * sequence word is stored (one aligned 8-byte store, after the slot's),
+ * so a kill leaves the old settings or the new ones, never a mix.
+ * Version 2 records (no block) still load, with no run-time settings.
+ *
  * Bounded: records are rewritten in place (8 bytes a guest page, 8 a
  * slot); a VM's record goes when the VM goes, a domain's copies with its
  * last VM.  There is no log to compact.
@@ -77,6 +93,7 @@
 #include <inttypes.h>
 #include <linux/magic.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,11 +109,19 @@
 #define KIND_VM 0x564d5054u   /* "VMPT" */
 #define KIND_SUMS 0x53554d53u /* "SUMS" */
 #define SUMS_NAME "swap-sums.pk"
-#define RECORD_VERSION 2u /* 2: the inbox */
+#define RECORD_VERSION 3u /* 2: the inbox; 3: the settings block */
+#define RECORD_VERSION_V2 2u
 #define RECORD_DRAINED 0x1ull /* the VM flags word: pagekeeper drain ran */
 /* A VM record's payload, in 8-byte words: entries, flags, inbox. */
 #define INBOX_WORDS (PK_UFFD_READ_BATCH * sizeof(struct uffd_msg) / 8)
 #define RECORD_WORDS(n_pages) ((n_pages) + 1 + INBOX_WORDS)
+/* Version 3: then the settings block, a sequence word and two slots. */
+#define SETTINGS_WORDS 9u
+#define SET_SHARES 0x1ull /* slot word 0: which figures were given */
+#define SET_MIN 0x2ull
+#define SET_MAX 0x4ull
+#define SET_BALLOON 0x8ull
+#define SET_NO_BALLOON 0x10ull /* ... the opt-out; shares in bits 32-63 */
 
 _Static_assert(sizeof(struct uffd_msg) % 8 == 0, "uffd messages tile words");
 
@@ -119,10 +144,17 @@ struct vm_meta {
 	struct {
 		uint64_t start, length, file_offset;
 	} regions[PK_PROTO_MAX_REGIONS];
+	/* Version 3: the settings block, in payload words (state.c's top
+	 * comment).  A version 2 record's metadata ends here. */
+	uint64_t settings_at, settings_words;
 };
+#define VM_META_V2_SIZE offsetof(struct vm_meta, settings_at)
 
 _Static_assert(sizeof(struct vm_meta) <= PK_SFILE_META_MAX,
 	       "a VM record's metadata fits its header");
+_Static_assert(VM_META_V2_SIZE == 1720 &&
+	       sizeof(struct vm_meta) == VM_META_V2_SIZE + 16,
+	       "version 2's metadata is version 3's prefix");
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -433,16 +465,85 @@ int pk_state_vm_record(struct pk_vm *vm, const struct stat *ram,
 		m.regions[i].length = vm->regions[i].length;
 		m.regions[i].file_offset = vm->regions[i].file_offset;
 	}
+	m.settings_at = RECORD_WORDS(n_pages);
+	m.settings_words = SETTINGS_WORDS;
 	hex_name(name, sizeof(name), "vm-", vm->name, ".pk");
-	/* The table, one word of VM flags (RECORD_DRAINED), the inbox. */
+	/* The table, one word of VM flags (RECORD_DRAINED), the inbox, the
+	 * settings block (zeros: nothing set). */
 	err = pk_sfile_create(&vm->record, e->run_dirfd, name, KIND_VM, &m,
-			      sizeof(m), RECORD_WORDS(m.n_pages) * 8);
+			      sizeof(m),
+			      (RECORD_WORDS(m.n_pages) + SETTINGS_WORDS) * 8);
 	if (err)
 		return err;
 	pk_page_table_attach(&vm->pages, pk_sfile_payload(vm->record),
 			     m.n_pages);
 	inbox_attach(vm);
+	vm->rec_settings = (uint64_t *)pk_sfile_payload(vm->record) +
+			   m.settings_at;
 	return 0;
+}
+
+static void run_set_none(struct pk_vm *vm)
+{
+	struct pk_vm_setting *r = &vm->run_set;
+
+	snprintf(r->vm, sizeof(r->vm), "%s", vm->name);
+	r->shares = r->min_bytes = r->max_bytes = -1;
+	r->no_balloon = -1;
+	vm->run_set_section = 0;
+}
+
+void pk_state_vm_settings(struct pk_vm *vm)
+{
+	const struct pk_vm_setting *r = &vm->run_set;
+	uint64_t *b = vm->rec_settings, *slot, seq, w = 0;
+
+	if (!b) {
+		if (vm->record)
+			pk_log(&vm->engine->log, "vm %s: its record is of "
+			       "version 2, from the previous daemon: its "
+			       "settings are not kept across a restart until "
+			       "it registers anew", vm->name);
+		return;
+	}
+	if (r->shares > 0)
+		w |= SET_SHARES | (uint64_t)r->shares << 32;
+	if (r->min_bytes >= 0)
+		w |= SET_MIN;
+	if (r->max_bytes >= 0)
+		w |= SET_MAX;
+	if (r->no_balloon >= 0)
+		w |= SET_BALLOON | (r->no_balloon ? SET_NO_BALLOON : 0);
+	seq = __atomic_load_n(&b[0], __ATOMIC_RELAXED) + 1;
+	slot = &b[1 + 4 * (seq & 1)];
+	slot[0] = w;
+	slot[1] = r->min_bytes >= 0 ? (uint64_t)r->min_bytes : 0;
+	slot[2] = r->max_bytes >= 0 ? (uint64_t)r->max_bytes : 0;
+	slot[3] = vm->run_set_section;
+	/* The slot before the word that names it (release). */
+	__atomic_store_n(&b[0], seq, __ATOMIC_RELEASE);
+}
+
+/* A replayed record's run-time settings (none when never set). */
+static void settings_load(struct pk_vm *vm)
+{
+	const uint64_t *b = vm->rec_settings, *slot;
+	struct pk_vm_setting *r = &vm->run_set;
+	uint64_t seq;
+
+	run_set_none(vm);
+	if (!b || !(seq = __atomic_load_n(&b[0], __ATOMIC_ACQUIRE)))
+		return;
+	slot = &b[1 + 4 * (seq & 1)];
+	if (slot[0] & SET_SHARES)
+		r->shares = (int64_t)(slot[0] >> 32);
+	if ((slot[0] & SET_MIN) && slot[1] <= INT64_MAX)
+		r->min_bytes = (int64_t)slot[1];
+	if ((slot[0] & SET_MAX) && slot[2] <= INT64_MAX)
+		r->max_bytes = (int64_t)slot[2];
+	if (slot[0] & SET_BALLOON)
+		r->no_balloon = !!(slot[0] & SET_NO_BALLOON);
+	vm->run_set_section = slot[3];
 }
 
 void pk_state_vm_drained(struct pk_vm *vm)
@@ -518,14 +619,22 @@ static void record_load(struct pk_engine *e, const char *fname)
 	size_t len;
 	int err;
 
+	int v3 = 0;
+
 	err = pk_sfile_open(&rec, e->run_dirfd, fname, KIND_VM);
 	if (!err) {
 		m = pk_sfile_meta(rec, &len);
-		if (len != sizeof(*m) || m->version != RECORD_VERSION ||
+		/* Version 2 (the previous binary's): its metadata is version
+		 * 3's prefix, its payload has no settings block. */
+		v3 = len == sizeof(*m) && m->version == RECORD_VERSION &&
+		     m->settings_at == RECORD_WORDS(m->n_pages) &&
+		     m->settings_words == SETTINGS_WORDS;
+		if ((!v3 && (len != VM_META_V2_SIZE ||
+			     m->version != RECORD_VERSION_V2)) ||
 		    m->n_regions == 0 || m->n_regions > PK_PROTO_MAX_REGIONS ||
 		    !memchr(m->name, 0, sizeof(m->name)) ||
 		    !memchr(m->share_domain, 0, sizeof(m->share_domain)) ||
-		    RECORD_WORDS(m->n_pages) * 8 !=
+		    (RECORD_WORDS(m->n_pages) + (v3 ? SETTINGS_WORDS : 0)) * 8 !=
 			    pk_sfile_payload_bytes(rec) ||
 		    regions_pages(m) != m->n_pages) {
 			pk_sfile_close(rec);
@@ -585,6 +694,10 @@ static void record_load(struct pk_engine *e, const char *fname)
 		       vm->name);
 
 	inbox_attach(vm);
+	if (v3)
+		vm->rec_settings = (uint64_t *)pk_sfile_payload(rec) +
+				   m->settings_at;
+	settings_load(vm);
 	uint64_t discarded = inbox_replay(vm);
 	if (discarded)
 		pk_log(&e->log, "vm %s: %" PRIu64 " pages the guest discarded as the "

@@ -69,6 +69,14 @@ int pk_state_vm_record(struct pk_vm *vm, const struct stat *ram,
 void pk_state_vm_drained(struct pk_vm *vm);
 
 /*
+ * The VM's run-time settings (vm->run_set and run_set_section: what
+ * pagekeeper set gave) into its record, replacing the last, so that a
+ * restarted daemon gives them back when the guest reconnects.  A record
+ * of version 2 (no settings block) keeps none: logged once.
+ */
+void pk_state_vm_settings(struct pk_vm *vm);
+
+/*
  * The waiting VM named like reg, if any.  Then pk_state_adopt() checks it
  * is the same guest: 0 with the VM (taken off the waiting list) in *out,
  * or -EEXIST with the reason when another guest claims the name of one

@@ -366,6 +366,24 @@ static int map_ram(struct pk_vm *vm, const struct stat *st, char *reason,
 	return 0;
 }
 
+/* The REGISTER trailer's settings as the policy takes them (-1: none). */
+static void reg_settings(struct pk_vm *vm, const struct pk_registration *reg)
+{
+	const struct pk_register_settings *s = &reg->settings;
+	struct pk_vm_setting *r = &vm->reg_set;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->vm, sizeof(r->vm), "%s", reg->vm_name);
+	r->shares = r->min_bytes = r->max_bytes = -1;
+	r->no_balloon = -1;
+	if (!(reg->flags & PK_REG_SETTINGS))
+		return;
+	r->shares = s->shares ? (int64_t)s->shares : -1;
+	r->min_bytes = (int64_t)s->min_bytes;
+	r->max_bytes = (int64_t)s->max_bytes;
+	r->no_balloon = !!(s->flags & PK_REGSET_NO_BALLOON);
+}
+
 /* A waiting VM of a previous daemon gets its guest back (state.h). */
 static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
 		 const struct stat *st, int uffd, int ram_fd, int conn_fd,
@@ -385,6 +403,7 @@ static int adopt(struct pk_vm *vm, const struct pk_registration *reg,
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
 		 reg->balloon_channel);
+	reg_settings(vm, reg);
 	pk_state_restore_pages(vm);
 	vm->next = vm->engine->vms;
 	vm->engine->vms = vm;
@@ -477,6 +496,11 @@ int pk_vm_create(struct pk_engine *e, const struct pk_registration *reg,
 	vm->balloon_kind = reg->balloon_kind;
 	snprintf(vm->balloon_channel, sizeof(vm->balloon_channel), "%s",
 		 reg->balloon_channel);
+	reg_settings(vm, reg);
+	vm->run_set = vm->reg_set; /* a new record: nothing set yet */
+	vm->run_set.shares = vm->run_set.min_bytes = -1;
+	vm->run_set.max_bytes = -1;
+	vm->run_set.no_balloon = -1;
 	vm->n_regions = reg->n_regions;
 	for (uint32_t i = 0; i < reg->n_regions; i++) {
 		vm->regions[i].start = reg->regions[i].host_addr;

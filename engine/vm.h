@@ -180,6 +180,16 @@ struct pk_vm {
 	struct pk_vm_stats stats;
 	/* The memory-state policy's view of the VM (policy.h). */
 	struct pk_vm_policy policy;
+	/* Its allocation settings by origin, applied in this order by
+	 * pk_policy_vm_init (policy.c), -1 where not given: the guest's
+	 * REGISTER trailer; then the admin's [vm NAME]; then pagekeeper
+	 * set's, kept in its record (state.c) with the hash of the [vm NAME]
+	 * section they override (pk_policy_vm_section_hash), so a section
+	 * that changed since wins again, also across a restart. */
+	struct pk_vm_setting reg_set;
+	struct pk_vm_setting run_set;
+	uint64_t run_set_section;
+	uint64_t *rec_settings; /* the record's settings block; NULL: none (v2) */
 	/* Write tracking for cold-first victims (track.h). */
 	struct pk_vm_track track;
 

@@ -484,6 +484,10 @@ END_TEST
 struct qemu {
 	pid_t pid;
 	char name[48];
+	/* Two QMP monitors: the shim registers the first as the VM's
+	 * balloon channel and the daemon's bridge holds it (a QMP socket
+	 * serves one client at a time), so the test speaks on the second. */
+	char qmp_bridge[108];
 	char qmp[108];
 	char err[128]; /* its stderr */
 };
@@ -571,7 +575,7 @@ static void qemu_start(struct qemu *q, const char *name, const char *sock,
 		       const char *const env[], const char *const args[])
 {
 	const char *bin = getenv("PK_QEMU"), *shim = getenv("PK_PRELOAD");
-	char preload[1024] = "", ram[64], nm[80], qmp[160];
+	char preload[1024] = "", ram[64], nm[80], qmp[160], qmp_bridge[160];
 	char *argv[64];
 	int n = 0;
 
@@ -581,16 +585,20 @@ static void qemu_start(struct qemu *q, const char *name, const char *sock,
 	dl_iterate_phdr(find_sanitizers, preload);
 	strcat(preload, shim);
 	snprintf(q->name, sizeof(q->name), "%s", name);
+	snprintf(q->qmp_bridge, sizeof(q->qmp_bridge), "%s/%s.bqmp", D.dir,
+		 name);
 	snprintf(q->qmp, sizeof(q->qmp), "%s/%s.qmp", D.dir, name);
 	snprintf(q->err, sizeof(q->err), "%s/%s.err", D.dir, name);
 	snprintf(ram, sizeof(ram), "memory-backend-memfd,id=ram,size=%dM,share=on",
 		 QEMU_RAM_MIB);
 	snprintf(nm, sizeof(nm), "guest=%s,debug-threads=on", name);
+	snprintf(qmp_bridge, sizeof(qmp_bridge), "unix:%s,server=on,wait=off",
+		 q->qmp_bridge);
 	snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", q->qmp);
 	const char *base[] = { bin, "-accel", "tcg", "-nodefaults",
 			       "-nographic", "-m", "256", "-object", ram,
 			       "-machine", "pc,memory-backend=ram", "-name", nm,
-			       "-qmp", qmp };
+			       "-qmp", qmp_bridge, "-qmp", qmp };
 	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
 		argv[n++] = (char *)base[i];
 	for (size_t i = 0; args && args[i] && n < 63; i++)
@@ -782,20 +790,29 @@ static void vm_name(char *out, size_t len, const char *what)
 	snprintf(out, len, "pk-%s-%d", what, (int)getpid());
 }
 
-/* Attached with the right name, size, pid and balloon; QMP quit detaches. */
+/* Attached with the right name, size, pid, balloon and the settings of
+ * its environment (PAGEKEEPER_SHARES, _MAX: the registration's trailer);
+ * QMP quit detaches. */
 START_TEST(qemu_attach_status)
 {
 	char name[48], line[128], got[64];
+	const char *env[] = { "PAGEKEEPER_SHARES=500", "PAGEKEEPER_MAX=128M",
+			      NULL };
 	struct qmp m;
 	int st;
 
 	vm_name(name, sizeof(name), "attach");
-	qemu_start(&Q[0], name, D.sock, NULL, NULL);
+	qemu_start(&Q[0], name, D.sock, env, NULL);
 	ck_assert_msg(wait_vm_listed(&D, name, 1, WAIT_MS),
 		      "VM %s never registered; QEMU stderr: %s", name,
 		      read_file(Q[0].err));
 	ck_assert_double_eq(vm_field(&D, name, "configured_mib"), QEMU_RAM_MIB);
 	ck_assert_int_eq((int)vm_field(&D, name, "pid"), Q[0].pid);
+	ck_assert_msg(vm_field(&D, name, "shares") == 500 &&
+		      vm_field(&D, name, "max_mib") == 128, "%s: shares %.0f, "
+		      "max %.1f MiB: want the environment's 500 and 128 MiB",
+		      name, vm_field(&D, name, "shares"),
+		      vm_field(&D, name, "max_mib"));
 	vm_string(&D, name, "balloon", got, sizeof(got));
 	ck_assert_str_eq(got, "qmp");
 	vm_string(&D, name, "ram", got, sizeof(got));

@@ -496,8 +496,8 @@ START_TEST(test_reg_unknown_flags)
 {
 	size_t len = build(1);
 
-	MSG->flags = 0x2;
-	expect_reject(len, -EINVAL, "unknown register flags 0x2");
+	MSG->flags = 0x4;
+	expect_reject(len, -EINVAL, "unknown register flags 0x4");
 	MSG->flags = PK_REG_ANON | 0x80000000u;
 	expect_reject(len, -EINVAL, "unknown register flags 0x80000001");
 }
@@ -521,6 +521,112 @@ START_TEST(test_reg_anon_with_offset)
 	MSG->regions[1].file_offset = 8192;
 	expect_reject(len, -EINVAL,
 		      "region 1: anonymous RAM cannot have a file offset");
+}
+END_TEST
+
+/* ---- the settings trailer (PK_REG_SETTINGS) ---- */
+
+/* build(n) with the trailer: 2 regions are 2 * REGION_LEN bytes. */
+static struct pk_register_settings *build_set(uint32_t n, size_t *len)
+{
+	struct pk_register_settings *t;
+
+	*len = build(n) + sizeof(*t);
+	MSG->flags |= PK_REG_SETTINGS;
+	MSG->hdr.length = (uint32_t)*len;
+	t = (struct pk_register_settings *)(void *)&MSG->regions[n];
+	*t = (struct pk_register_settings){ .shares = 500,
+					    .flags = PK_REGSET_NO_BALLOON,
+					    .min_bytes = 4 * 4096,
+					    .max_bytes = REGION_LEN };
+	return t;
+}
+
+START_TEST(test_settings_roundtrip)
+{
+	struct pk_region_desc r = { .host_addr = BASE_ADDR,
+				    .length = REGION_LEN, .page_size = 4096 };
+	struct pk_registration reg = {
+		.vm_name = "set-1", .share_domain = "", .balloon_channel = "",
+		.flags = PK_REG_SETTINGS, .n_regions = 1, .regions = &r,
+		.settings = { .shares = 7, .flags = PK_REGSET_NO_BALLOON,
+			      .min_bytes = 8192, .max_bytes = 65536 },
+	};
+	struct pk_registration out;
+	char reason[PK_PROTO_REASON_MAX] = "";
+	int len = pk_register_encode(raw, sizeof(raw), &reg);
+
+	ck_assert_int_eq(len, (int)(pk_register_msg_size(1) +
+				    sizeof(struct pk_register_settings)));
+	ck_assert_int_eq(len, (int)pk_register_msg_size_flags(1, PK_REG_SETTINGS));
+	expect_accept((size_t)len);
+	ck_assert_int_eq(pk_register_decode(raw, (size_t)len, &out, reason,
+					    sizeof(reason)), 0);
+	ck_assert_uint_eq(out.flags, PK_REG_SETTINGS);
+	ck_assert_uint_eq(out.settings.shares, 7);
+	ck_assert_uint_eq(out.settings.flags, PK_REGSET_NO_BALLOON);
+	ck_assert_uint_eq(out.settings.min_bytes, 8192);
+	ck_assert_uint_eq(out.settings.max_bytes, 65536);
+	/* Without the flag: the old message, no settings decoded. */
+	reg.flags = 0;
+	len = pk_register_encode(raw, sizeof(raw), &reg);
+	ck_assert_int_eq(len, (int)pk_register_msg_size(1));
+	ck_assert_int_eq(pk_register_decode(raw, (size_t)len, &out, reason,
+					    sizeof(reason)), 0);
+	ck_assert_uint_eq(out.settings.shares, 0);
+	ck_assert_uint_eq(out.settings.max_bytes, 0);
+}
+END_TEST
+
+START_TEST(test_reg_settings_length)
+{
+	size_t len = build(1);
+
+	/* The flag without the 24 bytes, and the bytes without the flag. */
+	MSG->flags = PK_REG_SETTINGS;
+	expect_reject(len, -EBADMSG, "1 regions and settings need 472");
+	build_set(1, &len);
+	MSG->flags = 0;
+	expect_reject(len, -EBADMSG, "472 bytes but 1 regions need 448");
+}
+END_TEST
+
+START_TEST(test_reg_settings_rules)
+{
+	size_t len;
+	struct pk_register_settings *t = build_set(2, &len);
+	struct pk_registration out;
+	char reason[PK_PROTO_REASON_MAX] = "";
+
+	expect_accept(len);
+	t->flags = 0x2;
+	expect_reject(len, -EINVAL, "unknown settings flags 0x2");
+	t->flags = 0;
+	t->shares = PK_PROTO_SHARES_MAX + 1;
+	expect_reject(len, -EINVAL, "shares must be 1 to 1000000 (0: the "
+		      "default), not 1000001");
+	t->shares = PK_PROTO_SHARES_MAX;
+	expect_accept(len);
+	t->min_bytes = 4096 + 1;
+	expect_reject(len, -EINVAL, "min and max must be multiples of 4096");
+	t->min_bytes = 2 * REGION_LEN + 4096;
+	t->max_bytes = 0;
+	expect_reject(len, -EINVAL, "min 528384 bytes is above the VM's size "
+		      "(524288 bytes)");
+	t->min_bytes = 8 * 4096;
+	t->max_bytes = 4 * 4096;
+	expect_reject(len, -EINVAL, "min 32768 bytes is above max 16384 bytes");
+	/* A max above the VM's size: no limit, clamped to 0, not refused. */
+	t->min_bytes = 2 * REGION_LEN;
+	t->max_bytes = 2 * REGION_LEN + 4096;
+	ck_assert_int_eq(pk_register_decode(raw, len, &out, reason,
+					    sizeof(reason)), 0);
+	ck_assert_uint_eq(out.settings.max_bytes, 0);
+	ck_assert_uint_eq(out.settings.min_bytes, 2 * REGION_LEN);
+	t->max_bytes = 2 * REGION_LEN; /* exactly the size: kept */
+	ck_assert_int_eq(pk_register_decode(raw, len, &out, reason,
+					    sizeof(reason)), 0);
+	ck_assert_uint_eq(out.settings.max_bytes, 2 * REGION_LEN);
 }
 END_TEST
 
@@ -567,6 +673,9 @@ static Suite *protocol_suite(void)
 	tcase_add_test(reg, test_reg_unknown_flags);
 	tcase_add_test(reg, test_reg_unknown_balloon_kind);
 	tcase_add_test(reg, test_reg_anon_with_offset);
+	tcase_add_test(reg, test_settings_roundtrip);
+	tcase_add_test(reg, test_reg_settings_length);
+	tcase_add_test(reg, test_reg_settings_rules);
 	suite_add_tcase(s, reg);
 	return s;
 }

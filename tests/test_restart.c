@@ -68,6 +68,9 @@
 #include "tests/guest_proc.h"
 #include "tools/guestsim/content.h"
 
+#define XXH_INLINE_ALL /* the record header's sum, header-only */
+#include <xxhash.h>
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -974,6 +977,223 @@ START_TEST(swap_file_lost)
 }
 END_TEST
 
+/*
+ * ---- pagekeeper set outlives the daemon (issue 15) ----
+ * A VM's run-time settings are in its record (version 3): after a kill
+ * -9 and after SIGTERM, the new daemon gives them back when the guest
+ * reconnects; a partial set keeps the other figures; a daemon started
+ * with a [vm NAME] (--vm) that differs from the one set overrode puts
+ * the admin's values back.  A version-2 record (the previous binary's)
+ * still loads: its VM is adopted, with no run-time settings.
+ */
+
+#define SET_MIB 1
+
+/* SET on vm (-1 leaves a figure); the reply's status. */
+static int set_vm(struct pk_test_daemon *d, const char *vm, int64_t shares,
+		  int64_t min, int64_t max, int32_t no_balloon)
+{
+	struct pk_set_msg m;
+	struct pk_reply_msg r;
+	int conn, rc;
+
+	ck_assert_int_eq(pk_set_msg_encode(&m, vm, shares, min, max,
+					   no_balloon), 0);
+	rc = pk_test_request(d->sock, &m, sizeof(m), NULL, 0, &r, &conn);
+	ck_assert_msg(rc == 0, "SET %s: no reply: %s", vm, strerror(-rc));
+	close(conn);
+	ck_assert_msg(r.hdr.type == PK_MSG_SET_REPLY, "SET %s: reply type %u",
+		      vm, r.hdr.type);
+	return r.status;
+}
+
+/* An in-process guest of SET_MIB attached with reconnect. */
+static struct pk_client *own_attach(struct pk_test_daemon *d,
+				    struct pk_test_guest *g, const char *name)
+{
+	struct pk_client_region r;
+	struct pk_client_opts o;
+	struct pk_client *c = NULL;
+	char err[PK_PROTO_REASON_MAX + 64] = "";
+	int rc;
+
+	rc = pk_test_guest_create(g, SET_MIB << 20, SET_MIB << 20);
+	ck_assert_msg(rc == 0, "memfd guest: %s", strerror(-rc));
+	r = (struct pk_client_region){ .addr = g->addr, .length = g->map_len };
+	o = (struct pk_client_opts){ .socket_path = d->sock, .vm_name = name,
+				     .ram_fd = g->memfd, .regions = &r,
+				     .n_regions = 1, .reconnect = 1 };
+	rc = pk_client_attach(&o, &c, err, sizeof(err));
+	ck_assert_msg(rc == 0, "attach %s: %s", name, err);
+	return c;
+}
+
+/* The VM's shares, min_mib, max_mib, balloon_opt_out are these. */
+static void expect_settings(struct pk_test_daemon *d, const char *vm,
+			    double shares, double min_mib, double max_mib,
+			    double opt_out, const char *when)
+{
+	static const char *const keys[] = { "shares", "min_mib", "max_mib",
+					    "balloon_opt_out", NULL };
+	double got[4];
+
+	vm_fields(d, vm, keys, got);
+	ck_assert_msg(got[0] == shares && got[1] == min_mib &&
+			      got[2] == max_mib && got[3] == opt_out,
+		      "%s: %s has shares %.0f, min %.3f MiB, max %.3f MiB, "
+		      "balloon_opt_out %.0f; want %.0f, %.3f, %.3f, %.0f", when,
+		      vm, got[0], got[1], got[2], got[3], shares, min_mib,
+		      max_mib, opt_out);
+}
+
+/* Restart on the same directories; the guest reconnects (adopted). */
+static void restart_reconnect(struct pk_test_daemon *d, const char *vm,
+			      unsigned generation, struct pk_client *c,
+			      const char *extra)
+{
+	const char *const names[1] = { vm };
+
+	restart(d, extra);
+	WAIT_FOR(listed(d, names, 1) && pk_client_generation(c) == generation,
+		 RECONNECT_MS + STATUS_SLACK_MS, 20, "%s to reconnect to the new "
+		 "daemon (registration %u)", vm, generation);
+	ck_assert_int_eq(n_waiting(d), 0);
+}
+
+START_TEST(set_survives_restart)
+{
+	struct pk_test_daemon d;
+	struct pk_test_guest g;
+	struct pk_client *c;
+
+	ck_assert_msg(pk_test_daemon_start(&d, ARGS_SWAP) == 0, "%s", d.error);
+	c = own_attach(&d, &g, "set1");
+	expect_settings(&d, "set1", 1000, 0, SET_MIB, 0, "at registration");
+	ck_assert_int_eq(set_vm(&d, "set1", 321, 64 << 10, 512 << 10, 1), 0);
+	expect_settings(&d, "set1", 321, 0.0625, 0.5, 1, "after set");
+
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGKILL) == 0, "%s", d.error);
+	restart_reconnect(&d, "set1", 2, c, NULL);
+	expect_settings(&d, "set1", 321, 0.0625, 0.5, 1, "after kill -9");
+
+	/* Only shares: the other figures stay as set. */
+	ck_assert_int_eq(set_vm(&d, "set1", 77, -1, -1, -1), 0);
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGTERM) == 0, "%s", d.error);
+	restart_reconnect(&d, "set1", 3, c, NULL);
+	expect_settings(&d, "set1", 77, 0.0625, 0.5, 1,
+			"after SIGTERM and a start");
+
+	/* The admin's section for it, new since the set: it wins. */
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGKILL) == 0, "%s", d.error);
+	restart_reconnect(&d, "set1", 4, c, ARGS_SWAP " --vm set1:shares=5000");
+	expect_settings(&d, "set1", 5000, 0, SET_MIB, 0,
+			"after a start with a new [vm set1]");
+	expect_log(&d, "vm set1: its [vm set1] section changed: it overrides "
+		   "what pagekeeper set gave");
+
+	pk_client_detach(c);
+	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
+			 0);
+	pk_test_guest_destroy(&g);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/* swapper/state_file.c's header, as the previous binary wrote it. */
+struct v2_sfile_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t kind;
+	uint64_t payload_bytes;
+	uint32_t meta_len;
+	uint32_t reserved;
+	uint64_t sum;
+};
+#define V3_META_LEN 1736u  /* engine/state.c: struct vm_meta, version 3 */
+#define V2_META_LEN 1720u  /* ... version 2: the same without 2 words */
+#define V3_SETTINGS_BYTES 72u /* ... and its payload's settings block */
+
+/*
+ * Make the record at path what the previous binary (record version 2)
+ * wrote for the same VM: its metadata without the settings words,
+ * version 2, the payload without the settings block, the header's sum
+ * recomputed as state_file.c does.
+ */
+static void record_to_v2(const char *path)
+{
+	unsigned char head[4096] = { 0 };
+	struct v2_sfile_header h;
+	uint32_t version = 2;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(pread(fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	memcpy(&h, head, sizeof(h));
+	ck_assert_msg(h.meta_len == V3_META_LEN, "record %s: metadata of %u "
+		      "bytes, want version 3's %u", path, h.meta_len,
+		      V3_META_LEN);
+	ck_assert_uint_eq(*(uint32_t *)(void *)(head + sizeof(h)), 3);
+	memcpy(head + sizeof(h), &version, sizeof(version));
+	memset(head + sizeof(h) + V2_META_LEN, 0, V3_META_LEN - V2_META_LEN);
+	h.meta_len = V2_META_LEN;
+	h.payload_bytes -= V3_SETTINGS_BYTES;
+	h.sum = 0;
+	memcpy(head, &h, sizeof(h));
+	h.sum = XXH3_64bits(head, sizeof(h) + V2_META_LEN);
+	memcpy(head, &h, sizeof(h));
+	ck_assert_int_eq(pwrite(fd, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	/* The block's bytes: zeros, as past an old payload's end. */
+	unsigned char zero[V3_SETTINGS_BYTES] = { 0 };
+	ck_assert_int_eq(pwrite(fd, zero, sizeof(zero),
+				(off_t)(4096 + h.payload_bytes)),
+			 (ssize_t)sizeof(zero));
+	ck_assert_int_eq(ftruncate(fd, (off_t)(4096 + (h.payload_bytes + 4095) /
+						       4096 * 4096)), 0);
+	close(fd);
+}
+
+START_TEST(record_v2_loads)
+{
+	struct pk_test_daemon d;
+	struct pk_test_guest g;
+	struct pk_client *c;
+	char path[256];
+
+	ck_assert_msg(pk_test_daemon_start(&d, ARGS_SWAP) == 0, "%s", d.error);
+	c = own_attach(&d, &g, "old1");
+	for (unsigned p = 0; p < (SET_MIB << 20) / PAGE; p++)
+		memset((char *)g.addr + (size_t)p * PAGE, (int)(p % 251) + 1, PAGE);
+	reclaim_unique(&d, "old1", SET_MIB); /* its pages in the swap file */
+	ck_assert_int_eq(set_vm(&d, "old1", 321, -1, -1, -1), 0);
+	ck_assert_msg(pk_test_daemon_kill(&d, SIGKILL) == 0, "%s", d.error);
+	record_path(&d, "old1", path, sizeof(path));
+	record_to_v2(path);
+
+	restart_reconnect(&d, "old1", 2, c, NULL);
+	expect_log(&d, "replayed 1 VM record(s) from %s", d.run_dir);
+	ck_assert_msg(!file_has(d.log, "cannot be read"), "the version 2 "
+		      "record was set aside (%s)", d.log);
+	/* Its swapped pages are its own again; no run-time settings. */
+	ck_assert_double_eq(vm_field(&d, "old1", "swapped_mib"), SET_MIB);
+	expect_settings(&d, "old1", 1000, 0, SET_MIB, 0, "from a version 2 "
+			"record");
+	/* A set still works; it lasts as long as this registration. */
+	ck_assert_int_eq(set_vm(&d, "old1", 55, -1, -1, -1), 0);
+	expect_settings(&d, "old1", 55, 0, SET_MIB, 0, "set after adoption");
+	expect_log(&d, "vm old1: its record is of version 2");
+	/* Every page back from the slots the version 2 record named. */
+	for (unsigned p = 0; p < (SET_MIB << 20) / PAGE; p++)
+		ck_assert_uint_eq(((volatile unsigned char *)g.addr)[p * PAGE + 7],
+				  p % 251 + 1);
+
+	pk_client_detach(c);
+	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
+			 0);
+	pk_test_guest_destroy(&g);
+	pk_test_daemon_stop_ok(&d);
+}
+END_TEST
+
 /* One case per test, named after it: CK_RUN_CASE=name runs one. */
 static void add(Suite *s, const char *name, const TTest *t)
 {
@@ -998,6 +1218,8 @@ int main(void)
 	add(s, "lock", lock);
 	add(s, "discard_at_kill", discard_at_kill);
 	add(s, "swap_file_lost", swap_file_lost);
+	add(s, "set_survives_restart", set_survives_restart);
+	add(s, "record_v2_loads", record_v2_loads);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

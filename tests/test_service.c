@@ -36,6 +36,7 @@
  * flag are all failures nobody sees until a host is in trouble.
  */
 #include "engine/protocol.h"
+#include "engine/uffd_compat.h"
 #include "tests/daemon_fixture.h"
 #include "tests/guest_proc.h"
 
@@ -605,24 +606,37 @@ END_TEST
 START_TEST(test_sighup_reload)
 {
 	struct pk_test_daemon d;
-	char dir[96], path[128], args[256];
+	char dir[96], path[128], args[256], victims[16];
 	double mib = 0;
 
 	make_dir(dir, sizeof(dir), "conf");
 	snprintf(path, sizeof(path), "%s/pk.conf", dir);
 	write_file(path, "[policy]\nswap-write-budget = 100M/d\n"
+			 "victims = random\n"
 			 "[sharing]\nscan-rate = 100M\n");
 	snprintf(args, sizeof(args), "--config %s", path);
 	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
 	ck_assert_msg(status_num(&d, "swap_write_budget_mib", NULL) == 100,
 		      "swap_write_budget_mib: want the file's 100 MiB");
 
+	status_str(&d, "victims", victims, sizeof(victims));
+	ck_assert_msg(strcmp(victims, "random") == 0, "victims '%s' at start: "
+		      "want the file's random", victims);
+
 	write_file(path, "[policy]\nswap-write-budget = 300M/d\n"
+			 "victims = cold\n"
 			 "[sharing]\nscan-rate = 200M\n");
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
 	WAIT_FOR((mib = status_num(&d, "swap_write_budget_mib", NULL)) == 300, 2000,
 		 20, "swap_write_budget_mib 300 MiB after SIGHUP (now %.1f)",
 		 mib);
+	/* victims is reloadable (issue 15): applied, not "needs a restart". */
+	status_str(&d, "victims", victims, sizeof(victims));
+	ck_assert_msg(strcmp(victims, "cold") == 0, "victims '%s' after the "
+		      "reload of 'victims = cold': want cold", victims);
+	ck_assert_msg(file_has(d.log, "policy: victims are now cold") &&
+			      !file_has(d.log, "reload: victims changed"),
+		      "the log does not say victims changed live (%s)", d.log);
 	WAIT_FOR(file_has(d.log, "reload: scan-rate changed ('100M' -> "
 			  "'200M'): needs a restart"), 2000, 20,
 		 "the log to say scan-rate needs a restart (%s)", d.log);
@@ -723,6 +737,82 @@ START_TEST(test_vm_settings)
 		      "the log does not say the per-VM settings changed (%s)",
 		      d.log);
 	ck_assert_int_eq(guest_finish(&g, 2000), 0);
+	pk_test_daemon_stop_ok(&d);
+	rm_rf(dir);
+}
+END_TEST
+
+/*
+ * Issue 15: a guest's own settings (the REGISTER trailer) apply where
+ * the admin's [vm NAME] says nothing; the section wins where it speaks;
+ * a reload that changes the section applies it over a set value.
+ */
+#define PRE_PAGES 64
+START_TEST(test_vm_settings_register)
+{
+	struct pk_test_daemon d;
+	struct pk_test_guest g;
+	struct pk_region_desc r;
+	struct pk_reply_msg reply;
+	char dir[96], path[128], args[256], out[1024];
+	static uint64_t msg[(sizeof(struct pk_register_msg) + 64 +
+			     sizeof(struct pk_register_settings)) / 8 + 1];
+	struct pk_registration reg = {
+		.vm_name = "pre1", .share_domain = "", .balloon_channel = "",
+		.flags = PK_REG_SETTINGS, .n_regions = 1, .regions = &r,
+		.settings = { .shares = 500, .flags = PK_REGSET_NO_BALLOON,
+			      .min_bytes = 8 * 4096, .max_bytes = 16 * 4096 },
+	};
+	int fds[2], conn, len;
+	double v = 0;
+
+	make_dir(dir, sizeof(dir), "conf");
+	snprintf(path, sizeof(path), "%s/pk.conf", dir);
+	write_file(path, "[vm pre1]\nshares = 2000\nballoon = on\n");
+	snprintf(args, sizeof(args), "--config %s", path);
+	ck_assert_msg(pk_test_daemon_start(&d, args) == 0, "%s", d.error);
+	ck_assert_int_eq(pk_test_guest_create(&g, PRE_PAGES * 4096,
+					      PRE_PAGES * 4096), 0);
+	ck_assert_int_eq(pk_test_guest_add_uffd(&g, PK_UFFD_FEATURES), 0);
+	r = (struct pk_region_desc){ .host_addr = (uintptr_t)g.addr,
+				     .length = g.map_len,
+				     .page_size = PK_PAGE_SIZE };
+	len = pk_register_encode(msg, sizeof(msg), &reg);
+	ck_assert_int_gt(len, 0);
+	fds[0] = g.uffd;
+	fds[1] = g.memfd;
+	ck_assert_int_eq(pk_test_request(d.sock, msg, (size_t)len, fds, 2,
+					 &reply, &conn), 0);
+	ck_assert_msg(reply.status == 0, "register with settings: %d %s",
+		      reply.status, reply.reason);
+	ck_assert_msg(vm_field(&d, "pre1", "shares") == 2000 &&
+			      vm_field(&d, "pre1", "balloon_opt_out") == 0,
+		      "pre1: shares %.0f, opt-out %.0f: want [vm pre1]'s 2000 "
+		      "and balloon on over the registration's 500 and off",
+		      vm_field(&d, "pre1", "shares"),
+		      vm_field(&d, "pre1", "balloon_opt_out"));
+	ck_assert_msg(vm_field(&d, "pre1", "min_mib") == 8 * 4096 / 1048576.0 &&
+			      vm_field(&d, "pre1", "max_mib") ==
+				      16 * 4096 / 1048576.0,
+		      "pre1: min %.4f, max %.4f MiB: want the registration's "
+		      "0.0312 and 0.0625 (the section has none)",
+		      vm_field(&d, "pre1", "min_mib"),
+		      vm_field(&d, "pre1", "max_mib"));
+
+	char *set[] = { (char *)env_or_fail("PK_CLI"), "--socket", d.sock,
+			"set", "pre1", "--shares", "300", NULL };
+	int rc = run_capture(set, out, sizeof(out));
+	ck_assert_msg(rc == 0 && vm_field(&d, "pre1", "shares") == 300,
+		      "pagekeeper set --shares 300: exit %d, shares %.0f: %s",
+		      rc, vm_field(&d, "pre1", "shares"), out);
+	/* The section changes: it wins over set again. */
+	write_file(path, "[vm pre1]\nshares = 2500\nballoon = on\n");
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	WAIT_FOR((v = vm_field(&d, "pre1", "shares")) == 2500, 2000, 20,
+		 "pre1's shares 2500 after the reload (now %.0f)", v);
+	close(conn);
+	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(2000)), 0);
+	pk_test_guest_destroy(&g);
 	pk_test_daemon_stop_ok(&d);
 	rm_rf(dir);
 }
@@ -1058,6 +1148,7 @@ static Suite *service_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_check_config_rules);
 	tcase_add_test(tc, test_vm_settings);
+	tcase_add_test(tc, test_vm_settings_register);
 	tcase_add_test(tc, test_daemon_bad_config);
 	tcase_add_test(tc, test_flags_override_file);
 	tcase_add_test(tc, test_sighup_reload);

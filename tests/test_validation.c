@@ -27,10 +27,14 @@
 #include "engine/protocol.h"
 #include "engine/uffd_compat.h"
 #include "tests/daemon_fixture.h"
+#include "tests/guest_proc.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <linux/magic.h>
 #include <libgen.h>
 #include <limits.h>
@@ -668,6 +672,194 @@ START_TEST(test_valid_attach_detach)
 }
 END_TEST
 
+/* ---- a registration's own settings (PK_REG_SETTINGS, issue 15) ---- */
+
+/* The daemon for these: its socket's group "users", so that a child
+ * dropped to NOBODY_UID in that group connects (test_hostile.c). */
+#define NOBODY_UID 65534
+static void setup_users(void)
+{
+	int rc = pk_test_daemon_start(&D, "--socket-group users");
+
+	ck_assert_msg(rc == 0, "cannot start the daemon: %s", D.error);
+	ck_assert_int_eq(chmod(D.dir, 0711), 0);
+}
+
+/*
+ * Root (an admin) registers with every setting: status shows them, and
+ * a max above the VM's size is no limit (clamped: max_mib is its size).
+ */
+START_TEST(test_settings_from_root)
+{
+	struct pk_test_guest g;
+	struct pk_client *c = NULL;
+	struct pk_client_region r;
+	struct pk_client_opts o;
+	struct pk_client_settings set = { .shares = 2500, .min_bytes = 8 * PG,
+					  .max_bytes = 12 * PG,
+					  .no_balloon = 1 };
+	char err[PK_PROTO_REASON_MAX + 64] = "";
+	int rc;
+
+	guest(&g, LEN, LEN);
+	r = (struct pk_client_region){ .addr = g.addr, .length = g.map_len };
+	o = (struct pk_client_opts){ .socket_path = D.sock, .vm_name = "set-a",
+				     .ram_fd = g.memfd, .regions = &r,
+				     .n_regions = 1 };
+	rc = pk_client_attach_settings(&o, &set, &c, err, sizeof(err));
+	ck_assert_msg(rc == 0, "attach with settings: %d %s", rc, err);
+	ck_assert_msg(vm_field(&D, "set-a", "shares") == 2500 &&
+			      vm_field(&D, "set-a", "min_mib") == 8 * PG / 1048576.0 &&
+			      vm_field(&D, "set-a", "max_mib") == 12 * PG / 1048576.0 &&
+			      vm_field(&D, "set-a", "balloon_opt_out") == 1,
+		      "set-a: shares %.0f, min %.4f MiB, max %.4f MiB, opt-out "
+		      "%.0f: want the registration's 2500, 0.0312, 0.0469, 1",
+		      vm_field(&D, "set-a", "shares"),
+		      vm_field(&D, "set-a", "min_mib"),
+		      vm_field(&D, "set-a", "max_mib"),
+		      vm_field(&D, "set-a", "balloon_opt_out"));
+	pk_client_detach(c);
+	ck_assert_int_eq(pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT), 0);
+
+	set = (struct pk_client_settings){ .max_bytes = 2 * LEN };
+	rc = pk_client_attach_settings(&o, &set, &c, err, sizeof(err));
+	ck_assert_msg(rc == 0, "attach with a max above the size: %d %s", rc,
+		      err);
+	ck_assert_msg(vm_field(&D, "set-a", "max_mib") == LEN / 1048576.0 &&
+			      vm_field(&D, "set-a", "shares") == 1000,
+		      "a max of twice the size: max_mib %.4f, shares %.0f; want "
+		      "the VM's size %.4f (clamped) and the default 1000",
+		      vm_field(&D, "set-a", "max_mib"),
+		      vm_field(&D, "set-a", "shares"), LEN / 1048576.0);
+	pk_client_detach(c);
+	ck_assert_int_eq(pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT), 0);
+	pk_test_guest_destroy(&g);
+}
+END_TEST
+
+/* In a child dropped to NOBODY_UID (group users): register "set-u" with
+ * settings s (the guest is made as root: no unprivileged userfaultfd
+ * here); returns the reply's status and reason.  When that works and
+ * set is given, the child then sends it for set-u: its status in
+ * *set_status. */
+static int register_as_nobody(const struct pk_register_settings *s,
+			      const struct pk_set_msg *set, int *set_status,
+			      char *reason, size_t reason_len)
+{
+	int res[2], st, rc = -1;
+	struct pk_reply_msg reply[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct pk_test_guest g;
+		struct pk_region_desc r;
+		struct group *users = getgrnam("users");
+		struct pk_registration reg = {
+			.vm_name = "set-u", .share_domain = "",
+			.balloon_channel = "", .flags = PK_REG_SETTINGS,
+			.n_regions = 1, .regions = &r, .settings = *s };
+		int fds[2], conn, len;
+
+		memset(reply, 0, sizeof(reply));
+		if (!users || pk_test_guest_create(&g, LEN, LEN) ||
+		    (g.uffd = pk_test_uffd_open(PK_UFFD_FEATURES, NULL, 0)) < 0 ||
+		    pk_test_uffd_register(g.uffd, g.addr, g.map_len) ||
+		    setgroups(1, &users->gr_gid) || setgid(users->gr_gid) ||
+		    setuid(NOBODY_UID))
+			_exit(1);
+		r = region(g.addr, g.map_len, 0);
+		len = pk_register_encode(msgbuf, sizeof(msgbuf), &reg);
+		fds[0] = g.uffd;
+		fds[1] = g.memfd;
+		if (len < 0 || pk_test_request(D.sock, msgbuf, (size_t)len, fds,
+					       2, &reply[0], &conn))
+			_exit(2);
+		if (set && reply[0].status == 0 &&
+		    pk_test_request(D.sock, set, sizeof(*set), NULL, 0,
+				    &reply[1], &conn))
+			_exit(4);
+		if (write(res[1], reply, sizeof(reply)) != sizeof(reply))
+			_exit(3);
+		_exit(0);
+	}
+	close(res[1]);
+	if (read(res[0], reply, sizeof(reply)) == sizeof(reply)) {
+		rc = reply[0].status;
+		snprintf(reason, reason_len, "%s", reply[0].reason);
+		if (set_status)
+			*set_status = reply[1].status;
+	}
+	close(res[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "the child registering as uid %d: status 0x%x",
+		      NOBODY_UID, st);
+	return rc;
+}
+
+/*
+ * Issue 17: a peer that is neither root nor an admin may not give its VM
+ * more than the others: shares above the default, a min, or a balloon
+ * opt-out are -EPERM with the reason; the same peer's max and lower
+ * shares are fine.  The same rule for its SET on its own VM: lowering
+ * works, raising is -EPERM.
+ */
+START_TEST(test_settings_not_admin)
+{
+	static const struct {
+		struct pk_register_settings s;
+		int err;
+		const char *reason;
+	} cases[] = {
+		{ { .shares = 1001 }, -EPERM,
+		  "settings: shares 1001 above the default 1000 needs root or "
+		  "the admin group (uid 65534 is neither)" },
+		{ { .min_bytes = PG }, -EPERM,
+		  "settings: a reservation (min) needs root or the admin group" },
+		{ { .flags = PK_REGSET_NO_BALLOON }, -EPERM,
+		  "settings: a balloon opt-out needs root or the admin group" },
+		{ { .shares = 1000, .max_bytes = 4 * PG }, 0, "ok" },
+	};
+	char reason[PK_PROTO_REASON_MAX];
+	struct pk_set_msg set;
+	int set_rc = 1;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = register_as_nobody(&cases[i].s, NULL, NULL, reason,
+					    sizeof(reason));
+		ck_assert_msg(rc == cases[i].err && strstr(reason, cases[i].reason),
+			      "case %zu: status %d (%s), want %d with '%s'", i,
+			      rc, reason, cases[i].err, cases[i].reason);
+		/* The child exited: its VM (the allowed case) goes. */
+		ck_assert_int_eq(pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT), 0);
+	}
+	ck_assert_msg(file_count(D.log, "refused vm set-u's settings to uid "
+				 "65534") == 3, "want 3 refusals logged in %s",
+		      D.log);
+	/* SET by the same owner: lowering works, raising does not. */
+	static const struct { int64_t shares, min; int32_t nb; int err; } sets[] = {
+		{ 500, 0, 0, 0 }, { 1001, -1, -1, -EPERM },
+		{ -1, PG, -1, -EPERM }, { -1, -1, 1, -EPERM },
+	};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		struct pk_register_settings none = { 0 };
+		ck_assert_int_eq(pk_set_msg_encode(&set, "set-u", sets[i].shares,
+						   sets[i].min, -1, sets[i].nb), 0);
+		ck_assert_int_eq(register_as_nobody(&none, &set, &set_rc, reason,
+						    sizeof(reason)), 0);
+		ck_assert_msg(set_rc == sets[i].err, "SET case %zu by the owner "
+			      "uid 65534: status %d, want %d", i, set_rc,
+			      sets[i].err);
+		ck_assert_int_eq(pk_test_wait_vm_count(D.sock, 0, DETACH_WAIT), 0);
+	}
+	ck_assert_msg(file_count(D.log, "set request refused: settings: ") == 3,
+		      "want 3 SET refusals logged in %s", D.log);
+}
+END_TEST
+
 static Suite *validation_suite(void)
 {
 	Suite *s = suite_create("validation");
@@ -692,6 +884,13 @@ static Suite *validation_suite(void)
 	tcase_add_test(tc, test_ram_fd_not_tmpfs);
 	tcase_add_test(tc, test_valid_raw_register);
 	tcase_add_test(tc, test_valid_attach_detach);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("settings");
+	tcase_add_checked_fixture(tc, setup_users, teardown);
+	tcase_set_timeout(tc, 15 * pk_test_time_scale());
+	tcase_add_test(tc, test_settings_from_root);
+	tcase_add_test(tc, test_settings_not_admin);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -515,7 +515,7 @@ static const struct key keys[] = {
 	{ "policy", "cgroup", ARG, 0, set_cgroup },
 	{ "policy", "state-thresholds", ARG, 1, set_thresholds },
 	{ "policy", "idle-tax", ARG, 1, set_idle_tax },
-	{ "policy", "victims", ARG, 0, set_victims },
+	{ "policy", "victims", ARG, 1, set_victims },
 	{ "policy", "swap-write-budget", ARG, 1, set_swap_write_budget },
 	{ "sharing", "scan-rate", ARG, 0, set_scan_rate },
 	{ "sharing", "scan-rate-max", ARG, 0, set_scan_rate_max },
@@ -891,6 +891,7 @@ unsigned pk_dcfg_apply_live(struct pk_daemon_config *cur,
 	if (*policy_changed) {
 		cur->policy.th = next->policy.th;
 		cur->policy.tau = next->policy.tau;
+		cur->policy.victims = next->policy.victims;
 		cur->policy.swap_write_budget = next->policy.swap_write_budget;
 		cur->policy.swap_write_period_s =
 			next->policy.swap_write_period_s;

@@ -25,8 +25,9 @@
  * daemon, which loses no guest page (state.h).  Without NOTIFY_SOCKET
  * none of that happens.  With --metrics-listen (issue 18) it serves GET
  * /metrics from the engine's loop (engine/metrics.h).  SIGHUP reads the
- * file again: the state thresholds, idle tax and swap-write budget change
- * live; every other changed key is logged as needing a restart.
+ * file again: the state thresholds, idle tax, victims, swap-write budget
+ * and [vm NAME] sections change live; every other changed key is logged
+ * as needing a restart.
  */
 #include "engine/engine.h"
 #include "engine/policy.h"
@@ -114,7 +115,8 @@ static void usage(FILE *f)
 		"                        has not written for 2-4 s first (writes are\n"
 		"                        tracked while a VM may be evicted, one\n"
 		"                        extra fault per page written per 2 s; a page\n"
-		"                        only read counts as cold)\n"
+		"                        only read counts as cold); a reload\n"
+		"                        applies a change\n"
 		"  --swap-write-budget SIZE/PERIOD  most bytes the policy evicts\n"
 		"                        per period (s, m, h or d), e.g. 550M/d;\n"
 		"                        then it prefers balloon and stall\n"
@@ -142,8 +144,10 @@ static void usage(FILE *f)
 		"                        applied when it registers (repeatable):\n"
 		"                        shares=N (1..1000000), min=SIZE,\n"
 		"                        max=SIZE, balloon=on|off; in the file,\n"
-		"                        a [vm NAME] section; a reload applies a\n"
-		"                        changed section at once\n"
+		"                        a [vm NAME] section; they override what\n"
+		"                        the guest registers with, pagekeeper set\n"
+		"                        overrides them (across restarts too) until\n"
+		"                        a reload or start changes the section\n"
 		"  --fault-around PAGES  pages resolved per sequential first-touch\n"
 		"                        fault, 1..%u (default %u)\n"
 		"  --test-swap-eio KIND:AFTER:COUNT  tests only: after AFTER good\n"

@@ -315,6 +315,14 @@ static void client_free(struct pk_client *c)
 int pk_client_attach(const struct pk_client_opts *o, struct pk_client **out,
 		     char *err, size_t err_len)
 {
+	return pk_client_attach_settings(o, NULL, out, err, err_len);
+}
+
+int pk_client_attach_settings(const struct pk_client_opts *o,
+			      const struct pk_client_settings *set,
+			      struct pk_client **out, char *err,
+			      size_t err_len)
+{
 	struct pk_region_desc descs[PK_PROTO_MAX_REGIONS];
 	struct pk_registration reg;
 	struct pk_client *c;
@@ -336,7 +344,8 @@ int pk_client_attach(const struct pk_client_opts *o, struct pk_client **out,
 		 o->socket_path ? o->socket_path : PK_DEFAULT_SOCKET);
 	c->n_regions = o->n_regions;
 	c->regions = calloc(o->n_regions, sizeof(*c->regions));
-	c->reg_msg = calloc(1, pk_register_msg_size(o->n_regions));
+	c->reg_msg = calloc(1, pk_register_msg_size_flags(o->n_regions,
+							  PK_REG_SETTINGS));
 	if (!c->regions || !c->reg_msg) {
 		client_free(c);
 		return -ENOMEM;
@@ -359,7 +368,19 @@ int pk_client_attach(const struct pk_client_opts *o, struct pk_client **out,
 		.n_regions = o->n_regions,
 		.regions = descs,
 	};
-	rc = pk_register_encode(c->reg_msg, pk_register_msg_size(o->n_regions),
+	if (set) {
+		/* Sent with every registration, reconnects included. */
+		reg.flags |= PK_REG_SETTINGS;
+		reg.settings = (struct pk_register_settings){
+			.shares = set->shares,
+			.flags = set->no_balloon ? PK_REGSET_NO_BALLOON : 0,
+			.min_bytes = set->min_bytes,
+			.max_bytes = set->max_bytes,
+		};
+	}
+	rc = pk_register_encode(c->reg_msg,
+				pk_register_msg_size_flags(o->n_regions,
+							   PK_REG_SETTINGS),
 				&reg);
 	if (rc < 0) {
 		client_free(c);

@@ -51,6 +51,26 @@ struct pk_client_opts {
 int pk_client_attach(const struct pk_client_opts *opts,
 		     struct pk_client **out, char *err, size_t err_len);
 
+/*
+ * The VM's own allocation settings, sent with its registration (and each
+ * re-registration).  The admin's [vm NAME] section overrides them, and
+ * `pagekeeper set` overrides both.  A client that is not root or in the
+ * daemon's admin group may only lower its claim: shares above the
+ * default, a min, or no_balloon get -EPERM (engine/PROTOCOL.md).
+ */
+struct pk_client_settings {
+	uint32_t shares;    /* 1..1000000; 0: the daemon's default (1000) */
+	uint64_t min_bytes; /* reservation, page multiple; 0: none */
+	uint64_t max_bytes; /* limit, page multiple; 0: the VM's size */
+	int no_balloon;	    /* nonzero: never balloon it, swap instead */
+};
+
+/* pk_client_attach() with settings (NULL: none, as pk_client_attach). */
+int pk_client_attach_settings(const struct pk_client_opts *opts,
+			      const struct pk_client_settings *settings,
+			      struct pk_client **out, char *err,
+			      size_t err_len);
+
 /* Daemon's id for this VM (changes after a reconnect). */
 uint32_t pk_client_vm_id(const struct pk_client *c);
 

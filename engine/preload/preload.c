@@ -31,7 +31,18 @@
  *   PAGEKEEPER_VM_NAME=NAME    instead of -name guest=;
  *   PAGEKEEPER_SHARE_DOMAIN=D  the sharing domain to register;
  *   PAGEKEEPER_BALLOON=none | qmp:PATH | libvirt:URI
- *                              instead of the first QMP monitor's socket.
+ *                              instead of the first QMP monitor's socket;
+ *   PAGEKEEPER_SHARES=N        the VM's shares (1..1000000);
+ *   PAGEKEEPER_MIN=SIZE        its reservation (bytes, or K/M/G/T);
+ *   PAGEKEEPER_MAX=SIZE        its limit;
+ *   PAGEKEEPER_NO_BALLOON=1    never balloon it (swap instead).
+ * The last four go with the registration of the backend that carries the
+ * balloon (the guest's main RAM); the admin's [vm NAME] section and
+ * `pagekeeper set` override them, and a QEMU that runs as neither root
+ * nor the daemon's admin group may only lower its claim (shares up to
+ * the default, no min, no opt-out; PROTOCOL.md, REGISTER): a refused
+ * registration leaves QEMU's RAM unmanaged, with the daemon's reason.
+ * A value that does not parse is ignored, with a line on stderr.
  *
  * The shim never stops QEMU: whatever goes wrong, QEMU runs with its RAM
  * unmanaged and one line on stderr says why.  It acts only in a process
@@ -121,6 +132,64 @@ static void pick_balloon(struct pk_preload *s, const char *raw_name)
 	}
 }
 
+/* "N", "NK", "NM", "NG", "NT" (binary) into *out: 0, or -EINVAL. */
+static int parse_size(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	int shift = 0;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v || v[0] == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'K': case 'k': shift = 10, end++; break;
+	case 'M': case 'm': shift = 20, end++; break;
+	case 'G': case 'g': shift = 30, end++; break;
+	case 'T': case 't': shift = 40, end++; break;
+	}
+	if (*end || (shift && n > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)n << shift;
+	return 0;
+}
+
+/* PAGEKEEPER_SHARES, _MIN, _MAX, _NO_BALLOON: the VM's own settings. */
+static void pick_settings(struct pk_preload *s)
+{
+	const char *v;
+	uint64_t n;
+
+	memset(&s->settings, 0, sizeof(s->settings));
+	if ((v = env("PAGEKEEPER_SHARES"))) {
+		if (parse_size(v, &n) || strpbrk(v, "KkMmGgTt") || n == 0 ||
+		    n > PK_PROTO_SHARES_MAX)
+			pk_say("ignoring PAGEKEEPER_SHARES=%s (want 1 to %u)", v,
+			       PK_PROTO_SHARES_MAX);
+		else
+			s->settings.shares = (uint32_t)n, s->has_settings = 1;
+	}
+	if ((v = env("PAGEKEEPER_MIN"))) {
+		if (parse_size(v, &n) || n % PK_PAGE_SIZE)
+			pk_say("ignoring PAGEKEEPER_MIN=%s (want a size in whole "
+			       "pages, e.g. 512M)", v);
+		else
+			s->settings.min_bytes = n, s->has_settings = 1;
+	}
+	if ((v = env("PAGEKEEPER_MAX"))) {
+		if (parse_size(v, &n) || n % PK_PAGE_SIZE)
+			pk_say("ignoring PAGEKEEPER_MAX=%s (want a size in whole "
+			       "pages, e.g. 2G)", v);
+		else
+			s->settings.max_bytes = n, s->has_settings = 1;
+	}
+	if ((v = env("PAGEKEEPER_NO_BALLOON")) && strcmp(v, "0") != 0) {
+		s->settings.no_balloon = 1;
+		s->has_settings = 1;
+	}
+}
+
 /* The first managed backend in command-line order carries the balloon. */
 static int first_managed(const struct pk_qemu_cmdline *c)
 {
@@ -179,6 +248,7 @@ static int configure(struct pk_preload *s)
 	snprintf(s->share_domain, sizeof(s->share_domain), "%s",
 		 (v = env("PAGEKEEPER_SHARE_DOMAIN")) ? v : "");
 	pick_balloon(s, name);
+	pick_settings(s);
 
 	if (s->cmd.conflict[0]) {
 		pk_say("VM '%s' runs unmanaged: %s lets another process or a "

@@ -64,6 +64,10 @@ struct pk_preload {
 	char share_domain[PK_PROTO_NAME_MAX];
 	int balloon_kind; /* enum pk_balloon_kind */
 	char balloon_channel[PK_PROTO_CHANNEL_MAX];
+	/* PAGEKEEPER_SHARES, _MIN, _MAX, _NO_BALLOON (preload.c): sent with
+	 * the balloon backend's registration when any is set. */
+	int has_settings;
+	struct pk_client_settings settings;
 	int deferred;			    /* -incoming: not attached yet */
 	bool (*runstate_is_running)(void); /* QEMU's, for -incoming */
 

@@ -122,7 +122,9 @@ static int attach_one(struct pk_preload *s, struct pk_ram *r)
 
 	rc = pk_proc_can_connect(s->socket);
 	if (rc == 0)
-		rc = pk_client_attach(&o, &c, err, sizeof(err));
+		rc = pk_client_attach_settings(
+			&o, r->balloon && s->has_settings ? &s->settings : NULL,
+			&c, err, sizeof(err));
 	else
 		snprintf(err, sizeof(err), "connect %s: %s", s->socket,
 			 strerror(-rc));
