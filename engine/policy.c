@@ -373,9 +373,9 @@ int pk_policy_vm_set(struct pk_vm *vm, int64_t shares, int64_t min_bytes,
 	uint64_t mn = min_bytes >= 0 ? (uint64_t)min_bytes : vp->min_bytes;
 	uint64_t mx = max_bytes >= 0 ? (uint64_t)max_bytes : vp->max_bytes;
 
-	if (shares == 0 || shares > 1000000) {
-		snprintf(why, why_len, "shares must be 1 to 1000000, not %lld",
-			 (long long)shares);
+	if (shares == 0 || shares > PK_PROTO_SHARES_MAX) {
+		snprintf(why, why_len, "shares must be 1 to %u, not %lld",
+			 PK_PROTO_SHARES_MAX, (long long)shares);
 		return -EINVAL;
 	}
 	if (mn > size || mx > size) {

@@ -372,8 +372,10 @@ static int add_vm_setting(struct pk_daemon_config *c, const char *vm,
 	if (!strcmp(key, "shares")) {
 		if (s->shares >= 0)
 			return why_is(why, n, "duplicate key");
-		if (uint_in(val, 1, 1000000, &u))
+		if (uint_in(val, 1, PK_PROTO_SHARES_MAX, &u))
 			return why_is(why, n, "want shares 1..1000000");
+		_Static_assert(PK_PROTO_SHARES_MAX == 1000000,
+			       "the message names the limit");
 		s->shares = u;
 	} else if (!strcmp(key, "min") || !strcmp(key, "max")) {
 		int64_t *to = key[1] == 'i' ? &s->min_bytes : &s->max_bytes;

@@ -928,9 +928,10 @@ int main(int argc, char **argv)
 				errno = 0;
 				long long s = strtoll(val, &end, 10);
 				if (errno || *end || end == val || s < 1 ||
-				    s > 1000000) {
+				    s > PK_PROTO_SHARES_MAX) {
 					fprintf(stderr, "pagekeeper: set: --shares "
-						"'%s': want 1..1000000\n", val);
+						"'%s': want 1..%u\n", val,
+						PK_PROTO_SHARES_MAX);
 					return PK_EXIT_USAGE;
 				}
 				shares = s;
