@@ -70,14 +70,12 @@
  *  - qemu_killed: SIGKILL of a QEMU whose pages are swapped: the daemon
  *    drops the VM, frees all its swap slots (slots_used 0), stays up, and
  *    another guest goes on (evicted and faulted back after the kill).
- *  - daemon_restart: SIGTERM of the daemon under a running guest, then a
- *    new daemon on the same socket: the client library re-registers, the
- *    checker goes on with 0 errors and the new daemon manages the guest.
- *    What the contract promises (pagekeeper-client.h, README): faults
- *    block until a daemon is back, never read zeros.  It does not promise
- *    that pages the dead daemon held (swapped out, or merged by the
- *    scanner) survive: there is no crash-restart journal yet.  So this
- *    case runs with the scanner off and nothing swapped.
+ *  - daemon_restart: SIGTERM of the daemon under a running guest with
+ *    swapped pages, then SIGKILLs in the middle of reclaims, each time a
+ *    new daemon on the same directories: the shim's client re-registers,
+ *    the new daemon takes the guest back with its swapped pages (its
+ *    durable records, engine/state.c), and the checker goes on with 0
+ *    errors; faults wait while no daemon runs, never read zeros.
  *  - late_attach: QEMU starts under the shim with no daemon; the checker
  *    fills 128 MiB and verifies it twice, unmanaged.  The guest is paused
  *    and its RAM file copied as it is (through /proc/PID/fd: holes stay
