@@ -307,7 +307,10 @@ static void batch_release(struct pk_evict_batch *b)
 {
 	struct pk_swap_store *store = b->engine->swap;
 
-	for (unsigned i = 0; i < b->n; i++) {
+	/* Last page first: the buffers go back on the store's free stack so
+	 * the next batch takes them in the same, ascending order, and a run
+	 * of its slots is one WRITE_FIXED from adjacent buffers. */
+	for (unsigned i = b->n; i-- > 0;) {
 		struct pk_evict_page *p = &b->pages[i];
 		if (p->buf && !b->scan)
 			pk_swap_buf_put(store, p->buf_idx);

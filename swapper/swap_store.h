@@ -98,6 +98,11 @@ struct pk_swap_stats {
 	uint64_t io_errors;	 /* completions with an I/O error or short I/O */
 	uint64_t checksum_errors; /* reads completed with -EBADMSG */
 	uint64_t submits;	 /* io_uring_submit calls that sent something */
+	uint64_t write_reqs;	 /* write requests queued (a run is one) */
+	uint64_t run_writes_fixed;  /* runs written from the registered
+				       buffer: no page pinning */
+	uint64_t run_writes_pinned; /* runs written by WRITEV (kernel < 6.15,
+				       buffers not adjacent) */
 	unsigned in_flight;	 /* queued or submitted, not reaped */
 	unsigned bufs_total, bufs_free;
 	int direct;
@@ -108,8 +113,10 @@ struct pk_swap_stats {
  * Create the swap file at path (replacing any file there) and the ring.
  * size_bytes: a non-zero multiple of the page size.  queue_depth: ring
  * entries, 0 for PK_SWAP_DEFAULT_QUEUE_DEPTH, at most
- * PK_SWAP_MAX_QUEUE_DEPTH.  Registered buffers (queue_depth * 4 pages)
- * count against RLIMIT_MEMLOCK for an unprivileged daemon.
+ * PK_SWAP_MAX_QUEUE_DEPTH.  Registered buffers (queue_depth * 4 pages,
+ * registered page by page and once more whole, for runs) count twice
+ * against RLIMIT_MEMLOCK for an unprivileged daemon; if that is refused,
+ * only the pages are registered and runs go out as WRITEV.
  */
 int pk_swap_store_open(struct pk_swap_store **out, const char *path,
 		       uint64_t size_bytes, unsigned queue_depth);
@@ -199,10 +206,13 @@ int pk_swap_read(struct pk_swap_store *store, uint64_t slot, unsigned buf_idx,
 /*
  * Queue one write of n pages (n <= PK_SWAP_RUN_MAX) to the consecutive
  * slots first_slot.. from held buffers buf_idx[0..n): one I/O request
- * (IORING_OP_WRITEV) instead of n, so eviction runs at the disk's large
- * write bandwidth rather than its 4 KiB IOPS.  Each page still completes
- * on its own with its user_data, and each slot's checksum is recorded
- * when its page is written.  A failed write fails every page of it; after
+ * instead of n, so eviction runs at the disk's large write bandwidth
+ * rather than its 4 KiB IOPS.  The request reads the registered buffers
+ * (WRITE_FIXED when buf_idx[] are consecutive, else WRITEV_FIXED where
+ * the kernel has it, else WRITEV, which pins each page per write).  Each
+ * page still completes on its own with its user_data, and each slot's
+ * checksum is recorded when its page is written.  A failed write fails
+ * every page of it; after
  * a short one (a file system that filled on the way), the pages it
  * covered are written, the first other page is written again on its
  * own, synchronously, to learn the file's own error (-ENOSPC), and the

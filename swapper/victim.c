@@ -48,11 +48,23 @@ static int chosen(const uint64_t *out, unsigned n, uint64_t i)
 static unsigned pick(const struct pk_page_table *pt, uint64_t *out,
 		     unsigned n, unsigned max, uint64_t *rng_state, int cold)
 {
+	uint64_t starts[PK_VICTIM_TRIES];
+	unsigned n0 = n;
+
 	for (int t = 0; t < PK_VICTIM_TRIES && n < max; t++) {
 		uint64_t start = xorshift64(rng_state) % pt->n_pages;
+		/* A page can be out already only if an earlier run of this
+		 * pick overlaps this one, or the caller's pages are there:
+		 * the linear search (a batch's pages times its pages) is
+		 * paid only then. */
+		int check = n0 > 0;
+		for (int u = 0; u < t && !check; u++)
+			check = starts[u] < start + PK_VICTIM_RUN &&
+				start < starts[u] + PK_VICTIM_RUN;
+		starts[t] = start;
 		for (uint64_t i = start; i < start + PK_VICTIM_RUN &&
 					 i < pt->n_pages && n < max; i++)
-			if (eligible(pt, i, cold) && !chosen(out, n, i))
+			if (eligible(pt, i, cold) && (!check || !chosen(out, n, i)))
 				out[n++] = i;
 	}
 	/* Few eligible pages left: random probes miss them, so sweep the

@@ -28,7 +28,9 @@
  * held or in flight, one buffer twice) queue nothing and leave buffers
  * and slots as they were; a short write (RLIMIT_FSIZE inside the run)
  * fails every page with -EIO and trusts none of its slots; pk_swap_wait
- * counts a run's pages.  Restart (PK_SWAP_OPEN_KEEP): close leaves the
+ * counts a run's pages; a run is one request from the registered
+ * buffer (WRITE_FIXED for adjacent buffers, WRITEV_FIXED otherwise on
+ * Linux >= 6.15), whatever its buffers' order.  Restart (PK_SWAP_OPEN_KEEP): close leaves the
  * file; reopened with the caller's checksum array, the replayed slots
  * read back their old pages, and restore_done makes the unowned ones
  * dirty for the flush; a file of another size is -EEXIST and untouched;
@@ -52,6 +54,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -1047,19 +1050,32 @@ static void drain_runs(struct run_watch *w)
  * each buffer's index.  Returns pk_swap_write_run()'s result; a refused
  * run's buffers go back to the store.
  */
+static int drv_run_order(struct driver *d, uint64_t first, unsigned n,
+			 uint64_t gen, int reversed);
+
 static int drv_run(struct driver *d, uint64_t first, unsigned n, uint64_t gen)
+{
+	return drv_run_order(d, first, n, gen, 0);
+}
+
+/* drv_run(), with the buffers in the reverse of the order taken when
+ * reversed (fresh ones come off the store's stack adjacent, ascending). */
+static int drv_run_order(struct driver *d, uint64_t first, unsigned n,
+			 uint64_t gen, int reversed)
 {
 	unsigned idx[PK_SWAP_RUN_MAX + 1];
 	uint64_t ud[PK_SWAP_RUN_MAX + 1];
+	void *pages[PK_SWAP_RUN_MAX + 1];
 	int r;
 
 	ck_assert_uint_le(n, PK_SWAP_RUN_MAX + 1);
 	for (unsigned k = 0; k < n; k++) {
-		void *page;
-
-		ck_assert_int_eq(pk_swap_buf_get(d->s, &page, &idx[k]), 0);
-		d->recs[idx[k]] = (struct rec){ 'w', first + k, gen + k, page };
-		fill(page, first + k, gen + k);
+		unsigned j = reversed ? n - 1 - k : k;
+		ck_assert_int_eq(pk_swap_buf_get(d->s, &pages[j], &idx[j]), 0);
+	}
+	for (unsigned k = 0; k < n; k++) {
+		d->recs[idx[k]] = (struct rec){ 'w', first + k, gen + k, pages[k] };
+		fill(pages[k], first + k, gen + k);
 		ud[k] = idx[k];
 	}
 	r = pk_swap_write_run(d->s, first, n, idx, ud);
@@ -1161,6 +1177,79 @@ START_TEST(test_write_run)
 	pk_swap_store_stats(s, &st);
 	ck_assert_uint_eq(st.writes, 23 + PK_SWAP_RUN_MAX + 4);
 	ck_assert_uint_eq(st.checksum_errors, 0);
+	watch_free(&w);
+	drv_free(&d);
+	pk_swap_store_close(s);
+}
+END_TEST
+
+/* 1 if the running kernel is at least major.minor. */
+static int kernel_at_least(unsigned major, unsigned minor)
+{
+	struct utsname u;
+	unsigned ma = 0, mi = 0;
+
+	ck_assert_int_eq(uname(&u), 0);
+	ck_assert_int_eq(sscanf(u.release, "%u.%u", &ma, &mi), 2);
+	return ma > major || (ma == major && mi >= minor);
+}
+
+/*
+ * A run of n pages is one write request from the registered buffer, with
+ * no page pinning: WRITE_FIXED when its buffers are adjacent (any
+ * kernel), WRITEV_FIXED when they are not (Linux >= 6.15; WRITEV before).
+ * Either way each slot reads back its own page, whatever the buffers'
+ * order.
+ */
+START_TEST(test_write_run_fixed)
+{
+	struct pk_swap_store *s;
+	struct pk_swap_stats st0, st;
+	struct driver d;
+	struct run_watch w;
+	uint64_t slot;
+	int vec_fixed = kernel_at_least(6, 15);
+
+	ck_assert_int_eq(pk_swap_store_open(&s, path, 1024 * PAGE, 64), 0);
+	drv_init(&d, s, 1024);
+	watch_init(&w, &d);
+	for (uint64_t i = 0; i < 600; i++)
+		ck_assert_int_eq(pk_swap_slot_alloc(s, &slot), 0);
+
+	/* Adjacent buffers, ascending: one WRITE_FIXED of 64 pages. */
+	pk_swap_store_stats(s, &st0);
+	ck_assert_int_eq(drv_run(&d, 100, 64, 10), 0);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.write_reqs - st0.write_reqs, 1);
+	ck_assert_uint_eq(st.run_writes_fixed - st0.run_writes_fixed, 1);
+	ck_assert_uint_eq(st.run_writes_pinned - st0.run_writes_pinned, 0);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 64);
+	verify_slots(&d, 100, 64);
+
+	/* The same buffers in reverse: one vectored write. */
+	watch_reset(&w);
+	pk_swap_store_stats(s, &st0);
+	ck_assert_int_eq(drv_run_order(&d, 200, 64, 20, 1), 0);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.write_reqs - st0.write_reqs, 1);
+	ck_assert_uint_eq(st.run_writes_fixed - st0.run_writes_fixed,
+			  vec_fixed ? 1 : 0);
+	ck_assert_uint_eq(st.run_writes_pinned - st0.run_writes_pinned,
+			  vec_fixed ? 0 : 1);
+	drain_runs(&w);
+	ck_assert_uint_eq(watch_check(&w, 0), 64);
+	verify_slots(&d, 200, 64);
+	verify_slots(&d, 100, 64);
+
+	/* Single pages still go from the registered buffer too. */
+	pk_swap_store_stats(s, &st0);
+	drv_io(&d, 'w', 300, 30);
+	drv_drain(&d);
+	pk_swap_store_stats(s, &st);
+	ck_assert_uint_eq(st.write_reqs - st0.write_reqs, 1);
+	verify_slots(&d, 300, 1);
+	ck_assert_uint_eq(st.checksum_errors + st.io_errors, 0);
 	watch_free(&w);
 	drv_free(&d);
 	pk_swap_store_close(s);
@@ -1737,6 +1826,7 @@ static Suite *swap_suite(void)
 	tcase_add_test(tc, test_tmpfs_and_buffered);
 	tcase_add_test(tc, test_buffered_on_scratch);
 	tcase_add_test(tc, test_write_run);
+	tcase_add_test(tc, test_write_run_fixed);
 	tcase_add_test(tc, test_write_run_refused);
 	tcase_add_test(tc, test_write_run_same_buffer_twice);
 	tcase_add_test(tc, test_write_run_sums);
