@@ -28,7 +28,7 @@
 #include "engine/log.h"
 #include "engine/metrics.h" /* issue 18: struct pk_host_stats */
 #include "swapper/swap_store.h"
-#include "swapper/victim.h"
+#include "engine/victim.h"
 
 struct pk_engine;
 struct pk_vm;

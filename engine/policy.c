@@ -57,10 +57,10 @@
 #include "engine/engine.h"
 #include "engine/vm.h"
 #include "engine/state.h"
+#include "engine/victim.h"
 #include "engine/vm_balloon.h"
 #include "hashing/canonical_store.h"
 #include "swapper/swap_store.h"
-#include "swapper/victim.h"
 
 #include <errno.h>
 #include <limits.h>

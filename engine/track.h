@@ -8,7 +8,7 @@
  * fault.c marks in the page table (PK_PTE_FLAG_WRITTEN) before it
  * unprotects the page.  At the next period's start the mark moves to
  * PK_PTE_FLAG_WRITTEN_PREV, so a page counts as written for one to two
- * periods: cold-first victims (swapper/victim.h, pk_victim_cold) take
+ * periods: cold-first victims (engine/victim.h, pk_victim_cold) take
  * pages marked neither, and are never blind right after a period began.
  *
  * Limits: writes only (a page the guest only reads counts as cold); a

@@ -12,7 +12,7 @@
  * (7..15) counted and rewritten as poisoned in the record, valid entries
  * kept; free leaves borrowed entries mapped and unmaps its own.
  * The write marks (pk_page_set_written) and the cold-first victim
- * policy over them (swapper/victim.h, pk_victim_cold): unmarked resident
+ * policy over them (engine/victim.h, pk_victim_cold): unmarked resident
  * pages first, then random ones, never busy or repeated ones.
  *
  * Why: the status report reads only the counters, and every memory
@@ -20,7 +20,7 @@
  * from the entries makes the daemon lie about guest memory.
  */
 #include "engine/page_table.h"
-#include "swapper/victim.h"
+#include "engine/victim.h"
 
 #include <check.h>
 #include <errno.h>

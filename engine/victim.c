@@ -9,7 +9,7 @@
  * not marked written (engine/track.h), then tops up with random ones:
  * it never evicts fewer pages than random would.
  */
-#include "swapper/victim.h"
+#include "engine/victim.h"
 
 #define PK_VICTIM_RUN 64
 #define PK_VICTIM_TRIES 64
