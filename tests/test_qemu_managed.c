@@ -90,9 +90,10 @@
  *    hand: two 256 MiB guests on a 320 MiB --budget, one with a swap disk
  *    of its own whose balloon can deliver, one whose checker holds most
  *    of its memory and whose balloon stops short.  The daemon balloons
- *    both through QMP before it evicts anything, marks the second short
- *    and swaps it; 0 checker errors, the guests end within the budget
- *    (meson test 'qemu_policy'; qemu_managed leaves it out).
+ *    both through QMP (no eviction before its first balloon target),
+ *    marks the second short and swaps it; 0 checker errors, the guests
+ *    end within the budget (meson test 'qemu_policy'; qemu_managed
+ *    leaves it out).
  *  - measurements (printed with units, "MEASURE" lines): boot time to the
  *    ready line with and without the shim and daemon (3 runs each,
  *    median), and the checker's verification rate with 0%, 50% and 80% of
@@ -1937,7 +1938,9 @@ static void pol_poll(struct pk_test_daemon *d, struct qmp_client *q,
  * that takes too much gives pages back rather than the guest killing
  * its checker).  The daemon
  * must leave high by itself, set balloon targets over QMP (the bridge
- * on the monitor the shim registered) before it evicts any page, shrink
+ * on the monitor the shim registered) no later than its first eviction
+ * (the same tick when the first tick that sees the guests is in hard
+ * already, as ESX's hard state balloons and swaps at once), shrink
  * bal through its balloon, mark locked's balloon short and swap its
  * shortfall; both checkers go on with 0 errors, nobody is killed, and the
  * guests end within the budget.
