@@ -888,7 +888,13 @@ START_TEST(test_event_fd_signals)
 		n += r;
 	}
 	ck_assert_int_eq(n, 20);
-	ck_assert_int_eq(poll(&pfd, 1, 0), 0); /* drained */
+	/* Drained.  A completion posted between a reap's eventfd read and
+	 * its drain of the CQ re-arms the fd (by design: none is missed), so
+	 * one spurious wakeup may be left; a reap then finds nothing, and
+	 * after it the fd is quiet. */
+	if (poll(&pfd, 1, 0) == 1)
+		ck_assert_int_eq(pk_swap_reap(s, on_done, &d), 0);
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
 	ck_assert_uint_eq(d.bad_result, 0);
 	drv_free(&d);
 	pk_swap_store_close(s);
