@@ -155,6 +155,24 @@ static int parse_size(const char *v, uint64_t *out)
 	return 0;
 }
 
+/* A size in whole pages from the environment variable name into *out:
+ * 1, or 0 when it is unset or does not parse (said on stderr). */
+static int env_pages(const char *name, const char *example, uint64_t *out)
+{
+	const char *v = env(name);
+	uint64_t n;
+
+	if (!v)
+		return 0;
+	if (parse_size(v, &n) || n % PK_PAGE_SIZE) {
+		pk_say("ignoring %s=%s (want a size in whole pages, e.g. %s)",
+		       name, v, example);
+		return 0;
+	}
+	*out = n;
+	return 1;
+}
+
 /* PAGEKEEPER_SHARES, _MIN, _MAX, _NO_BALLOON: the VM's own settings. */
 static void pick_settings(struct pk_preload *s)
 {
@@ -170,20 +188,10 @@ static void pick_settings(struct pk_preload *s)
 		else
 			s->settings.shares = (uint32_t)n, s->has_settings = 1;
 	}
-	if ((v = env("PAGEKEEPER_MIN"))) {
-		if (parse_size(v, &n) || n % PK_PAGE_SIZE)
-			pk_say("ignoring PAGEKEEPER_MIN=%s (want a size in whole "
-			       "pages, e.g. 512M)", v);
-		else
-			s->settings.min_bytes = n, s->has_settings = 1;
-	}
-	if ((v = env("PAGEKEEPER_MAX"))) {
-		if (parse_size(v, &n) || n % PK_PAGE_SIZE)
-			pk_say("ignoring PAGEKEEPER_MAX=%s (want a size in whole "
-			       "pages, e.g. 2G)", v);
-		else
-			s->settings.max_bytes = n, s->has_settings = 1;
-	}
+	if (env_pages("PAGEKEEPER_MIN", "512M", &s->settings.min_bytes))
+		s->has_settings = 1;
+	if (env_pages("PAGEKEEPER_MAX", "2G", &s->settings.max_bytes))
+		s->has_settings = 1;
 	if ((v = env("PAGEKEEPER_NO_BALLOON")) && strcmp(v, "0") != 0) {
 		s->settings.no_balloon = 1;
 		s->has_settings = 1;
