@@ -831,8 +831,10 @@ static void evict_next_batch(struct pk_vm *vm)
 		else if (r == 0)
 			reclaim_stop(vm, 0, "no more resident pages");
 	}
-	if (!vm->reclaim_left && !vm->n_evicting)
+	if (!vm->reclaim_left && !vm->n_evicting) {
+		pk_swap_dedup_unreserve(vm->engine);
 		reclaim_reply(vm);
+	}
 }
 
 void pk_evict_resume(struct pk_vm *vm)
@@ -870,6 +872,10 @@ int pk_reclaim_start(struct pk_vm *vm, uint64_t pages, int reply_fd,
 	vm->reclaim_reason = NULL;
 	vm->reclaim_start_us = now_us();
 	vm->reclaim_swapped = vm->reclaim_zero = vm->reclaim_aborted = 0;
+	/* Room for what it can evict: no more than is resident. */
+	pk_swap_dedup_reserve(vm->engine,
+			      pages < vm->pages.count[PK_PAGE_RESIDENT]
+				      ? pages : vm->pages.count[PK_PAGE_RESIDENT]);
 	evict_next_batch(vm);
 	return 0;
 }

@@ -76,6 +76,26 @@ int pk_swap_dedup_find(struct pk_vm *vm, uint64_t hash, uint64_t *slot)
 	return -ENOENT;
 }
 
+void pk_swap_dedup_reserve(struct pk_engine *e, uint64_t pages)
+{
+	uint64_t free_slots;
+
+	if (!e->swap_index)
+		return;
+	free_slots = pk_swap_slots_total(e->swap) - pk_swap_slots_used(e->swap);
+	if (pages > free_slots)
+		pages = free_slots;
+	/* -ENOMEM: the index grows as the entries come, as without. */
+	(void)pk_index_reserve(e->swap_index,
+			       pk_index_entries(e->swap_index) + pages);
+}
+
+void pk_swap_dedup_unreserve(struct pk_engine *e)
+{
+	if (e->swap_index)
+		(void)pk_index_reserve(e->swap_index, 0);
+}
+
 void pk_swap_dedup_prefetch(const struct pk_engine *e, uint64_t hash)
 {
 	if (e->swap_index)

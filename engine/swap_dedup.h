@@ -44,6 +44,18 @@ int pk_swap_dedup_find(struct pk_vm *vm, uint64_t hash, uint64_t *slot);
  * (pk_index_prefetch()). */
 void pk_swap_dedup_prefetch(const struct pk_engine *e, uint64_t hash);
 
+/*
+ * An eviction of up to `pages` pages starts (pk_reclaim_start()): make
+ * room in the index for that many more entries at once, capped at the
+ * swap file's free slots, rather than grow it a dozen times as they
+ * come, and keep swap-ins meanwhile from shrinking it, until an eviction
+ * ends (pk_swap_dedup_unreserve(); with several VMs evicting, the first
+ * to end lifts the floor for all: the others' tables may then shrink
+ * and grow again as without a reserve).  Failure only costs the growth.
+ */
+void pk_swap_dedup_reserve(struct pk_engine *e, uint64_t pages);
+void pk_swap_dedup_unreserve(struct pk_engine *e);
+
 /* Drop one owner of slot; the last one un-indexes and frees it. */
 void pk_swap_slot_put(struct pk_engine *e, uint64_t slot);
 

@@ -53,6 +53,7 @@ struct pk_content_index {
 	struct slot *slots;
 	size_t n_slots;
 	size_t n_entries;
+	size_t floor_slots; /* pk_index_reserve(): no shrinking below */
 };
 
 static uint64_t mix(uint64_t h)
@@ -223,8 +224,26 @@ static void maybe_shrink(struct pk_content_index *idx)
 {
 	size_t n = idx->n_slots;
 
-	if (n > MIN_SLOTS && idx->n_entries * 4 < n)
+	if (n > MIN_SLOTS && n / 2 >= idx->floor_slots &&
+	    idx->n_entries * 4 < n)
 		(void)rehash(idx, n / 2 > MIN_SLOTS ? n / 2 : MIN_SLOTS);
+}
+
+int pk_index_reserve(struct pk_content_index *idx, size_t entries)
+{
+	size_t n = idx->n_slots;
+
+	idx->floor_slots = 0;
+	if (entries == 0)
+		return 0;
+	/* The size insert's 1.5x steps would reach: they start from the
+	 * same n, so a reserve and a plain fill end up alike. */
+	while (entries * 8 > n * 7)
+		n += n / 2;
+	if (n != idx->n_slots && rehash(idx, n) < 0)
+		return -ENOMEM;
+	idx->floor_slots = n;
+	return 0;
 }
 
 int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref)

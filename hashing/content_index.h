@@ -46,6 +46,16 @@ void pk_index_destroy(struct pk_content_index *idx);
  */
 int pk_index_insert(struct pk_content_index *idx, uint64_t hash, uint64_t ref);
 
+/*
+ * Makes room for `entries` entries in all: grows the table at once to
+ * the size inserts would grow it to one step at a time (one rehash and
+ * one new mapping instead of a dozen), and keeps removals from shrinking
+ * it below that until pk_index_reserve(idx, 0) lifts the floor.  For a
+ * caller that knows a burst of inserts is coming (an eviction of N
+ * pages).  -ENOMEM leaves the table as it was, the floor lifted.
+ */
+int pk_index_reserve(struct pk_content_index *idx, size_t entries);
+
 /* Removes (hash, ref).  -ENOENT if absent. */
 int pk_index_remove(struct pk_content_index *idx, uint64_t hash, uint64_t ref);
 

@@ -389,6 +389,55 @@ START_TEST(test_index_growth)
 }
 END_TEST
 
+/*
+ * A reserve grows the table once, to the size the inserts would have
+ * grown it to, so they then insert without a growth; the floor keeps
+ * removals from shrinking it until it is lifted, and lifting it lets the
+ * next removal shrink the table again.  Everything stays findable.
+ */
+START_TEST(test_index_reserve)
+{
+	const uint64_t N = 50000;
+	struct pk_content_index *idx, *plain;
+	uint64_t st = 7, s0 = st;
+	size_t slots;
+
+	EQ(pk_index_create(&idx), 0);
+	EQ(pk_index_create(&plain), 0);
+	EQ(pk_index_insert(idx, 1, 1), 0);
+	EQ(pk_index_reserve(idx, N + 1), 0);
+	slots = pk_index_slots(idx);
+	GE(slots, (N + 1) * 8 / 7);
+	for (uint64_t i = 0; i < N; i++) {
+		uint64_t h = xorshift(&st);
+		EQ(pk_index_insert(idx, h, i + 2), 0);
+		EQ(pk_index_insert(plain, h, i + 2), 0);
+		/* No growth: the reserve made room for them all. */
+		EQ(pk_index_slots(idx), slots);
+	}
+	EQ(pk_index_insert(plain, 1, 1), 0);
+	EQ(pk_index_slots(idx), pk_index_slots(plain));
+	/* Removals down to a few entries: the floor holds the size. */
+	st = s0;
+	for (uint64_t i = 0; i < N - 10; i++)
+		EQ(pk_index_remove(idx, xorshift(&st), i + 2), 0);
+	EQ(pk_index_slots(idx), slots);
+	EQ(pk_index_contains(idx, 1, 1), 1);
+	/* Lifted: the next removal shrinks it. */
+	EQ(pk_index_reserve(idx, 0), 0);
+	EQ(pk_index_remove(idx, 1, 1), 0);
+	LT(pk_index_slots(idx), slots);
+	for (uint64_t i = N - 10; i < N; i++)
+		EQ(pk_index_contains(idx, xorshift(&st), i + 2), 1);
+	/* A reserve that fits sets only the floor. */
+	slots = pk_index_slots(idx);
+	EQ(pk_index_reserve(idx, 5), 0);
+	EQ(pk_index_slots(idx), slots);
+	pk_index_destroy(idx);
+	pk_index_destroy(plain);
+}
+END_TEST
+
 static bool sweep_keep_alive(void *arg, uint64_t hash, uint64_t ref)
 {
 	const unsigned char *dead = arg;
@@ -1503,6 +1552,7 @@ static Suite *hashing_suite(void)
 	tcase_add_test(tc, test_index_basics);
 	tcase_add_test(tc, test_index_random_model);
 	tcase_add_test(tc, test_index_growth);
+	tcase_add_test(tc, test_index_reserve);
 	tcase_add_test(tc, test_index_sweep);
 	tcase_add_test(tc, test_canon_identical_content_shares);
 	tcase_add_test(tc, test_canon_collision_never_merged);
