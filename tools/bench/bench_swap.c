@@ -13,7 +13,10 @@
  * B. eviction bandwidth: a RECLAIM of a fully resident region against
  * fio's sequential O_DIRECT writes of the same size (4 KiB QD64, 1 MiB
  * QD8).  Goals: pagekeeperd >= 0.80x fio 4k and >= 0.80x fio 1M (the
- * disk's large-write bandwidth).  In A and B, pk-volatile (a
+ * disk's large-write bandwidth).  The daemons' CPU time (/proc, all
+ * threads) from request to reply is printed per GiB evicted, and as a
+ * share of one CPU at the median rate: near 100 % means the eviction is
+ * CPU-bound and other load on the CPUs slows it.  In A and B, pk-volatile (a
  * second pagekeeperd with --volatile-state: VM records and canonical
  * copies in its memory) is the anchor of what the durable state costs:
  * durable / volatile ratios, no goal.

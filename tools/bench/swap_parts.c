@@ -171,8 +171,9 @@ int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *
 				r + 1, o->rounds, bw_variant_name(v), mib);
 			if (v == BV_DAEMON || v == BV_VOLATILE) {
 				struct swap_env tmp, *e = env_of(env, v == BV_VOLATILE, &tmp);
+				double cpu_s = 0;
 				ret = pk_evict_round(e, pages, round_seed(o->seed, 100 + r), &rr,
-						     err, sizeof(err));
+						     &cpu_s, err, sizeof(err));
 				env->vm_seq = e->vm_seq;
 				if (ret == 0 && (rr.elapsed_us == 0 || rr.wall_ns == 0)) {
 					snprintf(err, sizeof(err), "RECLAIM reply has elapsed_us 0");
@@ -182,6 +183,7 @@ int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *
 					double w = (double)rr.pages_swapped * BENCH_PAGE / (1 << 20);
 					x->mib_s[x->rounds] = w / ((double)rr.elapsed_us / 1e6);
 					x->wall_mib_s[x->rounds] = w / ((double)rr.wall_ns / 1e9);
+					x->cpu_s_gib[x->rounds] = w > 0 ? cpu_s / (w / 1024) : 0;
 				}
 			} else {
 				int big = v == BV_FIO_1M;
@@ -207,8 +209,10 @@ int bandwidth_part(const struct swap_opts *o, struct swap_env *env, const char *
 		struct bw_result *x = &res->bw[v];
 		x->ran = true;
 		x->median_mib_s = median(x->mib_s, x->rounds);
-		if (v == BV_DAEMON || v == BV_VOLATILE)
+		if (v == BV_DAEMON || v == BV_VOLATILE) {
 			x->median_wall_mib_s = median(x->wall_mib_s, x->rounds);
+			x->median_cpu_s_gib = median(x->cpu_s_gib, x->rounds);
+		}
 	}
 	watchdog_set_daemon(env->wd, env->daemon);
 	return 0;

@@ -163,6 +163,14 @@ static void text_bandwidth(const struct swap_results *r, FILE *out)
 				x->median_wall_mib_s);
 		fputc('\n', out);
 	}
+	for (int v = BV_DAEMON; v <= BV_VOLATILE; v++) {
+		const struct bw_result *x = &r->bw[v];
+		double lo, hi, busy = x->median_cpu_s_gib * x->median_mib_s / 1024;
+		minmax(x->cpu_s_gib, x->rounds, &lo, &hi);
+		fprintf(out, "  %s CPU: %.2f s per GiB evicted (rounds %.2f..%.2f s), "
+			"%.0f %% of one CPU at its median rate\n", bw_variant_name(v),
+			x->median_cpu_s_gib, lo, hi, busy * 100);
+	}
 	fprintf(out, "  fio: %s, --rw=write --direct=1 --ioengine=io_uring, fresh file per run\n",
 		r->fio_version);
 	d = bw_ratio(r, BV_FIO_4K, false, &ok);
@@ -304,8 +312,14 @@ static json_object *json_bandwidth(const struct swap_results *r)
 		for (unsigned i = 0; i < x->rounds; i++)
 			json_object_array_add(rs, jd(x->mib_s[i]));
 		put(o, "round_mib_per_s", rs);
-		if (v == BV_DAEMON || v == BV_VOLATILE)
+		if (v == BV_DAEMON || v == BV_VOLATILE) {
+			json_object *cs = json_object_new_array();
 			put(o, "median_wall_mib_per_s", jd(x->median_wall_mib_s));
+			put(o, "median_cpu_s_per_gib", jd(x->median_cpu_s_gib));
+			for (unsigned i = 0; i < x->rounds; i++)
+				json_object_array_add(cs, jd(x->cpu_s_gib[i]));
+			put(o, "round_cpu_s_per_gib", cs);
+		}
 		put(b, keys[v], o);
 	}
 	d = bw_ratio(r, BV_FIO_4K, false, &ok);

@@ -46,7 +46,8 @@ struct bw_result {
 	unsigned rounds;
 	double mib_s[SWAP_MAX_ROUNDS];		/* daemon: by its elapsed_us; fio: bw */
 	double wall_mib_s[SWAP_MAX_ROUNDS];	/* daemons only: by our clock */
-	double median_mib_s, median_wall_mib_s;
+	double cpu_s_gib[SWAP_MAX_ROUNDS];	/* daemons only: CPU s per GiB out */
+	double median_mib_s, median_wall_mib_s, median_cpu_s_gib;
 };
 
 struct seq_result {

@@ -8,6 +8,7 @@
 #include "bench_mem.h"
 #include "engine/client/pagekeeper-client.h"
 #include "file_floor.h"
+#include "proc_mem.h"
 #include "swap_touch.h"
 #include "timing.h"
 
@@ -217,16 +218,28 @@ int floor_swapin_round(struct swap_env *env, size_t region_pages,
 }
 
 int pk_evict_round(struct swap_env *env, size_t pages, uint64_t seed,
-		   struct reclaim_result *rr, char *err, size_t err_len)
+		   struct reclaim_result *rr, double *cpu_s, char *err,
+		   size_t err_len)
 {
 	struct bench_mem mem;
 	struct pk_client *c;
 	char vm[64];
+	double cpu0, cpu1;
 	int r = attach_filled(env, pages, seed, &mem, &c, vm, sizeof(vm), err, err_len);
 
 	if (r < 0)
 		return r;
-	r = evict_all(env, vm, pages, rr, err, err_len);
+	r = proc_cpu_seconds(env->daemon->pid, &cpu0);
+	if (r == 0)
+		r = evict_all(env, vm, pages, rr, err, err_len);
+	else
+		snprintf(err, err_len, "reading the daemon's CPU time: %s",
+			 strerror(-r));
+	if (r == 0 && (r = proc_cpu_seconds(env->daemon->pid, &cpu1)) < 0)
+		snprintf(err, err_len, "reading the daemon's CPU time: %s",
+			 strerror(-r));
+	if (r == 0)
+		*cpu_s = cpu1 - cpu0;
 	detach_free(env, &mem, c);
 	return r;
 }

@@ -49,8 +49,11 @@ int floor_swapin_round(struct swap_env *env, size_t region_pages,
 		       uint64_t *lat_ns, size_t *resident_before,
 		       char *err, size_t err_len);
 
+/* One RECLAIM of a filled region; *cpu_s: the daemon's CPU time (user +
+ * system, all its threads) from the request to the reply. */
 int pk_evict_round(struct swap_env *env, size_t pages, uint64_t seed,
-		   struct reclaim_result *rr, char *err, size_t err_len);
+		   struct reclaim_result *rr, double *cpu_s, char *err,
+		   size_t err_len);
 
 /* Sequential sweeps of a whole region of pages; *ns: the sweep. */
 int pk_seq_round(struct swap_env *env, size_t pages, uint64_t seed, uint64_t *ns,
