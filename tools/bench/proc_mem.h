@@ -2,8 +2,8 @@
  * proc_mem.h - machine memory and CPU time as /proc shows them.
  *
  * What: MemAvailable and MemFree of the machine, and the free pages held
- * on per-CPU lists that MemFree leaves out; a process's CPU time
- * (utime + stime); its PSS (smaps_rollup, total and anonymous) and its
+ * on per-CPU lists that MemFree leaves out; a process's CPU time (its
+ * CPU clock, in ns, else /proc's utime + stime); its PSS (smaps_rollup, total and anonymous) and its
  * anonymous RSS (status); the PSS
  * of one mapping of a given length and whether KSM may merge it (VmFlags
  * "mg"); and the bytes a guest's memfd really holds in memory.
@@ -39,7 +39,8 @@ struct meminfo {
  */
 int meminfo_read(struct meminfo *m);
 
-/* utime + stime of pid in seconds.  0 or -errno (e.g. -ESRCH). */
+/* CPU time of pid (all its threads) in seconds: its CPU clock
+ * (clock_getcpuclockid, ns), else utime + stime.  0 or -errno (-ESRCH). */
 int proc_cpu_seconds(pid_t pid, double *out);
 
 struct proc_pss {
