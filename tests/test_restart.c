@@ -328,6 +328,14 @@ static int all_merged(struct pk_test_daemon *d, const char *const *names,
 	return 1;
 }
 
+/* Every guest gone from the daemon's list, then a clean stop (exit 0). */
+static void stop_once_detached(struct pk_test_daemon *d)
+{
+	ck_assert_int_eq(pk_test_wait_vm_count(d->sock, 0, scaled_ms(DETACH_MS)),
+			 0);
+	pk_test_daemon_stop_ok(d);
+}
+
 START_TEST(sigterm_keeps_state)
 {
 	const char *const names[2] = { "keep-a", "keep-b" };
@@ -417,9 +425,7 @@ START_TEST(sigterm_keeps_state)
 	for (int i = 0; i < 2; i++)
 		run_and_verify(&g[i], SHARE_MIB,
 			       (swapped[i] + merged[i]) * MIB_PAGES);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
-	pk_test_daemon_stop_ok(&d);
+	stop_once_detached(&d);
 }
 END_TEST
 
@@ -695,9 +701,7 @@ START_TEST(identity)
 	ck_assert_double_eq(vm_field(&d, "ident", "swapped_mib"), 8);
 	ck_assert_double_eq(vm_field(&d, "ident", "pid"), g.pid);
 	run_and_verify(&g, UNIQUE_MIB, 8 * MIB_PAGES);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
-	pk_test_daemon_stop_ok(&d);
+	stop_once_detached(&d);
 }
 END_TEST
 
@@ -814,9 +818,7 @@ START_TEST(lock)
 			    8 * MIB_PAGES);
 	/* The swapped pages are read back from that file, checksummed. */
 	run_and_verify(&g, UNIQUE_MIB, 8 * MIB_PAGES);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
-	pk_test_daemon_stop_ok(&d);
+	stop_once_detached(&d);
 }
 END_TEST
 
@@ -971,9 +973,7 @@ START_TEST(swap_file_lost)
 	rc = guest_finish(&g, DETACH_MS);
 	ck_assert_msg(rc == -SIGBUS, "pk-guestsim with lost pages ended with "
 		      "%d, want -SIGBUS (%d)", rc, -SIGBUS);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
-	pk_test_daemon_stop_ok(&d);
+	stop_once_detached(&d);
 }
 END_TEST
 
@@ -1092,10 +1092,8 @@ START_TEST(set_survives_restart)
 		   "what pagekeeper set gave");
 
 	pk_client_detach(c);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
+	stop_once_detached(&d);
 	pk_test_guest_destroy(&g);
-	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -1187,10 +1185,8 @@ START_TEST(record_v2_loads)
 				  p % 251 + 1);
 
 	pk_client_detach(c);
-	ck_assert_int_eq(pk_test_wait_vm_count(d.sock, 0, scaled_ms(DETACH_MS)),
-			 0);
+	stop_once_detached(&d);
 	pk_test_guest_destroy(&g);
-	pk_test_daemon_stop_ok(&d);
 }
 END_TEST
 
